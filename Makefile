@@ -1,0 +1,37 @@
+# The README's commands. `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test test-all bench lint clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## Synthetic subject -> fit -> grids -> clean -> evaluation report (CPU, a few minutes).
+demo: setup
+	$(BIN)/python -m sensor_removal demo --out demo
+
+## The default test suite (fast; CI runs this).
+test: setup
+	$(BIN)/python -m pytest
+
+## Everything, including tests marked slow.
+test-all: setup
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+## Side-by-side speed measurements (ours vs a plain baseline), printed as ratios.
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+lint: setup
+	$(BIN)/python -m ruff check .
+
+clean-demo:
+	rm -rf demo

@@ -1,0 +1,3 @@
+from sensor_removal.cli import main
+
+raise SystemExit(main())

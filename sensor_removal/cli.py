@@ -1,0 +1,116 @@
+"""``python -m sensor_removal`` — one entry point for the training side.
+
+* ``fit`` / ``validate`` / ``predict``: LightningCLI over :class:`CycleGAN` and
+  :class:`FramesDataModule`. ``conf/default.yaml`` (the paper's defaults) is loaded first,
+  then ``--config`` files, then command-line overrides. The parser runs in jsonargparse's
+  ``omegaconf+`` mode: ``${…}`` references are resolved once, after every override, so
+  ``--trainer.default_root_dir DIR`` also moves the logger and the checkpoints that
+  refer to it (NOTES.md "Lightning"). Use relative references (``${..subject}``).
+* ``synth``: build the synthetic subject (:mod:`sensor_removal.synthetic`).
+* ``clean``: clean whole videos with a trained generator (:mod:`sensor_removal.clean`).
+
+A bad manifest or bad input ends with one clear message and exit code 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from sensor_removal.data import FramesDataModule
+from sensor_removal.manifest import ManifestError
+from sensor_removal.module import CycleGAN
+from sensor_removal.video import VideoError
+
+#: The repository's config folder (the CLI reads ``default.yaml`` from here).
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+DEFAULT_CONFIG = CONF_DIR / "default.yaml"
+#: Strategy for more than one device: a GAN step leaves the other networks without
+#: gradients, which plain DDP rejects (NOTES.md "Lightning").
+MULTI_DEVICE_STRATEGY = "ddp_find_unused_parameters_true"
+
+
+class SensorRemovalCLI(LightningCLI):
+    """LightningCLI with the project's defaults and a ``subject`` name for the run."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--subject",
+            type=str,
+            default="subject",
+            help="Name of the subject: the W&B group and the run folder refer to it.",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+        trainer = cfg.trainer
+        if trainer.strategy in ("auto", None, "ddp") and (
+            _count(trainer.devices) > 1 or _count(trainer.num_nodes) > 1
+        ):
+            trainer.strategy = MULTI_DEVICE_STRATEGY
+
+
+def _count(value: object) -> int:
+    """Number of devices/nodes a Trainer argument asks for (1 when unknown: 'auto')."""
+    if isinstance(value, (list, tuple)):
+        return len(value)
+    if isinstance(value, str) and "," in value:
+        return len([v for v in value.split(",") if v.strip()])
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 1
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> SensorRemovalCLI:
+    defaults = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []
+    subcommand_kwargs = {"default_config_files": defaults}
+    return SensorRemovalCLI(
+        CycleGAN,
+        FramesDataModule,
+        parser_kwargs={
+            "parser_mode": "omegaconf+",
+            **{name: dict(subcommand_kwargs) for name in ("fit", "validate", "test", "predict")},
+        },
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+        args=args,
+        run=run,
+    )
+
+
+def _lightning_main(argv: list[str] | None) -> int:
+    try:
+        with warnings.catch_warnings():
+            # Explicit arguments (tests, the demo) are meant to replace the process's own.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            build_cli(argv)
+    except (ManifestError, VideoError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    explicit = argv is not None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else ""
+    if command == "synth":
+        from sensor_removal.synthetic import main as synth_main
+
+        return synth_main(argv[1:])
+    if command == "clean":
+        from sensor_removal.clean import main as clean_main
+
+        return clean_main(argv[1:])
+    # LightningCLI reads sys.argv itself unless given explicit arguments.
+    return _lightning_main(argv if explicit else None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

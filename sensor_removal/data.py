@@ -1,0 +1,379 @@
+"""Training frames (DESIGN.md "Training"; paper Sec. 3.2).
+
+The paper trains each subject's CycleGAN on a *uniformly random* 2 % of all frames of
+each domain — random rather than equidistant, because equidistant sampling at a fixed
+stride can systematically miss short events such as blinks. The frames are cut with the
+recording's fixed bbox, resized to the load size (286) and cached once as uint8 on
+disk, so that 30 epochs and every later run of the same subject decode nothing.
+Augmentation follows the CycleGAN recipe: random 256 crop, horizontal flip, [-1, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from sensor_removal.manifest import Recording, Subject, load_manifest
+from sensor_removal.video import VideoError, crop_resize, iter_frames, probe
+
+log = logging.getLogger(__name__)
+
+Domain = Literal["sensor", "normal"]
+DOMAINS: tuple[Domain, ...] = ("sensor", "normal")
+#: Bump when the cache layout or the crop changes, so stale caches are not reused.
+CACHE_VERSION = 1
+
+
+def to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 RGB ``(H, W, 3)`` or ``(N, H, W, 3)`` → float ``(N, 3, H, W)`` in [-1, 1]."""
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+        frames = np.array(frames)  # memory-mapped cache rows are read-only
+    t = torch.as_tensor(frames)
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float ``(N, 3, H, W)`` in [-1, 1] → uint8 RGB ``(N, H, W, 3)`` (rounded, clipped)."""
+    x = images.detach().float().add(1.0).mul_(127.5).round_().clamp_(0, 255)
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """One sampled frame: which recording, which frame."""
+
+    recording: str
+    frame: int
+
+
+def sample_frames(frame_counts: dict[str, int], fraction: float, seed: int) -> list[FrameRef]:
+    """Draw a uniformly random, seeded ``fraction`` of all frames of one domain.
+
+    The frames of all the domain's recordings form one pool (paper Sec. 3.2: 2 % of the
+    frames, random so that blinks are not missed by a fixed stride). At least one frame is
+    drawn. The result is sorted by recording then frame, ready for one sequential decode
+    pass per video. The same counts, fraction and seed always give the same frames.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    names = sorted(frame_counts)
+    sizes = np.array([frame_counts[n] for n in names], dtype=np.int64)
+    total = int(sizes.sum())
+    if total <= 0:
+        return []
+    k = max(1, int(round(fraction * total)))
+    rng = np.random.default_rng(seed)
+    flat = np.sort(rng.choice(total, size=k, replace=False))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    which = np.searchsorted(starts, flat, side="right") - 1
+    return [FrameRef(names[w], int(f - starts[w])) for w, f in zip(which, flat)]
+
+
+def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``range(n)`` into train and validation indices (paper: 90 / 10).
+    Keeps at least one training item, and one validation item when n >= 2."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(val_fraction * n))
+    if n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    else:
+        n_val = 0
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _domain_seed(seed: int, domain: Domain) -> int:
+    """Independent, reproducible stream per domain derived from the run's seed."""
+    return int(np.random.SeedSequence([seed, DOMAINS.index(domain)]).generate_state(1)[0])
+
+
+def _file_identity(path: Path) -> dict[str, object]:
+    st = path.stat()
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def cache_key(subject: Subject, fraction: float, seed: int, load_size: int, frame_counts: dict[str, int]) -> str:
+    """Key of a frame cache: the manifest's content (recordings, bboxes, video files) and
+    the sampling parameters. Anything that changes the cached pixels changes the key."""
+    doc = {
+        "version": CACHE_VERSION,
+        "subject": subject.subject,
+        "recordings": [
+            {
+                "name": r.name,
+                "condition": r.condition,
+                "bbox": list(r.bbox),
+                "video": _file_identity(r.path),
+                "frames": frame_counts[r.name],
+            }
+            for r in subject.recordings
+            if r.condition in DOMAINS
+        ],
+        "fraction": fraction,
+        "seed": seed,
+        "load_size": load_size,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def decode_crops(rec: Recording, frames: list[int], load_size: int) -> np.ndarray:
+    """Decode ``frames`` of ``rec`` in one sequential pass, crop with the bbox and resize
+    to ``load_size``. Returns ``(len(frames), load_size, load_size, 3)`` uint8."""
+    out = np.empty((len(frames), load_size, load_size, 3), dtype=np.uint8)
+    pos = {f: i for i, f in enumerate(frames)}
+    done = 0
+    for index, frame in iter_frames(rec.path, frames):
+        out[pos[index]] = crop_resize(frame, rec.bbox, load_size)
+        done += 1
+    if done != len(frames):
+        raise VideoError(f"{rec.path}: decoded {done} of the {len(frames)} sampled frames of recording {rec.name!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class FrameCache:
+    """The cached crops of one subject: per domain an ``(N, S, S, 3)`` uint8 array
+    (memory-mapped) and the :class:`FrameRef` of each row."""
+
+    path: Path
+    frames: dict[str, np.ndarray]
+    refs: dict[str, list[FrameRef]]
+
+
+def build_frame_cache(
+    subject: Subject,
+    cache_root: Path,
+    fraction: float,
+    seed: int,
+    load_size: int,
+    workers: int = 2,
+) -> FrameCache:
+    """Sample, decode and store the training frames of ``subject`` unless an identical
+    cache already exists (then nothing is decoded). Writes into a temporary folder that
+    is renamed into place when complete, so an interrupted build leaves no cache."""
+    recs = [r for r in subject.recordings if r.condition in DOMAINS]
+    counts = {r.name: probe(r.path).frame_count for r in recs}
+    key = cache_key(subject, fraction, seed, load_size, counts)
+    final = Path(cache_root) / f"{subject.subject}-{key}"
+    if (final / "index.json").is_file():
+        return load_frame_cache(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        by_name = {r.name: r for r in recs}
+        refs: dict[str, list[FrameRef]] = {}
+        jobs: list[tuple[str, Recording, list[int]]] = []
+        for domain in DOMAINS:
+            domain_counts = {r.name: counts[r.name] for r in recs if r.condition == domain}
+            refs[domain] = sample_frames(domain_counts, fraction, _domain_seed(seed, domain))
+            for name in sorted(domain_counts):
+                wanted = [ref.frame for ref in refs[domain] if ref.recording == name]
+                if wanted:
+                    jobs.append((domain, by_name[name], wanted))
+        # Videos decode independently; OpenCV releases the GIL, so threads overlap them.
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            crops = list(pool.map(lambda job: decode_crops(job[1], job[2], load_size), jobs))
+        for domain in DOMAINS:
+            parts = [c for (d, _, _), c in zip(jobs, crops) if d == domain]
+            arr = np.concatenate(parts) if parts else np.empty((0, load_size, load_size, 3), np.uint8)
+            np.save(tmp / f"{domain}.npy", arr)
+        index = {
+            "subject": subject.subject,
+            "manifest": str(subject.manifest_path),
+            "fraction": fraction,
+            "seed": seed,
+            "load_size": load_size,
+            "refs": {d: [[r.recording, r.frame] for r in refs[d]] for d in DOMAINS},
+        }
+        (tmp / "index.json").write_text(json.dumps(index))
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished the same cache first
+            if not (final / "index.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("frame cache written: %s", final)
+    return load_frame_cache(final)
+
+
+def load_frame_cache(path: Path) -> FrameCache:
+    index = json.loads((Path(path) / "index.json").read_text())
+    frames = {d: np.load(Path(path) / f"{d}.npy", mmap_mode="r") for d in DOMAINS}
+    refs = {d: [FrameRef(n, int(f)) for n, f in index["refs"][d]] for d in DOMAINS}
+    return FrameCache(path=Path(path), frames=frames, refs=refs)
+
+
+def augment(image: torch.Tensor, crop_size: int, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """CycleGAN augmentation of one ``(3, S, S)`` image in [-1, 1]: a random
+    ``crop_size`` crop and a random horizontal flip when training; the centre crop
+    otherwise (deterministic validation)."""
+    _, h, w = image.shape
+    if train:
+        top = int(torch.randint(0, h - crop_size + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - crop_size + 1, (1,), generator=generator))
+    else:
+        top, left = (h - crop_size) // 2, (w - crop_size) // 2
+    out = image[:, top : top + crop_size, left : left + crop_size]
+    if train and bool(torch.rand((), generator=generator) < 0.5):
+        out = out.flip(-1)
+    return out
+
+
+class UnpairedFrames(Dataset):
+    """Items ``{"sensor": x, "normal": y}``: a sensor frame and an *independently drawn*
+    normal frame (unpaired training, as in CycleGAN). Length is the larger domain.
+    For validation the normal frame is chosen by index, so batches are reproducible."""
+
+    def __init__(
+        self,
+        sensor: np.ndarray,
+        normal: np.ndarray,
+        crop_size: int,
+        train: bool,
+        sensor_rows: np.ndarray | None = None,
+        normal_rows: np.ndarray | None = None,
+    ) -> None:
+        # ``*_rows`` select rows of (memory-mapped) cache arrays without copying them.
+        self.sensor, self.normal = sensor, normal
+        self.sensor_rows = np.arange(len(sensor)) if sensor_rows is None else np.asarray(sensor_rows)
+        self.normal_rows = np.arange(len(normal)) if normal_rows is None else np.asarray(normal_rows)
+        if len(self.sensor_rows) == 0 or len(self.normal_rows) == 0:
+            raise ValueError("both domains need at least one frame; raise `fraction` or add recordings")
+        self.crop_size, self.train = crop_size, train
+
+    def __len__(self) -> int:
+        return max(len(self.sensor_rows), len(self.normal_rows))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s = self.sensor[self.sensor_rows[i % len(self.sensor_rows)]]
+        if self.train:
+            j = int(torch.randint(0, len(self.normal_rows), (1,)))
+        else:
+            j = i % len(self.normal_rows)
+        n = self.normal[self.normal_rows[j]]
+        return {
+            "sensor": augment(to_tensor(np.asarray(s))[0], self.crop_size, self.train),
+            "normal": augment(to_tensor(np.asarray(n))[0], self.crop_size, self.train),
+        }
+
+
+class FramesDataModule(pl.LightningDataModule):
+    """One subject's training frames.
+
+    Args:
+        manifest: the subject's manifest (YAML/JSON). ``--data.manifest PATH`` points any
+            config at another subject.
+        fraction: share of each domain's frames used for training (paper: 0.02).
+        seed: seed of the frame sample and the train/validation split; a resumed run
+            draws the same frames.
+        load_size: side of the cached crop (paper: 286).
+        crop_size: side of the random training crop (paper: 256); also the resolution
+            the cleaner runs the generator at.
+        val_fraction: share of the sampled frames held out for validation (paper: 0.1).
+        batch_size: images per domain per step (the paper and CycleGAN use 1).
+        num_workers: DataLoader worker processes.
+        cache_dir: where frame caches live; default ``<manifest folder>/.frame_cache``.
+        decode_workers: videos decoded in parallel while building the cache.
+    """
+
+    def __init__(
+        self,
+        manifest: str,
+        fraction: float = 0.02,
+        seed: int = 0,
+        load_size: int = 286,
+        crop_size: int = 256,
+        val_fraction: float = 0.1,
+        batch_size: int = 1,
+        num_workers: int = 2,
+        cache_dir: str | None = None,
+        decode_workers: int = 2,
+    ) -> None:
+        super().__init__()
+        if crop_size > load_size:
+            raise ValueError(f"crop_size ({crop_size}) must not exceed load_size ({load_size})")
+        if crop_size % 4:
+            raise ValueError(f"crop_size ({crop_size}) must be divisible by 4 (two stride-2 stages)")
+        self.save_hyperparameters()
+        # Validate once, at construction: a bad manifest stops the CLI before any work.
+        self.subject = load_manifest(manifest)
+        self.cache_root = Path(cache_dir) if cache_dir else self.subject.manifest_path.parent / ".frame_cache"
+        self.cache: FrameCache | None = None
+        self._splits: dict[str, dict[str, np.ndarray]] = {}
+
+    def prepare_data(self) -> None:
+        """Build the frame cache (Lightning calls this on one process per node)."""
+        self._build()
+
+    def _build(self) -> FrameCache:
+        hp = self.hparams
+        return build_frame_cache(
+            self.subject, self.cache_root, hp.fraction, hp.seed, hp.load_size, hp.decode_workers
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.cache is not None:
+            return
+        self.cache = self._build()  # found on disk: decodes nothing
+        for domain in DOMAINS:
+            arr = self.cache.frames[domain]
+            train, val = split_train_val(len(arr), self.hparams.val_fraction, _domain_seed(self.hparams.seed, domain) + 1)
+            self._splits[domain] = {"train": train, "val": val}
+
+    def frames(self, domain: Domain, split: Literal["train", "val"]) -> np.ndarray:
+        """The cached uint8 crops ``(N, load, load, 3)`` of ``domain`` in ``split``."""
+        if self.cache is None:
+            self.setup()
+        assert self.cache is not None
+        return np.asarray(self.cache.frames[domain][self._splits[domain][split]])
+
+    def _dataset(self, split: Literal["train", "val"]) -> UnpairedFrames:
+        if self.cache is None:
+            self.setup()
+        assert self.cache is not None
+        return UnpairedFrames(
+            self.cache.frames["sensor"],
+            self.cache.frames["normal"],
+            self.hparams.crop_size,
+            split == "train",
+            sensor_rows=self._splits["sensor"][split],
+            normal_rows=self._splits["normal"][split],
+        )
+
+    def _loader(self, split: Literal["train", "val"]) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self._dataset(split),
+            batch_size=self.hparams.batch_size,
+            shuffle=split == "train",
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("val")
