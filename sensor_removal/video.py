@@ -156,9 +156,24 @@ def crop_resize(frame: np.ndarray, bbox: tuple[int, int, int, int], size: int) -
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Read once at import: ``os.umask`` can only be read by setting it, which is not
+#: thread-safe (the cleaner writes from threads).
+_UMASK = _read_umask()
+
+
 def _temp_path(final: Path) -> Path:
+    """A fresh file next to ``final`` (same filesystem, so the rename is atomic), with the
+    permissions a plain ``open(final, "w")`` would give (mkstemp makes 0600 files, which
+    other users of a shared cluster could not read)."""
     fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".partial{final.suffix}", dir=final.parent)
     os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)
     return Path(name)
 
 

@@ -1,0 +1,228 @@
+"""Training throughput: the CycleGAN LightningModule vs a plain PyTorch loop (CPU, fp32).
+
+Both sides train the same four networks (same init), with the same losses, image pools,
+optimizers and batch size 1 (the paper's and the reference's setting), fed by the same
+DataLoader of random 3xHxW pairs. The plain side is the reference-style eager loop —
+freeze D, generator step, unfreeze D, discriminator step — written straight in PyTorch;
+the module side is ``CycleGAN`` under a ``pytorch_lightning.Trainer``. Images/s count
+training pairs (one sensor + one normal image) per second, measured over ``--iters``
+iterations after ``--warmup`` ones: 1 / the median time between the ends of consecutive
+batches (so data loading and Lightning's per-batch bookkeeping are included). Each size runs
+``--repeat`` rounds (default 2), alternating which side goes first, and keeps each side's
+best round — the machine's other load only ever makes a side slower.
+
+    python bench/bench_train.py            # ngf 64, 9 blocks, 128 and 256 px (~2-3 min on 2 idle cores)
+    python bench/bench_train.py --quick    # ngf 16, 3 blocks, 128 and 256 px, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import platform
+import time
+import warnings
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from torch.utils.data import DataLoader, Dataset
+
+from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
+from sensor_removal.module import CycleGAN
+from sensor_removal.networks import ImagePool
+
+
+class RandomPairs(Dataset):
+    """``n`` unpaired random sensor/normal images in [-1, 1] (content does not matter)."""
+
+    def __init__(self, n: int, size: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.sensor = torch.rand(n, 3, size, size, generator=g) * 2 - 1
+        self.normal = torch.rand(n, 3, size, size, generator=g) * 2 - 1
+
+    def __len__(self) -> int:
+        return len(self.sensor)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"sensor": self.sensor[i], "normal": self.normal[i]}
+
+
+def make_loader(n: int, size: int) -> DataLoader:
+    return DataLoader(RandomPairs(n, size), batch_size=1, shuffle=False, num_workers=0)
+
+
+def images_per_second(ends: list[float], warmup: int) -> float:
+    """Batches of one pair: 1 / median time between the ends of consecutive timed batches.
+
+    The median rather than the mean, because a shared machine's other load shows up as
+    single slow iterations; each interval still holds loading, the step and any per-batch
+    overhead of the loop.
+    """
+    intervals = sorted(b - a for a, b in zip(ends[warmup - 1 : -1], ends[warmup:], strict=True))
+    mid = len(intervals) // 2
+    median = intervals[mid] if len(intervals) % 2 else 0.5 * (intervals[mid - 1] + intervals[mid])
+    return 1.0 / median
+
+
+def set_requires_grad(nets: list[torch.nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def plain_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> float:
+    """Reference-style eager training loop; returns images/s after warm-up."""
+    torch.manual_seed(seed)
+    nets = CycleGAN(**hp)  # only as a container: the same networks, initialised the same way
+    g_s2n, g_n2s, d_s, d_n = nets.gen_s2n, nets.gen_n2s, nets.disc_s, nets.disc_n
+    for net in (g_s2n, g_n2s, d_s, d_n):
+        net.train()
+    betas = (nets.hparams.beta1, nets.hparams.beta2)
+    opt_g = torch.optim.Adam(
+        itertools.chain(g_s2n.parameters(), g_n2s.parameters()), lr=nets.hparams.lr, betas=betas
+    )
+    opt_d = torch.optim.Adam(
+        itertools.chain(d_s.parameters(), d_n.parameters()), lr=nets.hparams.lr, betas=betas
+    )
+    pool_s, pool_n = ImagePool(nets.hparams.pool_size), ImagePool(nets.hparams.pool_size)
+    lam, lam_id = nets.hparams.lambda_cycle, nets.hparams.lambda_identity
+
+    ends: list[float] = []
+    for batch in make_loader(warmup + iters, size):
+        s, n = batch["sensor"], batch["normal"]
+        # generator step, discriminators frozen
+        set_requires_grad([d_s, d_n], False)
+        opt_g.zero_grad(set_to_none=True)
+        fake_n, fake_s = g_s2n(s), g_n2s(n)
+        loss_g = (
+            gan_loss(d_n(fake_n), True)
+            + gan_loss(d_s(fake_s), True)
+            + lam * (cycle_loss(g_n2s(fake_n), s) + cycle_loss(g_s2n(fake_s), n))
+            + lam * lam_id * (identity_loss(g_s2n(n), n) + identity_loss(g_n2s(s), s))
+        )
+        loss_g.backward()
+        opt_g.step()
+        # discriminator step on pooled, detached fakes
+        set_requires_grad([d_s, d_n], True)
+        opt_d.zero_grad(set_to_none=True)
+        pooled_s, pooled_n = pool_s.query(fake_s.detach()), pool_n.query(fake_n.detach())
+        loss_d = 0.5 * (gan_loss(d_s(s), True) + gan_loss(d_s(pooled_s), False)) + 0.5 * (
+            gan_loss(d_n(n), True) + gan_loss(d_n(pooled_n), False)
+        )
+        loss_d.backward()
+        opt_d.step()
+        ends.append(time.perf_counter())
+    return images_per_second(ends, warmup)
+
+
+class BatchClock(Callback):
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.ends.append(time.perf_counter())
+
+
+def module_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> float:
+    """The LightningModule under a Trainer (CPU, fp32); returns images/s after warm-up."""
+    torch.manual_seed(seed)
+    model = CycleGAN(**hp)
+    clock = BatchClock()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        precision="32-true",
+        max_epochs=1,
+        limit_train_batches=warmup + iters,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[clock],
+    )
+    trainer.fit(model, make_loader(warmup + iters, size))
+    assert len(clock.ends) == warmup + iters
+    return images_per_second(clock.ends, warmup)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="ngf 16, 3 blocks, 2+3 iterations")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--ngf", type=int, default=None, help="default 64 (16 with --quick)")
+    parser.add_argument("--ndf", type=int, default=None, help="default 64 (16 with --quick)")
+    parser.add_argument("--n-blocks", type=int, default=None, help="default 9 (3 with --quick)")
+    parser.add_argument("--warmup", type=int, default=None, help="default 1 (2 with --quick)")
+    parser.add_argument("--iters", type=int, default=None, help="timed iterations, default 3")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="rounds per size, alternating order; best kept"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    quick = args.quick
+    ngf = args.ngf or (16 if quick else 64)
+    ndf = args.ndf or (16 if quick else 64)
+    n_blocks = args.n_blocks if args.n_blocks is not None else (3 if quick else 9)
+    warmup = args.warmup if args.warmup is not None else (2 if quick else 1)
+    iters = args.iters or 3
+    if warmup < 1 or iters < 1 or args.repeat < 1:
+        parser.error("--warmup, --iters and --repeat must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*lr schedule has.*")
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
+
+    hp = dict(ngf=ngf, ndf=ndf, n_blocks=n_blocks)
+    print(
+        f"CycleGAN training throughput, CPU fp32, batch 1 | torch {torch.__version__}, "
+        f"pytorch-lightning {pl.__version__} | {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads | ngf={ngf} ndf={ndf} "
+        f"n_blocks={n_blocks} | warm-up {warmup}, timed {iters} iterations"
+    )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5:
+        print(f"note: load average {load:.1f} before starting — other processes share the CPUs")
+    rows = []
+    for size in args.sizes:
+        plain = module = 0.0
+        for round_ in range(args.repeat):
+            order = ("plain", "module") if round_ % 2 == 0 else ("module", "plain")
+            for side in order:
+                if side == "plain":
+                    value = plain_loop(hp, size, warmup, iters, args.seed)
+                    plain = max(plain, value)
+                else:
+                    value = module_loop(hp, size, warmup, iters, args.seed)
+                    module = max(module, value)
+                print(f"  {size} px, round {round_ + 1}: {side} {value:.3f} img/s", flush=True)
+        rows.append((size, plain, module))
+
+    print()
+    print(f"{'size':>6} | {'plain img/s':>11} | {'module img/s':>12} | {'s/iter plain':>12} | "
+          f"{'s/iter module':>13} | {'ratio module/plain':>18}")  # fmt: skip
+    print("-" * 88)
+    for size, plain, module in rows:
+        print(
+            f"{size:>4}px | {plain:>11.3f} | {module:>12.3f} | {1 / plain:>12.3f} | "
+            f"{1 / module:>13.3f} | {module / plain:>18.3f}"
+        )
+    for size, plain, module in rows:
+        print(f"ratio module/plain @ {size}px: {module / plain:.3f}")
+
+
+if __name__ == "__main__":
+    main()
