@@ -24,6 +24,7 @@ import os
 import platform
 import time
 import warnings
+from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
@@ -54,17 +55,36 @@ def make_loader(n: int, size: int) -> DataLoader:
     return DataLoader(RandomPairs(n, size), batch_size=1, shuffle=False, num_workers=0)
 
 
-def images_per_second(ends: list[float], warmup: int) -> float:
-    """Batches of one pair: 1 / median time between the ends of consecutive timed batches.
+@dataclass
+class Rate:
+    """Throughput of one run: wall-clock images/s and CPU seconds (all threads) per image."""
 
-    The median rather than the mean, because a shared machine's other load shows up as
-    single slow iterations; each interval still holds loading, the step and any per-batch
-    overhead of the loop.
+    images_per_s: float
+    cpu_s_per_image: float
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
+def rate(ends: list[tuple[float, float]], warmup: int) -> Rate:
+    """Batches of one pair, from (wall, cpu) clock readings at the end of every batch.
+
+    Wall: 1 / the median interval between consecutive timed batch ends (the median, since
+    other load on a shared machine shows up as single slow iterations). CPU: the median
+    process CPU time per interval, which other processes barely change — a steadier
+    measure of the work each loop does per image.
     """
-    intervals = sorted(b - a for a, b in zip(ends[warmup - 1 : -1], ends[warmup:], strict=True))
-    mid = len(intervals) // 2
-    median = intervals[mid] if len(intervals) % 2 else 0.5 * (intervals[mid - 1] + intervals[mid])
-    return 1.0 / median
+    timed = ends[warmup - 1 :]
+    wall = [b[0] - a[0] for a, b in zip(timed[:-1], timed[1:], strict=True)]
+    cpu = [b[1] - a[1] for a, b in zip(timed[:-1], timed[1:], strict=True)]
+    return Rate(images_per_s=1.0 / _median(wall), cpu_s_per_image=_median(cpu))
+
+
+def clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
 
 
 def set_requires_grad(nets: list[torch.nn.Module], flag: bool) -> None:
@@ -73,7 +93,7 @@ def set_requires_grad(nets: list[torch.nn.Module], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def plain_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> float:
+def plain_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> Rate:
     """Reference-style eager training loop; returns images/s after warm-up."""
     torch.manual_seed(seed)
     nets = CycleGAN(**hp)  # only as a container: the same networks, initialised the same way
@@ -90,7 +110,7 @@ def plain_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> float
     pool_s, pool_n = ImagePool(nets.hparams.pool_size), ImagePool(nets.hparams.pool_size)
     lam, lam_id = nets.hparams.lambda_cycle, nets.hparams.lambda_identity
 
-    ends: list[float] = []
+    ends: list[tuple[float, float]] = []
     for batch in make_loader(warmup + iters, size):
         s, n = batch["sensor"], batch["normal"]
         # generator step, discriminators frozen
@@ -114,23 +134,23 @@ def plain_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> float
         )
         loss_d.backward()
         opt_d.step()
-        ends.append(time.perf_counter())
-    return images_per_second(ends, warmup)
+        ends.append(clock())
+    return rate(ends, warmup)
 
 
 class BatchClock(Callback):
     def __init__(self) -> None:
-        self.ends: list[float] = []
+        self.ends: list[tuple[float, float]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.ends.append(time.perf_counter())
+        self.ends.append(clock())
 
 
-def module_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> float:
+def module_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> Rate:
     """The LightningModule under a Trainer (CPU, fp32); returns images/s after warm-up."""
     torch.manual_seed(seed)
     model = CycleGAN(**hp)
-    clock = BatchClock()
+    batch_clock = BatchClock()
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -143,11 +163,11 @@ def module_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> floa
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[clock],
+        callbacks=[batch_clock],
     )
     trainer.fit(model, make_loader(warmup + iters, size))
-    assert len(clock.ends) == warmup + iters
-    return images_per_second(clock.ends, warmup)
+    assert len(batch_clock.ends) == warmup + iters
+    return rate(batch_clock.ends, warmup)
 
 
 def main() -> None:
@@ -195,33 +215,48 @@ def main() -> None:
     )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load > 0.5:
-        print(f"note: load average {load:.1f} before starting — other processes share the CPUs")
+        print(
+            f"note: load average {load:.1f} before starting — other processes share the CPUs; "
+            "with several torch threads, waiting threads then swamp the timings (seen here: "
+            "15x between rounds); --threads 1 gives steadier numbers"
+        )
     rows = []
     for size in args.sizes:
-        plain = module = 0.0
+        best: dict[str, Rate] = {}
         for round_ in range(args.repeat):
             order = ("plain", "module") if round_ % 2 == 0 else ("module", "plain")
             for side in order:
-                if side == "plain":
-                    value = plain_loop(hp, size, warmup, iters, args.seed)
-                    plain = max(plain, value)
-                else:
-                    value = module_loop(hp, size, warmup, iters, args.seed)
-                    module = max(module, value)
-                print(f"  {size} px, round {round_ + 1}: {side} {value:.3f} img/s", flush=True)
-        rows.append((size, plain, module))
+                run = plain_loop if side == "plain" else module_loop
+                r = run(hp, size, warmup, iters, args.seed)
+                if side not in best or r.images_per_s > best[side].images_per_s:
+                    best[side] = r
+                print(
+                    f"  {size} px, round {round_ + 1}: {side:6} {r.images_per_s:.3f} img/s, "
+                    f"{r.cpu_s_per_image:.3f} CPU-s/img",
+                    flush=True,
+                )
+        rows.append((size, best["plain"], best["module"]))
 
     print()
-    print(f"{'size':>6} | {'plain img/s':>11} | {'module img/s':>12} | {'s/iter plain':>12} | "
-          f"{'s/iter module':>13} | {'ratio module/plain':>18}")  # fmt: skip
-    print("-" * 88)
+    header = (
+        f"{'size':>6} | {'plain img/s':>11} | {'module img/s':>12} | {'ratio module/plain':>18} |"
+        f" {'CPU-s/img plain':>15} | {'CPU-s/img module':>16} | {'CPU ratio plain/module':>22}"
+    )
+    print(header)
+    print("-" * len(header))
     for size, plain, module in rows:
         print(
-            f"{size:>4}px | {plain:>11.3f} | {module:>12.3f} | {1 / plain:>12.3f} | "
-            f"{1 / module:>13.3f} | {module / plain:>18.3f}"
+            f"{size:>4}px | {plain.images_per_s:>11.3f} | {module.images_per_s:>12.3f} | "
+            f"{module.images_per_s / plain.images_per_s:>18.3f} | {plain.cpu_s_per_image:>15.3f} | "
+            f"{module.cpu_s_per_image:>16.3f} | "
+            f"{plain.cpu_s_per_image / module.cpu_s_per_image:>22.3f}"
         )
+    print("(ratios > 1: the module is faster; the CPU ratio is the steadier one on a busy machine)")
     for size, plain, module in rows:
-        print(f"ratio module/plain @ {size}px: {module / plain:.3f}")
+        print(
+            f"ratio module/plain @ {size}px: {module.images_per_s / plain.images_per_s:.3f}"
+            f" (CPU time: {plain.cpu_s_per_image / module.cpu_s_per_image:.3f})"
+        )
 
 
 if __name__ == "__main__":

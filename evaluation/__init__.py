@@ -1,0 +1,15 @@
+"""The measuring side of sensor-removal (DESIGN.md "Evaluation protocol"; paper Sec. 4).
+
+Modules: :mod:`~evaluation.pairs` (which videos are compared), :mod:`~evaluation.perceptual`
+(LPIPS, fast exact FID as torchmetrics metrics), :mod:`~evaluation.facial` (py-feat
+series), :mod:`~evaluation.timeseries` (DTW, best-shift MAPE), :mod:`~evaluation.groundtruth`
+(PSNR/SSIM on synthetic subjects), :mod:`~evaluation.protocol` (one subject → results),
+:mod:`~evaluation.report` (tables and plots over subjects), :mod:`~evaluation.weights`
+(pretrained weights, offline), :mod:`~evaluation.cli` (``python -m evaluation``).
+
+Importing the package imports nothing heavy; use the modules.
+"""
+
+from evaluation.weights import available_metrics
+
+__all__ = ["available_metrics"]

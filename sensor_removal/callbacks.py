@@ -140,3 +140,105 @@ class RunCheckpoint(ModelCheckpoint):
         # ``--ckpt_path last`` looks for last.ckpt before ``setup`` runs.
         self._use_run_dir(trainer)
         return super()._find_last_checkpoints(trainer)
+
+
+class PerceptualMetrics(pl.Callback):
+    """Every ``every_n_epochs`` epochs: LPIPS and FID between G_S→N(validation sensor
+    frames) and the validation normal frames, and the same for the untouched sensor
+    frames as the reference row — ``val/lpips_clean``, ``val/lpips_sensor``,
+    ``val/fid_clean``, ``val/fid_sensor`` (paper Sec. 4.2's metrics, on validation frames).
+
+    Uses the evaluation package's metrics (:class:`evaluation.perceptual.LPIPSMean`,
+    :class:`evaluation.perceptual.FIDLowRank`): one implementation. Under DDP each rank
+    translates its share of the frames and the metrics gather the per-sample states, so
+    every rank logs the same value, computed once over all frames.
+
+    LPIPS pairs are unpaired draws: frame ``i`` of one side against a seeded random
+    normal frame. FID uses ``fid_set_size`` frames per side (the paper's N = 128; fewer
+    when the validation split is smaller) over ``fid_sets`` seeded draws.
+
+    Missing AlexNet / Inception weights stop the fit before it starts, with the message
+    naming the files and the fetch command; remove this callback from the config to train
+    without it. Keep ``every_n_epochs`` equal to the checkpoint's when it monitors
+    ``val/fid_clean``.
+    """
+
+    KEYS = ("val/lpips_clean", "val/lpips_sensor", "val/fid_clean", "val/fid_sensor")
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        max_frames: int = 512,
+        fid_set_size: int = 128,
+        fid_sets: int = 1,
+        batch_size: int = 16,
+        seed: int = 0,
+    ) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.max_frames = max_frames
+        self.fid_set_size = fid_set_size
+        self.fid_sets = fid_sets
+        self.batch_size = batch_size
+        self.seed = seed
+        self._lpips_net: torch.nn.Module | None = None
+        self._inception: torch.nn.Module | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        from evaluation.perceptual import load_inception, load_lpips
+        from evaluation.weights import check_weights
+
+        check_weights(["lpips", "fid"])  # MissingWeightsError: the fit does not start
+        self._lpips_net = load_lpips(device=pl_module.device)
+        self._inception = load_inception(device=pl_module.device)
+
+    def _shard(self, trainer: pl.Trainer, frames: np.ndarray) -> np.ndarray:
+        frames = frames[: self.max_frames]
+        return frames[trainer.global_rank :: trainer.world_size]
+
+    @torch.no_grad()
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+        from evaluation.perceptual import FIDLowRank, LPIPSMean
+
+        dm = trainer.datamodule
+        size = dm.hparams.crop_size
+        sensor = self._shard(trainer, center_crop(dm.frames("sensor", "val"), size))
+        normal_all = center_crop(dm.frames("normal", "val")[: self.max_frames], size)
+        normal = self._shard(trainer, normal_all)
+        device = pl_module.device
+        lp = {k: LPIPSMean(net=self._lpips_net, batch_size=self.batch_size).to(device) for k in ("clean", "sensor")}
+        fid = {
+            k: FIDLowRank(self._inception, self.fid_set_size, self.fid_sets, self.seed, self.batch_size).to(device)
+            for k in ("clean", "sensor")
+        }
+        rng = np.random.default_rng([self.seed, trainer.global_rank, trainer.current_epoch])
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            for i in range(0, len(sensor), self.batch_size):
+                s_u8 = sensor[i : i + self.batch_size]
+                s = to_tensor(s_u8).to(device)
+                clean = pl_module.gen_s2n(s).clamp(-1, 1)
+                partners = to_tensor(normal_all[rng.integers(0, len(normal_all), len(s_u8))]).to(device)
+                lp["clean"].update(clean, partners)
+                lp["sensor"].update(s, partners)
+                fid["clean"].update(None, clean)
+                fid["sensor"].update(None, s)
+            for i in range(0, len(normal), self.batch_size):
+                n = to_tensor(normal[i : i + self.batch_size]).to(device)
+                fid["clean"].update(n, None)
+                fid["sensor"].update(n, None)
+            return {
+                "val/lpips_clean": float(lp["clean"].compute()),
+                "val/lpips_sensor": float(lp["sensor"].compute()),
+                "val/fid_clean": float(fid["clean"].compute()),
+                "val/fid_sensor": float(fid["sensor"].compute()),
+            }
+        finally:
+            pl_module.train(was_training)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        for key, value in self.measure(trainer, pl_module).items():
+            # Already gathered over ranks by the metrics: identical everywhere, no sync.
+            pl_module.log(key, value, on_epoch=True, sync_dist=False)

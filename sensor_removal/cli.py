@@ -8,6 +8,7 @@
   refer to it (NOTES.md "Lightning"). Use relative references (``${..subject}``).
 * ``synth``: build the synthetic subject (:mod:`sensor_removal.synthetic`).
 * ``clean``: clean whole videos with a trained generator (:mod:`sensor_removal.clean`).
+* ``demo``: synthetic subject → fit → clean → evaluation (:mod:`sensor_removal.demo`).
 
 A bad manifest or bad input ends with one clear message and exit code 2, never a
 traceback.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from evaluation.weights import WeightsError
 from sensor_removal.data import FramesDataModule
 from sensor_removal.manifest import ManifestError
 from sensor_removal.module import CycleGAN
@@ -67,30 +69,32 @@ def _count(value: object) -> int:
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> SensorRemovalCLI:
-    defaults = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []
-    subcommand_kwargs = {"default_config_files": defaults}
-    return SensorRemovalCLI(
-        CycleGAN,
-        FramesDataModule,
-        parser_kwargs={
-            "parser_mode": "omegaconf+",
-            **{name: dict(subcommand_kwargs) for name in ("fit", "validate", "test", "predict")},
-        },
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=0,
-        auto_configure_optimizers=False,
-        args=args,
-        run=run,
-    )
+    """The project's LightningCLI. ``run=False`` builds model, data and trainer from
+    ``args`` without a subcommand (no ``fit``), for code that drives the trainer itself."""
+    defaults = {"default_config_files": [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []}
+    if run:
+        parser_kwargs = {"parser_mode": "omegaconf+", **{n: dict(defaults) for n in ("fit", "validate", "test", "predict")}}
+    else:
+        parser_kwargs = {"parser_mode": "omegaconf+", **defaults}
+    with warnings.catch_warnings():
+        # Explicit arguments (tests, the demo) are meant to replace the process's own.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return SensorRemovalCLI(
+            CycleGAN,
+            FramesDataModule,
+            parser_kwargs=parser_kwargs,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+        )
 
 
 def _lightning_main(argv: list[str] | None) -> int:
     try:
-        with warnings.catch_warnings():
-            # Explicit arguments (tests, the demo) are meant to replace the process's own.
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            build_cli(argv)
-    except (ManifestError, VideoError) as exc:
+        build_cli(argv)
+    except (ManifestError, VideoError, WeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -104,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         from sensor_removal.synthetic import main as synth_main
 
         return synth_main(argv[1:])
+    if command == "demo":
+        from sensor_removal.demo import main as demo_main
+
+        return demo_main(argv[1:])
     if command == "clean":
         from sensor_removal.clean import main as clean_main
 

@@ -38,6 +38,10 @@ trainer:
     class_path: pytorch_lightning.loggers.CSVLogger
     init_args:
       save_dir: ${{...default_root_dir}}
+  callbacks:
+    - class_path: sensor_removal.callbacks.RunCheckpoint
+      init_args: {{save_last: true, filename: "epoch{{epoch:03d}}", auto_insert_metric_name: false}}
+    - class_path: sensor_removal.callbacks.ImageGrid
 model: {{ngf: 4, ndf: 4, n_blocks: 1, epochs_constant: 1, epochs_decay: 2}}
 data: {{manifest: {d / 'manifest.yaml'}, fraction: 0.5, load_size: 36, crop_size: 32, batch_size: 4, num_workers: 0}}
 """

@@ -1,0 +1,194 @@
+"""``python -m evaluation``: run the protocol, report over subjects, fetch weights.
+
+Subcommands::
+
+    python -m evaluation run --manifest M [--cleaned C] --out RESULTS
+        [--metrics lpips,fid,facial,groundtruth] [--seed N] [--lpips-pairs N]
+        [--fid-sets K] [--fid-set-size N] [--crop-size S] [--device cpu|cuda|auto] ...
+    python -m evaluation report RESULTS [RESULTS ...] --out REPORT [--plot-subject S]
+    python -m evaluation fetch-weights [--metrics lpips,fid,facial]
+    python -m evaluation weights [--metrics ...]      # which weights are present
+
+Errors a user can cause (missing weights, invalid manifests, unreadable videos, missing
+result folders) print their message and exit with status 2, without a traceback; the
+weights of the chosen metrics are checked before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from evaluation.weights import METRICS, WEIGHTED_METRICS, MissingWeightsError, WeightsError
+
+PROG = "python -m evaluation"
+
+
+def _metrics(text: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
+    bad = [m for m in items if m not in METRICS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown metric(s) {bad or text!r}; choose from {','.join(METRICS)}")
+    return items
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Evaluate sensor removal: LPIPS, FID, facial time series, ground truth (Büchner et al., VISAPP 2023).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="evaluate one subject: results.csv, summary.json, series/")
+    r.add_argument("--manifest", type=Path, required=True, help="the subject's manifest (normal and sensor recordings)")
+    r.add_argument("--cleaned", type=Path, default=None, help="manifest of the cleaned recordings (condition clean, source: sensor name)")
+    r.add_argument("--out", type=Path, required=True, help="results folder (created)")
+    r.add_argument("--metrics", type=_metrics, default=METRICS, help=f"comma-separated subset of {','.join(METRICS)} (default: all)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the frame draws (default 0)")
+    r.add_argument("--lpips-pairs", type=_positive_int, default=100, help="LPIPS frame pairs per comparison (default 100)")
+    r.add_argument("--fid-sets", type=_positive_int, default=5, help="FID draws per comparison, reported as mean (default 5)")
+    r.add_argument("--fid-set-size", type=_positive_int, default=128, help="frames per FID set (paper: 128)")
+    r.add_argument("--crop-size", type=_positive_int, default=None, help="face-crop side in px (default: the cleaned videos' size, else 256)")
+    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto (default cpu)")
+    r.add_argument("--batch-size", type=_positive_int, default=16, help="frames per network batch (default 16)")
+    r.add_argument("--segments", default=None, help="comma-separated tasks (default: schaede,sentence,emotion,whole)")
+    r.add_argument("--facial-model-set", choices=("v1", "v2"), default="v1", help="py-feat detector (default v1)")
+    r.add_argument("--facial-stride", type=_positive_int, default=1, help="analyse every n-th frame with py-feat (default 1)")
+    r.add_argument("--facial-cache", type=Path, default=None, help="py-feat series cache (default RESULTS/facial_cache)")
+    r.add_argument("--max-shift-s", type=float, default=20.0, help="MAPE shift range in seconds (paper: 20)")
+    r.add_argument("--dtw-window-s", type=float, default=None, help="DTW Sakoe-Chiba band in seconds (default: none, plain DTW)")
+
+    rep = sub.add_parser("report", help="aggregate result folders into paper-style tables and plots")
+    rep.add_argument("results", type=Path, nargs="+", help="result folders of `run` (one per subject)")
+    rep.add_argument("--out", type=Path, required=True, help="report folder (created)")
+    rep.add_argument("--plot-subject", default=None, help="subject whose AU/emotion curves are plotted (default: the first)")
+
+    f = sub.add_parser("fetch-weights", help="download and verify pretrained weights (needs network)")
+    f.add_argument("--metrics", type=_metrics, default=WEIGHTED_METRICS, help="default: lpips,fid,facial")
+    f.add_argument("--facial-model-set", choices=("v1", "v2"), default="v1")
+
+    w = sub.add_parser("weights", help="list the weight files and whether they are present (no network)")
+    w.add_argument("--metrics", type=_metrics, default=WEIGHTED_METRICS)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from evaluation.pairs import SEGMENTS
+    from evaluation.protocol import ProtocolSettings, run_protocol
+
+    segments = SEGMENTS if args.segments is None else tuple(s.strip() for s in args.segments.split(",") if s.strip())
+    bad = [s for s in segments if s not in SEGMENTS]
+    if bad:
+        print(f"{PROG} run: error: unknown segment(s) {bad}; choose from {','.join(SEGMENTS)}", file=sys.stderr)
+        return 2
+    try:
+        settings = _settings(args, segments, ProtocolSettings)
+    except ValueError as exc:
+        print(f"{PROG} run: error: {exc}", file=sys.stderr)
+        return 2
+    path = run_protocol(args.manifest, args.cleaned, args.out, settings)
+    print(path)
+    return 0
+
+
+def _settings(args: argparse.Namespace, segments: tuple[str, ...], cls: type):
+    return cls(
+        metrics=tuple(args.metrics),
+        segments=segments,
+        seed=args.seed,
+        lpips_pairs=args.lpips_pairs,
+        fid_sets=args.fid_sets,
+        fid_set_size=args.fid_set_size,
+        crop_size=args.crop_size,
+        device=args.device,
+        batch_size=args.batch_size,
+        facial_model_set=args.facial_model_set,
+        facial_stride=args.facial_stride,
+        facial_cache=args.facial_cache,
+        max_shift_s=args.max_shift_s,
+        dtw_window_s=args.dtw_window_s,
+    )
+
+
+def _report(args: argparse.Namespace) -> int:
+    from evaluation.report import make_report
+
+    written = make_report(args.results, args.out, plot_subject=args.plot_subject)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from evaluation.weights import fetch_weights
+
+    fetch_weights([m for m in args.metrics if m in WEIGHTED_METRICS], feat_model_set=args.facial_model_set)
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from evaluation.weights import available_metrics, required_weights
+
+    for w in required_weights([m for m in args.metrics if m in WEIGHTED_METRICS]):
+        print(f"{'present' if w.present else 'MISSING'}  {w.metric:7s} {w.path}")
+    print(f"available metrics: {','.join(available_metrics() + ['groundtruth'])}")
+    return 0
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is for the user (no traceback)."""
+    from evaluation.groundtruth import GroundTruthError
+    from evaluation.pairs import PairingError
+    from evaluation.report import ReportError
+    from sensor_removal.manifest import ManifestError
+    from sensor_removal.video import VideoError
+
+    errors: list[type[BaseException]] = [
+        WeightsError, ManifestError, PairingError, GroundTruthError, ReportError, VideoError, FileNotFoundError,
+    ]
+    try:
+        from evaluation.facial import FacialError, FacialWeightsMissing
+
+        errors += [FacialWeightsMissing, FacialError]
+    except ImportError:  # pragma: no cover - facial module absent
+        pass
+    try:
+        from sensor_removal.synthetic import SynthError
+
+        errors.append(SynthError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 user error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # argparse printed usage and the reason
+        return 0 if exc.code in (0, None) else 2
+    handlers = {"run": _run, "report": _report, "fetch-weights": _fetch, "weights": _weights}
+    try:
+        return handlers[args.command](args)
+    except MissingWeightsError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except _user_errors() as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

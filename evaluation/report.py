@@ -1,0 +1,418 @@
+"""Paper-style tables and plots over subjects (DESIGN.md "Evaluation protocol", *Report*).
+
+``make_report(results_dirs, out)`` reads the ``results.csv`` (and ``summary.json``,
+``series/``) of one or more ``python -m evaluation run`` folders — usually one per
+subject — and writes into ``out``:
+
+* ``report.md`` and ``tables.tex`` (booktabs) with
+  - Table 1 — LPIPS and FID; rows N1–N2, N–S, N–C; columns per task (paper Table 1);
+  - Table 2 — AU time series, DTW and MAPE per task, AU43 excluded (paper Table 2);
+  - Table 3 — emotion time series, DTW and MAPE per task (paper Table 3);
+  - a ground-truth table (PSNR / SSIM over the whole crop and inside the sensor mask,
+    sensor vs cleaned) when the results have ground-truth rows (synthetic subjects);
+  - the frames without a face per video (py-feat NaN rows);
+* ``table1_perceptual.csv``, ``table2_au.csv``, ``table3_emotion.csv``,
+  ``table_groundtruth.csv``, ``no_face_frames.csv`` — the same numbers, machine-readable
+  (``mean``, ``std``, ``subjects`` per cell);
+* ``fig_au_<subject>.png`` / ``fig_emotion_<subject>.png`` — AU and emotion curves of
+  N, S and C of one subject, session 1 (like the paper's Fig. 6 and 7).
+
+Aggregation: every value is first averaged within a subject (over sessions, sensor
+videos and — for Tables 2/3 — over AUs without AU43, resp. over emotions), then mean ±
+std (sample std, ddof 1) over subjects; with a single subject the std is left out.
+MAPE is a fraction (×100 for percent). All files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evaluation.pairs import KIND_LABELS, KINDS, SEGMENTS
+from evaluation.protocol import SERIES_DIR, SUMMARY_JSON, read_results
+from evaluation.timeseries import EXCLUDED_AUS, is_au
+from sensor_removal.video import atomic_output
+
+SEGMENT_LABELS: dict[str, str] = {"schaede": "Schaede", "sentence": "Sentence", "emotion": "Emotion", "whole": "Whole"}
+METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM"}
+_FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}"}
+GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "clean": "C (cleaned)"}
+
+
+class ReportError(ValueError):
+    """The result folders cannot be reported (missing or empty); message names them."""
+
+
+@dataclass
+class Table:
+    """One aggregated table: ``mean``/``std``/``count`` share rows and (group, metric)
+    columns; ``title`` and ``caption`` go to Markdown and LaTeX."""
+
+    name: str
+    title: str
+    caption: str
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    count: pd.DataFrame
+
+    def cell(self, row: str, col: tuple[str, str], latex: bool = False) -> str:
+        m = self.mean.at[row, col] if row in self.mean.index and col in self.mean.columns else math.nan
+        s = self.std.at[row, col] if row in self.std.index and col in self.std.columns else math.nan
+        fmt = _FORMATS.get(col[1]) or _FORMATS.get(col[0], "{:.3f}")
+        return _fmt(m, s, fmt, latex)
+
+    def tidy(self) -> pd.DataFrame:
+        m = self.mean.stack(list(range(self.mean.columns.nlevels)), future_stack=True).rename("mean")
+        s = self.std.stack(list(range(self.std.columns.nlevels)), future_stack=True).rename("std")
+        c = self.count.stack(list(range(self.count.columns.nlevels)), future_stack=True).rename("subjects")
+        out = pd.concat([m, s, c], axis=1).reset_index()
+        out.columns = ["row", "group", "metric", "mean", "std", "subjects"]
+        return out
+
+
+def _fmt(m: float, s: float, fmt: str, latex: bool) -> str:
+    def one(v: float) -> str:
+        if math.isinf(v):
+            return ("$\\infty$" if latex else "∞") if v > 0 else ("$-\\infty$" if latex else "-∞")
+        return fmt.format(v)
+
+    if m is None or (isinstance(m, float) and math.isnan(m)):
+        return "–"
+    if s is None or math.isnan(s) or math.isinf(m):
+        return one(m)
+    pm = " $\\pm$ " if latex else " ± "
+    return one(m) + pm + one(s)
+
+
+def subject_means(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Mean of ``value`` per subject and ``by`` columns (the per-subject mean first)."""
+    return df.groupby(["subject", *by], dropna=False)["value"].mean().reset_index()
+
+
+def over_subjects(per_subject: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Mean, sample std (ddof 1) and count over subjects per ``by``; inf-safe."""
+
+    def agg(v: pd.Series) -> pd.Series:
+        x = v.to_numpy(dtype=float)
+        x = x[~np.isnan(x)]
+        if x.size == 0:
+            return pd.Series({"mean": math.nan, "std": math.nan, "subjects": 0})
+        mean = float(np.mean(x))
+        std = float(np.std(x, ddof=1)) if x.size > 1 and np.isfinite(x).all() else math.nan
+        return pd.Series({"mean": mean, "std": std, "subjects": int(x.size)})
+
+    return per_subject.groupby(list(by))["value"].apply(agg).unstack(-1).reset_index()
+
+
+def _pivot(stats: pd.DataFrame, rows: Sequence[str], row_col: str, col_keys: Sequence[tuple[str, str]], col_names: tuple[str, str], name: str, title: str, caption: str) -> Table:
+    mats = {}
+    for field in ("mean", "std", "subjects"):
+        mat = pd.DataFrame(np.nan, index=list(rows), columns=pd.MultiIndex.from_tuples(list(col_keys), names=list(col_names)))
+        for r in stats.itertuples(index=False):
+            d = r._asdict()
+            key = (d[col_names[0]], d[col_names[1]])
+            if d[row_col] in mat.index and key in mat.columns:
+                mat.at[d[row_col], key] = d[field]
+        mats[field] = mat
+    return Table(name, title, caption, mats["mean"], mats["std"], mats["subjects"])
+
+
+def _segments_present(df: pd.DataFrame) -> list[str]:
+    present = set(df["segment"].unique())
+    return [s for s in SEGMENTS if s in present]
+
+
+def perceptual_table(df: pd.DataFrame) -> Table | None:
+    """Table 1: LPIPS and FID; rows N1–N2, N–S, N–C; columns task × metric."""
+    d = df[df["metric"].isin(["lpips", "fid"])]
+    if d.empty:
+        return None
+    stats = over_subjects(subject_means(d, ["kind", "segment", "metric"]), ["kind", "segment", "metric"])
+    stats["row"] = stats["kind"].map(KIND_LABELS)
+    metrics = [m for m in ("lpips", "fid") if m in set(d["metric"])]
+    cols = [(s, m) for s in _segments_present(d) for m in metrics]
+    return _pivot(
+        stats, [KIND_LABELS[k] for k in KINDS], "row", cols, ("segment", "metric"), "table1_perceptual",
+        "Table 1 — perceptual distance to the normal video",
+        "LPIPS (AlexNet) and FID (Inception-v3, sets of N frames) between the normal video and the second "
+        "session's normal video (N1–N2), the sensor video (N–S) and the cleaned video (N–C); lower is closer. "
+        "Mean ± std over subjects.",
+    )
+
+
+def facial_table(df: pd.DataFrame, group: str) -> Table | None:
+    """Table 2 (``group="au"``, AU43 excluded) or Table 3 (``group="emotion"``): DTW and
+    MAPE averaged over the group's features per comparison, then per subject, then over
+    subjects."""
+    d = df[df["metric"].isin(["dtw", "mape"])]
+    if group == "au":
+        d = d[d["feature"].map(is_au) & ~d["feature"].isin(EXCLUDED_AUS)]
+    else:
+        d = d[~d["feature"].map(is_au)]
+    if d.empty:
+        return None
+    per_pair = d.groupby(["subject", "session", "kind", "segment", "reference", "other", "metric"])["value"].mean().reset_index()
+    stats = over_subjects(subject_means(per_pair, ["kind", "segment", "metric"]), ["kind", "segment", "metric"])
+    stats["row"] = stats["kind"].map(KIND_LABELS)
+    cols = [(s, m) for s in _segments_present(d) for m in ("dtw", "mape")]
+    if group == "au":
+        name, title = "table2_au", "Table 2 — Action Unit time series"
+        what = "AU intensities (py-feat; AU43 excluded as in the paper)"
+    else:
+        name, title = "table3_emotion", "Table 3 — emotion time series"
+        what = "emotion probabilities (py-feat)"
+    return _pivot(
+        stats, [KIND_LABELS[k] for k in KINDS], "row", cols, ("segment", "metric"), name, title,
+        f"DTW distance and MAPE (fraction, at the best shift within ±20 s) of {what} against the normal video, "
+        "averaged over the features. Mean ± std over subjects.",
+    )
+
+
+def groundtruth_table(df: pd.DataFrame) -> Table | None:
+    """PSNR / SSIM of the sensor (no cleaning) and cleaned crops against the ground
+    truth, whole crop and inside the sensor mask (segment ``whole``)."""
+    d = df[df["metric"].isin(["psnr", "ssim"]) & (df["segment"] == "whole")]
+    if d.empty:
+        return None
+    stats = over_subjects(subject_means(d, ["kind", "metric", "feature"]), ["kind", "metric", "feature"])
+    stats["row"] = stats["kind"].map(GT_LABELS)
+    stats = stats.rename(columns={"feature": "region"})
+    cols = [(m, r) for m in ("psnr", "ssim") for r in ("whole", "mask")]
+    stats = stats.rename(columns={"metric": "measure"})
+    t = _pivot(
+        stats, [GT_LABELS[k] for k in ("sensor", "clean")], "row", cols, ("measure", "region"), "table_groundtruth",
+        "Ground truth — pixel fidelity (synthetic subjects)",
+        "PSNR (dB) and SSIM of the face crops against the sensor-free ground truth, over the whole crop and "
+        "inside the sensor mask; higher is better. Mean ± std over subjects.",
+    )
+    return t
+
+
+def no_face_table(dirs: Sequence[Path]) -> pd.DataFrame:
+    """Frames without a face per video, from each folder's ``summary.json``."""
+    rows = []
+    for d in dirs:
+        f = Path(d) / SUMMARY_JSON
+        if not f.is_file():
+            continue
+        doc = json.loads(f.read_text())
+        for name, v in (doc.get("videos") or {}).items():
+            row = {
+                "subject": doc.get("subject"),
+                "video": name,
+                "condition": v.get("condition"),
+                "session": v.get("session"),
+                "analysed_frames": v.get("analysed_frames"),
+                "no_face_frames": v.get("no_face_frames"),
+            }
+            for seg, n in (v.get("no_face_by_segment") or {}).items():
+                row[f"no_face_{seg}"] = n
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def _md_table(t: Table) -> str:
+    head = "| |" + "|".join(f" {SEGMENT_LABELS.get(g, METRIC_LABELS.get(g, g))} {METRIC_LABELS.get(m, m)} " for g, m in t.mean.columns) + "|"
+    sep = "|---|" + "|".join("---:" for _ in t.mean.columns) + "|"
+    lines = [f"### {t.title}", "", t.caption, "", head, sep]
+    for r in t.mean.index:
+        lines.append(f"| {r} |" + "|".join(f" {t.cell(r, c)} " for c in t.mean.columns) + "|")
+    n = int(np.nanmax(t.count.to_numpy())) if np.isfinite(t.count.to_numpy()).any() else 0
+    lines += ["", f"Subjects: {n}" + (" (a single subject: no std)." if n == 1 else "."), ""]
+    return "\n".join(lines)
+
+
+def _tex_escape(s: str) -> str:
+    return s.replace("&", "\\&").replace("%", "\\%").replace("_", "\\_").replace("–", "--").replace("±", "$\\pm$")
+
+
+def _tex_table(t: Table) -> str:
+    cols = list(t.mean.columns)
+    groups = list(dict.fromkeys(g for g, _ in cols))
+    per = {g: [c for c in cols if c[0] == g] for g in groups}
+    spec = "l" + "".join("r" * len(per[g]) for g in groups)
+    top = " & " + " & ".join(f"\\multicolumn{{{len(per[g])}}}{{c}}{{{SEGMENT_LABELS.get(g, METRIC_LABELS.get(g, g))}}}" for g in groups) + " \\\\"
+    rules, start = [], 2
+    for g in groups:
+        rules.append(f"\\cmidrule(lr){{{start}-{start + len(per[g]) - 1}}}")
+        start += len(per[g])
+    sub = " & " + " & ".join(METRIC_LABELS.get(m, m) for _, m in cols) + " \\\\"
+    lines = [
+        "\\begin{table}[t]",
+        "\\centering",
+        f"\\caption{{{_tex_escape(t.caption)}}}",
+        f"\\label{{tab:{t.name}}}",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        top,
+        " ".join(rules),
+        sub,
+        "\\midrule",
+    ]
+    for r in t.mean.index:
+        lines.append(_tex_escape(r) + " & " + " & ".join(t.cell(r, c, latex=True) for c in cols) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(lines)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> Path:
+    with atomic_output(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+# ------------------------------------------------------------------------------- plots
+
+
+def _plot_videos(d: Path, session: int = 1) -> dict[str, str] | None:
+    """Names of N, S, C of ``session`` in result folder ``d`` (from summary.json)."""
+    f = d / SUMMARY_JSON
+    if not f.is_file():
+        return None
+    videos = json.loads(f.read_text()).get("videos") or {}
+    in_session = {n: v for n, v in videos.items() if v.get("session") == session and (d / SERIES_DIR / f"{n}.csv").is_file()}
+    normal = next((n for n, v in sorted(in_session.items()) if v["condition"] == "normal"), None)
+    sensor = next((n for n, v in sorted(in_session.items()) if v["condition"] == "sensor"), None)
+    clean = next((n for n, v in sorted(in_session.items()) if v["condition"] == "clean" and v.get("source") == sensor), None)
+    if normal is None or (sensor is None and clean is None):
+        return None
+    out = {"N": normal}
+    if sensor:
+        out["S"] = sensor
+    if clean:
+        out["C"] = clean
+    return out
+
+
+def plot_curves(result_dir: Path, out: Path, subject: str, session: int = 1) -> list[Path]:
+    """AU and emotion curves of N, S and C (paper Fig. 6 and 7) from ``series/``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = _plot_videos(result_dir, session)
+    if names is None:
+        return []
+    series = {k: pd.read_csv(result_dir / SERIES_DIR / f"{v}.csv", index_col="frame") for k, v in names.items()}
+    first = next(iter(series.values()))
+    features = [c for c in first.columns if c != "time_s"]
+    aus = [c for c in features if is_au(c) and c not in EXCLUDED_AUS]
+    emotions = [c for c in features if not is_au(c)]
+    colors = {"N": "black", "S": "tab:red", "C": "tab:blue"}
+    paths = []
+    for group, feats in (("au", aus), ("emotion", emotions)):
+        if not feats:
+            continue
+        ncol = 4 if len(feats) > 8 else 2
+        nrow = math.ceil(len(feats) / ncol)
+        height = 1.7 * nrow + 1.1
+        fig, axes = plt.subplots(nrow, ncol, figsize=(4.0 * ncol, height), sharex=True, squeeze=False)
+        for ax, feat in zip(axes.ravel(), feats, strict=False):
+            for key, s in series.items():
+                ax.plot(s["time_s"], s[feat], lw=0.8, color=colors[key], label=f"{key}: {names[key]}")
+            ax.set_title(feat, fontsize=9)
+            ax.set_ylim(-0.02, 1.02)
+            ax.tick_params(labelsize=7)
+        for ax in axes.ravel()[len(feats):]:
+            ax.axis("off")
+        for ax in axes[-1]:
+            ax.set_xlabel("time (s)", fontsize=8)
+        handles, labels = axes.ravel()[0].get_legend_handles_labels()
+        top = 1.0 - 0.75 / height  # room for title and legend, in figure fraction
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, top), ncol=len(series), fontsize=8, frameon=False)
+        what = "Action Units (AU43 excluded)" if group == "au" else "emotions"
+        fig.suptitle(f"{subject}, session {session}: {what}", fontsize=10, y=0.99)
+        fig.tight_layout(rect=(0, 0, 1, top))
+        path = out / f"fig_{group}_{subject}.png"
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+# -------------------------------------------------------------------------------- main
+
+
+def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: str | None = None) -> dict[str, Path]:
+    """Aggregate the result folders into ``out`` (module docstring). Returns the written
+    files by name."""
+    dirs = [Path(r) for r in results]
+    if not dirs:
+        raise ReportError("no result folders given")
+    for d in dirs:
+        if not (d / "results.csv").is_file() and not (d.is_file() and d.suffix == ".csv"):
+            raise ReportError(f"{d}: no results.csv here (run `python -m evaluation run --out {d}` first)")
+    df = read_results(dirs)
+    if df.empty:
+        raise ReportError(f"{', '.join(map(str, dirs))}: the results are empty")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = [t for t in (perceptual_table(df), facial_table(df, "au"), facial_table(df, "emotion"), groundtruth_table(df)) if t is not None]
+    nan_frames = no_face_table([d for d in dirs if d.is_dir()])
+    written: dict[str, Path] = {}
+    subjects = sorted(df["subject"].astype(str).unique())
+    md = [
+        "# Sensor removal — evaluation report",
+        "",
+        f"Subjects ({len(subjects)}): {', '.join(subjects)}. Per-subject means first, then mean ± std over subjects.",
+        "",
+    ]
+    tex = ["% Generated by `python -m evaluation report`; needs \\usepackage{booktabs}.", ""]
+    for t in tables:
+        md.append(_md_table(t))
+        tex.append(_tex_table(t))
+        written[t.name] = _write_csv(out / f"{t.name}.csv", t.tidy())
+    if not nan_frames.empty:
+        md += ["### Frames without a face (py-feat)", "", nan_frames.to_markdown(index=False) if _has_tabulate() else _plain_md(nan_frames), ""]
+        written["no_face_frames"] = _write_csv(out / "no_face_frames.csv", nan_frames)
+    plot_dirs = [d for d in dirs if d.is_dir() and (d / SERIES_DIR).is_dir()]
+    if plot_subject is not None:
+        plot_dirs = [d for d in plot_dirs if _subject_of(d) == plot_subject]
+    if plot_dirs:
+        d = plot_dirs[0]
+        for p in plot_curves(d, out, _subject_of(d) or "subject"):
+            written[p.stem] = p
+            md += [f"![{p.stem}]({p.name})", ""]
+    written["report.md"] = _write_text(out / "report.md", "\n".join(md))
+    written["tables.tex"] = _write_text(out / "tables.tex", "\n".join(tex))
+    return written
+
+
+def _subject_of(d: Path) -> str | None:
+    f = d / SUMMARY_JSON
+    if f.is_file():
+        return json.loads(f.read_text()).get("subject")
+    return None
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _plain_md(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in df.itertuples(index=False):
+        lines.append("| " + " | ".join("" if (isinstance(v, float) and math.isnan(v)) else str(v) for v in r) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,255 @@
+"""Comparing facial-analysis time series: DTW distance and MAPE at the best shift.
+
+Paper Sec. 4.3: py-feat gives one time series per Action Unit and per emotion for every
+video; two videos of the same task (N1 vs N2, N vs S, N vs C) are compared per series
+with dynamic time warping (``dtaidistance``, C implementation) and with the mean absolute
+percentage error at the best temporal shift within ±20 s (the subject does not start the
+tasks at the same moment in two videos). AU43 (blink) is excluded from AU averages.
+
+NaN rule (frames where py-feat found no face). Both measures first fill *short* gaps by
+linear interpolation (runs of at most ``max_gap_frames`` NaNs with valid frames on both
+sides; default 5 frames, 1/6 s at 30 fps, shorter than a blink). What stays NaN is then
+handled per measure:
+
+* DTW drops the remaining NaN frames (DTW is elastic, so a dropped run is simply not
+  matched); series left with fewer than 2 frames give NaN.
+* MAPE keeps frame positions (a shift needs the time axis) and leaves remaining NaN
+  frames out of the mean for every shift; the overlap of a shift counts only frames valid
+  in both series.
+
+:func:`clean_series` reports how many frames were interpolated and dropped so that the
+counts can go into the results.
+
+MAPE definition: ``mean_t |ref[t] - other[t + s]| / max(|ref[t]|, eps)`` over the overlap
+of the two series at shift ``s`` (``s > 0``: ``other`` lags ``ref`` by ``s`` frames), as a
+fraction (multiply by 100 for percent). AU and emotion values from py-feat are
+probabilities in [0, 1] that are often ~0, where a plain percentage error explodes;
+``eps`` (default 0.01, i.e. 1 % of the probability scale) bounds the denominator. Shifts
+whose overlap is shorter than ``min_overlap`` (default half of the shorter series) are
+not considered, so that a few frames at the far end cannot win.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+#: Paper Sec. 4.3: the tasks are compared within ±20 s.
+MAX_SHIFT_S: float = 20.0
+#: Denominator floor of the MAPE (see module docstring).
+MAPE_EPS: float = 0.01
+#: Longest NaN run (frames) that is filled by linear interpolation.
+MAX_GAP_FRAMES: int = 5
+#: Fraction of the shorter series that a shift's overlap must cover.
+MIN_OVERLAP: float = 0.5
+#: The blink AU, excluded from AU averages (paper Sec. 4.3).
+EXCLUDED_AUS: tuple[str, ...] = ("AU43",)
+
+_AU_RE = re.compile(r"^AU\d+$")
+# Rows of the error matrix per block: keeps the (block x length) temporaries in cache.
+_BLOCK_ELEMS = 1 << 16
+
+
+def is_au(feature: str) -> bool:
+    """True for Action Unit columns (``AU01`` ... ``AU43``)."""
+    return bool(_AU_RE.match(str(feature)))
+
+
+def au_features_for_average(features: Sequence[str]) -> list[str]:
+    """The AU columns that enter AU averages: all AUs except AU43 (blink), as in the paper."""
+    return [f for f in features if is_au(f) and f not in EXCLUDED_AUS]
+
+
+@dataclass(frozen=True)
+class CleanedSeries:
+    """A series after the NaN rule: ``values`` (NaNs left only in long gaps), and counts."""
+
+    values: np.ndarray
+    n_nan: int  # NaN frames in the input
+    n_interpolated: int  # filled by interpolation
+    n_remaining: int  # still NaN (dropped by DTW, left out by MAPE)
+
+
+def clean_series(x: np.ndarray | Sequence[float], max_gap_frames: int = MAX_GAP_FRAMES) -> CleanedSeries:
+    """Fill NaN runs of at most ``max_gap_frames`` frames that have valid frames on both
+    sides by linear interpolation; leave longer runs and leading/trailing runs NaN."""
+    v = np.array(x, dtype=np.float64, copy=True).ravel()
+    nan = np.isnan(v)
+    n_nan = int(nan.sum())
+    if n_nan == 0 or n_nan == v.size or max_gap_frames <= 0:
+        return CleanedSeries(v, n_nan, 0, n_nan)
+    # Runs of NaN: starts and ends (exclusive).
+    d = np.diff(np.concatenate(([0], nan.view(np.int8), [0])))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    valid_idx = np.flatnonzero(~nan)
+    filled = 0
+    for s, e in zip(starts, ends, strict=True):  # loop over gaps, not frames
+        if s == 0 or e == v.size or e - s > max_gap_frames:
+            continue
+        t = np.arange(s, e)
+        v[s:e] = np.interp(t, valid_idx, v[valid_idx])
+        filled += e - s
+    return CleanedSeries(v, n_nan, filled, n_nan - filled)
+
+
+def dtw_distance(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], *, max_gap_frames: int = MAX_GAP_FRAMES, window: int | None = None) -> float:
+    """DTW distance between two series (``dtaidistance.dtw.distance_fast``: the C
+    implementation; the distance is the square root of the summed squared differences
+    along the optimal warping path).
+
+    NaN frames: short gaps interpolated, the rest dropped (module docstring). ``window``
+    (frames) is an optional Sakoe-Chiba band; ``None`` (default) is unconstrained DTW,
+    as dtaidistance's default. Returns NaN if a series has fewer than 2 valid frames.
+    """
+    from dtaidistance import dtw
+
+    ca = clean_series(a, max_gap_frames).values
+    cb = clean_series(b, max_gap_frames).values
+    ca = np.ascontiguousarray(ca[~np.isnan(ca)], dtype=np.float64)
+    cb = np.ascontiguousarray(cb[~np.isnan(cb)], dtype=np.float64)
+    if ca.size < 2 or cb.size < 2:
+        return math.nan
+    kwargs = {} if window is None else {"window": int(window)}
+    return float(dtw.distance_fast(ca, cb, use_pruning=True, **kwargs))
+
+
+def mape_by_shift(
+    reference: np.ndarray | Sequence[float],
+    other: np.ndarray | Sequence[float],
+    max_shift_frames: int,
+    *,
+    eps: float = MAPE_EPS,
+    max_gap_frames: int = MAX_GAP_FRAMES,
+    min_overlap: float = MIN_OVERLAP,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MAPE for every shift ``s`` in ``[-max_shift_frames, max_shift_frames]``.
+
+    Returns ``(shifts, mape)``; ``mape[i]`` is NaN where the overlap of shift
+    ``shifts[i]`` is shorter than ``min_overlap`` times the shorter series (or empty).
+    Vectorised: the shifted copies of ``other`` are a strided view
+    (``sliding_window_view`` over a padded copy), evaluated in blocks of shifts sized to
+    stay in cache; there is no Python loop over shifts.
+    """
+    r = clean_series(reference, max_gap_frames).values
+    o = clean_series(other, max_gap_frames).values
+    S = int(max_shift_frames)
+    if S < 0:
+        raise ValueError(f"max_shift_frames must be >= 0, got {S}")
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    lr, lo = r.size, o.size
+    shifts = np.arange(-S, S + 1)
+    if lr == 0 or lo == 0:
+        return shifts, np.full(shifts.size, np.nan)
+    # pad[j] = other[j - S]; window k (shift s = k - S) is pad[k : k + lr] = other[t + s].
+    n = max(lo + 2 * S, 2 * S + lr)
+    r_valid = ~np.isnan(r)
+    pad = np.zeros(n, np.float32)
+    valid = np.zeros(n, np.float32)
+    o_valid = ~np.isnan(o)
+    pad[S : S + lo] = np.where(o_valid, o, 0.0)
+    valid[S : S + lo] = o_valid
+    windows = sliding_window_view(pad, lr)[: 2 * S + 1]
+    vwindows = sliding_window_view(valid, lr)[: 2 * S + 1]
+    # Weights 1/max(|ref|, eps), zero where ref is NaN.
+    w = np.where(r_valid, 1.0 / np.maximum(np.abs(np.nan_to_num(r)), eps), 0.0).astype(np.float32)
+    r32 = np.nan_to_num(r).astype(np.float32)
+    sums = np.empty(shifts.size, np.float64)
+    if r_valid.all() and o_valid.all():  # overlap length of each shift, in closed form
+        counts = np.minimum(lr, lo - shifts) - np.maximum(0, -shifts)
+    else:  # frames valid in both series, per shift: a correlation of the validity masks
+        counts = np.correlate(valid.astype(np.float64), r_valid.astype(np.float64), mode="valid")[: shifts.size]
+    block = max(1, _BLOCK_ELEMS // max(lr, 1))
+    for i in range(0, shifts.size, block):  # loop over blocks of shifts, not shifts
+        e = np.abs(windows[i : i + block] - r32)
+        e *= w
+        e *= vwindows[i : i + block]
+        sums[i : i + block] = e.sum(axis=1, dtype=np.float64)
+    counts = np.rint(np.clip(counts, 0, None)).astype(np.int64)
+    need = max(1, int(math.ceil(min_overlap * min(int(r_valid.sum()), int(o_valid.sum())))))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mape = np.where(counts >= need, sums / np.maximum(counts, 1), np.nan)
+    return shifts, mape
+
+
+def mape_best_shift(
+    reference: np.ndarray | Sequence[float],
+    other: np.ndarray | Sequence[float],
+    max_shift_frames: int,
+    *,
+    eps: float = MAPE_EPS,
+    max_gap_frames: int = MAX_GAP_FRAMES,
+    min_overlap: float = MIN_OVERLAP,
+) -> tuple[float, int]:
+    """The smallest MAPE over all shifts within ``±max_shift_frames`` and its shift
+    (frames; positive: ``other`` lags ``reference``). ``(nan, 0)`` when no shift has
+    enough overlap. See :func:`mape_by_shift` and the module docstring for the rules."""
+    shifts, mape = mape_by_shift(
+        reference, other, max_shift_frames, eps=eps, max_gap_frames=max_gap_frames, min_overlap=min_overlap
+    )
+    if np.all(np.isnan(mape)):
+        return math.nan, 0
+    # Ties (e.g. constant series) go to the smallest |shift|.
+    order = np.argsort(np.abs(shifts), kind="stable")
+    k = order[np.nanargmin(mape[order])]
+    return float(mape[k]), int(shifts[k])
+
+
+def max_shift_frames(fps: float, max_shift_s: float = MAX_SHIFT_S) -> int:
+    """The shift range in frames for ``fps`` (paper: ±20 s)."""
+    return int(round(max_shift_s * fps))
+
+
+def compare_series(
+    df_ref: pd.DataFrame,
+    df_other: pd.DataFrame,
+    fps: float,
+    features: Sequence[str],
+    *,
+    max_shift_s: float = MAX_SHIFT_S,
+    eps: float = MAPE_EPS,
+    max_gap_frames: int = MAX_GAP_FRAMES,
+    min_overlap: float = MIN_OVERLAP,
+    dtw_window_s: float | None = None,
+) -> pd.DataFrame:
+    """DTW and best-shift MAPE per feature between two per-frame tables (rows = frames of
+    one segment, columns = AU / emotion series).
+
+    Returns one row per feature with columns ``feature, dtw, mape, best_shift_frames,
+    best_shift_s, n_ref, n_other, nan_ref, nan_other`` (``nan_*``: NaN frames in the
+    input, i.e. frames without a face, before interpolation). ``fps`` sets the shift
+    range (``max_shift_s`` seconds, paper: 20). Missing feature columns raise KeyError.
+    """
+    missing = [f for f in features if f not in df_ref.columns or f not in df_other.columns]
+    if missing:
+        raise KeyError(f"feature column(s) {missing} missing from the facial-analysis tables")
+    S = max_shift_frames(fps, max_shift_s)
+    window = None if dtw_window_s is None else max(1, int(round(dtw_window_s * fps)))
+    rows = []
+    for f in features:
+        a = df_ref[f].to_numpy(dtype=np.float64)
+        b = df_other[f].to_numpy(dtype=np.float64)
+        mape, shift = mape_best_shift(a, b, S, eps=eps, max_gap_frames=max_gap_frames, min_overlap=min_overlap)
+        rows.append(
+            {
+                "feature": f,
+                "dtw": dtw_distance(a, b, max_gap_frames=max_gap_frames, window=window),
+                "mape": mape,
+                "best_shift_frames": shift,
+                "best_shift_s": shift / fps,
+                "n_ref": int(a.size),
+                "n_other": int(b.size),
+                "nan_ref": int(np.isnan(a).sum()),
+                "nan_other": int(np.isnan(b).sum()),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["feature", "dtw", "mape", "best_shift_frames", "best_shift_s", "n_ref", "n_other", "nan_ref", "nan_other"],
+    )

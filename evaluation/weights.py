@@ -1,0 +1,331 @@
+"""Pretrained weights of the evaluation: where they live, whether they are there, fetching.
+
+DESIGN.md "Pretrained weights, offline": LPIPS (AlexNet), FID (Inception-v3) and py-feat
+load pretrained weights through the libraries' own loading code and caches. Clusters
+have no network, so
+
+* :func:`check_weights` runs *before* any work and raises :class:`MissingWeightsError`
+  whose message names every missing file by its full path and the command that fetches
+  them (``python -m evaluation fetch-weights --metrics ...``); nothing is downloaded
+  behind the user's back and no metric is ever computed with other weights;
+* :func:`fetch_weights` (on a machine with network) downloads every file into the place
+  the library reads it from and verifies it: torch hub files by the sha256 prefix in
+  their name, then by loading the model through the library's real code.
+
+Where the files are:
+
+* ``lpips`` — torchvision's AlexNet, ``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``
+  (``torch.hub.get_dir()``); the LPIPS linear heads ship inside the ``lpips`` package.
+* ``fid`` — torch-fidelity's Inception-v3 (the TF-FID port), the same directory,
+  ``weights-inception-2015-12-05-6726825d.pth``.
+* ``facial`` — py-feat's model files, listed and fetched by :mod:`evaluation.facial`
+  (py-feat 2.x keeps them inside its package, ``feat.utils.io.get_resource_path()``;
+  ``HF_HOME`` does not move them).
+
+``check_weights`` tests presence (like the libraries, which do not hash cached files);
+``fetch_weights`` also verifies files that are already present and refuses ones whose
+hash does not match (e.g. the random stand-ins the tests write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Every metric the evaluation knows, in the order of the paper's tables.
+METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "groundtruth")
+#: Metrics that load pretrained weights.
+WEIGHTED_METRICS: tuple[str, ...] = ("lpips", "fid", "facial")
+
+ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+_HASH_RE = re.compile(r"-([a-f0-9]{6,})\.")
+
+
+class WeightsError(RuntimeError):
+    """Fetching or verifying weights failed; ``str(err)`` is the user's message."""
+
+
+class MissingWeightsError(WeightsError):
+    """Pretrained weights needed by the chosen metrics are not on this machine.
+
+    ``missing`` lists the :class:`WeightFile` s; the message names each file's full path
+    and the ``fetch-weights`` command."""
+
+    def __init__(self, missing: Sequence[WeightFile], metrics: Sequence[str]) -> None:
+        self.missing = list(missing)
+        self.metrics = list(metrics)
+        super().__init__(missing_message(self.missing, self.metrics))
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One pretrained-weight file a metric loads.
+
+    ``url`` (torch hub files) is fetched with torch hub's downloader and checked against
+    ``sha256_prefix`` (the hash in the file name). ``bundled`` files ship inside an
+    installed package: a missing one means a broken install (reinstall). py-feat files
+    are fetched by :mod:`evaluation.facial`."""
+
+    metric: str
+    path: Path
+    description: str
+    url: str | None = None
+    sha256_prefix: str | None = None
+    bundled: bool = False
+
+    @property
+    def present(self) -> bool:
+        try:
+            return self.path.is_file() and self.path.stat().st_size > 0
+        except OSError:
+            return False
+
+
+def _hub_checkpoints() -> Path:
+    """``$TORCH_HOME/hub/checkpoints`` as torch hub resolves it now (env read per call)."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _hash_prefix(url: str) -> str | None:
+    m = _HASH_RE.search(url.rsplit("/", 1)[-1])
+    return m.group(1) if m else None
+
+
+def _lpips_files() -> list[WeightFile]:
+    import lpips
+
+    heads = Path(lpips.__file__).resolve().parent / "weights" / "v0.1" / "alex.pth"
+    return [
+        WeightFile(
+            "lpips",
+            _hub_checkpoints() / ALEXNET_URL.rsplit("/", 1)[-1],
+            "AlexNet backbone of LPIPS (torchvision ImageNet weights)",
+            url=ALEXNET_URL,
+            sha256_prefix=_hash_prefix(ALEXNET_URL),
+        ),
+        WeightFile("lpips", heads, "LPIPS v0.1 linear heads (ship with the lpips package)", bundled=True),
+    ]
+
+
+def _fid_files() -> list[WeightFile]:
+    return [
+        WeightFile(
+            "fid",
+            _hub_checkpoints() / INCEPTION_URL.rsplit("/", 1)[-1],
+            "Inception-v3 of FID (torch-fidelity's port of the TF weights)",
+            url=INCEPTION_URL,
+            sha256_prefix=_hash_prefix(INCEPTION_URL),
+        )
+    ]
+
+
+def _facial_files(model_set: str = "v1", weights_dir: str | os.PathLike | None = None) -> list[WeightFile]:
+    """py-feat's files, as :mod:`evaluation.facial` lists and resolves them (it owns the
+    list, the hub-cache layout and where the folder is)."""
+    from evaluation import facial
+
+    missing = facial.missing_feat_weights(model_set, weights_dir)
+    if missing:
+        paths = missing
+    else:
+        paths = list(facial.require_feat_weights(model_set, weights_dir).values())
+    out = []
+    for path in paths:
+        repo = next((p[len("models--"):].replace("--", "/") for p in Path(path).parts if p.startswith("models--")), "py-feat")
+        out.append(WeightFile("facial", Path(path), f"py-feat {model_set} model file {repo}/{Path(path).name}"))
+    return out
+
+
+def _normalise(metrics: Iterable[str] | str) -> list[str]:
+    if isinstance(metrics, str):
+        metrics = [m for m in metrics.split(",") if m.strip()]
+    out: list[str] = []
+    for m in metrics:
+        m = m.strip().lower()
+        if m not in METRICS:
+            raise ValueError(f"unknown metric {m!r}; expected some of {', '.join(METRICS)}")
+        if m not in out:
+            out.append(m)
+    return out
+
+
+def required_weights(
+    metrics: Iterable[str] | str, *, feat_model_set: str = "v1", feat_weights_dir: str | os.PathLike | None = None
+) -> list[WeightFile]:
+    """The weight files the given metrics load (``groundtruth`` needs none).
+
+    For ``facial`` the list holds the *missing* py-feat files when any is missing (their
+    expected hub-cache paths), else all of them with their resolved paths."""
+    out: list[WeightFile] = []
+    for m in _normalise(metrics):
+        if m == "lpips":
+            out += _lpips_files()
+        elif m == "fid":
+            out += _fid_files()
+        elif m == "facial":
+            out += _facial_files(feat_model_set, feat_weights_dir)
+    return out
+
+
+def fetch_command(metrics: Iterable[str] | str) -> str:
+    ms = [m for m in _normalise(metrics) if m in WEIGHTED_METRICS] or list(WEIGHTED_METRICS)
+    return f"python -m evaluation fetch-weights --metrics {','.join(ms)}"
+
+
+def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str]) -> str:
+    """The message of :class:`MissingWeightsError`: every missing file and how to get it."""
+    need = [m for m in dict.fromkeys(w.metric for w in missing)]
+    lines = [f"missing pretrained weights for {', '.join(need)} (nothing is downloaded automatically):"]
+    for w in missing:
+        src = f"; from {w.url}" if w.url else ""
+        lines.append(f"  - {w.path}  [{w.metric}: {w.description}{src}]")
+    bundled = [w for w in missing if w.bundled]
+    fetchable = [w for w in missing if not w.bundled]
+    if fetchable:
+        lines.append("Fetch them once on a machine with network access:")
+        lines.append(f"  {fetch_command(need)}")
+        lines.append(
+            "then copy them to the same paths here (torch hub files: TORCH_HOME="
+            f"{os.environ.get('TORCH_HOME', '<unset: ~/.cache/torch>')})."
+        )
+        if any(w.metric == "facial" for w in fetchable):
+            lines.append(
+                "py-feat files live in py-feat's own folder (it ignores HF_HOME); "
+                "$SENSOR_REMOVAL_FEAT_CACHE points it at another hub-cache folder."
+            )
+    if bundled:
+        lines.append("Files marked 'ship with' belong to an installed package: reinstall it (pip install --force-reinstall).")
+    lines.append("Or leave these metrics out (--metrics); `python -m evaluation run --help` lists them.")
+    return "\n".join(lines)
+
+
+def check_weights(
+    metrics: Iterable[str] | str, *, feat_model_set: str = "v1", feat_weights_dir: str | os.PathLike | None = None
+) -> list[WeightFile]:
+    """Raise :class:`MissingWeightsError` unless every file the metrics load is present.
+    Returns the (present) files. Checks presence only; see :func:`verify_file`."""
+    ms = _normalise(metrics)
+    files = required_weights(ms, feat_model_set=feat_model_set, feat_weights_dir=feat_weights_dir)
+    missing = [w for w in files if not w.present]
+    if missing:
+        raise MissingWeightsError(missing, ms)
+    return files
+
+
+def available_metrics() -> list[str]:
+    """Which of ``lpips``, ``fid``, ``facial`` have all their weights on this machine
+    (for the demo: run what can run, say what cannot). Never downloads."""
+    out = []
+    for m in WEIGHTED_METRICS:
+        try:
+            files = required_weights([m])
+        except Exception:  # noqa: BLE001 - e.g. py-feat not installed: not available
+            continue
+        if all(w.present for w in files):
+            out.append(m)
+    return out
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(w: WeightFile) -> None:
+    """Check a present file against the sha256 prefix in its name (torch hub convention).
+    Raises :class:`WeightsError` naming the file on a mismatch."""
+    if not w.present:
+        raise MissingWeightsError([w], [w.metric])
+    if w.sha256_prefix:
+        digest = sha256_of(w.path)
+        if not digest.startswith(w.sha256_prefix):
+            raise WeightsError(
+                f"{w.path}: sha256 {digest[:12]}... does not start with {w.sha256_prefix} (the hash in "
+                "its name): a stand-in or corrupt file. Delete it and run "
+                f"`{fetch_command([w.metric])}` again."
+            )
+
+
+def _download(w: WeightFile) -> None:
+    import torch.hub
+
+    if w.url is not None:
+        w.path.parent.mkdir(parents=True, exist_ok=True)
+        # Writes to a temporary file, checks the sha256 prefix, then moves it into place.
+        try:
+            torch.hub.download_url_to_file(w.url, str(w.path), hash_prefix=w.sha256_prefix, progress=True)
+        except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
+            raise WeightsError(f"{w.path}: download from {w.url} failed: {exc}") from None
+    else:
+        raise WeightsError(f"{w.path}: {w.description}; cannot be downloaded (reinstall the package that ships it)")
+    if not w.present:
+        raise WeightsError(f"{w.path}: still missing after download ({w.description})")
+
+
+def load_check(metric: str, device: str = "cpu", feat_model_set: str = "v1") -> None:
+    """Load the metric's network through the library's real code (the strongest check
+    that the files fit: every tensor name and shape must match)."""
+    if metric == "lpips":
+        from evaluation.perceptual import load_lpips
+
+        load_lpips(device=device)
+    elif metric == "fid":
+        from evaluation.perceptual import load_inception
+
+        load_inception(device=device)
+    elif metric == "facial":
+        from evaluation import facial
+
+        facial.verify_feat_weights(feat_model_set, device=device)
+
+
+def fetch_weights(
+    metrics: Iterable[str] | str = WEIGHTED_METRICS,
+    *,
+    feat_model_set: str = "v1",
+    log: Callable[[str], None] = print,
+) -> list[WeightFile]:
+    """Download (where absent) and verify every weight file of ``metrics``.
+
+    Present torch hub files are verified, not replaced: a sha256 mismatch raises
+    :class:`WeightsError` (delete the file and fetch again). py-feat's files are fetched
+    by :func:`evaluation.facial.fetch_feat_weights` (``huggingface_hub``; it skips files
+    already there). Then each metric's network is loaded once through the library's
+    own code. Needs network only for absent files."""
+    ms = [m for m in _normalise(metrics) if m in WEIGHTED_METRICS]
+    files: list[WeightFile] = []
+    for w in required_weights([m for m in ms if m != "facial"]):
+        if w.present:
+            verify_file(w)
+            log(f"ok      {w.path}")
+        elif w.bundled:
+            raise WeightsError(f"{w.path}: {w.description}; the package install is incomplete: reinstall it")
+        else:
+            log(f"fetch   {w.url} -> {w.path}")
+            _download(w)
+            verify_file(w)
+            log(f"ok      {w.path}")
+        files.append(w)
+    if "facial" in ms:
+        from evaluation import facial
+
+        log(f"fetch   py-feat {feat_model_set} model files -> {facial.feat_cache_dir()}")
+        for p in facial.fetch_feat_weights(feat_model_set):
+            log(f"ok      {p}")
+        files += required_weights(["facial"], feat_model_set=feat_model_set)
+    for m in ms:
+        load_check(m, feat_model_set=feat_model_set)
+        log(f"loaded  {m}: the library's loading code accepts the files")
+    return files

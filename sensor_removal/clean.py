@@ -1,0 +1,894 @@
+"""Clean whole videos with a trained generator G_S→N (DESIGN.md "The job", step *clean*).
+
+The paper (Büchner et al., VISAPP 2023, Sec. 3.2 and 4) runs the sensor→normal generator
+over **every** frame of every sensor video and hands the result to unmodified facial
+analysis. This module is the one implementation of that step; the CLI
+(``python -m sensor_removal clean``), the post-fit hook and the app all call it:
+
+* :func:`load_generator` — G_S→N and its :class:`CleanSettings` from a checkpoint;
+* :func:`clean_video` — one video, one bbox → the cleaned face crop at the model's
+  resolution (and, with ``paste_back``, the full frame with the cleaned crop put back);
+* :func:`clean_recordings` / :func:`clean_subject` — every (or the named) sensor recording
+  of a subject, one failure not stopping the others, plus a ``manifest.yaml`` of the
+  cleaned recordings (``condition: clean``, ``source:`` the sensor recording) for the
+  evaluation;
+* :func:`paste_back` — the cleaned crop resized into the bbox with a feathered edge.
+
+Why the pipeline looks the way it does:
+
+* Every frame is cut with :func:`sensor_removal.video.crop_resize` at the training crop
+  size and converted with :func:`sensor_removal.data.to_tensor`, so the generator sees at
+  inference exactly the pixels it was trained on; outputs go through
+  :func:`sensor_removal.data.to_uint8`.
+* Streaming with bounded queues: a reader thread (decode, crop, stack uint8 batches), the
+  caller's thread (inference) and a writer thread (to_uint8, paste-back, encode) overlap,
+  so the generator never waits for IO and memory does not grow with the video's length.
+  A failure in any stage stops the others (stop event, polling with timeouts) and is
+  re-raised in the caller's thread.
+* On CUDA: bf16 autocast and channels_last (the generator is conv-only, so both are safe
+  and ~2x faster); on CPU: fp32. Instance norm uses per-image statistics, so a frame's
+  output does not depend on the batch it is in.
+* Outputs are written under a temporary name and renamed when complete; a failed
+  recording leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from sensor_removal.data import to_tensor, to_uint8
+from sensor_removal.manifest import (
+    ManifestError,
+    Recording,
+    Subject,
+    load_manifest,
+    save_manifest,
+)
+from sensor_removal.video import (
+    Codec,
+    VideoError,
+    VideoWriter,
+    check_bbox,
+    crop_resize,
+    iter_frames,
+    probe,
+)
+
+__all__ = [
+    "CleanError",
+    "CleanFailure",
+    "CleanReport",
+    "CleanResult",
+    "CleanSettings",
+    "GeneratorRunner",
+    "clean_recordings",
+    "clean_subject",
+    "clean_video",
+    "feather_alpha",
+    "full_output_path",
+    "load_generator",
+    "main",
+    "paste_back",
+    "resolve_device",
+]
+
+Precision = Literal["auto", "fp32", "bf16"]
+DeviceArg = Literal["auto", "cpu", "cuda"]
+#: Name of the manifest of cleaned recordings inside the output folder.
+CLEAN_MANIFEST = "manifest.yaml"
+#: Default width of the paste-back blend ramp, in pixels of the full frame.
+DEFAULT_FEATHER = 8
+#: How long a blocked queue operation waits before checking whether to give up.
+_POLL_S = 0.05
+#: Depth of each queue between stages (batches). Bounds memory independently of length.
+_QUEUE_DEPTH = 2
+
+
+class CleanError(RuntimeError):
+    """Cleaning cannot proceed; the message names the file (and recording) at fault."""
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class CleanSettings:
+    """What inference needs to know about the training run.
+
+    ``crop_size`` is the size the generator was trained at (DataModule ``crop_size``,
+    256 in the paper): every frame is cut with ``crop_resize(frame, bbox, crop_size)``.
+    ``manifest`` is the training manifest recorded in the checkpoint (may be relative to
+    the directory training ran in), used when no manifest is given.
+    """
+
+    crop_size: int
+    load_size: int | None = None
+    ngf: int | None = None
+    n_blocks: int | None = None
+    n_downsampling: int = 2
+    manifest: Path | None = None
+    checkpoint: Path | None = None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` → CUDA when present, else CPU. Asking for CUDA without one is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CleanError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def _hparam(hp: dict[str, Any], key: str, path: Path, section: str) -> Any:
+    if key not in hp:
+        raise CleanError(f"{path}: checkpoint field {section}.{key} missing (not a sensor-removal checkpoint?)")
+    return hp[key]
+
+
+def load_generator(
+    ckpt_path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, CleanSettings]:
+    """Load only G_S→N (``gen_s2n.*``) from a Lightning checkpoint of :class:`CycleGAN`.
+
+    Returns the generator in eval mode on ``device`` and the settings inference needs.
+    The checkpoint is read with ``weights_only=True`` (no code runs from the file); any
+    file that is not a checkpoint of this project raises :class:`CleanError` naming it.
+    """
+    from sensor_removal.networks import ResnetGenerator
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise CleanError(f"{path}: checkpoint file not found")
+    import pathlib
+
+    safe = [pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
+    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+    try:
+        with allow(safe) if allow is not None else contextlib.nullcontext():
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means: not a loadable checkpoint
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CleanError(f"{path}: cannot load as a checkpoint ({type(exc).__name__}: {first})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CleanError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    prefix = "gen_s2n."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if not state:
+        raise CleanError(
+            f"{path}: checkpoint has no '{prefix}*' weights (G_S→N); not a sensor-removal CycleGAN checkpoint"
+        )
+    hp = ckpt.get("hyper_parameters")
+    dhp = ckpt.get("datamodule_hyper_parameters")
+    if not isinstance(hp, dict):
+        raise CleanError(f"{path}: checkpoint has no 'hyper_parameters' (not a sensor-removal checkpoint?)")
+    if not isinstance(dhp, dict):
+        raise CleanError(f"{path}: checkpoint has no 'datamodule_hyper_parameters' (crop_size unknown)")
+    ngf = int(_hparam(hp, "ngf", path, "hyper_parameters"))
+    n_blocks = int(_hparam(hp, "n_blocks", path, "hyper_parameters"))
+    n_down = int(hp.get("n_downsampling", 2))
+    crop_size = int(_hparam(dhp, "crop_size", path, "datamodule_hyper_parameters"))
+    if crop_size % (2**n_down):
+        raise CleanError(f"{path}: crop_size {crop_size} is not divisible by {2**n_down}")
+    load_size = dhp.get("load_size")
+    manifest = dhp.get("manifest")
+    gen = ResnetGenerator(in_channels=3, out_channels=3, ngf=ngf, n_blocks=n_blocks, n_downsampling=n_down)
+    try:
+        gen.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CleanError(f"{path}: G_S→N weights do not match ngf={ngf}, n_blocks={n_blocks}: {exc}") from None
+    gen.eval().requires_grad_(False)
+    gen.to(resolve_device(device))
+    settings = CleanSettings(
+        crop_size=crop_size,
+        load_size=None if load_size is None else int(load_size),
+        ngf=ngf,
+        n_blocks=n_blocks,
+        n_downsampling=n_down,
+        manifest=None if manifest is None else Path(manifest),
+        checkpoint=path,
+    )
+    return gen, settings
+
+
+# --------------------------------------------------------------------------- inference
+
+
+class GeneratorRunner:
+    """One forward pass as the pipeline does it: uint8 batch → model output.
+
+    ``(B, S, S, 3)`` uint8 (CPU) → device → :func:`to_tensor` → channels_last (default: on
+    CUDA) → generator under autocast (bf16 when ``precision`` resolves to it: ``auto`` is
+    bf16 on CUDA when supported, fp32 otherwise). Moves the generator to ``device`` and
+    its memory format accordingly. Call it inside
+    ``torch.inference_mode()``. The benchmark uses the same object, so "generator only"
+    and "end to end" time the same computation.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        device: torch.device,
+        precision: Precision = "auto",
+        channels_last: bool | None = None,
+    ) -> None:
+        self.generator = generator
+        self.device = device
+        if precision == "auto":
+            bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+            precision = "bf16" if bf16_ok else "fp32"
+        self.precision: Literal["fp32", "bf16"] = precision  # type: ignore[assignment]
+        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
+        generator.to(device)
+        generator.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+
+    def to_input(self, batch_u8: torch.Tensor) -> torch.Tensor:
+        x = to_tensor(batch_u8.to(self.device, non_blocking=True))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.generator(x)
+
+    def __call__(self, batch_u8: torch.Tensor) -> torch.Tensor:
+        return self.forward(self.to_input(batch_u8))
+
+
+# --------------------------------------------------------------------------- paste-back
+
+
+def feather_alpha(width: int, height: int, feather: int = DEFAULT_FEATHER) -> np.ndarray:
+    """Blend weight ``(height, width, 1)`` float32 for pasting a crop into its bbox.
+
+    1 in the interior, a linear ramp over the ``feather`` outermost pixels inside the bbox
+    border (the outermost pixel gets ``1 / (feather + 1)``), so the cleaned crop fades into
+    the original frame instead of leaving a visible seam. ``feather=0`` gives a hard paste.
+    """
+    feather = max(0, min(int(feather), (min(width, height) - 1) // 2))
+
+    def ramp(n: int) -> np.ndarray:
+        d = np.minimum(np.arange(n), np.arange(n)[::-1]).astype(np.float32)
+        return np.clip((d + 1.0) / (feather + 1.0), 0.0, 1.0)
+
+    alpha = np.minimum(ramp(height)[:, None], ramp(width)[None, :])
+    return alpha[:, :, None].astype(np.float32)
+
+
+def paste_back(
+    frame: np.ndarray,
+    crop: np.ndarray,
+    bbox: tuple[int, int, int, int],
+    alpha: np.ndarray | None = None,
+    *,
+    feather: int = DEFAULT_FEATHER,
+) -> np.ndarray:
+    """Return a copy of ``frame`` with ``crop`` (the cleaned ``crop_size`` face crop)
+    resized back into ``bbox`` = (x, y, w, h) and blended with :func:`feather_alpha`.
+
+    Pixels outside the bbox are the input's bytes, unchanged. ``alpha`` (from
+    :func:`feather_alpha` for the bbox's w, h) can be passed to avoid recomputing it.
+    Resizing mirrors :func:`crop_resize` (area when shrinking, cubic when enlarging).
+    """
+    x, y, w, h = (int(v) for v in bbox)
+    why = check_bbox((x, y, w, h), frame.shape[1], frame.shape[0])
+    if why:
+        raise ValueError(f"paste_back: {why}")
+    if crop.shape[0] == h and crop.shape[1] == w:
+        back = crop
+    else:
+        shrink = crop.shape[0] >= h and crop.shape[1] >= w
+        back = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    if alpha is None:
+        alpha = feather_alpha(w, h, feather)
+    out = frame.copy()
+    region = out[y : y + h, x : x + w]
+    blended = region.astype(np.float32)
+    blended += alpha * (back.astype(np.float32) - blended)
+    np.rint(blended, out=blended)
+    region[...] = np.clip(blended, 0, 255).astype(np.uint8)
+    return out
+
+
+_paste_frame = paste_back  # clean_video's ``paste_back`` flag shadows the function
+
+
+def full_output_path(out: Path) -> Path:
+    """``DIR/name.mp4`` → ``DIR/name.full.mp4`` (the pasted-back full-frame video)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.full{out.suffix or '.mp4'}")
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """One cleaned video: where it went and how fast it was made."""
+
+    source: Path
+    out: Path
+    full_out: Path | None
+    frames: int
+    fps: float
+    crop_size: int
+    bbox: tuple[int, int, int, int]
+    seconds: float
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+class _Stop(Exception):
+    """Internal: a stage gave up because another one failed."""
+
+
+class _Pipeline:
+    """Shared stop flag and first error of the three stages."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = exc
+        self.stop.set()
+
+    def put(self, q: queue.Queue, item: Any) -> None:
+        while True:
+            try:
+                q.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    raise _Stop from None
+
+    def get(self, q: queue.Queue, producer: threading.Thread) -> Any:
+        while True:
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self.stop.is_set():
+                    raise _Stop from None
+                if not producer.is_alive():
+                    try:
+                        return q.get_nowait()
+                    except queue.Empty:
+                        raise _Stop from None
+
+    def thread(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        def run() -> None:
+            try:
+                target()
+            except _Stop:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self.fail(exc)
+
+        return threading.Thread(target=run, name=name, daemon=True)
+
+
+_DONE = object()
+
+
+@dataclass
+class _Batch:
+    start: int
+    crops: torch.Tensor  # (n, S, S, 3) uint8, CPU
+    frames: list[np.ndarray] | None  # full frames for paste-back
+    output: Any = None  # model output on CPU (tensor) ...
+    ready: Any = None  # ... and a CUDA event to wait for before reading it
+
+
+def _read_batches(
+    src: Path, bbox: tuple[int, int, int, int], size: int, batch_size: int, expect: int, keep_frames: bool, pin: bool
+) -> Iterator[_Batch]:
+    """Decode ``src`` once, crop every frame, yield uint8 batches (last one may be short)."""
+    buf = np.empty((batch_size, size, size, 3), np.uint8)
+    frames: list[np.ndarray] = []
+    n = start = 0
+    for index, frame in iter_frames(src, expect_count=expect):
+        buf[n] = crop_resize(frame, bbox, size)
+        if keep_frames:
+            frames.append(frame)
+        n += 1
+        if n == batch_size:
+            yield _make_batch(start, buf, n, frames if keep_frames else None, pin)
+            buf = np.empty_like(buf)
+            frames = []
+            start, n = index + 1, 0
+    if n:
+        yield _make_batch(start, buf, n, frames if keep_frames else None, pin)
+
+
+def _make_batch(start: int, buf: np.ndarray, n: int, frames: list[np.ndarray] | None, pin: bool) -> _Batch:
+    crops = torch.from_numpy(buf[:n])
+    if pin:
+        crops = crops.pin_memory()
+    return _Batch(start=start, crops=crops, frames=frames)
+
+
+def clean_video(
+    generator: nn.Module,
+    settings: CleanSettings,
+    src: str | os.PathLike,
+    bbox: Sequence[int],
+    out: str | os.PathLike,
+    *,
+    paste_back: bool = False,
+    full_out: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    device: str | torch.device = "auto",
+    precision: Precision = "auto",
+    codec: Codec = "h264",
+    crf: int = 12,
+    feather: int = DEFAULT_FEATHER,
+    progress: bool = True,
+    desc: str | None = None,
+) -> CleanResult:
+    """Clean every frame of ``src`` (face crop ``bbox`` = x, y, w, h) with ``generator``.
+
+    Writes ``out``: the cleaned crop at ``settings.crop_size`` px, same fps and exactly
+    the frames decoded from ``src``. With ``paste_back`` also ``full_out`` (default
+    :func:`full_output_path`): the full frame with the cleaned crop blended into the bbox;
+    outside the bbox the pixels are the decoded input's (bit-exact with codec
+    ``h264-lossless``). ``generator`` is any module mapping ``(B, 3, S, S)`` in [-1, 1] to
+    the same shape; it is moved to ``device`` and run in eval mode (its training flag is
+    restored afterwards).
+
+    Raises :class:`CleanError` / :class:`~sensor_removal.video.VideoError` (naming the
+    file) for an unreadable, truncated or corrupt video or a bbox that does not fit;
+    nothing is left at ``out`` / ``full_out`` then.
+    """
+    src = Path(src)
+    out = Path(out)
+    bbox_t: tuple[int, int, int, int] = tuple(int(v) for v in bbox)  # type: ignore[assignment]
+    if len(bbox_t) != 4:
+        raise CleanError(f"{src}: bbox must be x, y, w, h; got {list(bbox)}")
+    if batch_size < 1:
+        raise CleanError(f"batch_size must be >= 1, got {batch_size}")
+    size = int(settings.crop_size)
+    full = (Path(full_out) if full_out is not None else full_output_path(out)) if paste_back else None
+    for target in (out, full):
+        if target is not None and src.exists() and target.resolve() == src.resolve():
+            raise CleanError(f"{src}: output {target} would overwrite the input video")
+    info = probe(src)  # VideoError names the file
+    why = check_bbox(bbox_t, info.width, info.height)
+    if why:
+        raise CleanError(f"{src}: {why}")
+    dev = resolve_device(device)
+    runner = GeneratorRunner(generator, dev, precision)
+    on_cuda = dev.type == "cuda"
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=info.frame_count, unit="frame", desc=desc or src.name, disable=not progress, dynamic_ncols=True
+    )
+    pipe = _Pipeline()
+    to_model: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
+    to_writer: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
+    alpha = feather_alpha(bbox_t[2], bbox_t[3], feather) if full is not None else None
+    counts = {"read": 0, "written": 0}
+    writers: list[VideoWriter] = []
+    closed: list[Path] = []
+    was_training = generator.training
+    t0 = time.perf_counter()
+
+    def read() -> None:
+        for batch in _read_batches(src, bbox_t, size, batch_size, info.frame_count, full is not None, on_cuda):
+            counts["read"] += len(batch.crops)
+            pipe.put(to_model, batch)
+        pipe.put(to_model, _DONE)
+
+    def write() -> None:
+        with torch.inference_mode():
+            while True:
+                batch = pipe.get(to_writer, infer_thread)
+                if batch is _DONE:
+                    return
+                if batch.ready is not None:
+                    batch.ready.synchronize()
+                crops = to_uint8(batch.output)
+                if crops.shape[1:] != (size, size, 3):
+                    raise CleanError(
+                        f"{src}: generator returned images of shape {tuple(batch.output.shape)}, "
+                        f"expected (B, 3, {size}, {size})"
+                    )
+                for i, crop in enumerate(crops):
+                    writers[0].write(crop)
+                    if full is not None:
+                        writers[1].write(_paste_frame(batch.frames[i], crop, bbox_t, alpha))
+                counts["written"] += len(crops)
+                bar.update(len(crops))
+
+    infer_thread = threading.current_thread()
+    threads: list[threading.Thread] = []
+    try:
+        writers.append(VideoWriter(out, info.fps, size, size, codec=codec, crf=crf))
+        if full is not None:
+            writers.append(VideoWriter(full, info.fps, info.width, info.height, codec=codec, crf=crf))
+        generator.eval()
+        reader = pipe.thread(f"clean-read:{src.name}", read)
+        writer = pipe.thread(f"clean-write:{src.name}", write)
+        threads = [reader, writer]
+        reader.start()
+        writer.start()
+        completed = False
+        try:
+            with torch.inference_mode():
+                while True:
+                    batch = pipe.get(to_model, reader)
+                    if batch is _DONE:
+                        break
+                    y = runner(batch.crops)
+                    if on_cuda:  # async copy to pinned memory; the writer waits on the event
+                        host = torch.empty(y.shape, dtype=y.dtype, pin_memory=True)
+                        host.copy_(y, non_blocking=True)
+                        batch.ready = torch.cuda.Event()
+                        batch.ready.record()
+                        batch.output = host
+                    else:
+                        batch.output = y
+                    batch.crops = None  # type: ignore[assignment]
+                    pipe.put(to_writer, batch)
+                pipe.put(to_writer, _DONE)
+                completed = True
+        except _Stop:
+            pass
+        except BaseException as exc:
+            pipe.fail(exc)
+        writer.join()
+        pipe.stop.set()  # releases the reader if it is still blocked on a full queue
+        reader.join()
+        if pipe.error is not None:
+            raise pipe.error
+        if not completed:  # pragma: no cover - a stage stopped without saying why
+            raise CleanError(f"{src}: cleaning stopped unexpectedly")
+        if not (counts["read"] == counts["written"] == writers[0].frames_written):
+            raise CleanError(f"{src}: decoded {counts['read']} frames but wrote {writers[0].frames_written}")
+        for w in writers:
+            closed.append(w.close())
+    except BaseException:
+        pipe.stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        for w in writers:
+            w.abort()
+        for path in closed:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+        generator.train(was_training)
+    return CleanResult(
+        source=src,
+        out=out,
+        full_out=full,
+        frames=counts["written"],
+        fps=info.fps,
+        crop_size=size,
+        bbox=bbox_t,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# --------------------------------------------------------------------------- subjects
+
+
+@dataclass(frozen=True)
+class CleanFailure:
+    """A recording that could not be cleaned, and why (the message names the file)."""
+
+    name: str
+    source: Path
+    message: str
+
+
+@dataclass
+class CleanReport:
+    """Outcome of cleaning a subject: one result or failure per requested recording."""
+
+    subject: str
+    out_dir: Path
+    results: dict[str, CleanResult] = field(default_factory=dict)
+    failures: list[CleanFailure] = field(default_factory=list)
+    manifest: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        lines = [f"subject {self.subject}: {len(self.results)} cleaned, {len(self.failures)} failed"]
+        for name, r in self.results.items():
+            extra = f" + {r.full_out.name}" if r.full_out else ""
+            lines.append(f"  done    {name}: {r.frames} frames -> {r.out.name}{extra} ({r.frames_per_s:.1f} frames/s)")
+        for f in self.failures:
+            lines.append(f"  FAILED  {f.name}: {f.message}")
+        if self.manifest is not None:
+            lines.append(f"  manifest: {self.manifest}")
+        return "\n".join(lines)
+
+
+def clean_recording_entry(rec: Recording, out: Path, crop_size: int) -> Recording:
+    """The manifest entry of ``rec``'s cleaned crop video at ``out``."""
+    return Recording(
+        name=f"{rec.name}_clean",
+        path=out.resolve(),
+        session=rec.session,
+        condition="clean",
+        bbox=(0, 0, crop_size, crop_size),
+        segments=dict(rec.segments),
+        source=rec.name,
+    )
+
+
+def _existing_clean_manifest(path: Path, subject: str) -> list[Recording]:
+    if not path.is_file():
+        return []
+    try:
+        old = load_manifest(path, check_videos=False, require_domains=())
+    except ManifestError as exc:
+        raise CleanError(f"{path}: existing manifest of cleaned recordings is invalid: {exc}") from None
+    if old.subject != subject:
+        raise CleanError(
+            f"{path}: belongs to subject {old.subject!r}, not {subject!r}; use another output folder"
+        )
+    return list(old.recordings)
+
+
+def clean_recordings(
+    generator: nn.Module,
+    settings: CleanSettings,
+    subject: Subject,
+    out_dir: str | os.PathLike,
+    recordings: Sequence[str] | None = None,
+    *,
+    paste_back: bool = False,
+    batch_size: int = 8,
+    device: str | torch.device = "auto",
+    precision: Precision = "auto",
+    codec: Codec = "h264",
+    crf: int = 12,
+    feather: int = DEFAULT_FEATHER,
+    progress: bool = True,
+) -> CleanReport:
+    """Clean the sensor recordings of ``subject`` (all, or those named) into ``out_dir``.
+
+    Each recording ``NAME`` gives ``out_dir/NAME.mp4`` (and ``NAME.full.mp4`` with
+    ``paste_back``). A recording that fails (unreadable, truncated, bbox outside the
+    frame) is listed in the report's failures and leaves no file; the others are still
+    cleaned. ``out_dir/manifest.yaml`` lists the cleaned recordings (``NAME_clean``,
+    condition ``clean``, ``source: NAME``, same session and segments, bbox the full crop),
+    merged with the entries already there. For the post-fit hook, which has the generator
+    in memory; :func:`clean_subject` loads it from a checkpoint.
+    """
+    out_dir = Path(out_dir)
+    sensor = subject.by_condition("sensor")
+    if recordings:
+        by_name = {r.name: r for r in subject.recordings}
+        chosen = []
+        for name in recordings:
+            rec = by_name.get(name)
+            if rec is None or rec.condition != "sensor":
+                why = "no recording named" if rec is None else f"condition {rec.condition!r}, not sensor:"
+                raise CleanError(
+                    f"{subject.manifest_path}: {why} {name!r}; sensor recordings: {[r.name for r in sensor]}"
+                )
+            if rec not in chosen:
+                chosen.append(rec)
+    else:
+        chosen = sensor
+    if not chosen:
+        raise CleanError(f"{subject.manifest_path}: subject {subject.subject!r} has no sensor recording to clean")
+    manifest_path = (out_dir / CLEAN_MANIFEST).resolve()
+    if manifest_path == subject.manifest_path.resolve():
+        raise CleanError(f"{manifest_path}: output folder holds the subject's own manifest; choose another --out")
+    existing = _existing_clean_manifest(manifest_path, subject.subject)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    report = CleanReport(subject=subject.subject, out_dir=out_dir)
+    try:
+        for rec in chosen:
+            out = out_dir / f"{rec.name}.mp4"
+            try:
+                result = clean_video(
+                    generator,
+                    settings,
+                    rec.path,
+                    rec.bbox,
+                    out,
+                    paste_back=paste_back,
+                    batch_size=batch_size,
+                    device=device,
+                    precision=precision,
+                    codec=codec,
+                    crf=crf,
+                    feather=feather,
+                    progress=progress,
+                    desc=rec.name,
+                )
+            except (CleanError, VideoError, OSError) as exc:
+                msg = str(exc)
+                if str(rec.path) not in msg:
+                    msg = f"{rec.path}: {msg}"
+                report.failures.append(
+                    CleanFailure(name=rec.name, source=rec.path, message=f"recording {rec.name!r}: {msg}")
+                )
+                continue
+            report.results[rec.name] = result
+    finally:
+        # Also on an unexpected error or Ctrl-C: list what was finished.
+        if report.results:
+            new = [clean_recording_entry(subject.recording(n), r.out, r.crop_size) for n, r in report.results.items()]
+            new_names = {r.name for r in new}
+            merged = [r for r in existing if r.name not in new_names] + new
+            report.manifest = save_manifest(
+                Subject(subject=subject.subject, recordings=tuple(merged), manifest_path=manifest_path),
+                manifest_path,
+            )
+        elif existing:
+            report.manifest = manifest_path
+    return report
+
+
+def clean_subject(
+    ckpt: str | os.PathLike,
+    manifest: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    recordings: Sequence[str] | None = None,
+    *,
+    paste_back: bool = False,
+    batch_size: int = 8,
+    device: str | torch.device = "auto",
+    precision: Precision = "auto",
+    codec: Codec = "h264",
+    crf: int = 12,
+    feather: int = DEFAULT_FEATHER,
+    progress: bool = True,
+) -> CleanReport:
+    """Load G_S→N from ``ckpt`` and clean the subject of ``manifest`` (default: the
+    training manifest recorded in the checkpoint). See :func:`clean_recordings`."""
+    dev = resolve_device(device)
+    generator, settings = load_generator(ckpt, dev)
+    if manifest is None:
+        if settings.manifest is None:
+            raise CleanError(f"{ckpt}: checkpoint records no manifest; pass --manifest")
+        manifest = settings.manifest
+    subject = load_manifest(manifest, check_videos=False, require_domains=("sensor",))
+    return clean_recordings(
+        generator,
+        settings,
+        subject,
+        out_dir,
+        recordings,
+        paste_back=paste_back,
+        batch_size=batch_size,
+        device=dev,
+        precision=precision,
+        codec=codec,
+        crf=crf,
+        feather=feather,
+        progress=progress,
+    )
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _parse_bbox(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"--bbox must be X,Y,W,H in integer pixels, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sensor_removal clean",
+        description=(
+            "Remove the sensors from whole videos with a trained generator G_S→N. Either every "
+            "sensor recording of a subject (--manifest, outputs DIR/<name>.mp4 and DIR/manifest.yaml) "
+            "or one video (--video with --bbox, output OUT.mp4)."
+        ),
+    )
+    p.add_argument("--ckpt", type=Path, required=True, help="Lightning checkpoint of the subject's CycleGAN")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--manifest", type=Path, help="subject manifest (default: the one recorded in the checkpoint)")
+    src.add_argument("--video", type=Path, help="one video to clean (needs --bbox)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (--manifest) or output .mp4 (--video)")
+    p.add_argument("--recordings", nargs="+", metavar="NAME", help="clean only these sensor recordings")
+    p.add_argument("--bbox", type=_parse_bbox, help="face box X,Y,W,H of --video, in pixels")
+    p.add_argument("--paste-back", action="store_true", help="also write <name>.full.mp4: the full frame with the cleaned crop")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--codec", choices=["h264", "h264-lossless", "mp4v"], default="h264")
+    p.add_argument("--crf", type=int, default=12, help="H.264 quality (lower is better; 12 is near-lossless)")
+    p.add_argument("--feather", type=int, default=DEFAULT_FEATHER, help="paste-back blend ramp in pixels")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sensor_removal clean …``. Exit 0: all cleaned; 1: a recording failed;
+    2: bad arguments or input (nothing cleaned)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    if args.video is not None and args.bbox is None:
+        parser.print_usage(sys.stderr)
+        print("error: --video needs --bbox X,Y,W,H", file=sys.stderr)
+        return 2
+    if args.video is None and (args.bbox is not None):
+        print("error: --bbox goes with --video (a manifest has its own bboxes)", file=sys.stderr)
+        return 2
+    if args.video is not None and args.recordings:
+        print("error: --recordings goes with --manifest", file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
+        return 2
+    common = dict(
+        paste_back=args.paste_back,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        codec=args.codec,
+        crf=args.crf,
+        feather=args.feather,
+        progress=not args.no_progress,
+    )
+    try:
+        if args.video is not None:
+            dev = resolve_device(args.device)
+            generator, settings = load_generator(args.ckpt, dev)
+        else:
+            report = clean_subject(
+                args.ckpt, args.manifest, args.out, args.recordings, device=args.device, **common
+            )
+    except (CleanError, VideoError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.video is None:
+        print(report.summary())
+        return 0 if report.ok else 1
+    try:
+        result = clean_video(generator, settings, args.video, args.bbox, args.out, device=dev, **common)
+    except (CleanError, VideoError, OSError) as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    extra = f" and {result.full_out}" if result.full_out else ""
+    print(f"done: {result.frames} frames -> {result.out}{extra} ({result.frames_per_s:.1f} frames/s)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""The three CycleGAN losses the paper trains with (Büchner et al., VISAPP 2023, Sec. 3).
+
+* adversarial: least-squares GAN (Mao et al. 2017) — the discriminator's patch scores are
+  regressed to 1 for real and 0 for fake, which gives steadier gradients than the
+  log-loss and is the CycleGAN default;
+* cycle consistency: L1 between an image and its round trip S→N→S (or N→S→N), weighted
+  by λ = 10 — it keeps the face (identity, expression, Action Units) while the sensors go;
+* identity: L1 between an image and the output of the generator *into its own domain*
+  (e.g. ``G_S→N(normal)`` vs ``normal``), weighted by 0.5·λ — it stops the generators from
+  changing colour and skin tone when there is nothing to remove.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["cycle_loss", "gan_loss", "identity_loss"]
+
+
+def gan_loss(pred: Tensor, target_is_real: bool) -> Tensor:
+    """Least-squares GAN loss: mean squared distance of the patch scores ``pred`` to 1 or 0."""
+    target = pred.new_ones(()) if target_is_real else pred.new_zeros(())
+    return F.mse_loss(pred, target.expand_as(pred))
+
+
+def cycle_loss(reconstructed: Tensor, original: Tensor) -> Tensor:
+    """Cycle-consistency loss: mean absolute error of a round trip to ``original``."""
+    return F.l1_loss(reconstructed, original)
+
+
+def identity_loss(mapped: Tensor, original: Tensor) -> Tensor:
+    """Identity loss: mean absolute error of a generator applied to its own target domain."""
+    return F.l1_loss(mapped, original)

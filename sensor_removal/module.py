@@ -1,0 +1,362 @@
+"""The per-subject CycleGAN as one LightningModule (Büchner et al., VISAPP 2023, Sec. 3).
+
+Two unpaired image domains of one subject: S, face crops *with* sEMG electrodes, and N,
+face crops of the same face *without* them. Two generators translate between them
+(``gen_s2n`` = G_S→N, the one that removes sensors and is used by the cleaner;
+``gen_n2s`` = G_N→S), two PatchGAN discriminators judge each domain (``disc_s`` judges
+sensor images, ``disc_n`` normal ones). Every training batch does, in this order:
+
+1. **generator step** (discriminators frozen): LSGAN loss of both translations against
+   "real", plus λ·(cycle S→N→S + cycle N→S→N), plus λ·λ_id·(identity terms);
+2. **discriminator step** (generators frozen, fakes detached): each discriminator is
+   trained on real images against fakes drawn from its image pool (history of 50), its
+   loss halved, ``0.5·(LSGAN(D(real), 1) + LSGAN(D(fake), 0))`` — D learns at half the
+   rate of G, as in the CycleGAN paper.
+
+One Adam optimises both generators, one both discriminators (lr 3e-4, β = (0.5, 0.999)).
+The learning rate is constant for ``epochs_constant`` epochs and then decays linearly to
+zero over ``epochs_decay`` epochs (see ``lr_factor``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+from torch import Tensor
+from torch.optim import Adam
+from torch.optim.lr_scheduler import LambdaLR
+
+from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
+from sensor_removal.networks import ImagePool, PatchDiscriminator, ResnetGenerator, init_weights
+
+__all__ = [
+    "CycleGAN",
+    "DiscriminatorOutput",
+    "GeneratorOutput",
+    "generator_from_checkpoint",
+    "lr_factor",
+]
+
+
+def lr_factor(epoch: int, epochs_constant: int, epochs_decay: int) -> float:
+    """Multiplier of the base learning rate during 0-based ``epoch``.
+
+    ``factor(e) = max(0, 1 - max(0, e + 1 - epochs_constant) / (epochs_decay + 1))``
+
+    This is the CycleGAN reference's linear rule (with its default ``epoch_count=1``): 1 for
+    epochs ``[0, epochs_constant)``, then a straight line that would reach 0 at epoch
+    ``epochs_constant + epochs_decay`` — the first epoch *after* the run, so the last
+    trained epoch still learns a little. Paper values (15 + 15, base 3e-4): epochs 0–14 →
+    1, epoch 15 → 15/16, epoch 22 → 8/16, epoch 29 → 1/16. Epochs beyond the schedule get 0.
+    """
+    return max(0.0, 1.0 - max(0, epoch + 1 - epochs_constant) / float(epochs_decay + 1))
+
+
+@dataclass
+class GeneratorOutput:
+    """Losses of one generator step (unweighted parts) and the fakes the D step needs."""
+
+    loss: Tensor  # the weighted total that was back-propagated
+    gan_s2n: Tensor  # LSGAN(D_N(G_S→N(s)), real)
+    gan_n2s: Tensor  # LSGAN(D_S(G_N→S(n)), real)
+    cycle: Tensor  # |G_N→S(G_S→N(s)) - s| + |G_S→N(G_N→S(n)) - n|
+    identity: Tensor  # |G_S→N(n) - n| + |G_N→S(s) - s| (0 when λ_id = 0)
+    fake_normal: Tensor  # G_S→N(s), the cleaned sensor images
+    fake_sensor: Tensor  # G_N→S(n)
+
+
+@dataclass
+class DiscriminatorOutput:
+    """Losses of one discriminator step; each is 0.5·(real term + fake term)."""
+
+    loss: Tensor  # loss_s + loss_n, the back-propagated total
+    loss_s: Tensor  # D_S: sensor images real vs pooled G_N→S fakes
+    loss_n: Tensor  # D_N: normal images real vs pooled G_S→N fakes
+
+
+class CycleGAN(pl.LightningModule):
+    """Per-subject CycleGAN that learns to remove sEMG electrodes (G_S→N) from face crops.
+
+    Batches, for training and validation, are dicts ``{"sensor": (B, 3, H, W), "normal":
+    (B, 3, H, W)}`` of unpaired images in [-1, 1]. ``predict_step`` returns
+    ``G_S→N(batch["sensor"])`` (or of the tensor itself if the batch is a tensor).
+
+    Manual optimization: a generator step then a discriminator step per batch, so
+    ``trainer.global_step`` grows by 2 per batch (mind this with ``max_steps``). The two
+    ``LambdaLR`` schedulers are stepped by hand once per epoch in ``on_train_epoch_end``;
+    they and both Adam states live in the checkpoint, so ``fit(ckpt_path=...)`` resumes the
+    same learning-rate curve. ``trainer.max_epochs`` should be
+    ``epochs_constant + epochs_decay`` (a warning says so otherwise).
+
+    Distributed training: use ``strategy="ddp_find_unused_parameters_true"`` (or
+    ``DDPStrategy(find_unused_parameters=True)``). Each step back-propagates through only
+    half of the networks (the D step never reaches the generators), which plain ``ddp``
+    rejects. Image pools are per process and not synchronised; the epoch-level losses are
+    averaged over ranks (``sync_dist=True``) once per epoch, the per-step values
+    (``train/*_step``) are those of the local rank and cost no communication. The module
+    writes no files itself.
+
+    Logged: ``train/loss_g``, ``train/loss_d``, ``train/gan_s2n``, ``train/gan_n2s``,
+    ``train/cycle``, ``train/identity`` (unweighted sums of both directions),
+    ``train/lr`` — epoch means; the losses also per step as ``train/<name>_step``;
+    ``val/cycle`` and ``val/identity`` (same definitions, on validation pairs).
+
+    Args:
+        ngf: filters of the generators' first layer (paper: 64).
+        ndf: filters of the discriminators' first layer (paper: 64).
+        n_blocks: residual blocks per generator (paper: 9).
+        n_layers_d: stride-2 layers of the PatchGAN discriminators (paper: 3, 70x70 patches).
+        lr: initial Adam learning rate of generators and discriminators (paper: 3e-4).
+        beta1: Adam β1 (paper: 0.5).
+        beta2: Adam β2 (paper: 0.999).
+        lambda_cycle: weight λ of the cycle-consistency L1 losses (paper: 10).
+        lambda_identity: weight of the identity L1 losses relative to λ (paper: 0.5, i.e.
+            5 in absolute terms); 0 disables them and saves two generator passes.
+        pool_size: generated images kept per image pool for the discriminators (paper: 50;
+            0 disables the pool).
+        epochs_constant: epochs at the initial learning rate (paper: 15).
+        epochs_decay: epochs of linear decay to zero after those (paper: 15).
+    """
+
+    def __init__(
+        self,
+        ngf: int = 64,
+        ndf: int = 64,
+        n_blocks: int = 9,
+        n_layers_d: int = 3,
+        lr: float = 3e-4,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        lambda_cycle: float = 10.0,
+        lambda_identity: float = 0.5,
+        pool_size: int = 50,
+        epochs_constant: int = 15,
+        epochs_decay: int = 15,
+    ) -> None:
+        super().__init__()
+        if lr <= 0 or lambda_cycle < 0 or lambda_identity < 0:
+            raise ValueError(
+                f"CycleGAN: need lr > 0, lambda_cycle >= 0, lambda_identity >= 0; got "
+                f"lr={lr}, lambda_cycle={lambda_cycle}, lambda_identity={lambda_identity}"
+            )
+        if epochs_constant < 0 or epochs_decay < 0:
+            raise ValueError(
+                f"CycleGAN: need epochs_constant >= 0 and epochs_decay >= 0; got "
+                f"epochs_constant={epochs_constant}, epochs_decay={epochs_decay}"
+            )
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+
+        self.gen_s2n = init_weights(ResnetGenerator(ngf=ngf, n_blocks=n_blocks))
+        self.gen_n2s = init_weights(ResnetGenerator(ngf=ngf, n_blocks=n_blocks))
+        self.disc_s = init_weights(PatchDiscriminator(ndf=ndf, n_layers=n_layers_d))
+        self.disc_n = init_weights(PatchDiscriminator(ndf=ndf, n_layers=n_layers_d))
+        # pool_s holds fakes of the sensor domain (G_N→S outputs) for disc_s; pool_n for disc_n.
+        self.pool_s = ImagePool(pool_size)
+        self.pool_n = ImagePool(pool_size)
+
+    # ------------------------------------------------------------------ inference
+    def forward(self, sensor: Tensor) -> Tensor:
+        """Remove the sensors: G_S→N(sensor)."""
+        return self.gen_s2n(sensor)
+
+    # ------------------------------------------------------------------ the method
+    def generator_losses(self, sensor: Tensor, normal: Tensor) -> GeneratorOutput:
+        """CycleGAN generator objective on one batch (no optimizer involved)."""
+        hp = self.hparams
+        fake_normal = self.gen_s2n(sensor)
+        fake_sensor = self.gen_n2s(normal)
+        gan_s2n = gan_loss(self.disc_n(fake_normal), target_is_real=True)
+        gan_n2s = gan_loss(self.disc_s(fake_sensor), target_is_real=True)
+        cycle = cycle_loss(self.gen_n2s(fake_normal), sensor) + cycle_loss(
+            self.gen_s2n(fake_sensor), normal
+        )
+        if hp.lambda_identity > 0:
+            identity = identity_loss(self.gen_s2n(normal), normal) + identity_loss(
+                self.gen_n2s(sensor), sensor
+            )
+        else:
+            identity = cycle.new_zeros(())
+        loss = (
+            gan_s2n
+            + gan_n2s
+            + hp.lambda_cycle * cycle
+            + hp.lambda_cycle * hp.lambda_identity * identity
+        )
+        return GeneratorOutput(
+            loss=loss,
+            gan_s2n=gan_s2n,
+            gan_n2s=gan_n2s,
+            cycle=cycle,
+            identity=identity,
+            fake_normal=fake_normal,
+            fake_sensor=fake_sensor,
+        )
+
+    def discriminator_losses(
+        self, sensor: Tensor, normal: Tensor, fake_sensor: Tensor, fake_normal: Tensor
+    ) -> DiscriminatorOutput:
+        """Discriminator objective: real vs (already pooled, detached) fakes, halved."""
+        loss_s = 0.5 * (
+            gan_loss(self.disc_s(sensor), target_is_real=True)
+            + gan_loss(self.disc_s(fake_sensor), target_is_real=False)
+        )
+        loss_n = 0.5 * (
+            gan_loss(self.disc_n(normal), target_is_real=True)
+            + gan_loss(self.disc_n(fake_normal), target_is_real=False)
+        )
+        return DiscriminatorOutput(loss=loss_s + loss_n, loss_s=loss_s, loss_n=loss_n)
+
+    def generator_step(self, sensor: Tensor, normal: Tensor) -> GeneratorOutput:
+        """Update both generators; the discriminators are frozen (no gradients, no step)."""
+        opt_g = self.optimizers()[0]
+        with self.toggled_optimizer(opt_g):
+            out = self.generator_losses(sensor, normal)
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(out.loss)
+            opt_g.step()
+        return out
+
+    def discriminator_step(
+        self, sensor: Tensor, normal: Tensor, fake_sensor: Tensor, fake_normal: Tensor
+    ) -> DiscriminatorOutput:
+        """Update both discriminators on real images and pooled, detached fakes."""
+        opt_d = self.optimizers()[1]
+        fake_sensor = self.pool_s.query(fake_sensor.detach())
+        fake_normal = self.pool_n.query(fake_normal.detach())
+        with self.toggled_optimizer(opt_d):
+            out = self.discriminator_losses(sensor, normal, fake_sensor, fake_normal)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(out.loss)
+            opt_d.step()
+        return out
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        sensor, normal = batch["sensor"], batch["normal"]
+        g = self.generator_step(sensor, normal)
+        d = self.discriminator_step(sensor, normal, g.fake_sensor, g.fake_normal)
+        batch_size = sensor.shape[0]
+        losses = {
+            "loss_g": g.loss,
+            "loss_d": d.loss,
+            "gan_s2n": g.gan_s2n,
+            "gan_n2s": g.gan_n2s,
+            "cycle": g.cycle,
+            "identity": g.identity,
+        }
+        for name, value in losses.items():
+            value = value.detach()
+            # Per step: local rank only, no collective per step.
+            self.log(
+                f"train/{name}_step",
+                value,
+                on_step=True,
+                on_epoch=False,
+                sync_dist=False,
+                prog_bar=name in ("loss_g", "loss_d"),
+                batch_size=batch_size,
+            )
+            # Per epoch: accumulated locally, reduced over ranks once at epoch end.
+            self.log(
+                f"train/{name}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+                batch_size=batch_size,
+            )
+        self.log(
+            "train/lr",
+            float(self.optimizers()[0].param_groups[0]["lr"]),
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=batch_size,
+        )
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        sensor, normal = batch["sensor"], batch["normal"]
+        fake_normal = self.gen_s2n(sensor)
+        fake_sensor = self.gen_n2s(normal)
+        cycle = cycle_loss(self.gen_n2s(fake_normal), sensor) + cycle_loss(
+            self.gen_s2n(fake_sensor), normal
+        )
+        identity = identity_loss(self.gen_s2n(normal), normal) + identity_loss(
+            self.gen_n2s(sensor), sensor
+        )
+        batch_size = sensor.shape[0]
+        self.log("val/cycle", cycle, sync_dist=True, prog_bar=True, batch_size=batch_size)
+        self.log("val/identity", identity, sync_dist=True, batch_size=batch_size)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        if isinstance(batch, Mapping):
+            images = batch["sensor"]
+        elif isinstance(batch, (list, tuple)):
+            images = batch[0]
+        else:
+            images = batch
+        return self.gen_s2n(images)
+
+    def configure_optimizers(self) -> tuple[list[Adam], list[LambdaLR]]:
+        hp = self.hparams
+        betas = (hp.beta1, hp.beta2)
+        opt_g = Adam(
+            itertools.chain(self.gen_s2n.parameters(), self.gen_n2s.parameters()),
+            lr=hp.lr,
+            betas=betas,
+        )
+        opt_d = Adam(
+            itertools.chain(self.disc_s.parameters(), self.disc_n.parameters()),
+            lr=hp.lr,
+            betas=betas,
+        )
+        constant, decay = hp.epochs_constant, hp.epochs_decay
+
+        def factor(epoch: int) -> float:
+            return lr_factor(epoch, constant, decay)
+
+        # A plain function: LambdaLR then keeps it out of the checkpoint, which stores only
+        # last_epoch and base_lrs — the curve itself always comes from the hparams.
+        return [opt_g, opt_d], [LambdaLR(opt_g, factor), LambdaLR(opt_d, factor)]
+
+    def on_fit_start(self) -> None:
+        total = self.hparams.epochs_constant + self.hparams.epochs_decay
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is not None and max_epochs != -1 and max_epochs != total:
+            rank_zero_warn(
+                f"CycleGAN: trainer.max_epochs={max_epochs} but the lr schedule has "
+                f"epochs_constant + epochs_decay = {total} epochs; the lr reaches 0 only "
+                f"after epoch {total - 1}."
+            )
+
+    def on_train_epoch_end(self) -> None:
+        # Manual optimization: Lightning does not step schedulers; once per epoch here.
+        # An epoch-end checkpoint (ModelCheckpoint, trainer.save_checkpoint after fit) is
+        # written after this hook and resumes at the next epoch. One written before it
+        # (mid-epoch, or at validation end with save_on_train_epoch_end=False) holds the
+        # unstepped schedulers, and Lightning finishes that epoch on resume, calling this
+        # hook then — the curve is the same either way (tests/test_module.py checks both).
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+
+
+def generator_from_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> ResnetGenerator:
+    """Rebuild G_S→N from a ``CycleGAN`` checkpoint (hyper_parameters ngf/n_blocks,
+    state_dict ``gen_s2n.*``), loaded with ``weights_only=True``; returned in eval mode."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    gen = ResnetGenerator(ngf=int(hp["ngf"]), n_blocks=int(hp["n_blocks"]))
+    prefix = "gen_s2n."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    gen.load_state_dict(state)
+    return gen.eval()

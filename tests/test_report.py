@@ -1,0 +1,144 @@
+"""Paper-style tables over subjects (Tables 1–3, ground truth) and curve plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation.protocol import COLUMNS
+from evaluation.report import ReportError, facial_table, make_report, perceptual_table
+
+TASKS = ("schaede", "sentence", "emotion", "whole")
+# Per subject: the value of every row of a kind is base[kind] + 0.1 * (session - 1), so
+# the per-subject mean over sessions 1 and 2 is base + 0.05 (baseline: one row, base).
+BASE = {"A": {"baseline": 0.10, "sensor": 0.20, "clean": 0.12}, "B": {"baseline": 0.30, "sensor": 0.50, "clean": 0.16}}
+
+
+def _rows(subject: str) -> list[dict]:
+    rows = []
+
+    def add(kind, session, segment, metric, feature, value, other=None):
+        ref = "s1_normal" if kind == "baseline" else f"s{session}_normal"
+        other = other or {"baseline": "s2_normal", "sensor": f"s{session}_sensor", "clean": f"s{session}_sensor_clean"}[kind]
+        rows.append(dict(zip(COLUMNS, (subject, "1-2" if kind == "baseline" else str(session), segment, kind, ref, other, metric, feature, value, math.nan, 10), strict=True)))
+
+    for seg in TASKS:
+        for kind in ("baseline", "sensor", "clean"):
+            sessions = [1] if kind == "baseline" else [1, 2]
+            for s in sessions:
+                v = BASE[subject][kind] + (0.1 * (s - 1) if kind != "baseline" else 0.0)
+                add(kind, s, seg, "lpips", "image", v)
+                add(kind, s, seg, "fid", "image", 100 * v)
+                # AUs: AU01 = v, AU12 = 3 v (mean 2 v); AU43 is huge and must be ignored.
+                for metric, scale in (("dtw", 10.0), ("mape", 1.0)):
+                    add(kind, s, seg, metric, "AU01", scale * v)
+                    add(kind, s, seg, metric, "AU12", scale * 3 * v)
+                    add(kind, s, seg, metric, "AU43", 1e6)
+                    add(kind, s, seg, metric, "happiness", scale * 5 * v)
+                    add(kind, s, seg, metric, "sadness", scale * 7 * v)
+                    add(kind, s, seg, "mape_shift_s", "AU01", 0.5)
+    for s in (1, 2):
+        for kind, psnr in (("sensor", 20.0 if subject == "A" else 24.0), ("clean", math.inf)):
+            for feature, delta in (("whole", 10.0), ("mask", 0.0)):
+                rows.append(dict(zip(COLUMNS, (subject, str(s), "whole", kind, f"s{s}_sensor:ground_truth", f"s{s}_sensor" + ("_clean" if kind == "clean" else ""), "psnr", feature, psnr + delta, math.nan, 12), strict=True)))
+                rows.append(dict(zip(COLUMNS, (subject, str(s), "whole", kind, f"s{s}_sensor:ground_truth", f"s{s}_sensor" + ("_clean" if kind == "clean" else ""), "ssim", feature, 1.0 if kind == "clean" else 0.8, math.nan, 12), strict=True)))
+    return rows
+
+
+def _write(tmp_path: Path, subject: str) -> Path:
+    d = tmp_path / f"results_{subject}"
+    d.mkdir()
+    pd.DataFrame(_rows(subject), columns=list(COLUMNS)).to_csv(d / "results.csv", index=False)
+    return d
+
+
+def _expected(kind: str, scale: float) -> tuple[float, float]:
+    per_subject = []
+    for s in ("A", "B"):
+        b = BASE[s][kind]
+        per_subject.append(scale * (b if kind == "baseline" else b + 0.05))
+    return float(np.mean(per_subject)), float(np.std(per_subject, ddof=1))
+
+
+def test_tables_have_paper_layout_and_mean_std(tmp_path: Path) -> None:
+    dirs = [_write(tmp_path, "A"), _write(tmp_path, "B")]
+    df = pd.concat([pd.read_csv(d / "results.csv", dtype={"session": str}) for d in dirs])
+    t1 = perceptual_table(df)
+    assert list(t1.mean.index) == ["N1–N2", "N–S", "N–C"]
+    assert list(t1.mean.columns) == [(s, m) for s in TASKS for m in ("lpips", "fid")]
+    for row, kind in (("N1–N2", "baseline"), ("N–S", "sensor"), ("N–C", "clean")):
+        m, s = _expected(kind, 1.0)
+        assert t1.mean.at[row, ("schaede", "lpips")] == pytest.approx(m)
+        assert t1.std.at[row, ("schaede", "lpips")] == pytest.approx(s)
+        assert t1.mean.at[row, ("emotion", "fid")] == pytest.approx(100 * m)
+        assert t1.count.at[row, ("whole", "fid")] == 2
+    t2 = facial_table(df, "au")
+    # AU average of a comparison: (v + 3 v) / 2 = 2 v (AU43 excluded), DTW scale 10.
+    m, s = _expected("sensor", 20.0)
+    assert t2.mean.at["N–S", ("sentence", "dtw")] == pytest.approx(m)
+    assert t2.std.at["N–S", ("sentence", "dtw")] == pytest.approx(s)
+    assert t2.mean.at["N–C", ("whole", "mape")] == pytest.approx(_expected("clean", 2.0)[0])
+    assert list(t2.mean.columns) == [(s, m) for s in TASKS for m in ("dtw", "mape")]
+    t3 = facial_table(df, "emotion")
+    # Emotion average: (5 v + 7 v) / 2 = 6 v.
+    assert t3.mean.at["N1–N2", ("emotion", "mape")] == pytest.approx(_expected("baseline", 6.0)[0])
+
+
+def test_make_report_writes_markdown_latex_csv(tmp_path: Path) -> None:
+    dirs = [_write(tmp_path, "A"), _write(tmp_path, "B")]
+    out = tmp_path / "report"
+    written = make_report(dirs, out)
+    md = (out / "report.md").read_text()
+    tex = (out / "tables.tex").read_text()
+    for label in ("N1–N2", "N–S", "N–C"):
+        assert f"| {label} |" in md
+    assert "Schaede LPIPS" in md and "Whole FID" in md and "Emotion MAPE" in md
+    m, s = _expected("sensor", 1.0)
+    assert f"{m:.3f} ± {s:.3f}" in md
+    assert f"{m:.3f} $\\pm$ {s:.3f}" in tex
+    assert tex.count("\\begin{tabular}") == 4  # Tables 1-3 and ground truth
+    assert "N--S" in tex and "\\multicolumn{2}{c}{Schaede}" in tex
+    # Ground truth table: the cleaned rows are perfect (PSNR inf), the sensor rows not.
+    gt = pd.read_csv(out / "table_groundtruth.csv")
+    clean_psnr = gt[(gt["row"] == "C (cleaned)") & (gt["group"] == "psnr") & (gt["metric"] == "whole")]
+    assert np.isinf(clean_psnr["mean"]).all()
+    sensor_psnr = gt[(gt["row"] == "S (no cleaning)") & (gt["group"] == "psnr") & (gt["metric"] == "mask")]
+    assert sensor_psnr["mean"].item() == pytest.approx(22.0)
+    assert "∞" in md
+    t1 = pd.read_csv(written["table1_perceptual"])
+    assert set(t1.columns) == {"row", "group", "metric", "mean", "std", "subjects"}
+
+
+def test_single_subject_has_no_std_and_plots_curves(tmp_path: Path) -> None:
+    d = _write(tmp_path, "A")
+    (d / "series").mkdir()
+    t = np.arange(40)
+    videos = {}
+    for name, cond, src, shift in (("s1_normal", "normal", None, 0), ("s1_sensor", "sensor", None, 3), ("s1_sensor_clean", "clean", "s1_sensor", 1)):
+        table = pd.DataFrame({"time_s": t / 10.0, "AU01": 0.5 + 0.4 * np.sin((t + shift) / 5), "AU43": 0.1, "happiness": 0.3, "sadness": 0.2}, index=pd.Index(t, name="frame"))
+        table.loc[5, ["AU01", "AU43", "happiness", "sadness"]] = np.nan
+        table.to_csv(d / "series" / f"{name}.csv")
+        videos[name] = {"condition": cond, "session": 1, "source": src, "analysed_frames": 40, "no_face_frames": 1, "no_face_by_segment": {"whole": 1}}
+    (d / "summary.json").write_text(json.dumps({"subject": "A", "videos": videos}))
+    out = tmp_path / "report"
+    written = make_report([d], out)
+    md = (out / "report.md").read_text()
+    m = BASE["A"]["sensor"] + 0.05
+    assert f"| {m:.3f} |" in md or f" {m:.3f} " in md
+    row = next(line for line in md.splitlines() if line.startswith("| N–S |"))
+    assert f" {m:.3f} " in row and "±" not in row  # one subject: no std
+    for name in ("fig_au_A", "fig_emotion_A"):
+        png = written[name]
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    nf = pd.read_csv(written["no_face_frames"])
+    assert set(nf["video"]) == set(videos) and (nf["no_face_frames"] == 1).all()
+
+
+def test_report_errors(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="no results.csv"):
+        make_report([tmp_path / "nothing"], tmp_path / "out")
