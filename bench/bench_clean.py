@@ -77,7 +77,7 @@ def make_video(path: Path, width: int, height: int, frames: int) -> Path:
         cx, cy = width / 2 + 20 * np.sin(t / 9), height / 2 + 10 * np.cos(t / 7)
         blob = 255 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (height / 5) ** 2))
         img = np.stack([blob, (xx * 0.3 + t) % 256, (yy * 0.4 + 2 * t) % 256], axis=-1)
-        return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+        return np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
 
     return write_video(path, (frame(t) for t in range(frames)), 30.0, codec="h264")
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--skip-naive", action="store_true")
-    p.add_argument("--rounds", type=int, help="interleaved measurement rounds (default 3 quick, 1 full)")
+    p.add_argument("--rounds", type=int, help="interleaved measurement rounds (default 5 quick, 2 full)")
     args = p.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     for key in ("frames", "size", "ngf", "n_blocks", "batch_size", "width", "height"):
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             setattr(cfg, key, getattr(args, key))
     cfg.gen_frames = min(cfg.gen_frames, cfg.frames)
     if args.rounds is None:
-        args.rounds = 3 if args.quick else 1
+        args.rounds = 5 if args.quick else 2
     device = resolve_device(args.device)
     torch.manual_seed(0)
     gen = ResnetGenerator(ngf=cfg.ngf, n_blocks=cfg.n_blocks).eval()

@@ -98,7 +98,7 @@ class ImageGrid(pl.Callback):
                 x = to_tensor(frames[domain]).to(pl_module.device)
                 y = forward(x)
                 z = back(y)
-                for a, b, c in zip(frames[domain], to_uint8(y), to_uint8(z)):
+                for a, b, c in zip(frames[domain], to_uint8(y), to_uint8(z), strict=True):
                     rows.append(np.stack([a, b, c]))
             return tile(rows)
         finally:
@@ -119,7 +119,7 @@ class ImageGrid(pl.Callback):
                 logger.log_image(
                     key="val/grid",
                     images=[image],
-                    caption=["rows: sensor | clean | cycle, then normal | G_N→S | cycle"],
+                    caption=["columns: input | translated | cycle; sensor rows first, then normal rows"],
                     step=trainer.global_step,
                 )
 
@@ -191,9 +191,12 @@ class PerceptualMetrics(pl.Callback):
         self._lpips_net = load_lpips(device=pl_module.device)
         self._inception = load_inception(device=pl_module.device)
 
-    def _shard(self, trainer: pl.Trainer, frames: np.ndarray) -> np.ndarray:
-        frames = frames[: self.max_frames]
-        return frames[trainer.global_rank :: trainer.world_size]
+    @staticmethod
+    def _shard(trainer: pl.Trainer, items: np.ndarray) -> np.ndarray:
+        """This rank's contiguous block of ``items``. The metrics gather their states in
+        rank order, so the blocks come back in the original order: the metrics see the
+        same samples, in the same order, whatever the number of processes."""
+        return np.array_split(items, trainer.world_size)[trainer.global_rank]
 
     @torch.no_grad()
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
@@ -201,8 +204,14 @@ class PerceptualMetrics(pl.Callback):
 
         dm = trainer.datamodule
         size = dm.hparams.crop_size
-        sensor = self._shard(trainer, center_crop(dm.frames("sensor", "val"), size))
+        sensor_all = center_crop(dm.frames("sensor", "val")[: self.max_frames], size)
         normal_all = center_crop(dm.frames("normal", "val")[: self.max_frames], size)
+        # LPIPS partners are drawn for all frames at once, then sharded with them, so the
+        # pairs do not depend on the number of processes either.
+        # Fixed across epochs too, so the sensor reference row does not move by chance.
+        rng = np.random.default_rng(self.seed)
+        partner_idx = self._shard(trainer, rng.integers(0, len(normal_all), len(sensor_all)))
+        sensor = self._shard(trainer, sensor_all)
         normal = self._shard(trainer, normal_all)
         device = pl_module.device
         lp = {k: LPIPSMean(net=self._lpips_net, batch_size=self.batch_size).to(device) for k in ("clean", "sensor")}
@@ -210,7 +219,6 @@ class PerceptualMetrics(pl.Callback):
             k: FIDLowRank(self._inception, self.fid_set_size, self.fid_sets, self.seed, self.batch_size).to(device)
             for k in ("clean", "sensor")
         }
-        rng = np.random.default_rng([self.seed, trainer.global_rank, trainer.current_epoch])
         was_training = pl_module.training
         pl_module.eval()
         try:
@@ -218,7 +226,7 @@ class PerceptualMetrics(pl.Callback):
                 s_u8 = sensor[i : i + self.batch_size]
                 s = to_tensor(s_u8).to(device)
                 clean = pl_module.gen_s2n(s).clamp(-1, 1)
-                partners = to_tensor(normal_all[rng.integers(0, len(normal_all), len(s_u8))]).to(device)
+                partners = to_tensor(normal_all[partner_idx[i : i + self.batch_size]]).to(device)
                 lp["clean"].update(clean, partners)
                 lp["sensor"].update(s, partners)
                 fid["clean"].update(None, clean)

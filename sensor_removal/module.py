@@ -40,7 +40,6 @@ __all__ = [
     "CycleGAN",
     "DiscriminatorOutput",
     "GeneratorOutput",
-    "generator_from_checkpoint",
     "lr_factor",
 ]
 
@@ -346,17 +345,3 @@ class CycleGAN(pl.LightningModule):
         # hook then — the curve is the same either way (tests/test_module.py checks both).
         for scheduler in self.lr_schedulers():
             scheduler.step()
-
-
-def generator_from_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu"
-) -> ResnetGenerator:
-    """Rebuild G_S→N from a ``CycleGAN`` checkpoint (hyper_parameters ngf/n_blocks,
-    state_dict ``gen_s2n.*``), loaded with ``weights_only=True``; returned in eval mode."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    hp = ckpt["hyper_parameters"]
-    gen = ResnetGenerator(ngf=int(hp["ngf"]), n_blocks=int(hp["n_blocks"]))
-    prefix = "gen_s2n."
-    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    gen.load_state_dict(state)
-    return gen.eval()

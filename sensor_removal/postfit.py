@@ -119,13 +119,18 @@ class PostFitBenchmark(pl.Callback):
         """Clean, evaluate, report; never raises (the error is in the outcome)."""
         from evaluation.protocol import ProtocolSettings, run_protocol
         from evaluation.report import make_report
+        from evaluation.weights import check_weights
         from sensor_removal.clean import clean_subject
 
         root = run_dir(trainer)
+        error_file = root / "benchmark_error.txt"
+        error_file.unlink(missing_ok=True)  # a previous run's failure is not this run's
         outcome = BenchmarkOutcome(checkpoint=checkpoint_for_benchmark(trainer))
         try:
             if outcome.checkpoint is None:
                 raise RuntimeError("no checkpoint was written (is a ModelCheckpoint configured?)")
+            # Missing weights fail the evaluation anyway: say so before cleaning every video.
+            check_weights([m for m in self.metrics if m != "groundtruth"])
             manifest = Path(trainer.datamodule.hparams.manifest)
             outcome.clean_dir = root / "clean"
             report = clean_subject(
@@ -152,8 +157,8 @@ class PostFitBenchmark(pl.Callback):
         except Exception as exc:  # noqa: BLE001 - reported, checkpoint kept
             outcome.error = f"post-fit benchmark failed: {exc}"
             where = f" The trained checkpoint is intact: {outcome.checkpoint}." if outcome.checkpoint else ""
-            (root / "benchmark_error.txt").write_text(outcome.error + "\n\n" + traceback.format_exc())
-            rank_zero_warn(f"{outcome.error}.{where} Details: {root / 'benchmark_error.txt'}")
+            error_file.write_text(outcome.error + "\n\n" + traceback.format_exc())
+            rank_zero_warn(f"{outcome.error.rstrip('.')}.{where} Details: {error_file}")
         return outcome
 
     @staticmethod

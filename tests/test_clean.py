@@ -270,7 +270,7 @@ def test_generator_error_propagates_and_leaves_nothing(tmp_path: Path) -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x[:, :, :16, :16]
 
-    with pytest.raises(CleanError, match="in.mp4.*shape"):
+    with pytest.raises(CleanError, match="in.mp4.*16x16"):
         clean_video(WrongShape(), SETTINGS, src, BBOX, out_dir / "c.mp4", batch_size=2,
                     device="cpu", progress=False)
     assert _all_files(out_dir) == set()

@@ -13,7 +13,8 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
-from sensor_removal.module import CycleGAN, generator_from_checkpoint, lr_factor
+from sensor_removal.clean import load_generator
+from sensor_removal.module import CycleGAN, lr_factor
 
 NETS = ("gen_s2n", "gen_n2s", "disc_s", "disc_n")
 
@@ -368,14 +369,20 @@ def test_resume_continues_schedule_and_adam_state(
     assert resumed.global_step == 6 * 2 * 2  # 6 epochs x 2 batches x (G + D)
 
 
-def test_generator_from_checkpoint(tmp_path: Path) -> None:
+def test_cleaner_loads_the_trained_generator(tmp_path: Path) -> None:
+    """The cleaner's loader (one implementation) rebuilds G_S→N from a real checkpoint."""
     pl.seed_everything(0)
     model = tiny(n_blocks=2)
     t = trainer(tmp_path, limit_train_batches=1)
     t.fit(model, loader())
     path = tmp_path / "m.ckpt"
     t.save_checkpoint(path)
-    gen = generator_from_checkpoint(path)
+    # Fitted without a DataModule: add the crop size the DataModule would have recorded.
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["datamodule_hyper_parameters"] = {"crop_size": 32}
+    torch.save(ckpt, path)
+    gen, settings = load_generator(path)
+    assert settings.crop_size == 32
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         assert torch.equal(gen(x), model.gen_s2n(x))
