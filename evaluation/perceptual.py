@@ -45,6 +45,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from evaluation.weights import check_weights
+from sensor_removal.data import to_tensor
 
 #: The paper's FID set size (Sec. 4.2: N = 128).
 FID_SET_SIZE: int = 128
@@ -55,15 +56,20 @@ ImagesLike = np.ndarray | Tensor
 # ------------------------------------------------------------------------ conversions
 
 
+def _frames(t: Tensor) -> Tensor:
+    """uint8 RGB frames as ``(N, H, W, 3)``, shape checked."""
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"uint8 images must be RGB frames (N, H, W, 3), got shape {tuple(t.shape)}")
+    return t
+
+
 def to_float_images(images: ImagesLike) -> Tensor:
     """``images`` (see module docstring) → float ``(N, 3, H, W)`` in ``[-1, 1]``."""
     t = torch.as_tensor(images)
     if t.dtype == torch.uint8:
-        if t.ndim == 3:
-            t = t.unsqueeze(0)
-        if t.ndim != 4 or t.shape[-1] != 3:
-            raise ValueError(f"uint8 images must be RGB frames (N, H, W, 3), got shape {tuple(t.shape)}")
-        return t.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        return to_tensor(_frames(t))
     if not t.is_floating_point():
         raise ValueError(f"images must be uint8 frames (N, H, W, 3) or float tensors (N, 3, H, W) in [-1, 1], got {t.dtype}")
     if t.ndim != 4 or t.shape[1] != 3:
@@ -72,14 +78,11 @@ def to_float_images(images: ImagesLike) -> Tensor:
 
 
 def to_uint8_images(images: ImagesLike) -> Tensor:
-    """``images`` → uint8 ``(N, 3, H, W)`` (Inception's input; floats rounded and clipped)."""
+    """``images`` → uint8 ``(N, 3, H, W)`` (Inception's input; floats rounded and clipped
+    as a saved frame would be)."""
     t = torch.as_tensor(images)
     if t.dtype == torch.uint8:
-        if t.ndim == 3:
-            t = t.unsqueeze(0)
-        if t.ndim != 4 or t.shape[-1] != 3:
-            raise ValueError(f"uint8 images must be RGB frames (N, H, W, 3), got shape {tuple(t.shape)}")
-        return t.permute(0, 3, 1, 2).contiguous()
+        return _frames(t).permute(0, 3, 1, 2).contiguous()
     t = to_float_images(t)
     return t.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"checkpoint      : {outcome.checkpoint}")
     print(f"logs (W&B)      : {run / 'wandb'}  (offline; `wandb sync` uploads)")
-    print(f"grids           : {grids[-1] if grids else 'none'}  (rows: sensor | clean | cycle)")
+    print(f"grids           : {grids[-1] if grids else 'none'}  (columns: input | translated | cycle)")
     if outcome.error:
         print(outcome.error)
         return 1

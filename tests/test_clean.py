@@ -393,8 +393,9 @@ def test_main_argument_errors(subject: Path, ckpt: Path, tmp_path: Path, capsys)
 def test_main_single_video(subject: Path, ckpt: Path, tmp_path: Path, capsys) -> None:
     video = subject.parent / "s1_good.mp4"
     out = tmp_path / "one" / "cleaned.mp4"
-    common = ["--ckpt", str(ckpt), "--video", str(video), "--out", str(out), "--device", "cpu", "--no-progress"]
-    assert main(common + ["--bbox", ",".join(map(str, BBOX)), "--paste-back"]) == 0
+    common = ["--ckpt", str(ckpt), "--video", str(video), "--out", str(out), "--device", "cpu"]
+    assert main(common + ["--bbox", ",".join(map(str, BBOX)), "--paste-back"]) == 0  # with a progress bar
+    assert "12/12" in capsys.readouterr().err
     assert probe(out).frame_count == 12 and probe(out.with_name("cleaned.full.mp4")).width == W
     out.unlink()
     out.with_name("cleaned.full.mp4").unlink()
@@ -417,3 +418,47 @@ def test_unexpected_error_keeps_finished_recordings(subject: Path, ckpt: Path, t
     assert _all_files(out) == {"s1_good.mp4", "manifest.yaml"}
     names = [r.name for r in load_manifest(out / "manifest.yaml", require_domains=("clean",)).recordings]
     assert names == ["s1_good_clean"]
+
+
+def test_memory_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader never runs more than a few batches ahead of the generator."""
+    import time
+
+    import sensor_removal.clean as clean_mod
+
+    decoded = [0]
+    real_iter = clean_mod.iter_frames
+
+    def counting_iter(*args, **kwargs):
+        for item in real_iter(*args, **kwargs):
+            decoded[0] += 1
+            yield item
+
+    class Slow(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen = 0
+            self.lead: list[int] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            time.sleep(0.02)  # give the reader every chance to run ahead
+            self.lead.append(decoded[0] - self.seen)
+            self.seen += len(x)
+            return x
+
+    monkeypatch.setattr(clean_mod, "iter_frames", counting_iter)
+    src = _video(tmp_path / "in.mp4", n=40)
+    slow = Slow()
+    clean_video(slow, SETTINGS, src, BBOX, tmp_path / "c.mp4", batch_size=2, device="cpu", progress=False)
+    assert slow.seen == 40, slow.lead
+    # queue of 2 batches + the batch being built + the one in the generator (+1 frame slack)
+    assert max(slow.lead) <= (clean_mod._QUEUE_DEPTH + 2) * 2 + 1
+    assert max(slow.lead) >= 4  # it did read ahead (the overlap works)
+
+
+def test_load_generator_accepts_paths_in_hparams(tmp_path: Path, ckpt: Path) -> None:
+    data = torch.load(ckpt, weights_only=True)
+    data["datamodule_hyper_parameters"]["manifest"] = Path("/data/subj.yaml")
+    torch.save(data, tmp_path / "p.ckpt")
+    _, settings = load_generator(tmp_path / "p.ckpt", "cpu")
+    assert settings.manifest == Path("/data/subj.yaml")
