@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fid-sets", type=_positive_int, default=5, help="FID draws per comparison, reported as mean (default 5)")
     r.add_argument("--fid-set-size", type=_positive_int, default=128, help="frames per FID set (paper: 128)")
     r.add_argument("--crop-size", type=_positive_int, default=None, help="face-crop side in px (default: the cleaned videos' size, else 256)")
-    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto (default cpu)")
+    r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 (default auto)")
     r.add_argument("--batch-size", type=_positive_int, default=16, help="frames per network batch (default 16)")
     r.add_argument("--segments", default=None, help="comma-separated tasks (default: schaede,sentence,emotion,whole)")
     r.add_argument("--facial-model-set", choices=("v1", "v2"), default="v1", help="py-feat detector (default v1)")
@@ -148,11 +148,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from evaluation.groundtruth import GroundTruthError
     from evaluation.pairs import PairingError
     from evaluation.report import ReportError
+    from sensor_removal.clean import CleanError
     from sensor_removal.manifest import ManifestError
     from sensor_removal.video import VideoError
 
     errors: list[type[BaseException]] = [
         WeightsError, ManifestError, PairingError, GroundTruthError, ReportError, VideoError, FileNotFoundError,
+        CleanError,  # e.g. --device cuda without CUDA
     ]
     try:
         from evaluation.facial import FacialError, FacialWeightsMissing

@@ -60,6 +60,7 @@ from evaluation.timeseries import (
     is_au,
 )
 from evaluation.weights import METRICS, check_weights
+from sensor_removal.clean import resolve_device
 from sensor_removal.manifest import Subject, load_manifest
 from sensor_removal.video import atomic_output, crop_resize, iter_frames, probe
 
@@ -91,7 +92,7 @@ class ProtocolSettings:
     fid_sets: int = 5
     fid_set_size: int = 128
     crop_size: int | None = None
-    device: str = "cpu"
+    device: str = "auto"
     batch_size: int = 16
     facial_model_set: str = "v1"
     facial_stride: int = 1
@@ -110,12 +111,6 @@ class ProtocolSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.fid_set_size < 2:
             raise ValueError(f"fid_set_size must be >= 2, got {self.fid_set_size}")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _rng(seed: int, *keys: str | int) -> np.random.Generator:
@@ -179,7 +174,7 @@ def perceptual_rows(plan: PairPlan, settings: ProtocolSettings, crop_size: int, 
     """LPIPS and FID rows for every pair of ``plan``."""
     from evaluation.perceptual import fid_lowrank, load_inception, load_lpips, lpips_distances
 
-    device = _device(settings.device)
+    device = resolve_device(settings.device)
     want_lpips, want_fid = "lpips" in settings.metrics, "fid" in settings.metrics
     lp_net = load_lpips(device=device) if want_lpips else None
     inc_net = load_inception(device=device) if want_fid else None

@@ -114,8 +114,12 @@ class CleanError(RuntimeError):
 class CleanSettings:
     """What inference needs to know about the training run.
 
-    ``crop_size`` is the size the generator was trained at (DataModule ``crop_size``,
-    256 in the paper): every frame is cut with ``crop_resize(frame, bbox, crop_size)``.
+    Every frame is cut with ``crop_resize(frame, bbox, inference_size)``, where
+    ``inference_size`` is the training cache's ``load_size`` (286 in the paper): exactly
+    the crop the training frames were taken from, so faces have the scale the generator
+    learnt (the random ``crop_size`` = 256 training crops cut pieces out of it without
+    rescaling). The generator is fully convolutional; the runner pads the input to a
+    multiple of ``2 ** n_downsampling`` and crops the output back.
     ``manifest`` is the training manifest recorded in the checkpoint (may be relative to
     the directory training ran in), used when no manifest is given.
     """
@@ -127,6 +131,11 @@ class CleanSettings:
     n_downsampling: int = 2
     manifest: Path | None = None
     checkpoint: Path | None = None
+
+    @property
+    def inference_size(self) -> int:
+        """Side of the face crop fed to the generator (and of the cleaned crop video)."""
+        return int(self.load_size) if self.load_size else int(self.crop_size)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -247,9 +256,11 @@ class GeneratorRunner:
         device: torch.device,
         precision: Precision = "auto",
         channels_last: bool | None = None,
+        multiple: int = 4,
     ) -> None:
         self.generator = generator
         self.device = device
+        self.multiple = multiple  # 2 ** n_downsampling: input sides must divide by it
         if precision == "auto":
             bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
             precision = "bf16" if bf16_ok else "fp32"
@@ -266,8 +277,12 @@ class GeneratorRunner:
         return x.contiguous(memory_format=fmt)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % self.multiple, -w % self.multiple
+        if pad_h or pad_w:  # e.g. 286 -> 288: reflect, as the generator pads its borders
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return self.generator(x)
+            return self.generator(x)[..., :h, :w]
 
     def __call__(self, batch_u8: torch.Tensor) -> torch.Tensor:
         return self.forward(self.to_input(batch_u8))
@@ -470,7 +485,7 @@ def clean_video(
 ) -> CleanResult:
     """Clean every frame of ``src`` (face crop ``bbox`` = x, y, w, h) with ``generator``.
 
-    Writes ``out``: the cleaned crop at ``settings.crop_size`` px, same fps and exactly
+    Writes ``out``: the cleaned crop at ``settings.inference_size`` px, same fps and exactly
     the frames decoded from ``src``. With ``paste_back`` also ``full_out`` (default
     :func:`full_output_path`): the full frame with the cleaned crop blended into the bbox;
     outside the bbox the pixels are the decoded input's (bit-exact with codec
@@ -491,7 +506,7 @@ def clean_video(
     batch_size = default_batch_size(dev) if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise CleanError(f"batch_size must be >= 1, got {batch_size}")
-    size = int(settings.crop_size)
+    size = settings.inference_size
     full = (Path(full_out) if full_out is not None else full_output_path(out)) if paste_back else None
     for target in (out, full):
         if target is not None and src.exists() and target.resolve() == src.resolve():
@@ -500,7 +515,7 @@ def clean_video(
     why = check_bbox(bbox_t, info.width, info.height)
     if why:
         raise CleanError(f"{src}: {why}")
-    runner = GeneratorRunner(generator, dev, precision)
+    runner = GeneratorRunner(generator, dev, precision, multiple=2**settings.n_downsampling)
     on_cuda = dev.type == "cuda"
 
     from tqdm.auto import tqdm

@@ -81,7 +81,7 @@ def sample_frames(frame_counts: dict[str, int], fraction: float, seed: int) -> l
     flat = np.sort(rng.choice(total, size=k, replace=False))
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     which = np.searchsorted(starts, flat, side="right") - 1
-    return [FrameRef(names[w], int(f - starts[w])) for w, f in zip(which, flat)]
+    return [FrameRef(names[w], int(f - starts[w])) for w, f in zip(which, flat, strict=True)]
 
 
 def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +188,7 @@ def build_frame_cache(
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             crops = list(pool.map(lambda job: decode_crops(job[1], job[2], load_size), jobs))
         for domain in DOMAINS:
-            parts = [c for (d, _, _), c in zip(jobs, crops) if d == domain]
+            parts = [c for (d, _, _), c in zip(jobs, crops, strict=True) if d == domain]
             arr = np.concatenate(parts) if parts else np.empty((0, load_size, load_size, 3), np.uint8)
             np.save(tmp / f"{domain}.npy", arr)
         index = {
@@ -309,6 +309,8 @@ class FramesDataModule(pl.LightningDataModule):
         super().__init__()
         if crop_size > load_size:
             raise ValueError(f"crop_size ({crop_size}) must not exceed load_size ({load_size})")
+        if load_size % 2:
+            raise ValueError(f"load_size ({load_size}) must be even: cleaned crops are written as H.264 video")
         if crop_size % 4:
             raise ValueError(f"crop_size ({crop_size}) must be divisible by 4 (two stride-2 stages)")
         self.save_hyperparameters()

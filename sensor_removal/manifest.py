@@ -135,7 +135,7 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
             raise _err(file, f"{where}, field 'segments.{task}'", f"needs 0 <= start < end, got [{start}, {end}]")
         segments[str(task)] = (start, end)
     ordered = sorted(segments.items(), key=lambda kv: kv[1][0])
-    for (a, (_, a_end)), (b, (b_start, _)) in zip(ordered, ordered[1:]):
+    for (a, (_, a_end)), (b, (b_start, _)) in zip(ordered, ordered[1:], strict=False):
         if b_start < a_end - 1e-9:
             raise _err(file, f"{where}, field 'segments'", f"segments {a!r} and {b!r} overlap ({a} ends at {a_end}, {b} starts at {b_start})")
 

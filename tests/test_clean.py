@@ -15,6 +15,7 @@ from torch import nn
 from sensor_removal.clean import (
     CleanError,
     CleanSettings,
+    GeneratorRunner,
     clean_subject,
     clean_video,
     feather_alpha,
@@ -30,6 +31,7 @@ from sensor_removal.video import VideoError, crop_resize, probe, read_frames, wr
 W, H = 64, 48
 BBOX = (10, 6, 40, 36)  # x, y, w, h: not square, not the crop size -> real resizes
 CROP = 32
+LOAD = 36  # the training cache's crop size, recorded in the checkpoint
 SETTINGS = CleanSettings(crop_size=CROP)
 FPS = Fraction(30000, 1001)  # 29.97: a non-integer rate must survive
 
@@ -104,7 +106,7 @@ def ckpt(tmp_path: Path) -> Path:
         {
             "state_dict": state,
             "hyper_parameters": {"ngf": 4, "n_blocks": 1, "lr": 3e-4},
-            "datamodule_hyper_parameters": {"load_size": 36, "crop_size": CROP, "manifest": "subj.yaml"},
+            "datamodule_hyper_parameters": {"load_size": LOAD, "crop_size": CROP, "manifest": "subj.yaml"},
             "pytorch-lightning_version": "2.6.6",
         },
         path,
@@ -133,7 +135,8 @@ def _rec(name: str, condition: str = "sensor", session: int = 1, bbox=BBOX) -> d
 
 def test_load_generator_takes_gen_s2n_and_settings(ckpt: Path) -> None:
     gen, settings = load_generator(ckpt, "cpu")
-    assert settings.crop_size == CROP and settings.load_size == 36
+    assert settings.crop_size == CROP and settings.load_size == LOAD
+    assert settings.inference_size == LOAD  # the cached training crop, not the random 32 crop
     assert (settings.ngf, settings.n_blocks) == (4, 1)
     assert settings.manifest == Path("subj.yaml")
     assert not gen.training
@@ -357,7 +360,8 @@ def test_main_cleans_good_reports_bad(subject: Path, ckpt: Path, tmp_path: Path,
     for src_name, rec in by_source.items():
         assert rec.condition == "clean" and rec.name == f"{src_name}_clean"
         assert rec.path == (out / f"{src_name}.mp4").resolve()
-        assert rec.bbox == (0, 0, CROP, CROP)
+        assert rec.bbox == (0, 0, LOAD, LOAD)
+        assert probe(rec.path).width == LOAD
         assert rec.segments == {"schaede": (0.0, 0.1), "sentence": (0.1, 0.3)}
     assert by_source["s2_good"].session == 2
 
@@ -462,3 +466,17 @@ def test_load_generator_accepts_paths_in_hparams(tmp_path: Path, ckpt: Path) -> 
     torch.save(data, tmp_path / "p.ckpt")
     _, settings = load_generator(tmp_path / "p.ckpt", "cpu")
     assert settings.manifest == Path("/data/subj.yaml")
+
+
+def test_runner_pads_sides_that_do_not_divide_by_four() -> None:
+    """A 286-px training crop (the paper's load size) is not a multiple of 4: the runner
+    reflect-pads to 288 for the two stride-2 stages and crops the output back."""
+    gen = _tiny_generator()
+    runner = GeneratorRunner(gen, torch.device("cpu"), "fp32", multiple=4)
+    batch = torch.from_numpy(np.stack(_frames(2))[:, :34, :34].copy())
+    with torch.inference_mode():
+        out = runner(batch)
+        x = torch.nn.functional.pad(runner.to_input(batch), (0, 2, 0, 2), mode="reflect")
+        expected = gen(x)[..., :34, :34]
+    assert out.shape == (2, 3, 34, 34)
+    torch.testing.assert_close(out, expected)

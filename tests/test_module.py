@@ -12,8 +12,8 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
-from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
 from sensor_removal.clean import load_generator
+from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
 from sensor_removal.module import CycleGAN, lr_factor
 
 NETS = ("gen_s2n", "gen_n2s", "disc_s", "disc_n")
