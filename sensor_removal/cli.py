@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from wandb.errors import UsageError as WandbUsageError
 
 from evaluation.weights import WeightsError
 from sensor_removal.data import FramesDataModule
@@ -96,6 +97,13 @@ def _lightning_main(argv: list[str] | None) -> int:
         build_cli(argv)
     except (ManifestError, VideoError, WeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except WandbUsageError as exc:
+        print(
+            f"error: Weights & Biases: {exc}\nOn a machine without network or login, set WANDB_MODE=offline "
+            "(runs are kept under <run>/wandb; `wandb sync` uploads them later).",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -116,3 +116,18 @@ def test_ddp_two_cpu_processes_train_and_write_one_checkpoint(tiny: Path, tmp_pa
     assert ckpts == ["epoch000.ckpt", "last.ckpt"]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["global_step"] > 0
+
+
+def test_wandb_without_login_says_how_to_go_offline(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    code = main(["fit", "--config", str(tiny / "tiny.yaml"), "--trainer.default_root_dir", str(tmp_path / "run"),
+                 "--trainer.logger", "pytorch_lightning.loggers.WandbLogger",
+                 "--trainer.logger.init_args.offline", "false", "--trainer.logger.init_args.project", "t"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Weights & Biases" in err and "WANDB_MODE=offline" in err
+    assert "Traceback" not in err
