@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from evaluation.weights import METRICS, WEIGHTED_METRICS, MissingWeightsError, WeightsError
+from sensor_removal.argtypes import int_at_least
 
 PROG = "python -m evaluation"
 
@@ -33,14 +34,7 @@ def _metrics(text: str) -> tuple[str, ...]:
     return items
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+_positive_int = int_at_least(1)
 
 
 def build_parser() -> argparse.ArgumentParser:

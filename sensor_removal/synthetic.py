@@ -53,6 +53,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sensor_removal.argtypes import int_at_least
 from sensor_removal.manifest import TASKS, Recording, Subject, save_manifest
 from sensor_removal.video import VideoWriter, atomic_output
 
@@ -1214,14 +1215,7 @@ def _positive(kind: type) -> object:
     return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
+_nonneg_int = int_at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
