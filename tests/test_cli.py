@@ -124,6 +124,9 @@ def test_wandb_without_login_says_how_to_go_offline(tiny: Path, tmp_path: Path, 
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    import wandb
+
+    wandb.teardown()  # forget settings (e.g. offline mode) that earlier tests left in this process
     code = main(["fit", "--config", str(tiny / "tiny.yaml"), "--trainer.default_root_dir", str(tmp_path / "run"),
                  "--trainer.logger", "pytorch_lightning.loggers.WandbLogger",
                  "--trainer.logger.init_args.offline", "false", "--trainer.logger.init_args.project", "t"])
