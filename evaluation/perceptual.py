@@ -297,10 +297,17 @@ class FIDLowRank(Metric):
         return inception_features(self.inception, images, self.batch_size)
 
     def update(self, real: ImagesLike | None, fake: ImagesLike | None) -> None:
+        self.update_features(
+            None if real is None else self.features(real), None if fake is None else self.features(fake)
+        )
+
+    def update_features(self, real: Tensor | None, fake: Tensor | None) -> None:
+        """Add precomputed features (:meth:`features`), e.g. one reference set shared by
+        several metrics, so Inception runs once per frame."""
         if real is not None:
-            self.real_features.append(self.features(real))
+            self.real_features.append(real)
         if fake is not None:
-            self.fake_features.append(self.features(fake))
+            self.fake_features.append(fake)
 
     def compute_all(self) -> Tensor:
         """FID of every draw, float64 ``(num_sets,)``, from this process's states (not

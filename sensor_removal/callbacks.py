@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +155,9 @@ class PerceptualMetrics(pl.Callback):
     every rank logs the same value, computed once over all frames.
 
     LPIPS pairs are unpaired draws: frame ``i`` of one side against a seeded random
-    normal frame. FID uses ``fid_set_size`` frames per side (the paper's N = 128; fewer
+    normal frame, the same draws every epoch. The validation frames do not change during
+    a fit, so the normal frames' Inception features and the sensor reference row are
+    computed once per fit; each later epoch runs only G_S→N and the metrics of its output. FID uses ``fid_set_size`` frames per side (the paper's N = 128; fewer
     when the validation split is smaller) over ``fid_sets`` seeded draws.
 
     Missing AlexNet / Inception weights stop the fit before it starts, with the message
@@ -182,6 +185,8 @@ class PerceptualMetrics(pl.Callback):
         self.seed = seed
         self._lpips_net: torch.nn.Module | None = None
         self._inception: torch.nn.Module | None = None
+        self._normal_features: list[torch.Tensor] | None = None
+        self._reference: dict[str, float] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         from evaluation.perceptual import load_inception, load_lpips
@@ -190,6 +195,8 @@ class PerceptualMetrics(pl.Callback):
         check_weights(["lpips", "fid"])  # MissingWeightsError: the fit does not start
         self._lpips_net = load_lpips(device=pl_module.device)
         self._inception = load_inception(device=pl_module.device)
+        self._normal_features = None  # cached per fit: this rank's validation normal frames
+        self._reference = None
 
     @staticmethod
     def _shard(trainer: pl.Trainer, items: np.ndarray) -> np.ndarray:
@@ -214,35 +221,41 @@ class PerceptualMetrics(pl.Callback):
         sensor = self._shard(trainer, sensor_all)
         normal = self._shard(trainer, normal_all)
         device = pl_module.device
-        lp = {k: LPIPSMean(net=self._lpips_net, batch_size=self.batch_size).to(device) for k in ("clean", "sensor")}
-        fid = {
-            k: FIDLowRank(self._inception, self.fid_set_size, self.fid_sets, self.seed, self.batch_size).to(device)
-            for k in ("clean", "sensor")
-        }
+        bs = self.batch_size
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for i in range(0, len(sensor), bs):
+                yield to_tensor(sensor[i : i + bs]).to(device), to_tensor(normal_all[partner_idx[i : i + bs]]).to(device)
+
+        def new_metrics() -> tuple[LPIPSMean, FIDLowRank]:
+            lp = LPIPSMean(net=self._lpips_net, batch_size=bs).to(device)
+            fid = FIDLowRank(self._inception, self.fid_set_size, self.fid_sets, self.seed, bs).to(device)
+            return lp, fid
+
+        if self._normal_features is None:  # the validation frames never change: once per fit
+            fid = new_metrics()[1]
+            self._normal_features = [fid.features(to_tensor(normal[i : i + bs]).to(device)) for i in range(0, len(normal), bs)]
+        if self._reference is None:  # the untouched sensor frames: the "no cleaning" row
+            lp, fid = new_metrics()
+            for s, partners in batches():
+                lp.update(s, partners)
+                fid.update(None, s)
+            for f in self._normal_features:
+                fid.update_features(f, None)
+            self._reference = {"val/lpips_sensor": float(lp.compute()), "val/fid_sensor": float(fid.compute())}
+        lp, fid = new_metrics()
         was_training = pl_module.training
         pl_module.eval()
         try:
-            for i in range(0, len(sensor), self.batch_size):
-                s_u8 = sensor[i : i + self.batch_size]
-                s = to_tensor(s_u8).to(device)
+            for s, partners in batches():
                 clean = pl_module.gen_s2n(s).clamp(-1, 1)
-                partners = to_tensor(normal_all[partner_idx[i : i + self.batch_size]]).to(device)
-                lp["clean"].update(clean, partners)
-                lp["sensor"].update(s, partners)
-                fid["clean"].update(None, clean)
-                fid["sensor"].update(None, s)
-            for i in range(0, len(normal), self.batch_size):
-                n = to_tensor(normal[i : i + self.batch_size]).to(device)
-                fid["clean"].update(n, None)
-                fid["sensor"].update(n, None)
-            return {
-                "val/lpips_clean": float(lp["clean"].compute()),
-                "val/lpips_sensor": float(lp["sensor"].compute()),
-                "val/fid_clean": float(fid["clean"].compute()),
-                "val/fid_sensor": float(fid["sensor"].compute()),
-            }
+                lp.update(clean, partners)
+                fid.update(None, clean)
         finally:
             pl_module.train(was_training)
+        for f in self._normal_features:
+            fid.update_features(f, None)
+        return {"val/lpips_clean": float(lp.compute()), "val/fid_clean": float(fid.compute()), **self._reference}
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
