@@ -83,6 +83,7 @@ def test_subject_and_overrides_reach_interpolations(tiny: Path, capsys: pytest.C
     assert cfg["trainer"]["max_epochs"] == 2
     # Paper defaults come from conf/default.yaml underneath.
     assert cfg["model"]["lr"] == pytest.approx(3e-4) and cfg["data"]["load_size"] == 72
+    assert cfg["weights_only"] is True  # --ckpt_path loads without unpickling code
 
 
 def test_bad_manifest_exits_with_message_and_no_traceback(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
