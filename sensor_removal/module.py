@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
@@ -31,8 +31,8 @@ from torch import Tensor
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR
 
-from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
-from sensor_removal.networks import ImagePool, PatchDiscriminator, ResnetGenerator, init_weights
+from sensor_removal.losses import cycle_loss, gan_loss, identity_loss, mask_smoothness, mask_sparsity
+from sensor_removal.networks import ImagePool, PatchDiscriminator, build_generator, init_weights
 
 __all__ = [
     "CycleGAN",
@@ -67,6 +67,8 @@ class GeneratorOutput:
     identity: Tensor  # |G_S→N(n) - n| + |G_N→S(s) - s| (0 when λ_id = 0)
     fake_normal: Tensor  # G_S→N(s), the cleaned sensor images
     fake_sensor: Tensor  # G_N→S(n)
+    mask_sparsity: Tensor | None = None  # attention generator: mean A of both translations
+    mask_smoothness: Tensor | None = None  # attention generator: total variation of both A
 
 
 @dataclass
@@ -102,7 +104,8 @@ class CycleGAN(pl.LightningModule):
 
     Logged: ``train/loss_g``, ``train/loss_d``, ``train/gan_s2n``, ``train/gan_n2s``,
     ``train/cycle``, ``train/identity`` (unweighted sums of both directions),
-    ``train/lr`` — epoch means; the losses also per step as ``train/<name>_step``;
+    ``train/lr`` — epoch means (attention generator: also ``train/mask_sparsity`` and
+    ``train/mask_smoothness``); the losses also per step as ``train/<name>_step``;
     ``val/cycle`` and ``val/identity`` (same definitions, on validation pairs).
 
     Args:
@@ -120,6 +123,11 @@ class CycleGAN(pl.LightningModule):
             0 disables the pool).
         epochs_constant: epochs at the initial learning rate (paper: 15).
         epochs_decay: epochs of linear decay to zero after those (paper: 15).
+        generator: ``resnet`` (the paper's) or ``attention`` (our extension:
+            :class:`~sensor_removal.networks.AttentionGenerator`, ``A·T(x) + (1 − A)·x``,
+            which leaves the input untouched where its mask A is 0).
+        lambda_mask_sparsity: attention only — weight of the mean of A (repaint little).
+        lambda_mask_smooth: attention only — weight of the total variation of A.
     """
 
     def __init__(
@@ -136,6 +144,9 @@ class CycleGAN(pl.LightningModule):
         pool_size: int = 50,
         epochs_constant: int = 15,
         epochs_decay: int = 15,
+        generator: Literal["resnet", "attention"] = "resnet",
+        lambda_mask_sparsity: float = 0.1,
+        lambda_mask_smooth: float = 0.1,
     ) -> None:
         super().__init__()
         if lr <= 0 or lambda_cycle < 0 or lambda_identity < 0:
@@ -151,8 +162,13 @@ class CycleGAN(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
 
-        self.gen_s2n = init_weights(ResnetGenerator(ngf=ngf, n_blocks=n_blocks))
-        self.gen_n2s = init_weights(ResnetGenerator(ngf=ngf, n_blocks=n_blocks))
+        if lambda_mask_sparsity < 0 or lambda_mask_smooth < 0:
+            raise ValueError(
+                f"CycleGAN: need lambda_mask_sparsity >= 0 and lambda_mask_smooth >= 0; got "
+                f"{lambda_mask_sparsity}, {lambda_mask_smooth}"
+            )
+        self.gen_s2n = init_weights(build_generator(generator, ngf=ngf, n_blocks=n_blocks))
+        self.gen_n2s = init_weights(build_generator(generator, ngf=ngf, n_blocks=n_blocks))
         self.disc_s = init_weights(PatchDiscriminator(ndf=ndf, n_layers=n_layers_d))
         self.disc_n = init_weights(PatchDiscriminator(ndf=ndf, n_layers=n_layers_d))
         # pool_s holds fakes of the sensor domain (G_N→S outputs) for disc_s; pool_n for disc_n.
@@ -168,8 +184,13 @@ class CycleGAN(pl.LightningModule):
     def generator_losses(self, sensor: Tensor, normal: Tensor) -> GeneratorOutput:
         """CycleGAN generator objective on one batch (no optimizer involved)."""
         hp = self.hparams
-        fake_normal = self.gen_s2n(sensor)
-        fake_sensor = self.gen_n2s(normal)
+        attention = hp.get("generator", "resnet") == "attention"
+        if attention:
+            fake_normal, mask_n = self.gen_s2n.forward_with_mask(sensor)
+            fake_sensor, mask_s = self.gen_n2s.forward_with_mask(normal)
+        else:
+            fake_normal = self.gen_s2n(sensor)
+            fake_sensor = self.gen_n2s(normal)
         gan_s2n = gan_loss(self.disc_n(fake_normal), target_is_real=True)
         gan_n2s = gan_loss(self.disc_s(fake_sensor), target_is_real=True)
         cycle = cycle_loss(self.gen_n2s(fake_normal), sensor) + cycle_loss(
@@ -187,6 +208,11 @@ class CycleGAN(pl.LightningModule):
             + hp.lambda_cycle * cycle
             + hp.lambda_cycle * hp.lambda_identity * identity
         )
+        sparsity = smoothness = None
+        if attention:
+            sparsity = mask_sparsity(mask_n) + mask_sparsity(mask_s)
+            smoothness = mask_smoothness(mask_n) + mask_smoothness(mask_s)
+            loss = loss + hp.lambda_mask_sparsity * sparsity + hp.lambda_mask_smooth * smoothness
         return GeneratorOutput(
             loss=loss,
             gan_s2n=gan_s2n,
@@ -195,6 +221,8 @@ class CycleGAN(pl.LightningModule):
             identity=identity,
             fake_normal=fake_normal,
             fake_sensor=fake_sensor,
+            mask_sparsity=sparsity,
+            mask_smoothness=smoothness,
         )
 
     def discriminator_losses(
@@ -249,6 +277,9 @@ class CycleGAN(pl.LightningModule):
             "cycle": g.cycle,
             "identity": g.identity,
         }
+        if g.mask_sparsity is not None:
+            losses["mask_sparsity"] = g.mask_sparsity
+            losses["mask_smoothness"] = g.mask_smoothness
         for name, value in losses.items():
             value = value.detach()
             # Per step: local rank only, no collective per step.
