@@ -68,7 +68,7 @@ class MaskSettings:
     feather: float = 0.02
     blur: float = 0.006
     max_hole: float = 0.003
-    local: float = 0.15
+    local: float = 0.0
 
     def __post_init__(self) -> None:
         if self.threshold <= 0:
