@@ -22,8 +22,13 @@ Metrics (``metric`` / ``feature`` in the rows):
   when a segment has fewer frames).
 * ``dtw``, ``mape``, ``mape_shift_s`` / ``<AU or emotion>`` — :mod:`evaluation.timeseries`
   on the py-feat series (MAPE as a fraction at the best shift within ±20 s).
-* ``psnr``, ``ssim`` / ``whole`` | ``mask`` — :mod:`evaluation.groundtruth`, synthetic
-  subjects only (``reference`` is ``<sensor>:ground_truth``).
+* ``psnr``, ``ssim`` / ``whole`` | ``mask`` | ``outside``, ``flicker`` / ``mask`` —
+  :mod:`evaluation.groundtruth`, synthetic subjects only (``reference`` is
+  ``<sensor>:ground_truth``).
+* ``temporal`` / ``excess`` (our extension; no ground truth needed) — mean frame-to-frame
+  change (:func:`evaluation.temporal.frame_change`, 8-bit levels) of the other video
+  minus the reference's, per segment: how much more a sensor or cleaned video moves
+  than the normal video of its session (flicker shows as a positive excess).
 
 Frame draws (seeded): for each video and segment, ``lpips_pairs`` frames uniformly with
 replacement and ``fid_sets`` sets of distinct frames, from a generator seeded by
@@ -294,6 +299,28 @@ def facial_rows(
     return rows, videos
 
 
+# ---------------------------------------------------------------------------- temporal
+
+
+def temporal_rows(plan: PairPlan, crop_size: int, log: Callable[[str], None]) -> list[dict]:
+    """``temporal`` / ``excess`` rows for every pair of ``plan`` (module docstring)."""
+    from evaluation.temporal import change_series
+
+    series = {}
+    for rec in plan.videos():
+        t0 = time.perf_counter()
+        series[rec.name] = change_series(rec.path, rec.bbox, crop_size)
+        log(f"  {rec.name}: frame-to-frame change in {time.perf_counter() - t0:.1f} s")
+    rows = []
+    for p in plan.pairs:
+        ref = series[p.reference.name][slice(*p.reference_frames)]
+        oth = series[p.other.name][slice(*p.other_frames)]
+        ref, oth = ref[~np.isnan(ref)], oth[~np.isnan(oth)]
+        if ref.size and oth.size:
+            rows.append(_row(p, "temporal", "excess", oth.mean() - ref.mean(), n=min(ref.size, oth.size)))
+    return rows
+
+
 # ---------------------------------------------------------------------------- protocol
 
 
@@ -324,7 +351,7 @@ def summarize(df: pd.DataFrame) -> dict:
             }
         elif metric in ("psnr", "ssim"):
             groups = {f"{metric}_{region}": gg for region, gg in g.groupby("feature")}
-        elif metric in ("lpips", "fid"):
+        elif metric in ("lpips", "fid", "temporal"):
             groups = {metric: g}
         else:
             continue
@@ -390,7 +417,7 @@ def run_protocol(
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t_start = time.perf_counter()
     metrics = list(settings.metrics)
-    weight_files = check_weights([m for m in metrics if m != "groundtruth"], feat_model_set=settings.facial_model_set)
+    weight_files = check_weights([m for m in metrics if m not in ("groundtruth", "temporal")], feat_model_set=settings.facial_model_set)
     out = Path(out)
     subject = load_manifest(manifest)
     clean_subject = load_manifest(cleaned, require_domains=("clean",)) if cleaned is not None else None
@@ -413,6 +440,10 @@ def run_protocol(
         f_rows, videos = facial_rows(plan, settings, out, facial_analyzer, log)
         rows += f_rows
         timings["facial_s"] = time.perf_counter() - t0
+    if "temporal" in metrics:
+        t0 = time.perf_counter()
+        rows += temporal_rows(plan, crop_size, log)
+        timings["temporal_s"] = time.perf_counter() - t0
     if "groundtruth" in metrics:
         from evaluation.groundtruth import evaluate_subject
 

@@ -8,8 +8,11 @@ subject — and writes into ``out``:
   - Table 1 — LPIPS and FID; rows N1–N2, N–S, N–C; columns per task (paper Table 1);
   - Table 2 — AU time series, DTW and MAPE per task, AU43 excluded (paper Table 2);
   - Table 3 — emotion time series, DTW and MAPE per task (paper Table 3);
-  - a ground-truth table (PSNR / SSIM over the whole crop and inside the sensor mask,
-    sensor vs cleaned) when the results have ground-truth rows (synthetic subjects);
+  - a ground-truth table (PSNR / SSIM over the whole crop, inside and outside the sensor
+    mask, flicker in the sensor area; sensor, full repaint and composited/cleaned) when
+    the results have ground-truth rows (synthetic subjects);
+  - a temporal-stability table (frame-to-frame change beyond the normal video's; our
+    extension) when the results have ``temporal`` rows;
   - the frames without a face per video (py-feat NaN rows);
 * ``table1_perceptual.csv``, ``table2_au.csv``, ``table3_emotion.csv``,
   ``table_groundtruth.csv``, ``no_face_frames.csv`` — the same numbers, machine-readable
@@ -40,9 +43,11 @@ from evaluation.timeseries import EXCLUDED_AUS, is_au
 from sensor_removal.video import atomic_output
 
 SEGMENT_LABELS: dict[str, str] = {"schaede": "Schaede", "sentence": "Sentence", "emotion": "Emotion", "whole": "Whole"}
-METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM"}
-_FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}"}
-GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "clean": "C (cleaned)"}
+METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM", "flicker": "flicker", "temporal": "Δ change"}
+_FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}", "flicker": "{:.2f}", "temporal": "{:+.2f}"}
+GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "repaint": "C full repaint (paper)", "clean": "C (cleaned)"}
+#: The cleaned row's label when a full repaint was kept next to it: it was composited.
+GT_COMPOSITED_LABEL = "C composited (ours)"
 
 
 class ReportError(ValueError):
@@ -175,23 +180,47 @@ def facial_table(df: pd.DataFrame, group: str) -> Table | None:
 
 
 def groundtruth_table(df: pd.DataFrame) -> Table | None:
-    """PSNR / SSIM of the sensor (no cleaning) and cleaned crops against the ground
-    truth, whole crop and inside the sensor mask (segment ``whole``)."""
-    d = df[df["metric"].isin(["psnr", "ssim"]) & (df["segment"] == "whole")]
+    """PSNR / SSIM of the sensor (no cleaning), full-repaint and cleaned crops against the
+    ground truth — whole crop, inside and outside the sensor mask — and the flicker inside
+    the sensor area (segment ``whole``)."""
+    d = df[df["metric"].isin(["psnr", "ssim", "flicker"]) & (df["segment"] == "whole")]
     if d.empty:
         return None
     stats = over_subjects(subject_means(d, ["kind", "metric", "feature"]), ["kind", "metric", "feature"])
-    stats["row"] = stats["kind"].map(GT_LABELS)
-    stats = stats.rename(columns={"feature": "region"})
-    cols = [(m, r) for m in ("psnr", "ssim") for r in ("whole", "mask")]
-    stats = stats.rename(columns={"metric": "measure"})
-    t = _pivot(
-        stats, [GT_LABELS[k] for k in ("sensor", "clean")], "row", cols, ("measure", "region"), "table_groundtruth",
-        "Ground truth — pixel fidelity (synthetic subjects)",
-        "PSNR (dB) and SSIM of the face crops against the sensor-free ground truth, over the whole crop and "
-        "inside the sensor mask; higher is better. Mean ± std over subjects.",
+    kinds = [k for k in GT_LABELS if k in set(d["kind"])]
+    labels = dict(GT_LABELS, clean=GT_COMPOSITED_LABEL) if "repaint" in kinds else GT_LABELS
+    stats["row"] = stats["kind"].map(labels)
+    stats = stats.rename(columns={"feature": "region", "metric": "measure"})
+    present = set(zip(stats["measure"], stats["region"], strict=True))
+    cols = [(m, r) for m in ("psnr", "ssim") for r in ("whole", "mask", "outside") if (m, r) in present]
+    cols += [("flicker", "mask")] if ("flicker", "mask") in present else []
+    return _pivot(
+        stats, [labels[k] for k in kinds], "row", cols, ("measure", "region"), "table_groundtruth",
+        "Ground truth — pixel fidelity and temporal stability (synthetic subjects)",
+        "PSNR (dB) and SSIM of the face crops against the sensor-free ground truth, over the whole crop, "
+        "inside the sensor mask and outside it (higher is better); flicker: the frame-to-frame change inside "
+        "the sensor area that the ground truth does not have, in 8-bit levels (lower is steadier). "
+        "Composited C (our extension): the full repaint inside an estimated sensor mask, the recorded pixels "
+        "outside. Mean ± std over subjects.",
     )
-    return t
+
+
+def temporal_table(df: pd.DataFrame) -> Table | None:
+    """Frame-to-frame change in excess of the normal video's (our extension, no ground
+    truth needed); rows N1–N2, N–S, N–C; columns per task."""
+    d = df[df["metric"] == "temporal"]
+    if d.empty:
+        return None
+    stats = over_subjects(subject_means(d, ["kind", "segment", "metric"]), ["kind", "segment", "metric"])
+    stats["row"] = stats["kind"].map(KIND_LABELS)
+    cols = [(s, "temporal") for s in _segments_present(d)]
+    return _pivot(
+        stats, [KIND_LABELS[k] for k in KINDS], "row", cols, ("segment", "metric"), "table_temporal",
+        "Temporal stability — frame-to-frame change beyond the normal video's",
+        "Mean absolute change between consecutive face crops (8-bit levels) of the second video minus that "
+        "of the normal video it is compared with; a cleaning that flickers moves more than the recorded face "
+        "(positive). Our extension, not in the paper. Mean ± std over subjects.",
+    )
 
 
 def no_face_table(dirs: Sequence[Path]) -> pd.DataFrame:
@@ -364,7 +393,7 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
         raise ReportError(f"{', '.join(map(str, dirs))}: the results are empty")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tables = [t for t in (perceptual_table(df), facial_table(df, "au"), facial_table(df, "emotion"), groundtruth_table(df)) if t is not None]
+    tables = [t for t in (perceptual_table(df), facial_table(df, "au"), facial_table(df, "emotion"), groundtruth_table(df), temporal_table(df)) if t is not None]
     nan_frames = no_face_table([d for d in dirs if d.is_dir()])
     written: dict[str, Path] = {}
     subjects = sorted(df["subject"].astype(str).unique())

@@ -17,14 +17,20 @@ fidelity (PSNR/SSIM) does not see this. Two figures (our extension, not in the p
   ``excess``: C − N, in 8-bit levels): a cleaning that flickers moves more than the
   recorded face does.
 
-This module only does arithmetic on uint8 frames; the callers decode.
+:func:`change_series` decodes a video once for the protocol; the rest is arithmetic on
+uint8 frames.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["flicker", "frame_change", "video_changes"]
+from sensor_removal.video import crop_resize, iter_frames
+
+__all__ = ["change_series", "flicker", "frame_change", "video_changes"]
 
 
 def frame_change(previous: np.ndarray, current: np.ndarray, region: np.ndarray | None = None) -> float:
@@ -63,3 +69,15 @@ def video_changes(frames: np.ndarray, previous: np.ndarray | None = None) -> np.
         if before is not None:
             out[i] = frame_change(before, frame)
     return out
+
+
+def change_series(path: Path, bbox: Sequence[int], size: int) -> np.ndarray:
+    """Per-frame :func:`frame_change` of a video's ``bbox`` crop (``size`` px) against the
+    frame before (NaN for the first frame); the video is decoded once."""
+    out: list[float] = []
+    before: np.ndarray | None = None
+    for _, frame in iter_frames(path):
+        crop = crop_resize(frame, tuple(bbox), size)
+        out.append(float("nan") if before is None else frame_change(before, crop))
+        before = crop
+    return np.array(out)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Every metric the evaluation knows, in the order of the paper's tables.
-METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "groundtruth")
+METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "groundtruth", "temporal")
 #: Metrics that load pretrained weights.
 WEIGHTED_METRICS: tuple[str, ...] = ("lpips", "fid", "facial")
 

@@ -24,6 +24,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_warn
 
 from sensor_removal.callbacks import run_dir
+from sensor_removal.mask import MaskSettings
 
 
 @dataclass
@@ -67,6 +68,14 @@ class PostFitBenchmark(pl.Callback):
         seed: seed of the evaluation's frame draws.
         raise_on_failure: re-raise a benchmark failure after reporting it (the fit's
             checkpoints stay either way).
+        composite: ``auto`` (our extension): the cleaned videos keep every pixel outside
+            an estimated sensor mask (:mod:`sensor_removal.mask`) and the evaluation
+            measures them; the full repaint is kept next to each as ``NAME.repaint.mp4``
+            and the mask as ``NAME.mask.mp4``, so the ground-truth table compares S, full
+            repaint and composited C. ``off``: the paper's full repaint only.
+        mask_threshold: change (8-bit levels) above which a pixel is sensor.
+        mask_dilate: dilation of the mask, fraction of the crop side.
+        mask_hysteresis: temporal hysteresis of the mask (1: off).
     """
 
     def __init__(
@@ -81,7 +90,12 @@ class PostFitBenchmark(pl.Callback):
         facial_stride: int = 1,
         seed: int = 0,
         raise_on_failure: bool = False,
+        composite: str = "auto",
+        mask_threshold: float = MaskSettings.threshold,
+        mask_dilate: float = MaskSettings.dilate,
+        mask_hysteresis: float = MaskSettings.hysteresis,
     ) -> None:
+
         from evaluation.weights import METRICS
 
         unknown = [m for m in metrics if m not in METRICS]
@@ -97,6 +111,10 @@ class PostFitBenchmark(pl.Callback):
         self.facial_stride = facial_stride
         self.seed = seed
         self.raise_on_failure = raise_on_failure
+        if composite not in ("auto", "off"):
+            raise ValueError(f"PostFitBenchmark: composite must be 'auto' or 'off', got {composite!r}")
+        self.composite = composite
+        self.mask = MaskSettings(threshold=mask_threshold, dilate=mask_dilate, hysteresis=mask_hysteresis)
         self.outcome: BenchmarkOutcome | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -136,6 +154,7 @@ class PostFitBenchmark(pl.Callback):
             report = clean_subject(
                 outcome.checkpoint, manifest, outcome.clean_dir,
                 paste_back=self.paste_back, batch_size=self.batch_size, device=self.device, progress=False,
+                composite=self.composite, mask=self.mask, mask_video=True, keep_repaint=True,
             )
             if not report.ok:
                 raise RuntimeError("cleaning failed:\n" + report.summary())

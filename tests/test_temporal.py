@@ -58,3 +58,29 @@ def test_frame_change_and_regions() -> None:
     assert frame_change(a, b, region) == pytest.approx(15.0)
     assert math.isnan(frame_change(a, b, np.zeros((4, 4), bool)))
     assert video_changes(np.stack([a, b]), previous=b)[0] == pytest.approx(30 / 16)
+
+
+def test_protocol_temporal_rows_compare_with_the_normal_video(tiny_subject, tmp_path) -> None:
+    import pandas as pd
+    import yaml
+
+    from evaluation.protocol import ProtocolSettings, run_protocol
+    from sensor_removal.video import write_video
+
+    s = ProtocolSettings(metrics=("temporal",), device="cpu")
+    df = pd.read_csv(run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "r", s, log=lambda _: None))
+    assert set(df["metric"]) == {"temporal"} and set(df["feature"]) == {"excess"}
+    assert set(df["kind"]) == {"baseline", "sensor", "clean"}
+    # The stand-in cleaned videos are the normal videos' crops: no excess change at all.
+    clean = df[df["kind"] == "clean"]
+    assert (clean["value"].abs() < 1e-9).all() and (clean["n"] > 0).all()
+    # A cleaning that flickers moves more than the recorded face.
+    doc = yaml.safe_load(tiny_subject.cleaned.read_text())
+    rng = np.random.default_rng(0)
+    for rec in doc["recordings"]:
+        frames = tiny_subject.frames[rec["name"]].astype(np.int16)
+        frames[:, 8:24, 8:24] += rng.choice([-15, 15], size=(len(frames), 1, 1, 1)).astype(np.int16)
+        write_video(tiny_subject.cleaned.parent / rec["path"], np.clip(frames, 0, 255).astype(np.uint8),
+                    fps=tiny_subject.fps, codec="h264-lossless")
+    df2 = pd.read_csv(run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "r2", s, log=lambda _: None))
+    assert df2[df2["kind"] == "clean"]["value"].mean() > 1.0
