@@ -103,7 +103,7 @@ __all__ = [
 Precision = Literal["auto", "fp32", "bf16"]
 Composite = Literal["auto", "off"]
 #: Default of ``--composite`` (chosen by measurement on the synthetic subject, docs/compositing.md).
-DEFAULT_COMPOSITE: Composite = "auto"
+DEFAULT_COMPOSITE: Composite = "off"
 DeviceArg = Literal["auto", "cpu", "cuda"]
 #: Name of the manifest of cleaned recordings inside the output folder.
 CLEAN_MANIFEST = "manifest.yaml"

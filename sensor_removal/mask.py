@@ -55,8 +55,6 @@ class MaskSettings:
         max_hole: enclosed holes up to this fraction of the crop area are filled (the
             inside of an electrode ring; larger enclosed areas, e.g. skin between
             crossing cables, stay).
-        local: window side of the local drift removal (:func:`change_map`), fraction of
-            the crop side; 0 removes only the global drift.
         blur: σ of the Gaussian smoothing of the change map, fraction of the crop side
             (suppresses single noisy pixels before thresholding).
     """
@@ -68,14 +66,13 @@ class MaskSettings:
     feather: float = 0.02
     blur: float = 0.006
     max_hole: float = 0.003
-    local: float = 0.0
 
     def __post_init__(self) -> None:
         if self.threshold <= 0:
             raise ValueError(f"MaskSettings: threshold must be > 0, got {self.threshold}")
         if not 0 < self.hysteresis <= 1:
             raise ValueError(f"MaskSettings: hysteresis must be in (0, 1], got {self.hysteresis}")
-        for name in ("close", "dilate", "feather", "blur", "max_hole", "local"):
+        for name in ("close", "dilate", "feather", "blur", "max_hole"):
             if not 0 <= getattr(self, name) < 0.5:
                 raise ValueError(f"MaskSettings: {name} must be in [0, 0.5), got {getattr(self, name)}")
 
@@ -106,20 +103,13 @@ def match_colours(source: np.ndarray, target: np.ndarray, keep: float = 0.6, rou
     return out
 
 
-def change_map(sensor: np.ndarray, cleaned: np.ndarray, blur_sigma: float = 0.0, local: int = 0) -> np.ndarray:
+def change_map(sensor: np.ndarray, cleaned: np.ndarray, blur_sigma: float = 0.0) -> np.ndarray:
     """Per-pixel change ``(H, W)`` float32 in 8-bit levels between the uint8 sensor crop
     and the generator's output, robust to a global colour/brightness drift of the output
-    (:func:`match_colours`); with ``local`` (odd window side in pixels) also to a slowly
-    varying one: the median of the difference over that window, which thin cables and
-    small electrodes do not move, is subtracted first. Max over channels, optionally
-    Gaussian-smoothed."""
+    (:func:`match_colours`); max over channels, optionally Gaussian-smoothed."""
     s = sensor.astype(np.float32)
     g = match_colours(cleaned.astype(np.float32), s)
-    diff = g - s
-    if local > 1:
-        shifted = np.clip(np.rint(diff + 128.0), 0, 255).astype(np.uint8)
-        diff = diff - (cv2.medianBlur(shifted, local | 1).astype(np.float32) - 128.0)
-    d = np.abs(diff).max(axis=-1)
+    d = np.abs(g - s).max(axis=-1)
     if blur_sigma > 0:
         d = cv2.GaussianBlur(d, (0, 0), blur_sigma)
     return d
@@ -164,7 +154,7 @@ class SensorMasker:
         hole filling, before dilation and feathering."""
         st = self.settings
         size = min(sensor.shape[:2])
-        d = change_map(sensor, cleaned, st.blur * size, st.pixels(st.local, size))
+        d = change_map(sensor, cleaned, st.blur * size)
         binary = (d > st.threshold).astype(np.uint8)
         if self.previous is not None and self.previous.shape == binary.shape and st.hysteresis < 1:
             binary |= (self.previous.astype(bool) & (d > st.hysteresis * st.threshold)).astype(np.uint8)

@@ -90,7 +90,7 @@ class PostFitBenchmark(pl.Callback):
         facial_stride: int = 1,
         seed: int = 0,
         raise_on_failure: bool = False,
-        composite: str = "auto",
+        composite: str = "off",
         mask_threshold: float = MaskSettings.threshold,
         mask_dilate: float = MaskSettings.dilate,
         mask_hysteresis: float = MaskSettings.hysteresis,
