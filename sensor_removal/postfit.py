@@ -58,7 +58,7 @@ class PostFitBenchmark(pl.Callback):
     (``log_table``) and plots to W&B.
 
     Args:
-        metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``.
+        metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``, ``temporal``.
         optional_metrics: metrics to add when their pretrained weights are on this machine
             when the hook runs (the demo: LPIPS/FID/py-feat where fetched, else not). Which
             ran is in the outcome and the results; a missing weight of ``metrics`` is
