@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from evaluation.pairs import SEGMENTS, frame_range
-from sensor_removal.manifest import Recording, Subject
 from evaluation.temporal import flicker
+from sensor_removal.manifest import Recording, Subject
 from sensor_removal.video import crop_resize, iter_frames, probe, sibling_path
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "flicker")

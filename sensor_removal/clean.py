@@ -62,7 +62,6 @@ import torch
 from torch import nn
 
 from sensor_removal.data import to_tensor, to_uint8
-from sensor_removal.mask import MaskSettings, SensorMasker, composite as composite_frame
 from sensor_removal.manifest import (
     ManifestError,
     Recording,
@@ -70,6 +69,8 @@ from sensor_removal.manifest import (
     load_manifest,
     save_manifest,
 )
+from sensor_removal.mask import MaskSettings, SensorMasker
+from sensor_removal.mask import composite as composite_frame
 from sensor_removal.video import (
     Codec,
     VideoError,

@@ -31,7 +31,13 @@ from torch import Tensor
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR
 
-from sensor_removal.losses import cycle_loss, gan_loss, identity_loss, mask_smoothness, mask_sparsity
+from sensor_removal.losses import (
+    cycle_loss,
+    gan_loss,
+    identity_loss,
+    mask_smoothness,
+    mask_sparsity,
+)
 from sensor_removal.networks import ImagePool, PatchDiscriminator, build_generator, init_weights
 
 __all__ = [

@@ -9,7 +9,13 @@ import pytorch_lightning as pl
 import torch
 
 from sensor_removal.clean import load_generator
-from sensor_removal.losses import cycle_loss, gan_loss, identity_loss, mask_smoothness, mask_sparsity
+from sensor_removal.losses import (
+    cycle_loss,
+    gan_loss,
+    identity_loss,
+    mask_smoothness,
+    mask_sparsity,
+)
 from sensor_removal.networks import AttentionGenerator, ResnetGenerator, build_generator
 from tests.test_module import loader, tiny, trainer
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensor_removal.mask import MaskSettings, SensorMasker, change_map, composite, iou, match_colours
+from sensor_removal.mask import (
+    MaskSettings,
+    SensorMasker,
+    change_map,
+    composite,
+    iou,
+    match_colours,
+)
 from sensor_removal.synthetic import render_recording
 
 #: IoU of the hard mask on the synthetic frames below (documented in docs/compositing.md).
