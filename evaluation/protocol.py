@@ -359,15 +359,9 @@ def _sanitize(obj: object) -> object:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from evaluation.versions import library_versions
 
-    out = {}
-    for pkg in ("torch", "torchvision", "torchmetrics", "lpips", "torch-fidelity", "dtaidistance", "py-feat", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return library_versions()
 
 
 def run_protocol(

@@ -20,9 +20,9 @@ from sensor_removal.clean import (
     clean_video,
     feather_alpha,
     load_generator,
-    main,
     paste_back,
 )
+from sensor_removal.clean_cli import main
 from sensor_removal.data import to_uint8
 from sensor_removal.manifest import load_manifest
 from sensor_removal.networks import ResnetGenerator
