@@ -58,10 +58,10 @@ class MissingWeightsError(WeightsError):
     ``missing`` lists the :class:`WeightFile` s; the message names each file's full path
     and the ``fetch-weights`` command."""
 
-    def __init__(self, missing: Sequence[WeightFile], metrics: Sequence[str]) -> None:
+    def __init__(self, missing: Sequence[WeightFile], metrics: Sequence[str], leave_out: str | None = None) -> None:
         self.missing = list(missing)
         self.metrics = list(metrics)
-        super().__init__(missing_message(self.missing, self.metrics))
+        super().__init__(missing_message(self.missing, self.metrics, leave_out))
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,14 @@ def fetch_command(metrics: Iterable[str] | str) -> str:
     return f"python -m evaluation fetch-weights --metrics {','.join(ms)}"
 
 
-def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str]) -> str:
-    """The message of :class:`MissingWeightsError`: every missing file and how to get it."""
+#: How to do without the metrics, for the evaluation's command line.
+LEAVE_OUT_EVALUATION = "Or leave these metrics out (--metrics); `python -m evaluation run --help` lists them."
+
+
+def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str], leave_out: str | None = None) -> str:
+    """The message of :class:`MissingWeightsError`: every missing file and how to get it;
+    ``leave_out`` says how to do without them where the caller is (default: the
+    evaluation's ``--metrics``)."""
     need = [m for m in dict.fromkeys(w.metric for w in missing)]
     lines = [f"missing pretrained weights for {', '.join(need)} (nothing is downloaded automatically):"]
     for w in missing:
@@ -204,20 +210,25 @@ def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str]) -> st
             )
     if bundled:
         lines.append("Files marked 'ship with' belong to an installed package: reinstall it (pip install --force-reinstall).")
-    lines.append("Or leave these metrics out (--metrics); `python -m evaluation run --help` lists them.")
+    lines.append(leave_out or LEAVE_OUT_EVALUATION)
     return "\n".join(lines)
 
 
 def check_weights(
-    metrics: Iterable[str] | str, *, feat_model_set: str = "v1", feat_weights_dir: str | os.PathLike | None = None
+    metrics: Iterable[str] | str,
+    *,
+    feat_model_set: str = "v1",
+    feat_weights_dir: str | os.PathLike | None = None,
+    leave_out: str | None = None,
 ) -> list[WeightFile]:
-    """Raise :class:`MissingWeightsError` unless every file the metrics load is present.
-    Returns the (present) files. Checks presence only; see :func:`verify_file`."""
+    """Raise :class:`MissingWeightsError` unless every file the metrics load is present
+    (``leave_out``: the message's last line, how to do without them). Returns the
+    (present) files. Checks presence only; see :func:`verify_file`."""
     ms = _normalise(metrics)
     files = required_weights(ms, feat_model_set=feat_model_set, feat_weights_dir=feat_weights_dir)
     missing = [w for w in files if not w.present]
     if missing:
-        raise MissingWeightsError(missing, ms)
+        raise MissingWeightsError(missing, ms, leave_out)
     return files
 
 
