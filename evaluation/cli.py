@@ -134,7 +134,18 @@ def _weights(args: argparse.Namespace) -> int:
     for w in required_weights([m for m in args.metrics if m in WEIGHTED_METRICS]):
         print(f"{'present' if w.present else 'MISSING'}  {w.metric:7s} {w.path}")
     print(f"available metrics: {','.join(available_metrics() + ['groundtruth'])}")
+    print(f"torch hub folder (LPIPS, FID): {_hub_dir()}  (TORCH_HOME moves it)")
+    if "facial" in args.metrics:
+        from evaluation.facial import CACHE_ENV, feat_cache_dir
+
+        print(f"py-feat folder (facial): {feat_cache_dir()}  (default ~/.cache/sensor-removal/feat; {CACHE_ENV} moves it)")
     return 0
+
+
+def _hub_dir() -> str:
+    import torch.hub
+
+    return f"{torch.hub.get_dir()}/checkpoints"
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

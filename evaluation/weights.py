@@ -1,6 +1,6 @@
 """Pretrained weights of the evaluation: where they live, whether they are there, fetching.
 
-DESIGN.md "Pretrained weights, offline": LPIPS (AlexNet), FID (Inception-v3) and py-feat
+Pretrained weights, offline (docs/weights.md): LPIPS (AlexNet), FID (Inception-v3) and py-feat
 load pretrained weights through the libraries' own loading code and caches. Clusters
 have no network, so
 
@@ -19,8 +19,8 @@ Where the files are:
 * ``fid`` — torch-fidelity's Inception-v3 (the TF-FID port), the same directory,
   ``weights-inception-2015-12-05-6726825d.pth``.
 * ``facial`` — py-feat's model files, listed and fetched by :mod:`evaluation.facial`
-  (py-feat 2.x keeps them inside its package, ``feat.utils.io.get_resource_path()``;
-  ``HF_HOME`` does not move them).
+  into a user cache folder, ``~/.cache/sensor-removal/feat`` (``$SENSOR_REMOVAL_FEAT_CACHE``
+  moves it; ``HF_HOME`` does not, py-feat passes its own folder).
 
 ``check_weights`` tests presence (like the libraries, which do not hash cached files);
 ``fetch_weights`` also verifies files that are already present and refuses ones whose
@@ -205,8 +205,8 @@ def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str], leave
         )
         if any(w.metric == "facial" for w in fetchable):
             lines.append(
-                "py-feat files live in py-feat's own folder (it ignores HF_HOME); "
-                "$SENSOR_REMOVAL_FEAT_CACHE points it at another hub-cache folder."
+                "py-feat files live in ~/.cache/sensor-removal/feat (py-feat ignores HF_HOME); "
+                "$SENSOR_REMOVAL_FEAT_CACHE points to another hub-cache folder."
             )
     if bundled:
         lines.append("Files marked 'ship with' belong to an installed package: reinstall it (pip install --force-reinstall).")

@@ -105,8 +105,10 @@ class SensorRemovalCLI(LightningCLI):
         if not cfg.perceptual_metrics:
             _without_perceptual_metrics(trainer)
         logger = trainer.logger
-        if _class_path(logger).endswith("WandbLogger") and logger.init_args.get("name") is None:
-            logger.init_args.name = cfg.subject  # the W&B run is named after the subject
+        if _class_path(logger).endswith("WandbLogger"):  # the W&B run and group are named after the subject
+            for key in ("name", "group"):
+                if logger.init_args.get(key) is None:
+                    logger.init_args[key] = cfg.subject
         if trainer.default_root_dir:
             Path(trainer.default_root_dir).mkdir(parents=True, exist_ok=True)  # W&B looks for it at init
 
