@@ -53,7 +53,6 @@ import torch
 from torch import nn
 
 from sensor_removal.data import to_tensor, to_uint8
-from sensor_removal.progress import counter
 from sensor_removal.manifest import (
     ManifestError,
     Recording,
@@ -61,6 +60,7 @@ from sensor_removal.manifest import (
     load_manifest,
     save_manifest,
 )
+from sensor_removal.progress import counter
 from sensor_removal.video import (
     Codec,
     VideoError,

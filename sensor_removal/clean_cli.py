@@ -73,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --recordings goes with --manifest", file=sys.stderr)
         return 2
 
-    from sensor_removal.clean import DEFAULT_FEATHER, CleanError, clean_subject, clean_video, load_generator, resolve_device
+    from sensor_removal.clean import (
+        DEFAULT_FEATHER,
+        CleanError,
+        clean_subject,
+        clean_video,
+        load_generator,
+        resolve_device,
+    )
     from sensor_removal.manifest import ManifestError
     from sensor_removal.video import VideoError
 

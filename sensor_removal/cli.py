@@ -29,7 +29,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from evaluation.weights import WeightsError
-from sensor_removal.configs import config_file, conf_dir
+from sensor_removal.configs import conf_dir, config_file
 from sensor_removal.data import FramesDataModule
 from sensor_removal.manifest import ManifestError
 from sensor_removal.module import CycleGAN

@@ -35,7 +35,13 @@ import yaml
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from evaluation.protocol import COLUMNS
-from sensor_removal.callbacks import ImageGrid, PerceptualMetrics, RunCheckpoint, center_crop, label_bands
+from sensor_removal.callbacks import (
+    ImageGrid,
+    PerceptualMetrics,
+    RunCheckpoint,
+    center_crop,
+    label_bands,
+)
 from sensor_removal.data import FramesDataModule, to_tensor, to_uint8
 from sensor_removal.module import CycleGAN
 from sensor_removal.postfit import PostFitBenchmark
