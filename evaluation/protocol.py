@@ -1,4 +1,4 @@
-"""The evaluation protocol for one subject (DESIGN.md "Evaluation protocol"; paper Sec. 4).
+"""The evaluation protocol for one subject (docs/evaluation.md; paper Sec. 4).
 
 ``run_protocol`` compares, per task segment, N1–N2 (baseline), Nk–Sk (sensor) and Nk–Ck
 (cleaned) (:mod:`evaluation.pairs`) with the chosen metrics and writes

@@ -1,4 +1,4 @@
-"""Paper-style tables and plots over subjects (DESIGN.md "Evaluation protocol", *Report*).
+"""Paper-style tables and plots over subjects (docs/evaluation.md, "Report").
 
 ``make_report(results_dirs, out)`` reads the ``results.csv`` (and ``summary.json``,
 ``series/``) of one or more ``python -m evaluation run`` folders — usually one per

@@ -1,4 +1,4 @@
-"""Clean whole videos with a trained generator G_S→N (DESIGN.md "The job", step *clean*).
+"""Clean whole videos with a trained generator G_S→N (docs/design.md "The job", step *clean*).
 
 The paper (Büchner et al., VISAPP 2023, Sec. 3.2 and 4) runs the sensor→normal generator
 over **every** frame of every sensor video and hands the result to unmodified facial

@@ -1,4 +1,4 @@
-"""Training frames (DESIGN.md "Training"; paper Sec. 3.2).
+"""Training frames (docs/design.md "Training"; paper Sec. 3.2).
 
 The paper trains each subject's CycleGAN on a *uniformly random* 2 % of all frames of
 each domain — random rather than equidistant, because equidistant sampling at a fixed

@@ -1,4 +1,4 @@
-"""A subject's recordings: the manifest users write by hand (DESIGN.md "Data model").
+"""A subject's recordings: the manifest users write by hand (docs/data.md).
 
 Validation happens once, here, at load. Every message names the manifest file, the
 recording and the field, so that a user with 36 hand-written manifests can fix them

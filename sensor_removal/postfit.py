@@ -1,7 +1,7 @@
 """The post-fit benchmark: when a fit ends, clean the subject and evaluate it.
 
-DESIGN.md "Training": "a post-fit hook cleans the subject's sensor videos and runs the
-downstream benchmarks". A researcher then finds the paper's tables (Sec. 4, Tables 1–3)
+After training, a post-fit hook cleans the subject's sensor videos and runs the
+downstream benchmarks (docs/design.md, "Training"). A researcher then finds the paper's tables (Sec. 4, Tables 1–3)
 for this subject in the run folder and on the W&B dashboard without running anything
 else. The hook only wires together the one implementation of each step:
 :func:`sensor_removal.clean.clean_subject`, :func:`evaluation.protocol.run_protocol`
