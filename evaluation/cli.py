@@ -27,7 +27,8 @@ PROG = "python -m evaluation"
 
 
 def _metrics(text: str) -> tuple[str, ...]:
-    items = tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
+    """``lpips,fid`` or the config-file spelling ``[lpips, fid]``."""
+    items = tuple(dict.fromkeys(m.strip().lower() for m in text.strip().strip("[]").split(",") if m.strip()))
     bad = [m for m in items if m not in METRICS]
     if bad or not items:
         raise argparse.ArgumentTypeError(f"unknown metric(s) {bad or text!r}; choose from {','.join(METRICS)}")

@@ -101,3 +101,11 @@ def test_weights_command_says_where_each_library_looks(torch_home: Path, tmp_pat
     assert f"torch hub folder (LPIPS, FID): {torch_home}" in out
     assert f"py-feat folder (facial): {tmp_path / 'cache' / 'sensor-removal' / 'feat'}" in out
     assert "SENSOR_REMOVAL_FEAT_CACHE moves it" in out
+
+
+def test_metric_lists_take_the_config_spelling_too() -> None:
+    from evaluation.cli import build_parser
+
+    run = ["run", "--manifest", "m.yaml", "--out", "o"]
+    for spelling in ("lpips,fid", "[lpips, fid]"):
+        assert build_parser().parse_args([*run, "--metrics", spelling]).metrics == ("lpips", "fid")
