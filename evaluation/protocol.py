@@ -401,15 +401,15 @@ def run_protocol(
     rows: list[dict] = []
     timings: dict[str, float] = {}
     videos: dict[str, dict] = {}
-    steps = [m for m in (("lpips" in metrics or "fid" in metrics) and "lpips/fid", "facial" in metrics and "facial",
-                         "groundtruth" in metrics and "groundtruth") if m]
+    perceptual = "/".join(m for m in ("lpips", "fid") if m in metrics)
+    steps = [m for m in (perceptual, "facial" in metrics and "facial", "groundtruth" in metrics and "groundtruth") if m]
 
     def step(name: str) -> None:
         log(f"[{steps.index(name) + 1}/{len(steps)}] {name}: {len(plan.videos())} videos")
 
     if "lpips" in metrics or "fid" in metrics:
         t0 = time.perf_counter()
-        step("lpips/fid")
+        step(perceptual)
         rows += perceptual_rows(plan, settings, crop_size, log)
         timings["perceptual_s"] = time.perf_counter() - t0
     if "facial" in metrics:

@@ -85,3 +85,7 @@ def test_wheel_ships_the_configs_and_finds_them(installed: Path, tmp_path: Path)
     assert demo.returncode == 0 and "demo.yaml" in demo.stdout
     top = _run(installed, tmp_path, "-m", "sensor_removal", "--help")
     assert top.returncode == 0 and "clean" in top.stdout and "evaluate" in top.stdout
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    script = subprocess.run([str(installed.parent / "sensor-removal"), "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert script.returncode == 0 and script.stdout == top.stdout  # the console script is the same entry point
