@@ -18,7 +18,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 #: Seconds of the side-by-side sample clip.
 SAMPLE_SECONDS = 5.0
@@ -62,6 +61,7 @@ def log_benchmark(loggers: list, files: dict[str, Path], results_dir: Path | Non
     """Log the benchmark to every :class:`WandbLogger` in ``loggers`` (others are skipped):
     ``files`` are the report's (CSV tables, PNG plots) and the sample clip (MP4);
     ``results_dir`` holds ``results.csv`` and ``summary.json``."""
+    import pandas as pd
     from pytorch_lightning.loggers import WandbLogger
 
     wandb_loggers = [lg for lg in loggers if isinstance(lg, WandbLogger)]

@@ -183,14 +183,14 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SensorRemovalC
 
 
 def _lightning_main(argv: list[str] | None) -> int:
-    from wandb.errors import UsageError as WandbUsageError  # only here: W&B is slow to import
-
     try:
         build_cli(argv)
     except (ManifestError, VideoError, WeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except WandbUsageError as exc:
+    except Exception as exc:
+        if not _is_wandb_login_error(exc):
+            raise
         print(
             f"error: Weights & Biases: {exc}\nOn a machine without network or login, set WANDB_MODE=offline "
             "(runs are kept under <run>/wandb; `wandb sync` uploads them later).",
@@ -198,6 +198,16 @@ def _lightning_main(argv: list[str] | None) -> int:
         )
         return 2
     return 0
+
+
+def _is_wandb_login_error(exc: Exception) -> bool:
+    """W&B's ``UsageError`` (no API key, not offline); wandb is imported only when W&B
+    is in use already (it is slow to import, and ``--help`` does not need it)."""
+    if "wandb" not in sys.modules:
+        return False
+    from wandb.errors import UsageError
+
+    return isinstance(exc, UsageError)
 
 
 def lightning_main(argv: list[str] | None = None) -> int:
