@@ -187,6 +187,7 @@ def test_fit_off_a_terminal_prints_progress_lines_and_wandb_holds_the_run(
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
     import wandb
 
+    wandb.teardown()  # forget settings that earlier tests left in this process
     run = tmp_path / "run"
     try:
         code = main(["fit", "--config", str(tiny / "tiny.yaml"), "--trainer.default_root_dir", str(run),
