@@ -273,6 +273,17 @@ def test_wandb_offline_run_holds_grids_and_benchmark_tables(subject: Path, tmp_p
     pd.testing.assert_frame_equal(logged_table, table, check_dtype=False)
     assert str(table_json.relative_to(wb_run / "files")).encode() in records
     assert b"benchmark/table_groundtruth" in records
+    # results.csv as a table, a sensor | cleaned sample clip, headline scalars per comparison.
+    (results_json,) = (media / "table" / "benchmark").glob("results_*.table.json")
+    doc = json.loads(results_json.read_text())
+    assert doc["columns"] == list(COLUMNS) and len(doc["data"]) == len(pd.read_csv(run / "evaluation" / "results.csv"))
+    (clip,) = (media / "videos" / "benchmark").glob("sample_*.mp4")
+    from sensor_removal.video import probe
+
+    info = probe(clip)
+    assert info.width == 2 * info.height and info.frame_count >= 1  # sensor | cleaned, side by side
+    for key in (b"benchmark/psnr_mask/GT-C", b"benchmark/psnr_mask/GT-S", b"benchmark/ssim_whole/GT-C"):
+        assert key in records, key
 
 
 def test_benchmark_plots_and_tables_go_to_wandb(tmp_path: Path, offline_wandb) -> None:
