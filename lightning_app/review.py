@@ -105,7 +105,7 @@ def series_svg(series: dict[str, pd.DataFrame], feature: str, names: dict[str, s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 2.6), dpi=72)
+    fig, ax = plt.subplots(figsize=(10, 2.4), dpi=72)
     t_min, t_max = float("inf"), float("-inf")
     for key, df in series.items():
         if feature not in df:

@@ -3,7 +3,8 @@
 A run folder is what ``python -m sensor_removal fit`` writes under
 ``--trainer.default_root_dir``: ``config.yaml`` (the resolved config), ``checkpoints/``,
 ``grids/epoch_XXX.png``, the CSV logs ``csv/version_N/metrics.csv`` (one version per
-start of the fit, so a resumed run adds a version instead of overwriting the history),
+start of the fit, so a resumed run adds a version instead of overwriting the history;
+any ``<name>/version_N/metrics.csv`` of a CSVLogger is read),
 and after the post-fit hook ``clean/``, ``evaluation/`` and ``report/``. The app only
 reads these files, so runs started in a shell and runs started from the app look the
 same.
@@ -47,9 +48,9 @@ def find_runs(root: Path) -> list[Path]:
 
 def run_config(run: Path) -> dict:
     """The run's resolved ``config.yaml`` (empty when absent or unreadable). LightningCLI
-    writes it into the first logger's folder: the run folder with W&B first, else the
-    newest ``csv/version_N``."""
-    found = [run / "config.yaml", *sorted(run.glob("csv/version_*/config.yaml"), key=lambda p: p.stat().st_mtime, reverse=True)]
+    writes it into the first logger's folder: ``csv/version_N`` (the newest start) with
+    the project's configs, the run folder when W&B is the only logger."""
+    found = [run / "config.yaml", *sorted(run.glob("*/version_*/config.yaml"), key=lambda p: p.stat().st_mtime, reverse=True)]
     path = next((p for p in found if p.is_file()), None)
     if path is None:
         return {}
@@ -63,7 +64,8 @@ def run_config(run: Path) -> dict:
 def read_metrics(run: Path) -> pd.DataFrame:
     """All CSV-logged metrics of the run, versions concatenated in order."""
     frames = []
-    for f in sorted((run / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1])):
+    logs = [f for f in run.glob("*/version_*/metrics.csv") if f.parent.name.removeprefix("version_").isdigit()]
+    for f in sorted(logs, key=lambda f: (f.parent.parent.name != "csv", int(f.parent.name.removeprefix("version_")))):
         try:
             frames.append(pd.read_csv(f))
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
@@ -141,7 +143,7 @@ def summarize_run(run: Path, running: bool = False, now: float | None = None) ->
         state = "stopped (resumable)"
     else:
         newest = max((p.stat().st_mtime for p in run.rglob("*") if p.is_file()), default=0.0)
-        state = "active" if (now or time.time()) - newest < ACTIVE_S else "incomplete"
+        state = "active" if (time.time() if now is None else now) - newest < ACTIVE_S else "incomplete"
     return RunSummary(run, str(cfg.get("subject") or run.name), epochs_done, None if planned is None else int(planned), state, losses, vals, report)
 
 

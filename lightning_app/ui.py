@@ -68,7 +68,7 @@ PAGE_JS = """
 CSS = """
 .review-videos { display: flex; gap: 8px; }
 .review-videos figure { flex: 1; margin: 0; text-align: center; }
-.review-videos video { width: 100%; max-height: 320px; background: #000; }
+.review-videos video { width: 100%; height: 240px; background: #000; }
 .review-controls { display: flex; gap: 12px; align-items: center; margin: 8px 0; }
 .review-slider { flex: 1; }
 .review-plot svg { width: 100%; height: auto; }
@@ -251,6 +251,7 @@ def try_preview(ctx: AppContext, upload: str | None):
         tryout.check_upload(path, ctx.limits)
         frame = tryout.first_frame(path)
     except tryout.UploadRejected as exc:
+        path.unlink(missing_ok=True)  # a rejected upload is not kept
         return None, f"**Rejected:** {exc}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
     h, w = frame.shape[:2]
     side = min(h, w) // 2 * 2
@@ -268,19 +269,25 @@ def _with_box(frame: np.ndarray, bbox: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def try_clean(ctx: AppContext, upload: str | None, checkpoint: str | None, x: float, y: float, w: float, h: float):
+    """Clean the upload; returns (video update, image update, message). The upload is
+    deleted afterwards, also when it is rejected."""
+    nothing = (gr.update(value=None), gr.update(value=None))
     if not upload or not Path(upload).is_file():
-        return None, None, "Upload a clip or a frame first."
+        return *nothing, "Upload a clip or a frame first (each upload is cleaned once, then deleted)."
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is None or not ckpt.is_file() or not ctx.roots.contains(ckpt) or ckpt.suffix != ".ckpt":
-        return None, None, "Pick a checkpoint from the list (checkpoints under --runs)."
+        return *nothing, "Pick a checkpoint from the list (checkpoints under --runs)."
     try:
         bbox = tuple(int(v) for v in (x, y, w, h))
         out = tryout.clean_upload(Path(upload), ckpt, bbox, ctx.limits, ctx.work)  # type: ignore[arg-type]
     except (tryout.UploadRejected, TypeError, ValueError) as exc:
-        return None, None, f"**Rejected:** {exc}"
+        Path(upload).unlink(missing_ok=True)
+        return *nothing, f"**Rejected:** {exc}"
     if out.suffix == ".png":
-        return None, _read_rgb(out), f"Cleaned frame with `{ckpt.name}`."
-    return str(out), None, f"Cleaned clip with `{ckpt.name}` (face crop pasted back)."
+        image = _read_rgb(out)
+        out.unlink()
+        return gr.update(value=None, visible=False), gr.update(value=image, visible=True), f"Cleaned frame with `{ckpt.name}`."
+    return gr.update(value=str(out), visible=True), gr.update(value=None, visible=False), f"Cleaned clip with `{ckpt.name}` (face crop pasted back)."
 
 
 # ---------------------------------------------------------------------------- page
@@ -288,7 +295,8 @@ def try_clean(ctx: AppContext, upload: str | None, checkpoint: str | None, x: fl
 
 def build_blocks(ctx: AppContext) -> gr.Blocks:
     names = ctx.run_names()
-    with gr.Blocks(title="sensor-removal") as blocks:
+    # Gradio's own cache (uploads, results sent to the page) is emptied hourly.
+    with gr.Blocks(title="sensor-removal", delete_cache=(600, 3600)) as blocks:
         gr.Markdown("## sensor-removal — train, watch and review")
         with gr.Tabs():
             with gr.Tab("Runs", id="runs"):
@@ -356,7 +364,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                 with gr.Row():
                     preview = gr.Image(label="first frame and face box", interactive=False, elem_id="try-preview")
                     out_video = gr.Video(label="cleaned clip", interactive=False, elem_id="try-video")
-                    out_image = gr.Image(label="cleaned frame", interactive=False, elem_id="try-image")
+                    out_image = gr.Image(label="cleaned frame", interactive=False, visible=False, elem_id="try-image")
                 upload.upload(lambda f: try_preview(ctx, f), inputs=upload, outputs=[preview, message, bx, by, bw, bh])
                 clean.click(lambda *a: try_clean(ctx, *a), inputs=[upload, ckpt, bx, by, bw, bh], outputs=[out_video, out_image, message])
                 live_choices(timer, ckpt, ctx.checkpoints, ckpts)

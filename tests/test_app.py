@@ -158,6 +158,7 @@ def server(app_dirs: dict[str, Path]):
     env = {
         **os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline",
+        "GRADIO_TEMP_DIR": str(app_dirs["runs"].parent / "gradio_tmp"),
     }
     log = open(app_dirs["runs"].parent / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -210,9 +211,9 @@ def page(chromium, server):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def _screenshot(pg, shots: Path, name: str) -> Path:
+def _screenshot(pg, shots: Path, name: str, full_page: bool = True) -> Path:
     path = shots / f"{name}.png"
-    pg.screenshot(path=str(path), full_page=True)
+    pg.screenshot(path=str(path), full_page=full_page)
     print(f"\nscreenshot of the {name} tab: {path}")
     return path
 
@@ -273,7 +274,10 @@ def test_review_plays_three_videos_and_slider_moves_cursor(page, shots: Path) ->
     times = page.evaluate("() => [...document.querySelectorAll('#review-html video')].map(v => v.currentTime)")
     assert all(t > 0.5 for t in times), times
     expect(page.locator("#review-report")).to_contain_text("PSNR")
-    _screenshot(page, shots, "review")
+    slider.fill(str(last // 2))  # the README's picture: cursor mid-way
+    expect(page.locator("#review-html .review-frame")).to_contain_text(f"frame {last // 2}")
+    page.wait_for_function("() => [...document.querySelectorAll('#review-html video')].every(v => !v.seeking && v.readyState >= 2)")
+    _screenshot(page, shots, "review", full_page=False)
 
 
 def test_train_starts_fit_then_stop_leaves_resumable_checkpoint(page, shots: Path, app_dirs) -> None:
@@ -336,6 +340,9 @@ def test_try_cleans_an_upload_and_rejects_bad_ones(page, shots: Path, app_dirs, 
     page.wait_for_function("() => { const v = document.querySelector('#try-video video'); return v && v.duration > 0; }", timeout=30_000)
     assert "Traceback" not in page.content()
     _screenshot(page, shots, "try")
+    # Every upload is gone from the server once used or rejected.
+    uploaded = {p.name for p in (app_dirs["runs"].parent / "gradio_tmp").rglob("*") if p.is_file()}
+    assert not uploaded & {"notes.mp4", "big.mp4", "s1_sensor_a.mp4"}, uploaded
 
 
 def _fresh_try(pg) -> None:
