@@ -9,8 +9,6 @@ allowed paths: the page's images travel as data, not as file links.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
@@ -63,5 +61,3 @@ def serve(ctx: AppContext, host: str = "127.0.0.1", port: int = 7860) -> None:
         ctx.launcher.shutdown()
         shutil.rmtree(ctx.work, ignore_errors=True)
 
-
-__all__ = ["build_app", "serve", "Path"]
