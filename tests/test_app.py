@@ -279,6 +279,13 @@ def test_review_plays_three_videos_and_slider_moves_cursor(page, shots: Path) ->
     times = page.evaluate("() => [...document.querySelectorAll('#review-html video')].map(v => v.currentTime)")
     assert all(t > 0.5 for t in times), times
     expect(page.locator("#review-report")).to_contain_text("PSNR")
+    # Play: all three run together from the slider's frame, and the slider follows.
+    slider.fill("0")
+    page.locator("#review-html .review-play").click()
+    page.wait_for_function("() => +document.querySelector('#review-html .review-slider').value >= 3", timeout=15_000)
+    page.locator("#review-html .review-play").click()  # pause
+    times = page.evaluate("() => [...document.querySelectorAll('#review-html video')].map(v => v.currentTime)")
+    assert min(times) > 0.2 and max(times) - min(times) < 0.3, times
     slider.fill(str(last // 2))  # the README's picture: cursor mid-way
     expect(page.locator("#review-html .review-frame")).to_contain_text(f"frame {last // 2}")
     page.wait_for_function("() => [...document.querySelectorAll('#review-html video')].every(v => !v.seeking && v.readyState >= 2)")

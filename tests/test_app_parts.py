@@ -79,3 +79,14 @@ def test_summary_reads_versions_in_order_and_states(tmp_path: Path) -> None:
     os.utime(ckpts / "last.ckpt", (1, 1))
     assert resume_checkpoint(run) == ckpts / "interrupted.ckpt"
     assert summarize_run(run).state == "stopped (resumable)"
+
+
+def test_cli_rejects_bad_folders_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lightning_app.cli import main
+
+    assert main(["--runs", str(tmp_path / "runs"), "--data", str(tmp_path / "missing")]) == 2
+    assert "--data" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["--runs", str(tmp_path / "file")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert main(["--runs", str(tmp_path / "runs"), "--max-upload-mb", "0"]) == 2
