@@ -392,3 +392,12 @@ def test_file_route_serves_run_files_with_ranges(server) -> None:
     conn.request("GET", "/files/data/synth/s1_normal.mp4", headers={"Range": "bytes=0-99"})
     resp = conn.getresponse()
     assert resp.status == 206 and len(resp.read()) == 100  # browsers seek in videos this way
+
+
+def test_make_app_runs_the_app_command() -> None:
+    """``make app RUNS=… DATA=…`` runs the command the server fixture above starts."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    proc = subprocess.run(["make", "-n", "app", "RUNS=some/runs", "DATA=."], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"python -m lightning_app --runs some/runs --data \.$", proc.stdout, flags=re.MULTILINE), proc.stdout
