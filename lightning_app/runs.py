@@ -142,7 +142,10 @@ def summarize_run(run: Path, running: bool = False, now: float | None = None) ->
     elif (run / "checkpoints" / INTERRUPTED_CKPT).is_file() and resume_checkpoint(run) == run / "checkpoints" / INTERRUPTED_CKPT:
         state = "stopped (resumable)"
     else:
-        newest = max((p.stat().st_mtime for p in run.rglob("*") if p.is_file()), default=0.0)
+        # What a training fit touches often: its CSV logs, checkpoints and grids (not a
+        # walk over every file, which W&B folders make slow with many runs).
+        touched = [*run.glob("*/version_*/metrics.csv"), *run.glob("checkpoints/*.ckpt"), *run.glob("grids/*.png")]
+        newest = max((p.stat().st_mtime for p in touched), default=0.0)
         state = "active" if (time.time() if now is None else now) - newest < ACTIVE_S else "incomplete"
     return RunSummary(run, str(cfg.get("subject") or run.name), epochs_done, None if planned is None else int(planned), state, losses, vals, report)
 
