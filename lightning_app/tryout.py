@@ -87,13 +87,28 @@ def first_frame(path: Path) -> np.ndarray:
     raise UploadRejected(f"{path.name}: not a readable video")
 
 
+#: Results are kept this long: Gradio copies a result into its own cache when the
+#: handler returns, so older ones are no longer needed.
+RESULT_TTL_S = 600.0
+
+
+def _drop_old_results(out_dir: Path) -> None:
+    import time
+
+    for old in out_dir.glob("result-*"):
+        if time.time() - old.stat().st_mtime > RESULT_TTL_S:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def clean_upload(upload: Path, checkpoint: Path, bbox: tuple[int, int, int, int], limits: UploadLimits, out_dir: Path) -> Path:
-    """Clean ``upload`` (deleted afterwards) into ``out_dir``: an ``.mp4`` for a video,
-    a ``.png`` for an image. Returns the result's path."""
+    """Clean ``upload`` (deleted afterwards) into a new folder under ``out_dir``: an
+    ``.mp4`` for a video, a ``.png`` for an image. Returns the result's path."""
     from sensor_removal.clean import clean_video
     from sensor_removal.video import iter_frames, write_video
 
+    _drop_old_results(out_dir)
     work = Path(tempfile.mkdtemp(prefix="try-", dir=out_dir))
+    result_dir = Path(tempfile.mkdtemp(prefix="result-", dir=out_dir))
     try:
         src = work / f"upload{upload.suffix.lower()}"
         shutil.move(str(upload), src)
@@ -117,10 +132,10 @@ def clean_upload(upload: Path, checkpoint: Path, bbox: tuple[int, int, int, int]
             import cv2
 
             _, frame = next(iter(iter_frames(result.full_out)))
-            out = out_dir / f"{name}.png"
+            out = result_dir / f"{name}.png"
             cv2.imwrite(str(out), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         else:
-            out = out_dir / f"{name}.mp4"
+            out = result_dir / f"{name}.mp4"
             shutil.move(str(result.full_out), out)
         return out
     finally:
