@@ -165,7 +165,7 @@ class CycleGAN(pl.LightningModule):
                 f"CycleGAN: need epochs_constant >= 0 and epochs_decay >= 0; got "
                 f"epochs_constant={epochs_constant}, epochs_decay={epochs_decay}"
             )
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the CLI logs the full config (cli.RunConfig)
         self.automatic_optimization = False
 
         if lambda_mask_sparsity < 0 or lambda_mask_smooth < 0:
