@@ -175,10 +175,51 @@ def test_csv_fit_writes_grids_and_post_fit_benchmark(subject: Path, tmp_path: Pa
     trainer, model, dm = fit(run, subject, [ckpt, ImageGrid(every_n_epochs=1, num_frames=4), hook])
 
     check_grids(run, model, dm, num_frames=4, epochs=2)
-    # No monitored metric: the "best" checkpoint is the last epoch's.
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch001.ckpt", "last.ckpt"]
-    assert Path(ckpt.best_model_path) == run / "checkpoints" / "epoch001.ckpt"
-    check_benchmark(run, hook, run / "checkpoints" / "epoch001.ckpt")
+    # The paper's model: the hook cleaned with the final epoch's checkpoint, last.ckpt.
+    check_benchmark(run, hook, run / "checkpoints" / "last.ckpt")
+    assert hook.checkpoint == "last"
+
+
+def test_checkpoint_choice_last_by_default_best_as_option(tmp_path: Path) -> None:
+    from sensor_removal.postfit import checkpoint_for_benchmark
+
+    best, last = tmp_path / "epoch004-fid12.0.ckpt", tmp_path / "last.ckpt"
+    best.write_bytes(b"b")
+    last.write_bytes(b"l")
+    trainer = SimpleNamespace(checkpoint_callback=SimpleNamespace(best_model_path=str(best), last_model_path=str(last)))
+    assert checkpoint_for_benchmark(trainer) == last
+    assert checkpoint_for_benchmark(trainer, "best") == best
+    last.unlink()
+    assert checkpoint_for_benchmark(trainer) is None  # never silently the other one
+    with pytest.raises(ValueError, match="checkpoint"):
+        PostFitBenchmark(checkpoint="first")
+    with pytest.raises(ValueError, match="au_models"):
+        PostFitBenchmark(au_models=["rf"])
+
+
+def test_best_by_metric_needs_full_size_fid() -> None:
+    from sensor_removal.postfit import check_best_by_metric
+
+    hook = PostFitBenchmark(checkpoint="best")
+    with pytest.raises(ValueError, match="needs the PerceptualMetrics"):
+        check_best_by_metric(SimpleNamespace(callbacks=[hook]))
+    with pytest.raises(ValueError, match="heldout_frames >= 128"):
+        check_best_by_metric(SimpleNamespace(callbacks=[PerceptualMetrics(), hook]))
+    with pytest.raises(ValueError, match="fid_set_size >= 128"):
+        check_best_by_metric(SimpleNamespace(callbacks=[PerceptualMetrics(fid_set_size=64, heldout_frames=128), hook]))
+    check_best_by_metric(SimpleNamespace(callbacks=[PerceptualMetrics(heldout_frames=128), hook]))
+
+
+def test_heldout_frames_come_from_outside_the_training_sample(subject: Path) -> None:
+    dm = datamodule(subject)
+    dm.setup()
+    five = dm.heldout_frames("normal", 5)
+    assert five.shape == (5, DATA["load_size"], DATA["load_size"], 3) and five.dtype == np.uint8
+    np.testing.assert_array_equal(five, dm.heldout_frames("normal", 5))  # seeded
+    # 2 normal videos of 12 frames, half of them sampled for training: 12 remain.
+    sampled = len(dm.cache.refs["normal"])
+    assert sampled == 12 and len(dm.heldout_frames("normal", 100)) == 24 - sampled
 
 
 def test_every_n_epochs_skips_grids(subject: Path, tmp_path: Path) -> None:
@@ -347,6 +388,13 @@ def test_perceptual_metrics_logged_and_best_checkpoint_is_min_fid(subject: Path,
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted([best.name, "last.ckpt"])
     _, saved = load_model(best)
     assert saved["epoch"] == best_epoch
+
+    # Held-out frames join the validation frames; the count is logged.
+    cb = PerceptualMetrics(heldout_frames=4)
+    t = SimpleNamespace(datamodule=dm, global_rank=0, world_size=1, current_epoch=2)
+    cb.setup(t, model, "fit")
+    assert all(math.isfinite(v) for v in cb.measure(t, model).values())
+    assert cb.frames_used == {d: len(dm.frames(d, "val")) + 4 for d in ("sensor", "normal")}
 
     # The logged values are what the metrics give for the final generator.
     final, _ = load_model(run / "checkpoints" / "last.ckpt")
