@@ -29,11 +29,11 @@ whose overlap is shorter than ``min_overlap`` (default half of the shorter serie
 not considered, so that a few frames at the far end cannot win.
 
 Why ``eps = 0.01``: the paper does not say how it treats reference values at or near
-zero. A floor far below the values py-feat gives a visible expression (> 0.1) leaves
-their errors as plain relative errors, while a resting AU at 0.001 no longer turns a
-0.01 deviation into a 1,000 % error. 0.01 is the noise level of py-feat's probabilities
-on a still face; ``tests/test_timeseries.py`` checks that the ranking N–C < N–S on the
-synthetic subject holds for every ``eps`` in [1e-3, 1e-1].
+zero. A floor of one hundredth of the probability scale leaves the errors of clearly
+active series plain relative errors, while a resting AU at 0.001 no longer turns a 0.01
+deviation into a 1,000 % error. ``tests/test_timeseries.py`` checks that the ranking
+N–C < N–S on the synthetic subject's expression signals holds for every ``eps`` in
+[1e-3, 1e-1].
 
 Shift (:data:`SHIFT_MODES`). The delay between two recordings is one number, so by
 default one shift per compared pair is chosen *jointly*: the shift that minimises the
