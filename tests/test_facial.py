@@ -527,3 +527,36 @@ def test_two_au_models_give_one_table2_block_each(feat_hub_v2: Path, tmp_path: P
     assert "random decision forest" in xgb and "19 AUs compared" in xgb and "| N2–C2 |" in xgb
     assert "JAA-Net" in v2 and "19 AUs compared" in v2 and "lacks of the paper model's 12 AUs: none" in v2
     assert (tmp_path / "report" / "table2_au_xgb.csv").is_file() and (tmp_path / "report" / "table2_au_v2.csv").is_file()
+
+
+def test_analyze_video_size_feeds_py_feat_one_resolution(feat_hub: Path, main_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``size`` resizes the (bbox) region before py-feat sees it, so N, S and C can be
+    analysed at one resolution; the size is part of the cache key."""
+    shapes: list[tuple[int, ...]] = []
+
+    class Recorder:
+        def __init__(self, analyzer, path, fps, total=None):
+            self.path, self.fps = path, fps
+
+        def add(self, number, frame):
+            shapes.append(frame.shape)
+
+        def finish(self):
+            index = pd.Index(range(N_FRAMES), name="frame")
+            return facial.FacialSeries(
+                values=pd.DataFrame(0.5, index=index, columns=FEATURES),
+                faces=pd.DataFrame(1.0, index=index, columns=list(facial.FACE_COLUMNS)),
+                stride=1, fps=self.fps, path=self.path,
+            )
+
+    monkeypatch.setattr(facial, "SeriesBuilder", Recorder)
+    a = FacialAnalyzer(weights_dir=feat_hub, device="cpu")
+    a.analyze_video(main_video, bbox=(32, 32, 64, 64), size=96, cache_dir=tmp_path)
+    assert set(shapes) == {(96, 96, 3)} and len(shapes) == N_FRAMES
+    shapes.clear()
+    a.analyze_video(main_video, size=48, cache_dir=tmp_path)  # no bbox: the whole frame
+    assert set(shapes) == {(48, 48, 3)}
+    shapes.clear()
+    a.analyze_video(main_video, bbox=(32, 32, 64, 64), cache_dir=tmp_path)  # native size
+    assert set(shapes) == {(64, 64, 3)}
+    assert len(list(tmp_path.glob("subject-*.csv"))) == 3  # three keys: 96, 48, native
