@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from evaluation.weights import METRICS, WEIGHTED_METRICS, MissingWeightsError, WeightsError
@@ -27,12 +28,17 @@ from sensor_removal.argtypes import int_at_least
 PROG = "python -m evaluation"
 
 
-def _metrics(text: str) -> tuple[str, ...]:
+def _names(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    """A comma-separated list of names out of ``allowed`` (argparse type)."""
     items = tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
-    bad = [m for m in items if m not in METRICS]
+    bad = [m for m in items if m not in allowed]
     if bad or not items:
-        raise argparse.ArgumentTypeError(f"unknown metric(s) {bad or text!r}; choose from {','.join(METRICS)}")
+        raise argparse.ArgumentTypeError(f"unknown {what}(s) {bad or text!r}; choose from {','.join(allowed)}")
     return items
+
+
+def _metrics(text: str) -> tuple[str, ...]:
+    return _names(text, METRICS, "metric")
 
 
 _positive_int = int_at_least(1)
@@ -41,11 +47,7 @@ _positive_int = int_at_least(1)
 def _au_models(text: str) -> tuple[str, ...]:
     from evaluation.facial import AU_MODELS
 
-    items = tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
-    bad = [m for m in items if m not in AU_MODELS]
-    if bad or not items:
-        raise argparse.ArgumentTypeError(f"unknown AU model(s) {bad or text!r}; choose from {','.join(AU_MODELS)}")
-    return items
+    return _names(text, tuple(AU_MODELS), "AU model")
 
 
 _AU_HELP = (

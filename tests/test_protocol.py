@@ -13,7 +13,6 @@ from evaluation.cli import main
 from evaluation.pairs import build_pairs
 from evaluation.protocol import COLUMNS, ProtocolSettings, draw_frames, run_protocol
 from sensor_removal.manifest import load_manifest
-from sensor_removal.video import probe
 from tests.conftest import write_cleaned_recordings
 
 pytestmark = pytest.mark.usefixtures("single_thread")
