@@ -15,6 +15,7 @@ its cause and never touches the checkpoints, which were written before the hook 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class BenchmarkOutcome:
     """What the hook produced (``error`` is set when it failed)."""
 
     checkpoint: Path | None = None
+    metrics: tuple[str, ...] = ()
     clean_dir: Path | None = None
     results_dir: Path | None = None
     report_dir: Path | None = None
@@ -85,6 +87,10 @@ class PostFitBenchmark(pl.Callback):
 
     Args:
         metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``.
+        optional_metrics: metrics to add when their pretrained weights are on this machine
+            when the hook runs (the demo: LPIPS/FID/py-feat where fetched, else not). Which
+            ran is in the outcome and the results; a missing weight of ``metrics`` is
+            still an error.
         batch_size: frames per generator / metric batch.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         paste_back: also write full frames with the cleaned face pasted back.
@@ -105,6 +111,7 @@ class PostFitBenchmark(pl.Callback):
     def __init__(
         self,
         metrics: list[str] = ["groundtruth"],  # noqa: B006 - LightningCLI needs a literal default
+        optional_metrics: list[str] = [],  # noqa: B006
         batch_size: int = 8,
         device: str = "auto",
         paste_back: bool = False,
@@ -119,10 +126,11 @@ class PostFitBenchmark(pl.Callback):
     ) -> None:
         from evaluation.weights import METRICS
 
-        unknown = [m for m in metrics if m not in METRICS]
+        unknown = [m for m in [*metrics, *optional_metrics] if m not in METRICS]
         if unknown:
             raise ValueError(f"PostFitBenchmark: unknown metric(s) {unknown}; expected some of {list(METRICS)}")
         self.metrics = list(metrics)
+        self.optional_metrics = [m for m in optional_metrics if m not in metrics]
         self.batch_size = batch_size
         self.device = device
         self.paste_back = paste_back
@@ -154,15 +162,25 @@ class PostFitBenchmark(pl.Callback):
         except MissingWeightsError as exc:
             rank_zero_warn(f"the post-fit benchmark will fail unless these weights are fetched before the fit ends:\n{exc}")
 
-    def _check_weights(self) -> None:
-        """Raise ``MissingWeightsError`` unless every chosen metric's weights are here
-        (py-feat's for every AU model)."""
+    def _check_weights(self, metrics: Sequence[str] | None = None) -> None:
+        """Raise ``MissingWeightsError`` unless the weights of every one of ``metrics``
+        (default: ``self.metrics``) are here (py-feat's for every AU model)."""
         from evaluation.weights import check_weights
 
-        check_weights([m for m in self.metrics if m not in ("groundtruth", "facial")])
-        if "facial" in self.metrics:
+        metrics = self.metrics if metrics is None else metrics
+        check_weights([m for m in metrics if m not in ("groundtruth", "facial")])
+        if "facial" in metrics:
             for model in self.au_models:
                 check_weights(["facial"], feat_model_set=model)
+
+    def _weights_present(self, metric: str) -> bool:
+        from evaluation.weights import MissingWeightsError
+
+        try:
+            self._check_weights([metric])
+        except MissingWeightsError:
+            return False
+        return True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -180,13 +198,14 @@ class PostFitBenchmark(pl.Callback):
         root = run_dir(trainer)
         error_file = root / "benchmark_error.txt"
         error_file.unlink(missing_ok=True)  # a previous run's failure is not this run's
-        outcome = BenchmarkOutcome(checkpoint=checkpoint_for_benchmark(trainer, self.checkpoint))
+        metrics = (*self.metrics, *(m for m in self.optional_metrics if self._weights_present(m)))
+        outcome = BenchmarkOutcome(checkpoint=checkpoint_for_benchmark(trainer, self.checkpoint), metrics=metrics)
         try:
             if outcome.checkpoint is None:
                 need = "a ModelCheckpoint with save_last=True" if self.checkpoint == "last" else "a ModelCheckpoint with a monitor"
                 raise RuntimeError(f"no {self.checkpoint} checkpoint was written (is {need} configured?)")
             # Missing weights fail the evaluation anyway: say so before cleaning every video.
-            self._check_weights()
+            self._check_weights(metrics)
             manifest = Path(trainer.datamodule.hparams.manifest)
             outcome.clean_dir = root / "clean"
             report = clean_subject(
@@ -196,7 +215,7 @@ class PostFitBenchmark(pl.Callback):
             if not report.ok:
                 raise RuntimeError("cleaning failed:\n" + report.summary())
             settings = ProtocolSettings(
-                metrics=tuple(self.metrics),
+                metrics=metrics,
                 seed=self.seed,
                 lpips_pairs=self.lpips_pairs,
                 fid_sets=self.fid_sets,
