@@ -7,8 +7,8 @@
   other, metric, feature, value, std, n, model`` (:data:`COLUMNS`; ``model`` is the AU
   model of facial rows, empty otherwise);
 * ``RESULTS/summary.json`` — settings, library versions, weight files, skipped
-  comparisons, per-video facial-analysis frame counts (no-face frames per segment) and
-  quick means;
+  comparisons, frames decoded per video, per-video facial-analysis frame counts
+  (no-face frames per segment; per AU model under ``by_model``) and quick means;
 * ``RESULTS/series/<recording>.csv`` — the per-frame AU / emotion series each video
   contributed (index ``frame``; first AU model, the others in
   ``series/<model>/<recording>.csv``), so that reports can plot without re-running py-feat.

@@ -280,7 +280,8 @@ def paper_facial_table(df: pd.DataFrame, group: str, model: str, name: str | Non
         title, what = f"Table 3 — emotion time series{label}", f"emotion probabilities (py-feat, run with AU model `{model or 'py-feat'}`)"
     return _paper_table(
         per_pair, ("dtw", "mape"), name, title,
-        f"DTW distance and MAPE (fraction, at the pair's shift within ±20 s) of {what} against the normal video, "
+        f"DTW distance and MAPE (fraction, at the pair's one shift within ±20 s, chosen jointly over the series; "
+        f"denominator floored at ε, default 0.01, see docs/fidelity.md) of {what} against the normal video, "
         "averaged over the features. Mean ± std over subjects.",
     )
 

@@ -255,7 +255,7 @@ def test_wandb_offline_run_holds_grids_and_benchmark_tables(subject: Path, tmp_p
     offline_wandb.finish()  # flush the run's files
 
     grids = check_grids(run, model, dm, num_frames=2, epochs=2)
-    check_benchmark(run, hook, run / "checkpoints" / "epoch001.ckpt")
+    check_benchmark(run, hook, run / "checkpoints" / "last.ckpt")
     (wb_run,) = sorted((run / "wandb").glob("offline-run-*"))
     (record_log,) = wb_run.glob("*.wandb")
     records = record_log.read_bytes()
