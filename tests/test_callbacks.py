@@ -322,14 +322,18 @@ def effective_callbacks(config: Path) -> list[dict]:
 def test_configs_monitor_fid_only_with_the_metrics_callback(config: Path) -> None:
     callbacks = effective_callbacks(config)
     by_class = {c["class_path"].rsplit(".", 1)[-1]: c.get("init_args") or {} for c in callbacks}
+    # last.ckpt is the final epoch's model, the one the paper evaluates.
     assert "RunCheckpoint" in by_class and by_class["RunCheckpoint"].get("save_last") is True
     ckpt = by_class["RunCheckpoint"]
-    if "PerceptualMetrics" in by_class:
+    hook = by_class.get("PostFitBenchmark")
+    if hook is not None:
+        assert hook.get("checkpoint", "last") == "last"  # the paper's default in every shipped config
+    if ckpt.get("monitor") is not None:
         assert ckpt.get("monitor") == "val/fid_clean" and ckpt.get("mode") == "min"
+        assert "PerceptualMetrics" in by_class
         # The checkpoint must see the metric every time it looks for it.
         assert by_class["PerceptualMetrics"].get("every_n_epochs", 1) == (ckpt.get("every_n_epochs") or 1)
     else:
-        assert ckpt.get("monitor") is None  # best = the last epoch
         assert "val/" not in ckpt.get("filename", "")
 
 
@@ -531,7 +535,7 @@ def test_benchmark_missing_weights_keeps_checkpoints(subject: Path, tmp_path: Pa
     check_checkpoints_intact(run)
     assert hook.outcome is not None and hook.outcome.error is not None
     assert hook.outcome.error.startswith("post-fit benchmark failed: missing pretrained weights for lpips")
-    assert hook.outcome.checkpoint == run / "checkpoints" / "epoch001.ckpt"
+    assert hook.outcome.checkpoint == run / "checkpoints" / "last.ckpt"
     text = (run / "benchmark_error.txt").read_text()
     assert str(torch_home / ALEXNET_FILE) in text and "python -m evaluation fetch-weights --metrics lpips" in text
     # Checked before cleaning: nothing was cleaned or evaluated for a benchmark that cannot run.
