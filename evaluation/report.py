@@ -11,6 +11,8 @@ subject — and writes into ``out``:
   - a ground-truth table (PSNR / SSIM over the whole crop and inside the sensor mask,
     sensor vs cleaned) when the results have ground-truth rows (synthetic subjects);
   - the frames without a face per video (py-feat NaN rows);
+  - the landmark tables (ours, :mod:`evaluation.landmark_report`) when the results have
+    ``lm_*`` rows;
 * ``table1_perceptual.csv``, ``table2_au.csv``, ``table3_emotion.csv``,
   ``table_groundtruth.csv``, ``no_face_frames.csv`` — the same numbers, machine-readable
   (``mean``, ``std``, ``subjects`` per cell);
@@ -42,6 +44,8 @@ from sensor_removal.video import atomic_output
 SEGMENT_LABELS: dict[str, str] = {"schaede": "Schaede", "sentence": "Sentence", "emotion": "Emotion", "whole": "Whole"}
 METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM"}
 _FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}"}
+METRIC_LABELS.update({"nme": "NME", "detection": "Det. rate"})  # landmarks (evaluation.landmark_report)
+_FORMATS.update({"nme": "{:.3f}", "detection": "{:.2f}"})
 GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "clean": "C (cleaned)"}
 
 
@@ -364,7 +368,10 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
         raise ReportError(f"{', '.join(map(str, dirs))}: the results are empty")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    from evaluation.landmark_report import landmark_tables
+
     tables = [t for t in (perceptual_table(df), facial_table(df, "au"), facial_table(df, "emotion"), groundtruth_table(df)) if t is not None]
+    tables += landmark_tables(df)
     nan_frames = no_face_table([d for d in dirs if d.is_dir()])
     written: dict[str, Path] = {}
     subjects = sorted(df["subject"].astype(str).unique())
