@@ -9,6 +9,7 @@
 * ``synth``: build the synthetic subject (:mod:`sensor_removal.synthetic`).
 * ``clean``: clean whole videos with a trained generator (:mod:`sensor_removal.clean`).
 * ``demo``: synthetic subject → fit → clean → evaluation (:mod:`sensor_removal.demo`).
+* ``bbox``: propose a session's fixed face bbox from its videos (:mod:`sensor_removal.bbox`).
 
 A bad manifest or bad input ends with one clear message and exit code 2, never a
 traceback.
@@ -124,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         from sensor_removal.clean import main as clean_main
 
         return clean_main(argv[1:])
+    if command == "bbox":
+        from sensor_removal.bbox import main as bbox_main
+
+        return bbox_main(argv[1:])
     # LightningCLI reads sys.argv itself unless given explicit arguments.
     return _lightning_main(argv if explicit else None)
 
