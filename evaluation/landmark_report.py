@@ -17,7 +17,14 @@ import pandas as pd
 
 from evaluation.landmark_rows import GT_SUFFIX
 from evaluation.pairs import KIND_LABELS, KINDS
-from evaluation.report import GT_LABELS, Table, _pivot, _segments_present, over_subjects, subject_means
+from evaluation.report import (
+    GT_LABELS,
+    Table,
+    _pivot,
+    _segments_present,
+    over_subjects,
+    subject_means,
+)
 
 _PAIR_KEYS = ["subject", "session", "kind", "segment", "reference", "other", "metric"]
 

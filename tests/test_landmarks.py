@@ -11,9 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.face_geometry import GEOMETRY_FEATURES, geometry_features, interocular, normalised_mean_error
+from evaluation.face_geometry import (
+    GEOMETRY_FEATURES,
+    geometry_features,
+    interocular,
+    normalised_mean_error,
+)
 from evaluation.landmark_rows import headline_text, landmark_rows
-from evaluation.landmarks import POINT_COLUMNS, LandmarkDetector, model_dir, video_landmarks, weight_files
+from evaluation.landmarks import (
+    POINT_COLUMNS,
+    LandmarkDetector,
+    model_dir,
+    video_landmarks,
+    weight_files,
+)
 from evaluation.pairs import build_pairs
 from evaluation.weights import MissingWeightsError, check_weights
 from sensor_removal.manifest import load_manifest
