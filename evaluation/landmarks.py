@@ -114,19 +114,25 @@ class LandmarkDetector:
         shape = self._predictor(np.ascontiguousarray(rgb), self._dlib.rectangle(x, y, x + w - 1, y + h - 1))
         return np.array([(shape.part(i).x, shape.part(i).y) for i in range(N_POINTS)], dtype=np.float64)
 
-    def landmarks(self, rgb: np.ndarray) -> Face:
-        """The largest face's box and points; NaN points when there is no face."""
-        boxes = self.faces(rgb)
-        if not boxes:
+    def landmarks(self, rgb: np.ndarray, box: Sequence[float] | None = None) -> Face:
+        """The largest face's box and points (NaN points when there is none). With
+        ``box``, the predictor runs in that box instead of the detector's; a NaN box
+        (no face there) gives NaN points."""
+        if box is None:
+            found = self.faces(rgb)
+            use = found[0] if found else None
+        else:
+            use = None if np.isnan(np.asarray(box, dtype=np.float64)).any() else tuple(int(v) for v in box)
+        if use is None:
             return Face(None, np.full((N_POINTS, 2), np.nan))
-        return Face(boxes[0], self.landmarks_in_box(rgb, boxes[0]))
+        return Face(use, self.landmarks_in_box(rgb, use))  # type: ignore[arg-type]
 
 
 @dataclass
 class VideoLandmarks:
     """Landmarks of every frame of one video: ``points`` ``(T, 68, 2)`` in
     :data:`ANALYSIS_SIZE` crop pixels (NaN rows: no face), ``boxes`` ``(T, 4)`` (NaN
-    without a face), ``fps``; ``seconds`` is the time the models took."""
+    without a face), ``fps``; ``seconds`` is the time decoding and the models took."""
 
     points: np.ndarray
     boxes: np.ndarray
@@ -179,17 +185,13 @@ def video_landmarks(
     give NaN points)."""
     info = probe(path)
     pts: list[np.ndarray] = []
-    found: list[tuple[float, float, float, float]] = []
+    found: list[Sequence[float]] = []
     t0 = time.perf_counter()
+    no_box = np.full(4, np.nan)
     for i, crop in enumerate(crops(path, bbox, size)):
-        if boxes is None:
-            face = detector.landmarks(crop)
-        else:
-            b = boxes[i] if i < len(boxes) else np.full(4, np.nan)
-            ok = not np.isnan(b).any()
-            face = Face(tuple(int(v) for v in b) if ok else None, detector.landmarks_in_box(crop, b) if ok else np.full((N_POINTS, 2), np.nan))  # type: ignore[arg-type]
+        face = detector.landmarks(crop, None if boxes is None else (boxes[i] if i < len(boxes) else no_box))
         pts.append(face.points)
-        found.append(face.box if face.box is not None else (np.nan,) * 4)  # type: ignore[arg-type]
+        found.append(face.box if face.box is not None else (np.nan,) * 4)
     points = np.stack(pts) if pts else np.zeros((0, N_POINTS, 2))
     return VideoLandmarks(points, np.array(found, dtype=np.float64).reshape(-1, 4), info.fps, time.perf_counter() - t0)
 
