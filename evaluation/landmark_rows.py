@@ -27,8 +27,9 @@ Rows against the ground truth (``reference`` is ``<sensor>:ground_truth``; kind
   ground truth.
 
 Per video the table (frame, time, face, geometry, 68 points) goes to
-``RESULTS/landmarks/<recording>.csv`` (ground truth: ``<sensor>.ground_truth.csv``), and
-detection counts and timing to ``summary.json`` (``landmarks``).
+``RESULTS/landmarks/<recording>.csv`` (ground truth: ``<sensor>.ground_truth.csv``; S and C
+with the predictor in the ground truth's boxes: ``<recording>.at_gt_box.csv``), and
+detection counts and frames/s (decoding included) to ``summary.json`` (``landmarks``).
 
 Each video is decoded once here (:func:`evaluation.landmarks.video_landmarks`);
 :class:`LandmarkDetector` works frame by frame, so a shared decoding pass can call it
