@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     psnr = mask_psnr(outcome.results_dir / "results.csv")
     s, c = psnr.get("sensor", math.nan), psnr.get("clean", math.nan)
     print(f"PSNR under the sensor mask vs ground truth: sensor {s:.2f} dB -> clean {c:.2f} dB ({c - s:+.2f} dB)")
+    import pandas as pd
+
     from evaluation.landmark_rows import headline_text
 
     landmarks = headline_text(pd.read_csv(outcome.results_dir / "results.csv"))
