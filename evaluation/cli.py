@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--plot-subject", default=None, help="subject whose AU/emotion curves are plotted (default: the first)")
 
     f = sub.add_parser("fetch-weights", help="download and verify pretrained weights (needs network)")
-    f.add_argument("--metrics", type=_metrics, default=WEIGHTED_METRICS, help="default: lpips,fid,facial")
+    f.add_argument("--metrics", type=_metrics, default=WEIGHTED_METRICS, help=f"default: {','.join(WEIGHTED_METRICS)}")
     f.add_argument("--au-models", type=_au_models, default=("xgb", "v2"), help=_AU_HELP)
 
     w = sub.add_parser("weights", help="list the weight files and whether they are present (no network)")

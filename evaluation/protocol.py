@@ -30,6 +30,8 @@ Metrics (``metric`` / ``feature`` in the rows):
   ``shift="per_series"`` one ``mape_shift_s`` row per feature instead.
 * ``psnr``, ``ssim`` / ``whole`` | ``mask`` — :mod:`evaluation.groundtruth`, synthetic
   subjects only (``reference`` is ``<sensor>:ground_truth``).
+* ``lm_*`` — the ``landmarks`` family (ours; dlib's 68 points, geometry series, NME vs
+  ground truth, detection rates): :mod:`evaluation.landmark_rows`.
 
 Frame draws (seeded): for each video and segment, ``lpips_pairs`` frames uniformly with
 replacement and ``fid_sets`` sets of distinct frames, from a generator seeded by
@@ -88,7 +90,7 @@ DEFAULT_CROP = 256
 class ProtocolSettings:
     """Everything that changes the numbers (written to ``summary.json``).
 
-    ``metrics``: any of ``lpips, fid, facial, groundtruth``. ``lpips_pairs``: frame pairs
+    ``metrics``: any of ``lpips, fid, facial, groundtruth, landmarks``. ``lpips_pairs``: frame pairs
     per comparison. ``fid_sets``/``fid_set_size``: FID draws and their size (paper:
     N = 128). ``crop_size``: face-crop side for LPIPS/FID/ground truth (None: the
     cleaned videos' size, else 256). ``device``: ``cpu``, ``cuda``, ``auto``.
@@ -507,6 +509,14 @@ def run_protocol(
             plan.skipped.append(f"{subject.manifest_path}: no sensor recording has 'ground_truth': no groundtruth rows")
         rows += gt
         timings["groundtruth_s"] = time.perf_counter() - t0
+    landmarks: dict[str, dict] = {}
+    if "landmarks" in metrics:
+        from evaluation.landmark_rows import landmark_rows
+
+        t0 = time.perf_counter()
+        lm_rows, landmarks = landmark_rows(plan, subject, clean_subject, settings, out, log)
+        rows += lm_rows
+        timings["landmarks_s"] = time.perf_counter() - t0
 
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     results = out / RESULTS_CSV
@@ -527,6 +537,7 @@ def run_protocol(
         "rows": len(df),
         "skipped": plan.skipped,
         "videos": videos,
+        "landmarks": landmarks,
         "means": summarize(df),
         "timings_s": {**timings, "total_s": time.perf_counter() - t_start},
     }

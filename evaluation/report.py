@@ -16,6 +16,8 @@ subject — and writes into ``out``:
     ground-truth table (PSNR / SSIM over the whole crop and inside the sensor mask,
     sensor vs cleaned) when the results have ground-truth rows (synthetic subjects);
   - the frames without a face per video (py-feat NaN rows);
+  - the landmark tables (ours, :mod:`evaluation.landmark_report`) when the results have
+    ``lm_*`` rows;
   - an appendix with every subject's own Tables 1–3 in the paper's layout
     (``subjects/<subject>_table*.csv``);
 * ``table1_perceptual.csv``, ``table2_au_<model>.csv``, ``table3_emotion_<model>.csv``,
@@ -50,6 +52,8 @@ from sensor_removal.video import atomic_output
 SEGMENT_LABELS: dict[str, str] = {"schaede": "Schaede", "sentence": "Sentence", "emotion": "Emotion", "whole": "Whole"}
 METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM", "mask": "Mask"}
 _FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}"}
+METRIC_LABELS.update({"nme": "NME", "detection": "Det. rate"})  # landmarks (evaluation.landmark_report)
+_FORMATS.update({"nme": "{:.3f}", "detection": "{:.2f}"})
 GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "clean": "C (cleaned)"}
 
 
@@ -502,6 +506,8 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
         raise ReportError(f"{', '.join(map(str, dirs))}: the results are empty")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    from evaluation.landmark_report import landmark_tables
+
     nan_frames = no_face_table([d for d in dirs if d.is_dir()])
     written: dict[str, Path] = {}
     subjects = sorted(df["subject"].astype(str).unique())
@@ -517,7 +523,7 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
         (
             "## Our addition: sessions averaged and the whole video\n\n"
             "Not in the paper: the sessions' rows averaged into N–S and N–C, and a column for the whole video.",
-            [*extension_tables(df), groundtruth_table(df)],
+            [*extension_tables(df), groundtruth_table(df), *landmark_tables(df)],
         ),
     ]
     appendix = [(f"### Subject {s}", paper_tables(df[df["subject"].astype(str) == s], prefix=f"{s}_")) for s in subjects]

@@ -7,8 +7,8 @@ else. The hook only wires together the one implementation of each step:
 :func:`sensor_removal.clean.clean_subject`, :func:`evaluation.protocol.run_protocol`
 and :func:`evaluation.report.make_report`.
 
-Which metrics run is a config value: a CPU demo runs ``groundtruth`` only, a GPU node all
-of ``lpips, fid, facial``. A failure (a missing weight, a broken video) is reported with
+Which metrics run is a config value: a CPU demo runs ``groundtruth`` and ``landmarks``
+(no downloads), a GPU node all of ``lpips, fid, facial, landmarks``. A failure (a missing weight, a broken video) is reported with
 its cause and never touches the checkpoints, which were written before the hook runs.
 """
 
@@ -90,7 +90,8 @@ class PostFitBenchmark(pl.Callback):
     artifact, a sensor | cleaned sample clip).
 
     Args:
-        metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``.
+        metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``, ``landmarks``
+            (dlib's 68 points; its models ship with a package, so it runs everywhere).
         optional_metrics: metrics to add when their pretrained weights are on this machine
             when the hook runs (the demo: LPIPS/FID/py-feat where fetched, else not). Which
             ran is in the outcome and the results; a missing weight of ``metrics`` is
@@ -114,7 +115,7 @@ class PostFitBenchmark(pl.Callback):
 
     def __init__(
         self,
-        metrics: list[str] = ["groundtruth"],  # noqa: B006 - LightningCLI needs a literal default
+        metrics: list[str] = ["groundtruth", "landmarks"],  # noqa: B006 - LightningCLI needs a literal default
         optional_metrics: list[str] = [],  # noqa: B006
         batch_size: int = 8,
         device: str = "auto",
