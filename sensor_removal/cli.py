@@ -47,6 +47,8 @@ class SensorRemovalCLI(LightningCLI):
             default="subject",
             help="Name of the subject: the W&B group and the run folder refer to it.",
         )
+        # The learning-rate rule of CycleGAN(lr_scaling=...) needs the batch size.
+        parser.link_arguments("data.batch_size", "model.lr_batch_size")
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
