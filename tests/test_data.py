@@ -17,8 +17,8 @@ from sensor_removal.data import (
     sample_frames,
     split_train_val,
     to_tensor,
-    to_unit_range,
     to_uint8,
+    to_unit_range,
 )
 from sensor_removal.manifest import load_manifest
 from sensor_removal.video import VideoError, crop_resize, read_frames
