@@ -42,7 +42,12 @@ CACHE = HERE / ".cache"
 
 def standin_weights() -> tuple[Path, Path]:
     """(py-feat hub folder, TORCH_HOME) with stand-in weights, written once."""
-    from tests.conftest import ALEXNET_FILE, INCEPTION_FILE, write_fake_alexnet, write_fake_inception
+    from tests.conftest import (
+        ALEXNET_FILE,
+        INCEPTION_FILE,
+        write_fake_alexnet,
+        write_fake_inception,
+    )
     from tests.feat_standins import write_standin_feat_weights
 
     hub, torch_home = CACHE / "feat_hub", CACHE / "torch_home"

@@ -13,10 +13,13 @@ Four measurements, all in this one process so that the ratios share the machine'
    logger and callbacks off) on the synthetic subject's cached frames, timed to steady
    state (the median over the last half of ``--real-iters`` steps), next to the plain loop on
    the same frames; once with ``torch.set_flush_denormal(True)``.
-4. **quality, fp32 vs bf16**: two tiny CycleGANs trained ``--quality-steps`` steps from the
-   same seed in each precision on the synthetic subject, then PSNR inside the sensor
-   mask of G_S→N(sensor) against the ground truth; a second fp32 seed gives the noise
-   level the bf16 difference is judged against.
+4. **quality, fp32 vs bf16**: two tiny CycleGANs (ngf 16, 3 blocks, 64 px) trained
+   ``--quality-steps`` steps from the same seed in each precision on the synthetic
+   subject, then PSNR inside the sensor mask of G_S→N(sensor) against the ground truth.
+   A second fp32 seed gives the run-to-run noise; bf16 counts as equal when it is within
+   max(that noise, 0.5 dB) of fp32 (0.5 dB: below what the paper's tables resolve, and
+   about the spread between seeds seen here). bf16 is justified as the default only if it
+   is equal *and* faster; the last row says so.
 
     python bench/bench_fastpaths.py                 # paper sizes (~6 min on 2 idle cores)
     python bench/bench_fastpaths.py --quick         # tiny nets, seconds
@@ -158,6 +161,7 @@ def cli_rate(manifest: Path, root: Path, hp: dict, load: int, crop: int, steps: 
         "--trainer.callbacks=[]",
         "--trainer.enable_checkpointing=false",
         "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
         "--trainer.limit_val_batches=0",
         "--trainer.num_sanity_val_steps=0",
         "--trainer.max_epochs=1000",
@@ -292,8 +296,8 @@ def main() -> None:
         result["real_path"] = {"crop": crop, "steps": real_iters, "loader_img_per_s": lr, **real}
         for k, v in real.items():
             print(f"  real path {crop} px, {k}: {v:.3f} img/s", flush=True)
-        q = quality(manifest, quality_steps, load_px, crop)
-        result["quality"] = {"steps": quality_steps, "crop": crop, **q}
+        q = quality(manifest, quality_steps, 72, 64)  # tiny nets at 64 px: quality, not speed
+        result["quality"] = {"steps": quality_steps, "crop": 64, **q}
 
     noise = abs(q["fp32"] - q["fp32 seed 1"])
     tolerance = max(noise, 0.5)
@@ -313,6 +317,11 @@ def main() -> None:
         (f"quality: PSNR in mask, {quality_steps} steps", f"bf16 {q['bf16']:.2f} dB", f"fp32 {q['fp32']:.2f} dB",
          f"{diff:+.2f} dB (tolerance {tolerance:.2f} dB = max(seed noise {noise:.2f}, 0.5))"),
     ]  # fmt: skip
+    faster = rates["module bf16 channels_last"] > rates["module fp32 channels_last"]
+    result["bf16_default_justified"] = bool(faster and result["quality"]["bf16_equal"])
+    rows.append(("bf16-mixed as default?", "equal quality: " + ("yes" if result["quality"]["bf16_equal"] else "no"),
+                 "faster than fp32: " + ("yes" if faster else "no"),
+                 "justified" if result["bf16_default_justified"] else "not justified: fp32 (paper) stays"))  # fmt: skip
     result["rows"] = rows
     print()
     print("| what | ours | baseline | ratio |\n| --- | --- | --- | --- |")

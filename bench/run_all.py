@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# bench_train.py (module vs plain loop, fp32, 128 and 256 px) is covered by the "module fp32"
+# rows of bench_fastpaths.py; run it by hand for the CPU-time columns.
 BENCHES = [
     "bench_frames.py",
-    "bench_train.py",
     "bench_fastpaths.py",
     "bench_clean.py",
     "bench_facial.py",
