@@ -13,7 +13,7 @@ subject, stand-in weights) with today's analyzer vs ours, wall time. The stand-i
 ``bench/.cache/`` (git-ignored; ResMaskNet alone is ~290 MB). The numbers they give are
 meaningless; only the time is measured. Frames/s count analysed frames.
 
-    python bench/bench_facial.py            # 48 frames (~3 min on 2 idle cores)
+    python bench/bench_facial.py            # 24 frames (~3 min on 2 idle cores)
     python bench/bench_facial.py --quick    # 8 frames
 """
 
@@ -101,13 +101,13 @@ def evaluation_run(hub: Path, analyzer: FacialAnalyzer, manifest: Path, cleaned:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--frames", type=int, default=None, help="default 48 (8 with --quick)")
+    ap.add_argument("--frames", type=int, default=None, help="default 24 (8 with --quick)")
     ap.add_argument("--size", type=int, default=256, help="frame side in pixels (the face crop)")
     ap.add_argument("--skip-eval", action="store_true", help="only the frames/s rows")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    frames = args.frames or (8 if args.quick else 48)
+    frames = args.frames or (8 if args.quick else 24)
     hub, torch_home = standin_weights()
     os.environ["TORCH_HOME"] = str(torch_home)
     os.environ["SENSOR_REMOVAL_FEAT_CACHE"] = str(hub)
@@ -130,7 +130,7 @@ def main() -> None:
             from sensor_removal.synthetic import make_subject
             from tests.conftest import write_cleaned_recordings
 
-            seconds, fps = (1.5, 8.0) if args.quick else (1.0, 15.0)
+            seconds, fps = (1.5, 8.0) if args.quick else (1.0, 10.0)
             manifest = make_subject(tmp_path / "synth", seconds=seconds, fps=fps, size=(128, 128), seed=0)
             cleaned = write_cleaned_recordings(manifest, tmp_path / "cleaned", size=64)
             for name in ("today (batch 16)", "ours (batch 16, channels_last)"):

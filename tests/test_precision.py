@@ -20,6 +20,7 @@ from sensor_removal.data import to_tensor
 from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
 from sensor_removal.module import CycleGAN, scaled_lr
 from sensor_removal.networks import InstanceNorm2dFP32, ResnetGenerator
+from tests.test_module import trainer
 
 NETS = ("gen_s2n", "gen_n2s", "disc_s", "disc_n")
 
@@ -57,21 +58,9 @@ def uint8_pairs(n: int = 2, size: int = 32, seed: int = 0) -> list[dict[str, tor
 
 
 def fit(model: CycleGAN, root: Path, precision: str = "32-true", batches: int = 1, batch_size: int = 1) -> pl.Trainer:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision=precision,
-        max_epochs=1,
-        limit_train_batches=batches,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=root,
-    )
-    trainer.fit(model, DataLoader(uint8_pairs(batches * batch_size), batch_size=batch_size))
-    return trainer
+    t = trainer(root, precision=precision, limit_train_batches=batches, limit_val_batches=0)
+    t.fit(model, DataLoader(uint8_pairs(batches * batch_size), batch_size=batch_size))
+    return t
 
 
 # --------------------------------------------------------------------------- bf16
