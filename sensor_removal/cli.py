@@ -92,6 +92,8 @@ class SensorRemovalCLI(LightningCLI):
             default=30.0,
             help="When stdout is not a terminal (a cluster log): seconds between plain progress lines.",
         )
+        # The learning-rate rule of CycleGAN(lr_scaling=...) needs the batch size.
+        parser.link_arguments("data.batch_size", "model.lr_batch_size")
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config

@@ -44,7 +44,16 @@ def to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(frames)
     if t.ndim == 3:
         t = t.unsqueeze(0)
-    return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return to_unit_range(t.permute(0, 3, 1, 2))
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(..., 3, H, W)`` → float32 in [-1, 1], same shape and memory layout.
+
+    Training batches travel as uint8 (a quarter of the bytes of float32 through the
+    DataLoader's shared memory and the host-to-GPU copy) and are converted here, on the
+    device, by ``CycleGAN.on_after_batch_transfer``."""
+    return images.float().div_(127.5).sub_(1.0)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -221,9 +230,10 @@ def load_frame_cache(path: Path) -> FrameCache:
 
 
 def augment(image: torch.Tensor, crop_size: int, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """CycleGAN augmentation of one ``(3, S, S)`` image in [-1, 1]: a random
-    ``crop_size`` crop and a random horizontal flip when training; the centre crop
-    otherwise (deterministic validation)."""
+    """CycleGAN augmentation of one ``(3, S, S)`` image (any dtype; the loader passes
+    uint8): a random ``crop_size`` crop and a random horizontal flip when training; the
+    centre crop otherwise (deterministic validation). Crop and flip only move pixels, so
+    doing them on uint8 gives the same values as on float, at a quarter of the bytes."""
     _, h, w = image.shape
     if train:
         top = int(torch.randint(0, h - crop_size + 1, (1,), generator=generator))
@@ -239,7 +249,11 @@ def augment(image: torch.Tensor, crop_size: int, train: bool, generator: torch.G
 class UnpairedFrames(Dataset):
     """Items ``{"sensor": x, "normal": y}``: a sensor frame and an *independently drawn*
     normal frame (unpaired training, as in CycleGAN). Length is the larger domain.
-    For validation the normal frame is chosen by index, so batches are reproducible."""
+    For validation the normal frame is chosen by index, so batches are reproducible.
+
+    Items are uint8 ``(3, crop, crop)`` tensors straight from the uint8 cache (cropped and
+    flipped, never converted to float on the host); :func:`to_unit_range` turns a batch
+    into the networks' [-1, 1] floats on the training device."""
 
     def __init__(
         self,
@@ -268,10 +282,11 @@ class UnpairedFrames(Dataset):
         else:
             j = i % len(self.normal_rows)
         n = self.normal[self.normal_rows[j]]
-        return {
-            "sensor": augment(to_tensor(np.asarray(s))[0], self.crop_size, self.train),
-            "normal": augment(to_tensor(np.asarray(n))[0], self.crop_size, self.train),
-        }
+        return {"sensor": self._item(s), "normal": self._item(n)}
+
+    def _item(self, frame: np.ndarray) -> torch.Tensor:
+        chw = torch.from_numpy(np.array(frame, copy=True)).permute(2, 0, 1)  # memmap rows are read-only
+        return augment(chw, self.crop_size, self.train).contiguous()
 
 
 class FramesDataModule(pl.LightningDataModule):
@@ -287,7 +302,10 @@ class FramesDataModule(pl.LightningDataModule):
         crop_size: side of the random training crop (paper: 256); also the resolution
             the cleaner runs the generator at.
         val_fraction: share of the sampled frames held out for validation (paper: 0.1).
-        batch_size: images per domain per step (the paper and CycleGAN use 1).
+        batch_size: images per domain per step (the paper and CycleGAN use 1). An epoch
+            is still one pass over the training frames (``len / batch_size`` steps), so
+            ``max_epochs`` and the lr schedule keep their meaning; the CLI passes this
+            value to the model, whose ``lr_scaling`` adapts the learning rate.
         num_workers: DataLoader worker processes.
         cache_dir: where frame caches live; default ``<manifest folder>/.frame_cache``.
         decode_workers: videos decoded in parallel while building the cache.
@@ -389,6 +407,8 @@ class FramesDataModule(pl.LightningDataModule):
             shuffle=split == "train",
             num_workers=workers,
             persistent_workers=workers > 0,
+            # Page-locked host batches let Lightning's host-to-GPU copy run non-blocking
+            # (it passes non_blocking=True for CUDA targets).
             pin_memory=torch.cuda.is_available(),
             drop_last=False,
         )
