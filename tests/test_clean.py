@@ -13,6 +13,7 @@ import yaml
 from torch import nn
 
 from sensor_removal.clean import (
+    CLEAN_MANIFEST_LOCK,
     CleanError,
     CleanSettings,
     GeneratorRunner,
@@ -59,7 +60,8 @@ def _tiny_generator(seed: int = 0) -> ResnetGenerator:
 
 
 def _all_files(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir()} if folder.exists() else set()
+    """Files in ``folder``, without the (empty, hidden) lock file of the cleaned manifest."""
+    return {p.name for p in folder.iterdir() if p.name != CLEAN_MANIFEST_LOCK} if folder.exists() else set()
 
 
 class Identity(nn.Module):
