@@ -23,3 +23,34 @@ def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], in
 
     parse.__name__ = "int"
     return parse
+
+
+# ----------------------------------------------------------------- typed signatures
+# Range-restricted number types for the LightningCLI signatures (``CycleGAN``,
+# ``FramesDataModule``): jsonargparse checks them while parsing, so ``--data.fraction 1.5``
+# is a usage error naming the option before anything is built or written. They are
+# subclasses of int/float; constructors convert them back with int()/float() so that
+# checkpoints hold plain numbers (loadable with ``weights_only=True``).
+
+from jsonargparse.typing import (  # noqa: E402 - grouped with the types built from them
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    restricted_number_type,
+)
+
+#: A share in (0, 1]: the fraction of frames drawn per domain.
+UnitShare = restricted_number_type("UnitShare", float, [(">", 0), ("<=", 1)])
+#: A share in [0, 1): held out for validation, Adam's betas.
+HalfOpenShare = restricted_number_type("HalfOpenShare", float, [(">=", 0), ("<", 1)])
+
+__all__ = [
+    "HalfOpenShare",
+    "NonNegativeFloat",
+    "NonNegativeInt",
+    "PositiveFloat",
+    "PositiveInt",
+    "UnitShare",
+    "int_at_least",
+]

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import pathlib
 import queue
 import signal
 import sys
@@ -56,6 +55,7 @@ import torch
 from torch import nn
 
 from sensor_removal.argtypes import int_at_least
+from sensor_removal.checkpoint import CheckpointError, read_checkpoint
 from sensor_removal.data import to_tensor, to_uint8
 from sensor_removal.manifest import (
     ManifestError,
@@ -193,19 +193,10 @@ def load_generator(
     from sensor_removal.networks import ResnetGenerator
 
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise CleanError(f"{path}: checkpoint file not found")
-    # Hyper-parameters may hold paths (the manifest); allow exactly those beyond tensors.
-    safe = [pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
-    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        with allow(safe) if allow is not None else contextlib.nullcontext():
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means: not a loadable checkpoint
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CleanError(f"{path}: cannot load as a checkpoint ({type(exc).__name__}: {first})") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise CleanError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+        ckpt = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise CleanError(str(exc)) from None
     prefix = "gen_s2n."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if not state:

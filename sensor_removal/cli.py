@@ -24,7 +24,8 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from wandb.errors import UsageError as WandbUsageError
 
 from evaluation.weights import WeightsError
-from sensor_removal.data import FramesDataModule
+from sensor_removal.checkpoint import CheckpointError, read_checkpoint, resume_differences
+from sensor_removal.data import DataSettingsError, FrameCacheError, FramesDataModule
 from sensor_removal.manifest import ManifestError
 from sensor_removal.module import CycleGAN
 from sensor_removal.video import VideoError
@@ -48,6 +49,29 @@ class SensorRemovalCLI(LightningCLI):
             help="Name of the subject: the W&B group and the run folder refer to it.",
         )
 
+    def _parse_ckpt_path(self) -> None:
+        """Check ``fit --ckpt_path`` before anything is built: the file must be a
+        checkpoint (loaded without running code), and the model and data options must be
+        the checkpoint's (:mod:`sensor_removal.checkpoint`). Lightning's own version of
+        this hook instead replaced the command line's model options with the checkpoint's
+        without a word; with equal options there is nothing left for it to do."""
+        sub = self.config.get("subcommand")
+        if not sub:
+            return
+        cfg = self.config[sub]
+        path = _checkpoint_file(cfg.get("ckpt_path"), cfg.trainer.default_root_dir)
+        if path is None:
+            return
+        ckpt = read_checkpoint(path)
+        diffs = resume_differences(ckpt, _plain(cfg.model), _plain(cfg.data))
+        if diffs:
+            raise CheckpointError(
+                f"{path}: resuming with options that differ from the checkpoint's:\n  "
+                + "\n  ".join(diffs)
+                + "\nA resume continues the same training: use the checkpoint's values, or start a new run "
+                "(another --trainer.default_root_dir) without --ckpt_path."
+            )
+
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
         trainer = cfg.trainer
@@ -55,6 +79,24 @@ class SensorRemovalCLI(LightningCLI):
             _count(trainer.devices) > 1 or _count(trainer.num_nodes) > 1
         ):
             trainer.strategy = MULTI_DEVICE_STRATEGY
+
+
+def _checkpoint_file(ckpt_path: object, root_dir: object) -> Path | None:
+    """The file ``--ckpt_path`` names: a path, or ``last`` when the run folder has a
+    ``checkpoints/last.ckpt`` (other special values are left to Lightning)."""
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        last = Path(str(root_dir or ".")) / "checkpoints" / "last.ckpt"
+        return last if last.is_file() else None
+    if ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry"):
+        return None
+    return Path(str(ckpt_path))
+
+
+def _plain(section: object) -> dict:
+    """A config section (jsonargparse Namespace) as a flat dict of its values."""
+    return dict(vars(section)) if section is not None else {}
 
 
 def _count(value: object) -> int:
@@ -95,7 +137,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SensorRemovalC
 def _lightning_main(argv: list[str] | None) -> int:
     try:
         build_cli(argv)
-    except (ManifestError, VideoError, WeightsError) as exc:
+    except (ManifestError, VideoError, WeightsError, CheckpointError, DataSettingsError, FrameCacheError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except WandbUsageError as exc:
