@@ -101,6 +101,9 @@ class ProtocolSettings:
     mape_eps: float = MAPE_EPS
     max_gap_frames: int = MAX_GAP_FRAMES
     dtw_window_s: float | None = None
+    #: Evaluate although some sensor recordings have no cleaned version (listed in
+    #: ``summary.json`` as ``missing_cleaned``); without it that is an error.
+    allow_missing: bool = False
 
     def __post_init__(self) -> None:
         bad = [m for m in self.metrics if m not in METRICS]
@@ -392,11 +395,15 @@ def run_protocol(
     metrics = list(settings.metrics)
     weight_files = check_weights([m for m in metrics if m != "groundtruth"], feat_model_set=settings.facial_model_set)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: --out exists and is not a folder; results go into a folder")
     subject = load_manifest(manifest)
     clean_subject = load_manifest(cleaned, require_domains=("clean",)) if cleaned is not None else None
-    plan = build_pairs(subject, clean_subject, settings.segments)
+    plan = build_pairs(subject, clean_subject, settings.segments, allow_missing=settings.allow_missing)
     for note in plan.skipped:
         log(f"skipped: {note}")
+    if plan.missing:
+        log(f"missing cleaned recordings (--allow-missing): {', '.join(plan.missing)}")
     crop_size = _crop_size(settings, clean_subject)
     log(f"{subject.subject}: {len(plan.pairs)} comparisons, metrics {', '.join(metrics)}, crop {crop_size} px")
     out.mkdir(parents=True, exist_ok=True)
@@ -440,6 +447,7 @@ def run_protocol(
         "comparisons": len(plan.pairs),
         "rows": len(df),
         "skipped": plan.skipped,
+        "missing_cleaned": plan.missing,
         "videos": videos,
         "means": summarize(df),
         "timings_s": {**timings, "total_s": time.perf_counter() - t_start},
