@@ -25,6 +25,7 @@ import yaml
 from evaluation.cli import main as evaluation_main
 from sensor_removal.cli import main as sr_main
 from sensor_removal.manifest import ManifestError, load_manifest, output_path
+from tests.checkpoints import write_checkpoint
 from tests.videos import make_video
 
 BBOX = [8, 4, 32, 32]
@@ -60,18 +61,6 @@ class World:
             str(p.relative_to(self.root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(self.root.rglob("*")) if p.is_file()
         }
-
-
-def write_checkpoint(path: Path, manifest: Path, **model: object) -> Path:
-    """A checkpoint laid out as training writes it (tiny CycleGAN, real hyper-parameters)."""
-    from sensor_removal.module import CycleGAN
-
-    net = CycleGAN(**{"ngf": 4, "ndf": 4, "n_blocks": 1, **model})
-    data = {"manifest": str(manifest), "fraction": 0.5, "seed": 0, "load_size": 36, "crop_size": 32,
-            "val_fraction": 0.1, "batch_size": 1, "num_workers": 0, "cache_dir": None, "decode_workers": 2}
-    torch.save({"state_dict": net.state_dict(), "hyper_parameters": dict(net.hparams),
-                "datamodule_hyper_parameters": data, "pytorch-lightning_version": "2.6.6"}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
