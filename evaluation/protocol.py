@@ -61,7 +61,7 @@ from evaluation.timeseries import (
 )
 from evaluation.weights import METRICS, check_weights
 from sensor_removal.clean import resolve_device
-from sensor_removal.manifest import Subject, load_manifest
+from sensor_removal.manifest import Subject, load_manifest, output_path
 from sensor_removal.video import atomic_output, crop_resize, iter_frames, probe
 
 COLUMNS: tuple[str, ...] = ("subject", "session", "segment", "kind", "reference", "other", "metric", "feature", "value", "std", "n")
@@ -257,7 +257,7 @@ def facial_rows(
         series[rec.name] = s
         table = s.values.copy()
         table.insert(0, "time_s", table.index.to_numpy() / s.fps)
-        with atomic_output(out / SERIES_DIR / f"{rec.name}.csv") as tmp:
+        with atomic_output(output_path(out / SERIES_DIR, f"{rec.name}.csv")) as tmp:
             table.to_csv(tmp, index=True, index_label="frame")
         videos[rec.name] = {
             "condition": rec.condition,

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-import os
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
 
-from sensor_removal.video import VideoError, VideoInfo, atomic_output, check_bbox, frame_rate_problem, probe
+from sensor_removal.video import (
+    VideoError,
+    VideoInfo,
+    atomic_output,
+    check_bbox,
+    frame_rate_problem,
+    probe,
+)
 
 Condition = Literal["normal", "sensor", "clean"]
 CONDITIONS: tuple[str, ...] = get_args(Condition)
@@ -272,8 +279,6 @@ def load_manifest(
 
 
 def _relpath(target: Path, base: Path) -> str:
-    import os
-
     return os.path.relpath(target, base)
 
 
