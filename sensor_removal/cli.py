@@ -50,9 +50,9 @@ class SensorRemovalCLI(LightningCLI):
         )
 
     def _parse_ckpt_path(self) -> None:
-        """Check ``fit --ckpt_path`` before anything is built: the file must be a
-        checkpoint (loaded without running code), and the model and data options must be
-        the checkpoint's (:mod:`sensor_removal.checkpoint`). Lightning's own version of
+        """Check ``--ckpt_path`` before anything is built: the file must be a checkpoint
+        (loaded without running code), and for ``fit`` (a resume) the model and data
+        options must be the checkpoint's (:mod:`sensor_removal.checkpoint`). Lightning's own version of
         this hook instead replaced the command line's model options with the checkpoint's
         without a word; with equal options there is nothing left for it to do."""
         sub = self.config.get("subcommand")
@@ -63,6 +63,9 @@ class SensorRemovalCLI(LightningCLI):
         if path is None:
             return
         ckpt = read_checkpoint(path)
+        if sub != "fit":  # validate/test/predict may use other data; the model comes from the file
+            super()._parse_ckpt_path()
+            return
         diffs = resume_differences(ckpt, _plain(cfg.model), _plain(cfg.data))
         if diffs:
             raise CheckpointError(
