@@ -1034,6 +1034,10 @@ def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
         if args.video is not None:
             full = full_output_path(args.out) if args.paste_back else None
             check_video_outputs(args.video, args.out, full, overwrite=args.overwrite)
+            info = probe(args.video)  # a missing or unreadable input is bad input: exit 2
+            why = check_bbox(args.bbox, info.width, info.height)
+            if why:
+                raise CleanError(f"{args.video}: --bbox: {why}")
             dev = resolve_device(args.device)
             generator, settings = load_generator(args.ckpt, dev)
         else:

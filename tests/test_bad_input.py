@@ -290,6 +290,17 @@ def case_directory_as_video(w: World):
     return sr_main, _fit(w), [str(w.subject / "s1_sensor.mp4"), "is a directory"]
 
 
+def case_directory_as_video_to_clean(w: World):
+    (w.subject / "takes").mkdir()
+    return sr_main, _clean(w, "--video", str(w.subject / "takes"), "--bbox", "8,4,32,32", "--out", str(w.out / "c.mp4")), [
+        str(w.subject / "takes"), "is a directory"]
+
+
+def case_clean_video_bbox_outside(w: World):
+    return sr_main, _clean(w, "--video", str(w.subject / "s1_sensor.mp4"), "--bbox", "30,4,32,32", "--out", str(w.out / "c.mp4")), [
+        str(w.subject / "s1_sensor.mp4"), "--bbox", "outside"]
+
+
 def _evaluation_cleaned(w: World, keep: list[str], frames: int = 24) -> Path:
     """A cleaned-recordings manifest with cleaned videos for the sensor recordings ``keep``."""
     d = w.out / "cleaned"

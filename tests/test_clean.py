@@ -405,7 +405,7 @@ def test_main_single_video(subject: Path, ckpt: Path, tmp_path: Path, capsys) ->
     assert probe(out).frame_count == 12 and probe(out.with_name("cleaned.full.mp4")).width == W
     out.unlink()
     out.with_name("cleaned.full.mp4").unlink()
-    assert main(common + ["--bbox", "40,6,40,36"]) == 1
+    assert main(common + ["--bbox", "40,6,40,36"]) == 2  # bad input, checked before any work
     err = capsys.readouterr().err
     assert "s1_good.mp4" in err and "outside" in err
     assert _all_files(out.parent) == set()
