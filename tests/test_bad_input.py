@@ -159,6 +159,14 @@ def case_clean_output_is_other_input(w: World):
     return sr_main, _clean(w, "--manifest", str(bad), "--out", str(d)), [str(d / "s1_sensor.mp4"), "input"]
 
 
+def case_clean_out_has_a_foreign_file(w: World):
+    """A file in --out that the cleaned manifest does not list is the user's: not replaced."""
+    (w.out / "c").mkdir()
+    (w.out / "c" / "s1_sensor.mp4").write_bytes(b"someone's video")
+    return sr_main, _clean(w, "--manifest", str(w.manifest), "--out", str(w.out / "c")), [
+        str(w.out / "c" / "s1_sensor.mp4"), "--overwrite"]
+
+
 def case_resume_with_other_model_options(w: World):
     return sr_main, _fit(w, "--model.ngf", "8", "--ckpt_path", str(w.ckpt)), [str(w.ckpt), "--model.ngf: 8 now, 4 in the checkpoint"]
 
