@@ -213,8 +213,12 @@ def _temp_path(final: Path) -> Path:
     permissions a plain ``open(final, "w")`` would give (mkstemp makes 0600 files, which
     other users of a shared cluster could not read)."""
     fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".partial{final.suffix}", dir=final.parent)
-    os.close(fd)
-    os.chmod(name, 0o666 & ~_UMASK)
+    try:
+        os.close(fd)
+        os.chmod(name, 0o666 & ~_UMASK)
+    except BaseException:  # also Ctrl-C / SIGTERM: leave no temporary file behind
+        os.unlink(name)
+        raise
     return Path(name)
 
 
@@ -237,18 +241,28 @@ class VideoWriter:
         crf: int = 12,
         preset: str = "veryfast",
     ) -> None:
-        import av  # local: PyAV is only needed when writing
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = _temp_path(self.path)
         self.width, self.height = int(width), int(height)
         self.frames_written = 0
         if codec != "h264-lossless" and (self.width % 2 or self.height % 2):
             raise VideoError(
                 f"{self.path}: codec {codec} (yuv420p) needs even width and height, got {width}x{height}"
             )
+        self._closed = True  # nothing to close until the container is open
+        self._tmp = _temp_path(self.path)
+        try:
+            self._open(fps, codec, crf, preset)
+        except BaseException:  # a bad codec, or Ctrl-C / SIGTERM while opening: no partial file
+            self.abort()
+            raise
+
+    def _open(self, fps: float, codec: Codec, crf: int, preset: str) -> None:
+        import av
+
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        self._closed = False
         rate = Fraction(fps).limit_denominator(1001)
         if codec == "h264":
             stream = self._container.add_stream("libx264", rate=rate)
@@ -266,7 +280,6 @@ class VideoWriter:
             raise VideoError(f"{self.path}: unknown codec {codec!r}")
         stream.width, stream.height = self.width, self.height
         self._stream = stream
-        self._closed = False
 
     def write(self, frame: np.ndarray) -> None:
         import av

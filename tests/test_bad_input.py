@@ -464,3 +464,12 @@ def test_resume_with_the_checkpoints_options_passes_the_check(world: World) -> N
     data = {**ckpt["datamodule_hyper_parameters"], "num_workers": 4, "cache_dir": "/elsewhere"}
     assert resume_differences(ckpt, same, data) == []
     assert resume_differences(ckpt, {**same, "lr": 1e-3}, data) == ["--model.lr: 0.001 now, 0.0003 in the checkpoint"]
+
+
+def test_video_writer_that_cannot_open_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """Also what Ctrl-C / SIGTERM while a writer opens would leave: the same cleanup path."""
+    from sensor_removal.video import VideoError, VideoWriter
+
+    with pytest.raises(VideoError, match="unknown codec"):
+        VideoWriter(tmp_path / "x.mp4", 10.0, 32, 32, codec="h265")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []

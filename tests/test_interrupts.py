@@ -66,8 +66,9 @@ def _wait_for(condition, proc: subprocess.Popen, timeout: float = 240.0) -> None
 def test_signal_during_clean_removes_partial_keeps_finished(subject: Path, tmp_path: Path, sig: signal.Signals) -> None:
     out = tmp_path / "clean"
     proc = _clean(subject, out, "first", "second")
-    # Signal while the second recording is being written: the first is done by then.
-    _wait_for(lambda: (out / "first.mp4").is_file() and any(out.glob(".second.*partial*")), proc)
+    # Signal while the second recording's frames are being written (its temporary file has
+    # data): the first is done by then.
+    _wait_for(lambda: (out / "first.mp4").is_file() and any(p.stat().st_size > 0 for p in out.glob(".second.*partial*")), proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig
