@@ -1,4 +1,4 @@
-"""Training frames (DESIGN.md "Training"; paper Sec. 3.2).
+"""Training frames (docs/design.md "Training"; paper Sec. 3.2).
 
 The paper trains each subject's CycleGAN on a *uniformly random* 2 % of all frames of
 each domain — random rather than equidistant, because equidistant sampling at a fixed
@@ -372,7 +372,7 @@ class FramesDataModule(pl.LightningDataModule):
         ):
             if not ok:
                 raise DataSettingsError(f"data.{name} must be in {'(0, 1]' if name == 'fraction' else '[0, 1)'}, got {value}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the CLI logs the full config (cli.RunConfig)
         # Validate once, at construction: a bad manifest stops the CLI before any work.
         self.subject = load_manifest(manifest)
         check_domain_sizes(self.subject, fraction)
