@@ -43,9 +43,7 @@ Why the pipeline looks the way it does:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pathlib
 import queue
 import threading
 import time
@@ -59,12 +57,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from sensor_removal.checkpoint import CheckpointError, read_checkpoint
+from sensor_removal.clean_cli import MAX_CRF
 from sensor_removal.data import to_tensor, to_uint8
 from sensor_removal.manifest import (
     ManifestError,
     Recording,
     Subject,
     load_manifest,
+    output_path,
     save_manifest,
 )
 from sensor_removal.mask import MaskSettings, SensorMasker
@@ -90,6 +91,7 @@ __all__ = [
     "GeneratorRunner",
     "clean_recordings",
     "clean_subject",
+    "check_video_outputs",
     "clean_video",
     "default_batch_size",
     "feather_alpha",
@@ -106,6 +108,9 @@ DEFAULT_COMPOSITE: Composite = "off"
 DeviceArg = Literal["auto", "cpu", "cuda"]
 #: Name of the manifest of cleaned recordings inside the output folder.
 CLEAN_MANIFEST = "manifest.yaml"
+#: Lock file next to the cleaned manifest: concurrent cleans into one folder merge
+#: their entries one after the other (each re-reads the manifest inside the lock).
+CLEAN_MANIFEST_LOCK = f".{CLEAN_MANIFEST}.lock"
 #: Default width of the paste-back blend ramp, in pixels of the full frame.
 DEFAULT_FEATHER = 8
 #: How long a blocked queue operation waits before checking whether to give up.
@@ -195,19 +200,10 @@ def load_generator(
     from sensor_removal.networks import GENERATORS, build_generator
 
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise CleanError(f"{path}: checkpoint file not found")
-    # Hyper-parameters may hold paths (the manifest); allow exactly those beyond tensors.
-    safe = [pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
-    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        with allow(safe) if allow is not None else contextlib.nullcontext():
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means: not a loadable checkpoint
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CleanError(f"{path}: cannot load as a checkpoint ({type(exc).__name__}: {first})") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise CleanError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+        ckpt = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise CleanError(str(exc)) from None
     prefix = "gen_s2n."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if not state:
@@ -481,6 +477,25 @@ def _make_batch(start: int, buf: np.ndarray, n: int, frames: list[np.ndarray] | 
     return _Batch(start=start, crops=crops, frames=frames)
 
 
+def _check_crf(crf: int) -> None:
+    if not 0 <= int(crf) <= MAX_CRF:
+        raise CleanError(f"crf must be between 0 and {MAX_CRF} (H.264 quality; lower is better), got {crf}")
+
+
+def check_video_outputs(src: Path, out: Path | None, full: Path | None, *, overwrite: bool = False) -> None:
+    """Refuse outputs that would replace the input video, are folders, or (unless
+    ``overwrite``) already exist — before any work is done."""
+    for target in (out, full):
+        if target is None:
+            continue
+        if src.exists() and target.resolve() == src.resolve():
+            raise CleanError(f"{src}: output {target} would overwrite the input video")
+        if target.is_dir():
+            raise CleanError(f"{target}: output is a directory; give the path of an .mp4 file")
+        if target.exists() and not overwrite:
+            raise CleanError(f"{target}: output file exists; pass --overwrite to replace it")
+
+
 def clean_video(
     generator: nn.Module,
     settings: CleanSettings,
@@ -502,6 +517,7 @@ def clean_video(
     mask: MaskSettings | None = None,
     mask_video: bool = False,
     keep_repaint: bool = False,
+    overwrite: bool = False,
 ) -> CleanResult:
     """Clean every frame of ``src`` (face crop ``bbox`` = x, y, w, h) with ``generator``.
 
@@ -521,7 +537,8 @@ def clean_video(
 
     Raises :class:`CleanError` / :class:`~sensor_removal.video.VideoError` (naming the
     file) for an unreadable, truncated or corrupt video or a bbox that does not fit;
-    nothing is left at ``out`` / ``full_out`` then.
+    nothing is left at ``out`` / ``full_out`` then. An existing ``out`` / ``full_out`` is
+    an error unless ``overwrite``; the input video itself is never overwritten.
     """
     src = Path(src)
     out = Path(out)
@@ -540,9 +557,9 @@ def clean_video(
     mask_out = sibling_path(out, "mask") if compositing and mask_video else None
     repaint_out = sibling_path(out, "repaint") if compositing and keep_repaint else None
     masker = SensorMasker(mask if mask is not None else MaskSettings()) if compositing else None
-    for target in (out, full, mask_out, repaint_out):
-        if target is not None and src.exists() and target.resolve() == src.resolve():
-            raise CleanError(f"{src}: output {target} would overwrite the input video")
+    _check_crf(crf)
+    check_video_outputs(src, out, full, overwrite=overwrite)
+    check_video_outputs(src, mask_out, repaint_out, overwrite=overwrite)
     info = probe(src)  # VideoError names the file
     why = check_bbox(bbox_t, info.width, info.height)
     if why:
@@ -741,7 +758,47 @@ def _existing_clean_manifest(path: Path, subject: str) -> list[Recording]:
         raise CleanError(
             f"{path}: belongs to subject {old.subject!r}, not {subject!r}; use another output folder"
         )
+    other = [r.name for r in old.recordings if r.condition != "clean"]
+    if other:
+        raise CleanError(
+            f"{path}: not a manifest of cleaned recordings (recording(s) {other} are not condition "
+            "'clean'); it is left untouched: choose another --out"
+        )
     return list(old.recordings)
+
+
+def _outputs_of(recs: Sequence[Recording]) -> set[Path]:
+    """Files a cleaned manifest's entries own: each video and its pasted-back version."""
+    return {p.resolve() for r in recs for p in (r.path, full_output_path(r.path))}
+
+
+def _inputs_of(subject: Subject) -> set[Path]:
+    """Every file a subject manifest refers to (never to be written by a clean)."""
+    files = {subject.manifest_path.resolve()}
+    for r in subject.recordings:
+        files |= {p.resolve() for p in (r.path, r.ground_truth, r.mask) if p is not None}
+    return files
+
+
+def _merge_manifest(
+    manifest_path: Path, subject: Subject, results: dict[str, CleanResult]
+) -> Path:
+    """Add the entries of ``results`` to the cleaned manifest at ``manifest_path``.
+
+    Runs under a file lock and re-reads the manifest inside it, so that concurrent cleans
+    of disjoint recordings into one folder all keep their entries (last writer no longer
+    wins). Earlier entries stay unless re-cleaned now or their video is gone."""
+    from filelock import FileLock
+
+    new = [clean_recording_entry(subject.recording(n), r.out, r.crop_size) for n, r in results.items()]
+    new_names = {r.name for r in new}
+    with FileLock(str(manifest_path.parent / CLEAN_MANIFEST_LOCK)):
+        existing = _existing_clean_manifest(manifest_path, subject.subject)
+        merged = [r for r in existing if r.name not in new_names and r.path.is_file()] + new
+        return save_manifest(
+            Subject(subject=subject.subject, recordings=tuple(merged), manifest_path=manifest_path),
+            manifest_path,
+        )
 
 
 def clean_recordings(
@@ -763,6 +820,7 @@ def clean_recordings(
     mask: MaskSettings | None = None,
     mask_video: bool = False,
     keep_repaint: bool = False,
+    overwrite: bool = False,
 ) -> CleanReport:
     """Clean the sensor recordings of ``subject`` (all, or those named) into ``out_dir``.
 
@@ -773,6 +831,10 @@ def clean_recordings(
     condition ``clean``, ``source: NAME``, same session and segments, bbox the full crop),
     merged with the entries already there. For the post-fit hook, which has the generator
     in memory; :func:`clean_subject` loads it from a checkpoint.
+
+    Never written: any file the subject's manifest refers to, a manifest in ``out_dir``
+    that is not a cleaned-recordings manifest of the same subject, and (unless
+    ``overwrite``) existing files that the cleaned manifest does not list as its own.
     """
     out_dir = Path(out_dir)
     sensor = subject.by_condition("sensor")
@@ -795,13 +857,35 @@ def clean_recordings(
     manifest_path = (out_dir / CLEAN_MANIFEST).resolve()
     if manifest_path == subject.manifest_path.resolve():
         raise CleanError(f"{manifest_path}: output folder holds the subject's own manifest; choose another --out")
+    _check_crf(crf)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CleanError(f"{out_dir}: --out exists and is not a folder; cleaning a manifest writes into a folder")
     existing = _existing_clean_manifest(manifest_path, subject.subject)
+    owned, inputs = _outputs_of(existing), _inputs_of(subject)
+    targets: dict[str, Path] = {}
+    for rec in chosen:
+        try:
+            out = output_path(out_dir, f"{rec.name}.mp4")
+        except ValueError as exc:
+            raise CleanError(f"{subject.manifest_path}: recording {rec.name!r}: {exc}") from None
+        for target in (out, full_output_path(out)) if paste_back else (out,):
+            if target in inputs:
+                raise CleanError(
+                    f"{target}: output of recording {rec.name!r} would overwrite an input of "
+                    f"{subject.manifest_path}; choose another --out"
+                )
+            if target.exists() and target not in owned and not overwrite:
+                raise CleanError(
+                    f"{target}: output of recording {rec.name!r} exists and is not listed in "
+                    f"{manifest_path}; pass --overwrite to replace it"
+                )
+        targets[rec.name] = out
     out_dir.mkdir(parents=True, exist_ok=True)
 
     report = CleanReport(subject=subject.subject, out_dir=out_dir)
     try:
         for number, rec in enumerate(chosen, 1):
-            out = out_dir / f"{rec.name}.mp4"
+            out = targets[rec.name]
             try:
                 result = clean_video(
                     generator,
@@ -822,6 +906,7 @@ def clean_recordings(
                     mask=mask,
                     mask_video=mask_video,
                     keep_repaint=keep_repaint,
+                    overwrite=True,  # checked above, before any work
                 )
             except (CleanError, VideoError, OSError) as exc:
                 msg = str(exc)
@@ -835,14 +920,7 @@ def clean_recordings(
     finally:
         # Also on an unexpected error or Ctrl-C: list what was finished.
         if report.results:
-            new = [clean_recording_entry(subject.recording(n), r.out, r.crop_size) for n, r in report.results.items()]
-            new_names = {r.name for r in new}
-            # Earlier entries stay unless re-cleaned now or their video is gone.
-            merged = [r for r in existing if r.name not in new_names and r.path.is_file()] + new
-            report.manifest = save_manifest(
-                Subject(subject=subject.subject, recordings=tuple(merged), manifest_path=manifest_path),
-                manifest_path,
-            )
+            report.manifest = _merge_manifest(manifest_path, subject, report.results)
         elif existing:
             report.manifest = manifest_path
     return report
@@ -866,6 +944,7 @@ def clean_subject(
     mask: MaskSettings | None = None,
     mask_video: bool = False,
     keep_repaint: bool = False,
+    overwrite: bool = False,
 ) -> CleanReport:
     """Load G_S→N from ``ckpt`` and clean the subject of ``manifest`` (default: the
     training manifest recorded in the checkpoint). See :func:`clean_recordings`."""
@@ -894,4 +973,5 @@ def clean_subject(
         mask=mask,
         mask_video=mask_video,
         keep_repaint=keep_repaint,
+        overwrite=overwrite,
     )

@@ -26,13 +26,26 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from sensor_removal.manifest import Recording, Subject, load_manifest
+from sensor_removal.argtypes import HalfOpenShare, NonNegativeInt, PositiveInt, UnitShare
+from sensor_removal.manifest import ManifestError, Recording, Subject, load_manifest, output_path
 from sensor_removal.video import VideoError, crop_resize, iter_frames, probe
 
 log = logging.getLogger(__name__)
 
 Domain = Literal["sensor", "normal"]
 DOMAINS: tuple[Domain, ...] = ("sensor", "normal")
+#: Frames each domain needs at least: one to train on, one to validate on.
+MIN_FRAMES_PER_DOMAIN = 2
+
+
+class DataSettingsError(ValueError):
+    """Data options that do not fit together; the message names the options."""
+
+
+class FrameCacheError(RuntimeError):
+    """The frame cache cannot be written (full disk, permissions); names the folder."""
+
+
 #: Bump when the cache layout or the crop changes, so stale caches are not reused.
 CACHE_VERSION = 1
 
@@ -70,6 +83,13 @@ class FrameRef:
     frame: int
 
 
+def sample_size(total: int, fraction: float) -> int:
+    """Frames drawn from a domain of ``total`` frames: ``fraction`` of them, at least one."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    return max(1, int(round(fraction * total))) if total > 0 else 0
+
+
 def sample_frames(frame_counts: dict[str, int], fraction: float, seed: int) -> list[FrameRef]:
     """Draw a uniformly random, seeded ``fraction`` of all frames of one domain.
 
@@ -78,14 +98,12 @@ def sample_frames(frame_counts: dict[str, int], fraction: float, seed: int) -> l
     drawn. The result is sorted by recording then frame, ready for one sequential decode
     pass per video. The same counts, fraction and seed always give the same frames.
     """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     names = sorted(frame_counts)
     sizes = np.array([frame_counts[n] for n in names], dtype=np.int64)
     total = int(sizes.sum())
     if total <= 0:
         return []
-    k = max(1, int(round(fraction * total)))
+    k = sample_size(total, fraction)
     rng = np.random.default_rng(seed)
     flat = np.sort(rng.choice(total, size=k, replace=False))
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -177,11 +195,14 @@ def build_frame_cache(
     recs = [r for r in subject.recordings if r.condition in DOMAINS]
     counts = {r.name: probe(r.path).frame_count for r in recs}
     key = cache_key(subject, fraction, seed, load_size, counts)
-    final = Path(cache_root) / f"{subject.subject}-{key}"
+    final = output_path(cache_root, f"{subject.subject}-{key}")
     if (final / "index.json").is_file():
         return load_frame_cache(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    except OSError as exc:
+        raise FrameCacheError(f"{final.parent}: cannot create the frame cache folder ({exc.strerror or exc})") from None
     try:
         by_name = {r.name: r for r in recs}
         refs: dict[str, list[FrameRef]] = {}
@@ -215,6 +236,12 @@ def build_frame_cache(
             if not (final / "index.json").is_file():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FrameCacheError(
+            f"{final}: cannot write the frame cache ({exc.strerror or exc}); free disk space or point "
+            "--data.cache_dir at another disk"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -289,6 +316,33 @@ class UnpairedFrames(Dataset):
         return augment(chw, self.crop_size, self.train).contiguous()
 
 
+def check_sizes(load_size: int, crop_size: int) -> None:
+    """The crop sizes the networks and the video writer can use (raises
+    :class:`DataSettingsError` naming the options)."""
+    if crop_size > load_size:
+        raise DataSettingsError(f"data.crop_size ({crop_size}) must not exceed data.load_size ({load_size})")
+    if load_size % 2:
+        raise DataSettingsError(f"data.load_size ({load_size}) must be even: cleaned crops are written as H.264 video")
+    if crop_size % 4:
+        raise DataSettingsError(f"data.crop_size ({crop_size}) must be a multiple of 4 (two stride-2 stages)")
+
+
+def check_domain_sizes(subject: Subject, fraction: float) -> None:
+    """Each domain must yield :data:`MIN_FRAMES_PER_DOMAIN` sampled frames; checked from
+    the videos' headers before a cache, a logger folder or a config file is written."""
+    for domain in DOMAINS:
+        recs = subject.by_condition(domain)
+        total = sum(probe(r.path).frame_count for r in recs)
+        drawn = sample_size(total, fraction)
+        if drawn < MIN_FRAMES_PER_DOMAIN:
+            raise ManifestError(
+                f"{subject.manifest_path}: the {domain} recordings {[r.name for r in recs]} have {total} "
+                f"frame(s); data.fraction {fraction} draws {drawn}, but training needs at least "
+                f"{MIN_FRAMES_PER_DOMAIN} per domain (one to train, one to validate): raise "
+                "--data.fraction or add longer recordings"
+            )
+
+
 class FramesDataModule(pl.LightningDataModule):
     """One subject's training frames.
 
@@ -314,26 +368,32 @@ class FramesDataModule(pl.LightningDataModule):
     def __init__(
         self,
         manifest: str,
-        fraction: float = 0.02,
+        fraction: UnitShare = 0.02,
         seed: int = 0,
-        load_size: int = 286,
-        crop_size: int = 256,
-        val_fraction: float = 0.1,
-        batch_size: int = 1,
-        num_workers: int = 2,
+        load_size: PositiveInt = 286,
+        crop_size: PositiveInt = 256,
+        val_fraction: HalfOpenShare = 0.1,
+        batch_size: PositiveInt = 1,
+        num_workers: NonNegativeInt = 2,
         cache_dir: str | None = None,
-        decode_workers: int = 2,
+        decode_workers: PositiveInt = 2,
     ) -> None:
         super().__init__()
-        if crop_size > load_size:
-            raise ValueError(f"crop_size ({crop_size}) must not exceed load_size ({load_size})")
-        if load_size % 2:
-            raise ValueError(f"load_size ({load_size}) must be even: cleaned crops are written as H.264 video")
-        if crop_size % 4:
-            raise ValueError(f"crop_size ({crop_size}) must be divisible by 4 (two stride-2 stages)")
+        # Plain numbers in the checkpoint's hyper-parameters (the CLI passes the range types).
+        fraction, val_fraction, seed = float(fraction), float(val_fraction), int(seed)
+        load_size, crop_size, batch_size = int(load_size), int(crop_size), int(batch_size)
+        num_workers, decode_workers = int(num_workers), int(decode_workers)
+        check_sizes(load_size, crop_size)
+        for name, value, ok in (
+            ("fraction", fraction, 0.0 < fraction <= 1.0),
+            ("val_fraction", val_fraction, 0.0 <= val_fraction < 1.0),
+        ):
+            if not ok:
+                raise DataSettingsError(f"data.{name} must be in {'(0, 1]' if name == 'fraction' else '[0, 1)'}, got {value}")
         self.save_hyperparameters(logger=False)  # the CLI logs the full config (cli.RunConfig)
         # Validate once, at construction: a bad manifest stops the CLI before any work.
         self.subject = load_manifest(manifest)
+        check_domain_sizes(self.subject, fraction)
         self.cache_root = Path(cache_dir) if cache_dir else self.subject.manifest_path.parent / ".frame_cache"
         self.cache: FrameCache | None = None
         self._splits: dict[str, dict[str, np.ndarray]] = {}

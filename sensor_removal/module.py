@@ -35,6 +35,13 @@ from torch import Tensor
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR
 
+from sensor_removal.argtypes import (
+    HalfOpenShare,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 from sensor_removal.data import to_unit_range
 from sensor_removal.losses import (
     cycle_loss,
@@ -187,19 +194,19 @@ class CycleGAN(pl.LightningModule):
 
     def __init__(
         self,
-        ngf: int = 64,
-        ndf: int = 64,
-        n_blocks: int = 9,
-        n_layers_d: int = 3,
-        lr: float = 3e-4,
-        beta1: float = 0.5,
-        beta2: float = 0.999,
-        lambda_cycle: float = 10.0,
-        lambda_identity: float = 0.5,
-        pool_size: int = 50,
-        epochs_constant: int = 15,
-        epochs_decay: int = 15,
-        lr_batch_size: int = 1,
+        ngf: PositiveInt = 64,
+        ndf: PositiveInt = 64,
+        n_blocks: PositiveInt = 9,
+        n_layers_d: PositiveInt = 3,
+        lr: PositiveFloat = 3e-4,
+        beta1: HalfOpenShare = 0.5,
+        beta2: HalfOpenShare = 0.999,
+        lambda_cycle: NonNegativeFloat = 10.0,
+        lambda_identity: NonNegativeFloat = 0.5,
+        pool_size: NonNegativeInt = 50,
+        epochs_constant: NonNegativeInt = 15,
+        epochs_decay: NonNegativeInt = 15,
+        lr_batch_size: PositiveInt = 1,
         lr_scaling: LrScaling = "sqrt",
         channels_last: bool = True,
         compile: bool = False,
@@ -208,6 +215,11 @@ class CycleGAN(pl.LightningModule):
         lambda_mask_smooth: float = 0.1,
     ) -> None:
         super().__init__()
+        # Plain numbers in the checkpoint's hyper-parameters (the CLI passes the range types).
+        ngf, ndf, n_blocks, n_layers_d = int(ngf), int(ndf), int(n_blocks), int(n_layers_d)
+        lr, beta1, beta2 = float(lr), float(beta1), float(beta2)
+        lambda_cycle, lambda_identity = float(lambda_cycle), float(lambda_identity)
+        pool_size, epochs_constant, epochs_decay = int(pool_size), int(epochs_constant), int(epochs_decay)
         if lr <= 0 or lambda_cycle < 0 or lambda_identity < 0:
             raise ValueError(
                 f"CycleGAN: need lr > 0, lambda_cycle >= 0, lambda_identity >= 0; got "
