@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         from sensor_removal.clean import main as clean_main
 
         return clean_main(argv[1:])
+    if command == "sweep":
+        from sensor_removal.sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
     # LightningCLI reads sys.argv itself unless given explicit arguments.
     return _lightning_main(argv if explicit else None)
 
