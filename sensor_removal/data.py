@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
 from sensor_removal.manifest import Recording, Subject, load_manifest
@@ -172,6 +173,25 @@ def build_frame_cache(
     if (final / "index.json").is_file():
         return load_frame_cache(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # One builder per cache: DDP ranks on several nodes and sweep tasks of the same subject
+    # start together; the first takes the lock and decodes, the others wait and reuse it.
+    with FileLock(str(final.parent / f".{final.name}.lock")):
+        if (final / "index.json").is_file():
+            return load_frame_cache(final)
+        return _write_frame_cache(recs, counts, final, fraction, seed, load_size, workers, subject)
+
+
+def _write_frame_cache(
+    recs: list[Recording],
+    counts: dict[str, int],
+    final: Path,
+    fraction: float,
+    seed: int,
+    load_size: int,
+    workers: int,
+    subject: Subject,
+) -> FrameCache:
+    """Decode the sampled frames into a temporary folder and rename it to ``final``."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         by_name = {r.name: r for r in recs}

@@ -66,8 +66,9 @@ def sbatch_header(spec: SweepSpec, n_tasks: int) -> str:
                      or line in spec.slurm.setup)
 
 
-def dry_run(spec: SweepSpec, out: Any = sys.stdout) -> None:
+def dry_run(spec: SweepSpec, out: Any = None) -> None:
     """Print the task table and the sbatch parameters; submit nothing."""
+    out = out or sys.stdout
     tasks = spec.tasks()
     print(f"sweep {spec.path}: {len(tasks)} tasks (array 0-{len(tasks) - 1}), root {spec.root}", file=out)
     rows = [(str(i), t.subject, t.point, " ".join(t.tags) or "-", str(t.run_dir)) for i, t in enumerate(tasks)]
@@ -201,7 +202,8 @@ def _state(recorded: str | None, queued: str | None, have_queue: bool) -> str:
     return "failed" if have_queue and queued is None else "running"
 
 
-def print_status(rows: list[dict[str, Any]], out: Any = sys.stdout) -> None:
+def print_status(rows: list[dict[str, Any]], out: Any = None) -> None:
+    out = out or sys.stdout
     table = [
         (r["subject"], r["point"], r["state"], "-" if r["epoch"] is None else str(r["epoch"]),
          " ".join(f"{k} {v:.3f}" for k, v in r["losses"].items()) or "-", r["report"] or "-", str(r["job_id"] or "-"))

@@ -32,6 +32,8 @@ class SlurmResources:
 
     ``gpus_per_node`` > 1 launches one process per GPU (``ntasks_per_node = gpus_per_node``,
     srun per rank), the way Lightning's ``SLURMEnvironment`` expects for DDP.
+    ``tasks_per_node`` sets the processes per node explicitly (CPU-only DDP, e.g. 2 for a
+    test on a laptop); ``time_min`` is the time limit in minutes.
     """
 
     partition: str | None = None
@@ -40,6 +42,7 @@ class SlurmResources:
     time_min: int = 24 * 60
     nodes: int = 1
     gpus_per_node: int = 1
+    tasks_per_node: int | None = None
     cpus_per_task: int = 4
     mem_gb: float | None = None
     array_parallelism: int = 64
@@ -49,7 +52,7 @@ class SlurmResources:
 
     @property
     def ntasks_per_node(self) -> int:
-        return max(1, self.gpus_per_node)
+        return self.tasks_per_node or max(1, self.gpus_per_node)
 
     def sbatch_parameters(self) -> dict[str, Any]:
         """Parameters for ``submitit.SlurmExecutor.update_parameters`` (sbatch flag names)."""

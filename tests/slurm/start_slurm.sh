@@ -43,6 +43,11 @@ HOST=$(hostname -s)
 CPUS=$(nproc)
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
 mkdir -p "$STATE/ctld" "$STATE/d" "$STATE/log" "$STATE/munge"
+# Two free TCP ports, so a system SLURM or a leftover test cluster is never in the way.
+read -r CTLD_PORT D_PORT < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+[x.bind(("127.0.0.1", 0)) for x in s]
+print(*[x.getsockname()[1] for x in s])')
 
 # munge: a key of our own and a socket in STATE, so a system munged (if any) is untouched.
 MUNGE_SOCKET="$STATE/munge/munge.socket"
@@ -60,8 +65,8 @@ SlurmdUser=root
 AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
 CredType=cred/munge
-SlurmctldPort=$((6817 + ${SLURM_TEST_PORT_OFFSET:-100}))
-SlurmdPort=$((6818 + ${SLURM_TEST_PORT_OFFSET:-100}))
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$D_PORT
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/d
 SlurmctldPidFile=$STATE/slurmctld.pid
