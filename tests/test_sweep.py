@@ -180,7 +180,7 @@ def test_local_executor_runs_two_process_ddp(subjects: Path, tmp_path: Path) -> 
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch000.ckpt", "last.ckpt"]
     logs = "".join(p.read_text() for p in (tmp_path / "out" / ".submitit").rglob("*_log.*"))
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in logs
-    assert "ddp_find_unused_parameters_true" in (run / "sweep_fit.yaml").read_text()
+    assert "devices: '2'" in (run / "sweep_fit.yaml").read_text()
     [row] = task_status(tmp_path / "out")
     assert row["state"] == "done" and row["epoch"] == 0
 
@@ -202,7 +202,8 @@ def test_slurm_sweep_two_subjects_two_grid_points(slurm: SlurmCluster, subjects:
                         grid={"model.lr": [3e-4, 1e-4]})
     started = time.monotonic()
     assert main(["sweep", "--config", str(sweep), "--wait"]) == 0
-    print(f"4-task SLURM sweep: {time.monotonic() - started:.0f} s (cluster start {slurm.start_seconds:.1f} s)")
+    with capsys.disabled():
+        print(f"\n4-task SLURM sweep: {time.monotonic() - started:.0f} s (cluster start {slurm.start_seconds:.1f} s)")
     record = read_json(tmp_path / "out" / "sweep.json")
     array_ids = {t["job_id"].split("_")[0] for t in record["tasks"].values()}
     assert len(array_ids) == 1  # one job array
