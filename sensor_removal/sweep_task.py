@@ -161,21 +161,23 @@ class FitTask:
             attempts.append({"job_id": _job_id(), "started": time.time(), "resumed_from": str(ckpt) if ckpt else None,
                              "resumed_epoch": _checkpoint_epoch(ckpt)})
             write_json(state_path, {**state, "state": "running", "job_id": _job_id(), "attempts": attempts, "error": None})
+        sigterm = SigtermSeen.install()
         try:
             summary = self._fit(wandb_id, ckpt)
-        except Exception as exc:
-            if rank == 0:
-                write_json(state_path, {**read_json(state_path), "state": "failed", "error": f"{type(exc).__name__}: {exc}"})
-            raise
         except BaseException as exc:
             from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-            # SIGTERM (preemption, scancel, time limit) is not a failure of the task: a
-            # requeued job continues from the newest checkpoint. Anything else is.
-            interrupted = isinstance(exc, SIGTERMException)
+            # SIGTERM (preemption, requeue, scancel, time limit) is not a failure of the
+            # task: a requeued job continues from the newest checkpoint. The signal also
+            # stops helper processes (W&B's service), so whatever error follows it counts
+            # as the interruption too. Anything else is a failure.
+            interrupted = isinstance(exc, SIGTERMException) or sigterm.seen
             if rank == 0:
                 write_json(state_path, {**read_json(state_path), "state": "interrupted" if interrupted else "failed",
                                         "error": None if interrupted else f"{type(exc).__name__}: {exc}"})
+            if interrupted and not isinstance(exc, SystemExit):
+                # No result for submitit to record: the requeued job writes the real one.
+                raise SystemExit(128 + signal.SIGTERM) from exc
             raise
         if rank == 0:
             failed = summary.get("benchmark_error")
@@ -256,6 +258,28 @@ class FitTask:
                        + yaml.safe_dump(cfg, sort_keys=False))
         os.replace(tmp, path)
         return path
+
+
+class SigtermSeen:
+    """Remembers whether SIGTERM arrived, then hands it on to the handler that was there
+    before (submitit's; Lightning adds its own on top during ``fit`` and keeps ours)."""
+
+    def __init__(self, previous: Any) -> None:
+        self.seen = False
+        self.previous = previous
+
+    @classmethod
+    def install(cls) -> SigtermSeen:
+        handler = cls(signal.getsignal(signal.SIGTERM))
+        signal.signal(signal.SIGTERM, handler)
+        return handler
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        if callable(self.previous):
+            self.previous(signum, frame)
+        elif self.previous == signal.SIG_DFL:
+            raise SystemExit(128 + signum)
 
 
 def run_task(task: FitTask) -> dict[str, Any]:
