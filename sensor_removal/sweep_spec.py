@@ -206,7 +206,7 @@ def load_sweep(path: str | Path, root: str | Path | None = None) -> SweepSpec:
     return SweepSpec(
         path=path,
         root=out_root.resolve(),
-        configs=tuple(_paths(_need(doc, "configs", path), base, path, "configs")),
+        configs=tuple(_paths(doc["configs"], base, path, "configs")) if doc.get("configs") else (),
         manifests=tuple(_paths(_need(doc, "subjects", path), base, path, "subjects")),
         grid=grid,
         slurm=SlurmResources(**slurm_doc),

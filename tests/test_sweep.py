@@ -107,7 +107,7 @@ def test_bad_sweep_file_is_one_clear_error(subjects: Path, tmp_path: Path, capsy
     bad.write_text(yaml.safe_dump({"subjects": [str(tmp_path / "nope" / "*.yaml")], "configs": [], "root": "x"}))
     assert main(["sweep", "--config", str(bad), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}: field 'configs' is missing" in err and "Traceback" not in err
+    assert f"{bad}: subjects: '{tmp_path / 'nope' / '*.yaml'}' matches no file" in err and "Traceback" not in err
 
 
 def test_dry_run_multi_gpu_spec_prints_array_and_sbatch_parameters(subjects: Path, tmp_path: Path,
@@ -273,3 +273,32 @@ def test_slurm_requeue_resumes_same_epoch_lr_sample_and_wandb_run(slurm: SlurmCl
     run_id, records = wandb_record(run)
     assert len(records) == 2  # two attempts, one W&B run id
     assert state["wandb_id"] == run_id
+
+
+# ------------------------------------------------------------------------ shipped files
+
+
+def test_example_sweep_file_dry_runs(subjects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "data").symlink_to(subjects)
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "--config", str(ROOT / "conf" / "sweep" / "example.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "8 tasks (array 0-7)" in out
+    assert str(tmp_path / "runs" / "sweep-lr-identity" / "synth02" / "lr0.0002_lambda_identity0.0") in out
+    assert "#SBATCH --gpus-per-node=1" in out and "#SBATCH --partition=gpu" in out
+
+
+def test_wandb_sweep_parameters_are_fit_options(capsys: pytest.CaptureFixture) -> None:
+    """Every parameter of conf/sweep/wandb.yaml, as `wandb agent` passes it (`--key=value`),
+    is accepted by `fit` and reaches the config."""
+    doc = yaml.safe_load((ROOT / "conf" / "sweep" / "wandb.yaml").read_text())
+    assert doc["command"][-1] == "${args}" and "sensor_removal fit" in doc["command"][2]
+    args = [f"--{k}={v['values'][-1]}" for k, v in doc["parameters"].items()]
+    with pytest.raises(SystemExit) as done:
+        main(["fit", *args, "--trainer.default_root_dir", "runs/wandb-sweep/x", "--print_config"])
+    assert done.value.code == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["model"]["lr"] == doc["parameters"]["model.lr"]["values"][-1]
+    assert cfg["model"]["lambda_identity"] == doc["parameters"]["model.lambda_identity"]["values"][-1]
+    assert cfg["subject"] == "subj07" and cfg["trainer"]["default_root_dir"] == "runs/wandb-sweep/x"
