@@ -17,6 +17,7 @@ The sweep root holds ``sweep.json`` (the task table and the SLURM job ids), ``.s
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -254,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sensor_removal.manifest import ManifestError
 
+    if args.status is None and importlib.util.find_spec("submitit") is None:
+        print("error: `sweep` needs submitit: pip install 'sensor-removal[cluster]' (or pip install 'submitit>=1.5,<2')",
+              file=sys.stderr)
+        return 2
     try:
         if args.status is not None:
             rows = task_status(args.status)
