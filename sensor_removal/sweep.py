@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -113,7 +114,7 @@ def submit(spec: SweepSpec, executor: str, tasks: list[SweepTaskSpec] | None = N
         ex.update_parameters(job_name=f"sweep-{spec.root.name}", **spec.slurm.sbatch_parameters())
         jobs = ex.map_array(run_task, calls)
         ids = {_key(t): j.job_id for t, j in zip(tasks, jobs, strict=True)}
-        _record_jobs(spec, ids)
+        _record_jobs(spec, ids, executor)
         if wait:
             for job in jobs:
                 _wait(job)
@@ -123,7 +124,7 @@ def submit(spec: SweepSpec, executor: str, tasks: list[SweepTaskSpec] | None = N
         ex.update_parameters(timeout_min=spec.slurm.time_min, tasks_per_node=spec.slurm.ntasks_per_node)
         job = ex.submit(run_task, call)
         ids[_key(t)] = str(job.job_id)
-        _record_jobs(spec, {_key(t): str(job.job_id)})
+        _record_jobs(spec, {_key(t): str(job.job_id)}, executor)
         _wait(job)
     return ids
 
@@ -136,10 +137,10 @@ def _wait(job: Any) -> None:
         print(f"task {job.job_id} failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}", file=sys.stderr)
 
 
-def _record_jobs(spec: SweepSpec, ids: dict[str, str]) -> None:
+def _record_jobs(spec: SweepSpec, ids: dict[str, str], executor: str) -> None:
     record = read_json(spec.root / SWEEP_FILE)
     for key, job_id in ids.items():
-        record.setdefault("tasks", {}).setdefault(key, {})["job_id"] = job_id
+        record.setdefault("tasks", {}).setdefault(key, {}).update(job_id=job_id, executor=executor)
     write_json(spec.root / SWEEP_FILE, record)
 
 
@@ -165,19 +166,22 @@ def task_status(root: Path) -> list[dict[str, Any]]:
     if not record.get("tasks"):
         raise SweepSpecError(f"{root}: no {SWEEP_FILE} with tasks here (is this a sweep root?)")
     tasks = record["tasks"]
-    queue = _queue_states([str(t["job_id"]) for t in tasks.values() if t.get("job_id")])
+    queue = _queue_states([str(t["job_id"]) for t in tasks.values() if t.get("job_id") and t.get("executor") == "slurm"])
     rows = []
     for key, t in tasks.items():
         run = Path(t["run_dir"])
         state = read_json(run / STATE_FILE)
         progress = read_json(run / PROGRESS_FILE)
-        job_id = state.get("job_id") or t.get("job_id")
-        queued = (queue or {}).get(str(job_id)) if job_id else None
+        job_id = t.get("job_id") or state.get("job_id")
+        if t.get("executor") == "local":  # a local job's id is its process id
+            queued, have_queue = ("RUNNING" if job_id and _alive(int(job_id)) else None), True
+        else:
+            queued, have_queue = ((queue or {}).get(str(job_id)) if job_id else None), queue is not None
         rows.append({
             "task": key,
             "subject": t["subject"],
             "point": t["point"],
-            "state": _state(state.get("state"), queued, queue is not None),
+            "state": _state(state.get("state"), queued, have_queue),
             "epoch": progress.get("epoch"),
             "losses": {k.removeprefix("train/"): v for k, v in progress.get("losses", {}).items()
                        if k in ("train/loss_g", "train/loss_d")},
@@ -186,6 +190,16 @@ def task_status(root: Path) -> list[dict[str, Any]]:
             "error": state.get("error"),
         })
     return rows
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _state(recorded: str | None, queued: str | None, have_queue: bool) -> str:

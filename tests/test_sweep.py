@@ -225,10 +225,14 @@ def test_slurm_sweep_two_subjects_two_grid_points(slurm: SlurmCluster, subjects:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("how", ["scontrol", "signal"])
 def test_slurm_requeue_resumes_same_epoch_lr_sample_and_wandb_run(slurm: SlurmCluster, subjects: Path,
-                                                                  tmp_path: Path) -> None:
-    """`scontrol requeue` on a running task: it resumes from its saved epoch and ends with
-    the lr curve, frame sample and global step of an uninterrupted run, in the same W&B run."""
+                                                                  tmp_path: Path, how: str) -> None:
+    """A running task is requeued — from outside (`scontrol requeue`: SIGTERM, the task
+    resumes from its last epoch checkpoint) or by the time-limit signal (`USR2`: Lightning
+    saves an hpc checkpoint and requeues the job itself). It resumes from the saved
+    checkpoint and ends with the lr curve and frame sample of an uninterrupted run, in the
+    same W&B run."""
     epochs = 4
     fit = write_fit(tmp_path / "fit.yaml", epochs=epochs, postfit=False, fraction=1.0)
     manifests = [str(subjects / "s2" / "manifest.yaml")]
@@ -237,16 +241,21 @@ def test_slurm_requeue_resumes_same_epoch_lr_sample_and_wandb_run(slurm: SlurmCl
     assert main(["sweep", "--config", str(sweep)]) == 0
     run = tmp_path / "pre" / "synth02" / "default"
     job = read_json(tmp_path / "pre" / "sweep.json")["tasks"]["synth02/default"]["job_id"]
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600
     while read_json(run / PROGRESS_FILE).get("epoch") is None:
         assert time.monotonic() < deadline, "the task never finished an epoch"
         time.sleep(0.2)
-    slurm.run("scontrol", "requeue", job)
+    if how == "scontrol":
+        slurm.run("scontrol", "requeue", job)
+    else:
+        slurm.run("scancel", "--signal=USR2", job)
     while "PENDING" not in slurm.run("squeue", "-h", "-r", "-o", "%T", "-j", job, check=False):
         assert time.monotonic() < deadline, "the task was not requeued"
         time.sleep(0.2)
     time.sleep(6)  # KillWait: the first attempt is gone
-    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["epoch"]
+    resume_from = sorted(run.glob("hpc_ckpt_*.ckpt")) if how == "signal" else [run / "checkpoints" / "last.ckpt"]
+    assert len(resume_from) == 1, "Lightning wrote no hpc checkpoint on the requeue signal"
+    saved = torch.load(resume_from[0], map_location="cpu", weights_only=True)["epoch"]
     assert saved < epochs - 1, "the task finished before it was requeued: make its epochs longer"
     # Not a failure: interrupted (or still "running" when SIGKILL came first), and pending.
     assert read_json(run / STATE_FILE)["state"] in ("interrupted", "running")
@@ -254,25 +263,32 @@ def test_slurm_requeue_resumes_same_epoch_lr_sample_and_wandb_run(slurm: SlurmCl
     slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")  # requeued jobs wait 2 min otherwise
     while not (len(read_json(run / STATE_FILE).get("attempts", [])) == 2
                and read_json(run / STATE_FILE).get("state") in ("done", "failed")):
-        assert time.monotonic() < deadline + 300, "the requeued task did not finish"
+        assert time.monotonic() < deadline + 600, "the requeued task did not finish"
         time.sleep(1)
     # The uninterrupted reference: the same task, run to the end in one go.
     assert main(["sweep", "--config", str(ref), "--executor", "local"]) == 0
     ref_run = tmp_path / "ref" / "synth02" / "default"
     state = read_json(run / STATE_FILE)
     assert state["state"] == "done"
-    assert [a["resumed_epoch"] for a in state["attempts"]] == [None, saved]
+    assert [(a["resumed_from"], a["resumed_epoch"]) for a in state["attempts"]] == [(None, None),
+                                                                                 (str(resume_from[0]), saved)]
     assert {a["job_id"] for a in state["attempts"]} == {job}
     pre, ref_progress = read_json(run / PROGRESS_FILE), read_json(ref_run / PROGRESS_FILE)
     assert pre["lr"] == ref_progress["lr"] and len(pre["lr"]) == epochs
     assert pre["frame_cache"] == ref_progress["frame_cache"]
     a = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     b = torch.load(ref_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (epochs - 1, b["global_step"])
+    assert a["epoch"] == b["epoch"] == epochs - 1
     assert a["lr_schedulers"] == b["lr_schedulers"]
+    if how == "scontrol":  # resumed at an epoch boundary: exactly the same steps
+        assert a["global_step"] == b["global_step"]
     run_id, records = wandb_record(run)
     assert len(records) == 2  # two attempts, one W&B run id
     assert state["wandb_id"] == run_id
+    if how == "signal":  # one owner of requeue: Lightning, not submitit
+        logs = "".join(p.read_text() for p in (tmp_path / "pre" / ".submitit").rglob("*_log.err"))
+        assert "Handling auto-requeue signal" in logs and "Requeued SLURM job" in logs
+        assert "Caught signal SIGUSR2" not in logs
 
 
 # ------------------------------------------------------------------------ shipped files
@@ -302,3 +318,20 @@ def test_wandb_sweep_parameters_are_fit_options(capsys: pytest.CaptureFixture) -
     assert cfg["model"]["lr"] == doc["parameters"]["model.lr"]["values"][-1]
     assert cfg["model"]["lambda_identity"] == doc["parameters"]["model.lambda_identity"]["values"][-1]
     assert cfg["subject"] == "subj07" and cfg["trainer"]["default_root_dir"] == "runs/wandb-sweep/x"
+
+
+def test_resubmit_failed_runs_only_the_failed_tasks(subjects: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    fit = write_fit(tmp_path / "fit.yaml", epochs=1, postfit=False)
+    sweep = write_sweep(tmp_path / "s.yaml", [str(subjects / "s1" / "manifest.yaml")], fit, tmp_path / "out",
+                        grid={"data.crop_size": [32, 30]})  # 30 is not divisible by 4: that task fails
+    assert main(["sweep", "--config", str(sweep), "--executor", "local"]) == 1
+    capsys.readouterr()
+    rows = {r["point"]: r for r in task_status(tmp_path / "out")}
+    assert rows["crop_size32"]["state"] == "done" and rows["crop_size30"]["state"] == "failed"
+    assert "divisible by 4" in rows["crop_size30"]["error"]
+    assert main(["sweep", "--resubmit-failed", str(tmp_path / "out"), "--executor", "local"]) == 1
+    assert "resubmitted 1 failed task(s): synth01/crop_size30" in capsys.readouterr().out
+    attempts = {p: len(read_json(tmp_path / "out" / "synth01" / p / STATE_FILE)["attempts"])
+                for p in ("crop_size32", "crop_size30")}
+    assert attempts == {"crop_size32": 1, "crop_size30": 2}
