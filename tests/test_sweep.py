@@ -165,6 +165,7 @@ def _build_cache(manifest: Path, cache: Path, log: Path) -> None:
         f.write(f"cache {built.path}\n")
 
 
+@pytest.mark.slow  # DDP stays in the default run through tests/test_cli.py; this adds the sweep path
 def test_local_executor_runs_two_process_ddp(subjects: Path, tmp_path: Path) -> None:
     """`sweep --executor local` with 2 processes per task: submitit starts both ranks,
     Lightning trains with DDP (gloo) and only rank 0 writes checkpoint and state."""
