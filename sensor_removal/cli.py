@@ -69,14 +69,13 @@ def _count(value: object) -> int:
         return 1
 
 
-def build_cli(args: list[str] | None = None, run: bool = True) -> SensorRemovalCLI:
-    """The project's LightningCLI. ``run=False`` builds model, data and trainer from
-    ``args`` without a subcommand (no ``fit``), for code that drives the trainer itself."""
+def build_cli(args: list[str] | None = None) -> SensorRemovalCLI:
+    """The project's LightningCLI: a subcommand (``fit``, ``validate``, …) with
+    ``conf/default.yaml`` loaded first. Every caller, the demo included, goes through the
+    subcommand parsers, so a key of ``default.yaml`` that only they accept (e.g.
+    ``weights_only``, an argument of ``Trainer.fit``) can never break one path alone."""
     defaults = {"default_config_files": [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []}
-    if run:
-        parser_kwargs = {"parser_mode": "omegaconf+", **{n: dict(defaults) for n in ("fit", "validate", "test", "predict")}}
-    else:
-        parser_kwargs = {"parser_mode": "omegaconf+", **defaults}
+    parser_kwargs = {"parser_mode": "omegaconf+", **{n: dict(defaults) for n in ("fit", "validate", "test", "predict")}}
     with warnings.catch_warnings():
         # Explicit arguments (tests, the demo) are meant to replace the process's own.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -88,24 +87,32 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SensorRemovalC
             seed_everything_default=0,
             auto_configure_optimizers=False,
             args=args,
-            run=run,
         )
 
 
-def _lightning_main(argv: list[str] | None) -> int:
+#: Errors a user can cause before or during a fit: one message, exit code 2.
+USER_ERRORS = (ManifestError, VideoError, WeightsError)
+
+
+def run_cli(argv: list[str] | None) -> tuple[int, SensorRemovalCLI | None]:
+    """Run a subcommand (``fit``, ``validate``, …) through :func:`build_cli`; return the
+    exit code and the CLI (its trainer, model and callbacks), or ``None`` on a user error.
+    The demo goes through here too, so it parses exactly what ``fit`` parses."""
     try:
-        build_cli(argv)
-    except (ManifestError, VideoError, WeightsError) as exc:
+        return 0, build_cli(argv)
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
     except WandbUsageError as exc:
         print(
             f"error: Weights & Biases: {exc}\nOn a machine without network or login, set WANDB_MODE=offline "
             "(runs are kept under <run>/wandb; `wandb sync` uploads them later).",
             file=sys.stderr,
         )
-        return 2
-    return 0
+    return 2, None
+
+
+def _lightning_main(argv: list[str] | None) -> int:
+    return run_cli(argv)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

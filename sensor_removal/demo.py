@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sensor_removal.cli import CONF_DIR, build_cli
+from sensor_removal.cli import CONF_DIR, run_cli
 from sensor_removal.postfit import BenchmarkOutcome, PostFitBenchmark
 
 
@@ -26,9 +26,11 @@ def mask_psnr(results_csv: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in sel.groupby("kind")["value"].mean().items()}
 
 
-def run_demo(out: Path, config: Path, seconds: float | None, extra: list[str]) -> tuple[BenchmarkOutcome | None, Path]:
-    """Build the subject (once), train, and let the post-fit hook clean and evaluate."""
-    from evaluation.weights import available_metrics
+def run_demo(out: Path, config: Path, seconds: float | None, extra: list[str]) -> tuple[int, BenchmarkOutcome | None, Path]:
+    """Build the subject (once), then run the very ``fit`` subcommand a user runs
+    (``python -m sensor_removal fit --config conf/demo.yaml …``): same parser, same
+    ``conf/default.yaml``; its post-fit hook cleans and evaluates. Returns the exit code,
+    the hook's outcome and the run folder."""
     from sensor_removal.synthetic import make_subject
 
     data = out / "data"
@@ -37,15 +39,13 @@ def run_demo(out: Path, config: Path, seconds: float | None, extra: list[str]) -
         kwargs = {} if seconds is None else {"seconds": seconds}
         make_subject(data, **kwargs)
     run = out / "runs" / "synth01"
-    cli = build_cli(
-        ["--config", str(config), "--data.manifest", str(manifest), "--trainer.default_root_dir", str(run), *extra],
-        run=False,
+    code, cli = run_cli(
+        ["fit", "--config", str(config), "--data.manifest", str(manifest), "--trainer.default_root_dir", str(run), *extra]
     )
+    if cli is None:
+        return code, None, run
     hooks = [cb for cb in cli.trainer.callbacks if isinstance(cb, PostFitBenchmark)]
-    for hook in hooks:  # run whatever needs no download
-        hook.metrics = ["groundtruth", *available_metrics()]
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    return (hooks[0].outcome if hooks else None), run
+    return code, (hooks[0].outcome if hooks else None), run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=CONF_DIR / "demo.yaml")
     ap.add_argument("--seconds", type=float, default=None, help="length of each synthetic video")
     args, extra = ap.parse_known_args(argv)
-    outcome, run = run_demo(args.out, args.config, args.seconds, extra)
+    code, outcome, run = run_demo(args.out, args.config, args.seconds, extra)
+    if code:
+        return code
     grids = sorted((run / "grids").glob("*.png"))
     print("\n=== sensor-removal demo")
     if outcome is None:
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if outcome.error:
         print(outcome.error)
         return 1
+    print(f"metrics         : {', '.join(outcome.metrics)}")
     print(f"cleaned videos  : {outcome.clean_dir}")
     print(f"report          : {outcome.report_dir / 'report.md'}")
     psnr = mask_psnr(outcome.results_dir / "results.csv")

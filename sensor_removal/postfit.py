@@ -31,6 +31,7 @@ class BenchmarkOutcome:
     """What the hook produced (``error`` is set when it failed)."""
 
     checkpoint: Path | None = None
+    metrics: tuple[str, ...] = ()
     clean_dir: Path | None = None
     results_dir: Path | None = None
     report_dir: Path | None = None
@@ -57,6 +58,10 @@ class PostFitBenchmark(pl.Callback):
 
     Args:
         metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``.
+        optional_metrics: metrics to add when their pretrained weights are on this machine
+            when the hook runs (the demo: LPIPS/FID/py-feat where fetched, else not). Which
+            ran is in the outcome and the results; a missing weight of ``metrics`` is
+            still an error.
         batch_size: frames per generator / metric batch.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         paste_back: also write full frames with the cleaned face pasted back.
@@ -72,6 +77,7 @@ class PostFitBenchmark(pl.Callback):
     def __init__(
         self,
         metrics: list[str] = ["groundtruth"],  # noqa: B006 - LightningCLI needs a literal default
+        optional_metrics: list[str] = [],  # noqa: B006
         batch_size: int = 8,
         device: str = "auto",
         paste_back: bool = False,
@@ -84,10 +90,11 @@ class PostFitBenchmark(pl.Callback):
     ) -> None:
         from evaluation.weights import METRICS
 
-        unknown = [m for m in metrics if m not in METRICS]
+        unknown = [m for m in [*metrics, *optional_metrics] if m not in METRICS]
         if unknown:
             raise ValueError(f"PostFitBenchmark: unknown metric(s) {unknown}; expected some of {list(METRICS)}")
         self.metrics = list(metrics)
+        self.optional_metrics = [m for m in optional_metrics if m not in metrics]
         self.batch_size = batch_size
         self.device = device
         self.paste_back = paste_back
@@ -119,18 +126,20 @@ class PostFitBenchmark(pl.Callback):
         """Clean, evaluate, report; never raises (the error is in the outcome)."""
         from evaluation.protocol import ProtocolSettings, run_protocol
         from evaluation.report import make_report
-        from evaluation.weights import check_weights
+        from evaluation.weights import available_metrics, check_weights
         from sensor_removal.clean import clean_subject
 
         root = run_dir(trainer)
         error_file = root / "benchmark_error.txt"
         error_file.unlink(missing_ok=True)  # a previous run's failure is not this run's
-        outcome = BenchmarkOutcome(checkpoint=checkpoint_for_benchmark(trainer))
+        present = set(available_metrics())
+        metrics = (*self.metrics, *(m for m in self.optional_metrics if m in present))
+        outcome = BenchmarkOutcome(checkpoint=checkpoint_for_benchmark(trainer), metrics=metrics)
         try:
             if outcome.checkpoint is None:
                 raise RuntimeError("no checkpoint was written (is a ModelCheckpoint configured?)")
             # Missing weights fail the evaluation anyway: say so before cleaning every video.
-            check_weights([m for m in self.metrics if m != "groundtruth"])
+            check_weights([m for m in metrics if m != "groundtruth"])
             manifest = Path(trainer.datamodule.hparams.manifest)
             outcome.clean_dir = root / "clean"
             report = clean_subject(
@@ -140,7 +149,7 @@ class PostFitBenchmark(pl.Callback):
             if not report.ok:
                 raise RuntimeError("cleaning failed:\n" + report.summary())
             settings = ProtocolSettings(
-                metrics=tuple(self.metrics),
+                metrics=metrics,
                 seed=self.seed,
                 lpips_pairs=self.lpips_pairs,
                 fid_sets=self.fid_sets,
