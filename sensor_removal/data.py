@@ -175,7 +175,8 @@ def build_frame_cache(
     final.parent.mkdir(parents=True, exist_ok=True)
     # One builder per cache: DDP ranks on several nodes and sweep tasks of the same subject
     # start together; the first takes the lock and decodes, the others wait and reuse it.
-    with FileLock(str(final.parent / f".{final.name}.lock")):
+    # (The small ``<cache>.lock`` file stays; only a folder with index.json is a cache.)
+    with FileLock(str(final.parent / f"{final.name}.lock")):
         if (final / "index.json").is_file():
             return load_frame_cache(final)
         return _write_frame_cache(recs, counts, final, fraction, seed, load_size, workers, subject)
