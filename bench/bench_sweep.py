@@ -31,7 +31,10 @@ trainer:
   enable_model_summary: false
   logger:
     class_path: pytorch_lightning.loggers.WandbLogger
-    init_args: {{project: bench, save_dir: ${{...default_root_dir}}, offline: true}}
+    init_args:
+      project: bench
+      save_dir: ${{...default_root_dir}}
+      offline: true
   callbacks:
     - class_path: sensor_removal.callbacks.RunCheckpoint
       init_args: {{save_last: true}}

@@ -225,6 +225,9 @@ def print_status(rows: list[dict[str, Any]], out: Any = None) -> None:
         for r in rows
     ]
     print(_table(("subject", "grid point", "state", "epoch", "losses", "report", "job"), table), file=out)
+    for r in rows:
+        if r["state"] == "failed" and r["error"]:
+            print(f"{r['task']}: {r['error']}", file=out)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1

@@ -173,8 +173,11 @@ class FitTask:
             # as the interruption too. Anything else is a failure.
             interrupted = isinstance(exc, SIGTERMException) or sigterm.seen
             if rank == 0:
+                error = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, SystemExit):  # the CLI said why on stderr
+                    error = f"fit exited with code {exc.code}; its message is in {_log_path() or 'the job log'}"
                 write_json(state_path, {**read_json(state_path), "state": "interrupted" if interrupted else "failed",
-                                        "error": None if interrupted else f"{type(exc).__name__}: {exc}"})
+                                        "error": None if interrupted else error})
             if interrupted and not isinstance(exc, SystemExit):
                 # No result for submitit to record: the requeued job writes the real one.
                 raise SystemExit(128 + signal.SIGTERM) from exc
@@ -296,6 +299,16 @@ def _job_id() -> str | None:
     if array and index:
         return f"{array}_{index}"
     return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID")
+
+
+def _log_path() -> str | None:
+    """The stderr log of this job (submitit's), where a rejected argument is explained."""
+    try:
+        from submitit import JobEnvironment
+
+        return str(JobEnvironment().paths.stderr)
+    except Exception:  # noqa: BLE001 - not inside a submitit job
+        return None
 
 
 def _checkpoint_epoch(ckpt: Path | None) -> int | None:
