@@ -1,4 +1,4 @@
-"""The measuring side of sensor-removal (DESIGN.md "Evaluation protocol"; paper Sec. 4).
+"""The measuring side of sensor-removal (docs/evaluation.md; paper Sec. 4).
 
 Modules: :mod:`~evaluation.pairs` (which videos are compared), :mod:`~evaluation.perceptual`
 (LPIPS, fast exact FID as torchmetrics metrics), :mod:`~evaluation.facial` (py-feat

@@ -27,7 +27,8 @@ PROG = "python -m evaluation"
 
 
 def _metrics(text: str) -> tuple[str, ...]:
-    items = tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
+    """``lpips,fid`` or the config-file spelling ``[lpips, fid]``."""
+    items = tuple(dict.fromkeys(m.strip().lower() for m in text.strip().strip("[]").split(",") if m.strip()))
     bad = [m for m in items if m not in METRICS]
     if bad or not items:
         raise argparse.ArgumentTypeError(f"unknown metric(s) {bad or text!r}; choose from {','.join(METRICS)}")
@@ -135,7 +136,18 @@ def _weights(args: argparse.Namespace) -> int:
     for w in required_weights([m for m in args.metrics if m in WEIGHTED_METRICS]):
         print(f"{'present' if w.present else 'MISSING'}  {w.metric:7s} {w.path}")
     print(f"available metrics: {','.join(available_metrics() + ['groundtruth'])}")
+    print(f"torch hub folder (LPIPS, FID): {_hub_dir()}  (TORCH_HOME moves it)")
+    if "facial" in args.metrics:
+        from evaluation.facial import CACHE_ENV, feat_cache_dir
+
+        print(f"py-feat folder (facial): {feat_cache_dir()}  (default ~/.cache/sensor-removal/feat; {CACHE_ENV} moves it)")
     return 0
+
+
+def _hub_dir() -> str:
+    import torch.hub
+
+    return f"{torch.hub.get_dir()}/checkpoints"
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -42,7 +42,10 @@ Weights, offline
     1. an explicit argument (``FacialAnalyzer(weights_dir=...)``,
        ``missing_feat_weights(..., cache_dir=...)``),
     2. else the environment variable ``SENSOR_REMOVAL_FEAT_CACHE``,
-    3. else py-feat's own location (``<site-packages>/feat/resources``).
+    3. else a user cache folder, ``$XDG_CACHE_HOME/sensor-removal/feat`` (by default
+       ``~/.cache/sensor-removal/feat``): outside the virtual environment, so recreating
+       the venv or upgrading py-feat keeps the downloaded weights. (py-feat's own
+       location, ``<site-packages>/feat/resources``, is where it would put them.)
 
     The folder has the hub cache layout (``models--py-feat--X/refs/main``,
     ``models--py-feat--X/snapshots/<rev>/<file>``). Detector construction and detection
@@ -247,16 +250,22 @@ def feat_package_cache_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "resources"
 
 
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/sensor-removal/feat`` (``~/.cache/sensor-removal/feat``)."""
+    root = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(root).expanduser() / "sensor-removal" / "feat"
+
+
 def feat_cache_dir(override: str | os.PathLike | None = None) -> Path:
     """The hub-cache folder py-feat weights are read from: ``override`` if given, else
-    ``$SENSOR_REMOVAL_FEAT_CACHE``, else py-feat's in-package folder. ``HF_HOME`` has no
+    ``$SENSOR_REMOVAL_FEAT_CACHE``, else :func:`user_cache_dir`. ``HF_HOME`` has no
     effect on py-feat (it passes its own ``cache_dir``); see the module docstring."""
     if override is not None:
         return Path(override).expanduser()
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    return feat_package_cache_dir()
+    return user_cache_dir()
 
 
 def _resolve(cache: Path, repo_id: str, filename: str) -> tuple[Path | None, Path]:

@@ -1,4 +1,4 @@
-"""Which videos are compared with which (DESIGN.md "Evaluation protocol"; paper Sec. 4).
+"""Which videos are compared with which (docs/evaluation.md; paper Sec. 4).
 
 For every task segment (``schaede``, ``sentence``, ``emotion``, plus ``whole`` = the whole
 video):

@@ -1,4 +1,4 @@
-"""The evaluation protocol for one subject (DESIGN.md "Evaluation protocol"; paper Sec. 4).
+"""The evaluation protocol for one subject (docs/evaluation.md; paper Sec. 4).
 
 ``run_protocol`` compares, per task segment, N1–N2 (baseline), Nk–Sk (sensor) and Nk–Ck
 (cleaned) (:mod:`evaluation.pairs`) with the chosen metrics and writes
@@ -182,7 +182,8 @@ def perceptual_rows(plan: PairPlan, settings: ProtocolSettings, crop_size: int, 
 
     crops: dict[str, dict[int, np.ndarray]] = {}  # video -> frame -> crop (LPIPS frames)
     feats: dict[str, dict[int, torch.Tensor]] = {}  # video -> frame -> Inception features
-    for rec in plan.videos():
+    videos = plan.videos()
+    for number, rec in enumerate(videos, 1):
         lp_idx = {int(i) for (v, _), idx in draws.lpips.items() if v == rec.name for i in idx}
         fid_idx = {int(i) for (v, _), sets in draws.fid.items() if v == rec.name for s in sets for i in s}
         need = sorted(lp_idx | fid_idx)
@@ -199,7 +200,7 @@ def perceptual_rows(plan: PairPlan, settings: ProtocolSettings, crop_size: int, 
                     _features_into(feats[rec.name], batch, inc_net, settings.batch_size)
         if batch:
             _features_into(feats[rec.name], batch, inc_net, settings.batch_size)
-        log(f"  {rec.name}: {len(need)} frames decoded for LPIPS/FID in {time.perf_counter() - t0:.1f} s")
+        log(f"  ({number}/{len(videos)}) {rec.name}: {len(need)} frames decoded for LPIPS/FID in {time.perf_counter() - t0:.1f} s")
 
     rows = []
     for p in plan.pairs:
@@ -248,8 +249,10 @@ def facial_rows(
     cache = settings.facial_cache if settings.facial_cache is not None else out / "facial_cache"
     series = {}
     videos: dict[str, dict] = {}
-    for rec in plan.videos():
+    recordings = plan.videos()
+    for number, rec in enumerate(recordings, 1):
         t0 = time.perf_counter()
+        log(f"  ({number}/{len(recordings)}) {rec.name}: facial analysis (py-feat) ...")
         s = analyzer.analyze_video(rec.path, bbox=rec.bbox, cache_dir=cache)
         series[rec.name] = s
         table = s.values.copy()
@@ -266,7 +269,7 @@ def facial_rows(
             "no_face_frames": int(s.no_face_frames),
             "no_face_by_segment": {},
         }
-        log(f"  {rec.name}: facial series of {len(s.values)} frames ({s.no_face_frames} without a face) in {time.perf_counter() - t0:.1f} s")
+        log(f"  ({number}/{len(recordings)}) {rec.name}: facial series of {len(s.values)} frames ({s.no_face_frames} without a face) in {time.perf_counter() - t0:.1f} s")
     features = list(facial.AU_COLUMNS) + list(facial.EMOTION_COLUMNS)
     rows = []
     for p in plan.pairs:
@@ -359,15 +362,9 @@ def _sanitize(obj: object) -> object:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from evaluation.versions import library_versions
 
-    out = {}
-    for pkg in ("torch", "torchvision", "torchmetrics", "lpips", "torch-fidelity", "dtaidistance", "py-feat", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return library_versions()
 
 
 def run_protocol(
@@ -404,12 +401,20 @@ def run_protocol(
     rows: list[dict] = []
     timings: dict[str, float] = {}
     videos: dict[str, dict] = {}
+    perceptual = "/".join(m for m in ("lpips", "fid") if m in metrics)
+    steps = [m for m in (perceptual, "facial" in metrics and "facial", "groundtruth" in metrics and "groundtruth") if m]
+
+    def step(name: str) -> None:
+        log(f"[{steps.index(name) + 1}/{len(steps)}] {name}: {len(plan.videos())} videos")
+
     if "lpips" in metrics or "fid" in metrics:
         t0 = time.perf_counter()
+        step(perceptual)
         rows += perceptual_rows(plan, settings, crop_size, log)
         timings["perceptual_s"] = time.perf_counter() - t0
     if "facial" in metrics:
         t0 = time.perf_counter()
+        step("facial")
         f_rows, videos = facial_rows(plan, settings, out, facial_analyzer, log)
         rows += f_rows
         timings["facial_s"] = time.perf_counter() - t0
@@ -417,6 +422,7 @@ def run_protocol(
         from evaluation.groundtruth import evaluate_subject
 
         t0 = time.perf_counter()
+        step("groundtruth")
         gt = evaluate_subject(subject, clean_subject, settings.segments, crop_size=crop_size, batch_size=settings.batch_size)
         if not gt:
             plan.skipped.append(f"{subject.manifest_path}: no sensor recording has 'ground_truth': no groundtruth rows")

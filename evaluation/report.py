@@ -1,4 +1,4 @@
-"""Paper-style tables and plots over subjects (DESIGN.md "Evaluation protocol", *Report*).
+"""Paper-style tables and plots over subjects (docs/evaluation.md, "Report").
 
 ``make_report(results_dirs, out)`` reads the ``results.csv`` (and ``summary.json``,
 ``series/``) of one or more ``python -m evaluation run`` folders — usually one per
@@ -40,7 +40,7 @@ from evaluation.timeseries import EXCLUDED_AUS, is_au
 from sensor_removal.video import atomic_output
 
 SEGMENT_LABELS: dict[str, str] = {"schaede": "Schaede", "sentence": "Sentence", "emotion": "Emotion", "whole": "Whole"}
-METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM"}
+METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM", "mask": "Mask"}
 _FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}"}
 GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "clean": "C (cleaned)"}
 
@@ -70,7 +70,7 @@ class Table:
     def tidy(self) -> pd.DataFrame:
         m = self.mean.stack(list(range(self.mean.columns.nlevels)), future_stack=True).rename("mean")
         s = self.std.stack(list(range(self.std.columns.nlevels)), future_stack=True).rename("std")
-        c = self.count.stack(list(range(self.count.columns.nlevels)), future_stack=True).rename("subjects")
+        c = self.count.stack(list(range(self.count.columns.nlevels)), future_stack=True).rename("subjects").astype("Int64")
         out = pd.concat([m, s, c], axis=1).reset_index()
         out.columns = ["row", "group", "metric", "mean", "std", "subjects"]
         return out
@@ -183,10 +183,10 @@ def groundtruth_table(df: pd.DataFrame) -> Table | None:
     stats = over_subjects(subject_means(d, ["kind", "metric", "feature"]), ["kind", "metric", "feature"])
     stats["row"] = stats["kind"].map(GT_LABELS)
     stats = stats.rename(columns={"feature": "region"})
-    cols = [(m, r) for m in ("psnr", "ssim") for r in ("whole", "mask")]
-    stats = stats.rename(columns={"metric": "measure"})
+    # Like Tables 1-3: the group (here the region) first, the metric second.
+    cols = [(r, m) for r in ("whole", "mask") for m in ("psnr", "ssim")]
     t = _pivot(
-        stats, [GT_LABELS[k] for k in ("sensor", "clean")], "row", cols, ("measure", "region"), "table_groundtruth",
+        stats, [GT_LABELS[k] for k in ("sensor", "clean")], "row", cols, ("region", "metric"), "table_groundtruth",
         "Ground truth — pixel fidelity (synthetic subjects)",
         "PSNR (dB) and SSIM of the face crops against the sensor-free ground truth, over the whole crop and "
         "inside the sensor mask; higher is better. Mean ± std over subjects.",
@@ -365,6 +365,8 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = [t for t in (perceptual_table(df), facial_table(df, "au"), facial_table(df, "emotion"), groundtruth_table(df)) if t is not None]
+    for t in tables:  # the FID set size, as used
+        t.caption = t.caption.replace("sets of N frames", f"sets of {fid_set_size(df)} frames")
     nan_frames = no_face_table([d for d in dirs if d.is_dir()])
     written: dict[str, Path] = {}
     subjects = sorted(df["subject"].astype(str).unique())
@@ -379,6 +381,7 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
         md.append(_md_table(t))
         tex.append(_tex_table(t))
         written[t.name] = _write_csv(out / f"{t.name}.csv", t.tidy())
+    md += not_shown(df, [d for d in dirs if d.is_dir()])
     if not nan_frames.empty:
         md += ["### Frames without a face (py-feat)", "", nan_frames.to_markdown(index=False) if _has_tabulate() else _plain_md(nan_frames), ""]
         written["no_face_frames"] = _write_csv(out / "no_face_frames.csv", nan_frames)
@@ -393,6 +396,61 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
     written["report.md"] = _write_text(out / "report.md", "\n".join(md))
     written["tables.tex"] = _write_text(out / "tables.tex", "\n".join(tex))
     return written
+
+
+def fid_set_size(df: pd.DataFrame) -> str:
+    """``N = 128`` from the FID rows' ``n`` (the frames per set actually used; a range
+    when short segments used fewer)."""
+    n = pd.to_numeric(df.loc[df["metric"] == "fid", "n"], errors="coerce").dropna()
+    if n.empty:
+        return "N"
+    lo, hi = int(n.min()), int(n.max())
+    return f"N = {hi}" if lo == hi else f"N = {hi} (down to {lo} in short segments)"
+
+
+#: The paper's tables, the metrics that fill them and how to get those metrics.
+_TABLE_SOURCES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("Table 1 (LPIPS, FID)", ("lpips", "fid"), "lpips,fid"),
+    ("Tables 2 and 3 (AU and emotion time series)", ("dtw", "mape"), "facial"),
+)
+
+
+def not_shown(df: pd.DataFrame, dirs: Sequence[Path]) -> list[str]:
+    """Markdown lines naming each paper table that is missing from the report and why:
+    its metrics were not run (and whether their weights are on this machine), or they ran
+    but gave no rows (the evaluation's skipped comparisons)."""
+    from evaluation.weights import MissingWeightsError, check_weights, fetch_command
+
+    ran: set[str] = set()
+    skipped: list[str] = []
+    for d in dirs:
+        f = d / SUMMARY_JSON
+        if f.is_file():
+            doc = json.loads(f.read_text())
+            ran |= set((doc.get("settings") or {}).get("metrics") or [])
+            skipped += list(doc.get("skipped") or [])
+    present = set(df["metric"].unique())
+    lines = []
+    for title, metrics, evaluation_metrics in _TABLE_SOURCES:
+        if present & set(metrics):
+            continue
+        wanted = evaluation_metrics.split(",")
+        if ran and not ran & set(wanted):
+            why = f"the evaluation ran with metrics {', '.join(sorted(ran))}, without {evaluation_metrics}"
+            try:
+                check_weights(wanted)
+                how = f"run `python -m evaluation run --metrics {evaluation_metrics},...` to add it"
+            except MissingWeightsError:
+                how = f"their pretrained weights are not on this machine: `{fetch_command(wanted)}` fetches them"
+            except Exception:  # noqa: BLE001 - e.g. py-feat not installed: say what is known
+                how = f"run the evaluation with --metrics {evaluation_metrics} where it is installed"
+            lines.append(f"- {title}: {why}; {how}.")
+        else:
+            why = "; ".join(skipped) if skipped else "no comparison produced rows"
+            lines.append(f"- {title}: no results ({why}).")
+    if not lines:
+        return []
+    return ["### Tables not shown", "", *lines, ""]
 
 
 def _subject_of(d: Path) -> str | None:

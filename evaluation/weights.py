@@ -1,6 +1,6 @@
 """Pretrained weights of the evaluation: where they live, whether they are there, fetching.
 
-DESIGN.md "Pretrained weights, offline": LPIPS (AlexNet), FID (Inception-v3) and py-feat
+Pretrained weights, offline (docs/weights.md): LPIPS (AlexNet), FID (Inception-v3) and py-feat
 load pretrained weights through the libraries' own loading code and caches. Clusters
 have no network, so
 
@@ -19,8 +19,8 @@ Where the files are:
 * ``fid`` — torch-fidelity's Inception-v3 (the TF-FID port), the same directory,
   ``weights-inception-2015-12-05-6726825d.pth``.
 * ``facial`` — py-feat's model files, listed and fetched by :mod:`evaluation.facial`
-  (py-feat 2.x keeps them inside its package, ``feat.utils.io.get_resource_path()``;
-  ``HF_HOME`` does not move them).
+  into a user cache folder, ``~/.cache/sensor-removal/feat`` (``$SENSOR_REMOVAL_FEAT_CACHE``
+  moves it; ``HF_HOME`` does not, py-feat passes its own folder).
 
 ``check_weights`` tests presence (like the libraries, which do not hash cached files);
 ``fetch_weights`` also verifies files that are already present and refuses ones whose
@@ -58,10 +58,10 @@ class MissingWeightsError(WeightsError):
     ``missing`` lists the :class:`WeightFile` s; the message names each file's full path
     and the ``fetch-weights`` command."""
 
-    def __init__(self, missing: Sequence[WeightFile], metrics: Sequence[str]) -> None:
+    def __init__(self, missing: Sequence[WeightFile], metrics: Sequence[str], leave_out: str | None = None) -> None:
         self.missing = list(missing)
         self.metrics = list(metrics)
-        super().__init__(missing_message(self.missing, self.metrics))
+        super().__init__(missing_message(self.missing, self.metrics, leave_out))
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,14 @@ def fetch_command(metrics: Iterable[str] | str) -> str:
     return f"python -m evaluation fetch-weights --metrics {','.join(ms)}"
 
 
-def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str]) -> str:
-    """The message of :class:`MissingWeightsError`: every missing file and how to get it."""
+#: How to do without the metrics, for the evaluation's command line.
+LEAVE_OUT_EVALUATION = "Or leave these metrics out (--metrics); `python -m evaluation run --help` lists them."
+
+
+def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str], leave_out: str | None = None) -> str:
+    """The message of :class:`MissingWeightsError`: every missing file and how to get it;
+    ``leave_out`` says how to do without them where the caller is (default: the
+    evaluation's ``--metrics``)."""
     need = [m for m in dict.fromkeys(w.metric for w in missing)]
     lines = [f"missing pretrained weights for {', '.join(need)} (nothing is downloaded automatically):"]
     for w in missing:
@@ -199,25 +205,30 @@ def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str]) -> st
         )
         if any(w.metric == "facial" for w in fetchable):
             lines.append(
-                "py-feat files live in py-feat's own folder (it ignores HF_HOME); "
-                "$SENSOR_REMOVAL_FEAT_CACHE points it at another hub-cache folder."
+                "py-feat files live in ~/.cache/sensor-removal/feat (py-feat ignores HF_HOME); "
+                "$SENSOR_REMOVAL_FEAT_CACHE points to another hub-cache folder."
             )
     if bundled:
         lines.append("Files marked 'ship with' belong to an installed package: reinstall it (pip install --force-reinstall).")
-    lines.append("Or leave these metrics out (--metrics); `python -m evaluation run --help` lists them.")
+    lines.append(leave_out or LEAVE_OUT_EVALUATION)
     return "\n".join(lines)
 
 
 def check_weights(
-    metrics: Iterable[str] | str, *, feat_model_set: str = "v1", feat_weights_dir: str | os.PathLike | None = None
+    metrics: Iterable[str] | str,
+    *,
+    feat_model_set: str = "v1",
+    feat_weights_dir: str | os.PathLike | None = None,
+    leave_out: str | None = None,
 ) -> list[WeightFile]:
-    """Raise :class:`MissingWeightsError` unless every file the metrics load is present.
-    Returns the (present) files. Checks presence only; see :func:`verify_file`."""
+    """Raise :class:`MissingWeightsError` unless every file the metrics load is present
+    (``leave_out``: the message's last line, how to do without them). Returns the
+    (present) files. Checks presence only; see :func:`verify_file`."""
     ms = _normalise(metrics)
     files = required_weights(ms, feat_model_set=feat_model_set, feat_weights_dir=feat_weights_dir)
     missing = [w for w in files if not w.present]
     if missing:
-        raise MissingWeightsError(missing, ms)
+        raise MissingWeightsError(missing, ms, leave_out)
     return files
 
 

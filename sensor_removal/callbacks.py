@@ -1,7 +1,8 @@
 """Training callbacks: what a researcher watches while a subject trains.
 
 * :class:`ImageGrid` — the electrodes disappearing epoch by epoch: fixed validation
-  frames as rows ``sensor | G_S→N | G_N→S(G_S→N)`` and ``normal | G_N→S | G_S→N(G_N→S)``.
+  frames as rows ``sensor | G_S→N | G_N→S(G_S→N)`` and ``normal | G_N→S | G_S→N(G_N→S)``,
+  labelled in the image (column titles above, row labels on the left).
 * :class:`RunCheckpoint` — ``ModelCheckpoint`` whose folder defaults to
   ``<default_root_dir>/checkpoints`` whatever the logger, so a run's checkpoints are
   where the user pointed ``--trainer.default_root_dir``.
@@ -52,6 +53,60 @@ def save_png(path: Path, image: np.ndarray) -> Path:
     return path.with_suffix(".png")
 
 
+#: Column titles burned into the grids (what each column shows).
+GRID_COLUMNS = ("input", "translated", "cycle")
+
+
+def label_bands(tile_size: int) -> tuple[int, int]:
+    """Height of the title band above a grid and width of the row-label band on its
+    left, for tiles of ``tile_size`` px."""
+    return max(12, tile_size // 8), max(44, tile_size // 3)
+
+
+def _put_text(image: np.ndarray, text: str, x: int, y: int, width: int, height: int) -> None:
+    """Black ``text`` centred in the box ``(x, y, width, height)``, scaled to fit it."""
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (w1, h1), _ = cv2.getTextSize(text, font, 1.0, 1)
+    scale = min(0.7 * height / h1, (width - 4) / w1)
+    (w, h), _ = cv2.getTextSize(text, font, scale, 1)
+    org = (x + (width - w) // 2, y + (height + h) // 2)
+    cv2.putText(image, text, org, font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def with_labels(grid: np.ndarray, row_labels: list[str], col_labels: list[str], tile_size: int, pad: int = 2) -> np.ndarray:
+    """``grid`` (from :func:`tile`) with the column titles in a band above it and the row
+    labels in a band on its left, so a PNG says what it shows without a caption."""
+    top, left = label_bands(tile_size)
+    out = np.full((grid.shape[0] + top, grid.shape[1] + left, 3), 255, np.uint8)
+    out[top:, left:] = grid
+    step = tile_size + pad
+    for j, text in enumerate(col_labels):
+        _put_text(out, text, left + pad + j * step, 0, tile_size, top)
+    for i, text in enumerate(row_labels):
+        _put_text(out, text, 0, top + pad + i * step, left, min(top, tile_size))
+    return out
+
+
+def spread_frames(frames: np.ndarray, n: int) -> np.ndarray:
+    """Indices of ``n`` frames that differ from each other: greedily the frame farthest
+    (on 16×16 thumbnails) from those already chosen, starting with the first — a
+    validation split often holds runs of near-identical neighbouring frames."""
+    import cv2
+
+    n = min(n, len(frames))
+    thumbs = np.stack([cv2.resize(f, (16, 16), interpolation=cv2.INTER_AREA) for f in frames]).reshape(len(frames), -1)
+    thumbs = thumbs.astype(np.float32)
+    chosen = [0]
+    dist = np.linalg.norm(thumbs - thumbs[0], axis=1)
+    while len(chosen) < n:
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(thumbs - thumbs[nxt], axis=1))
+    return np.array(chosen)
+
+
 def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     """Centre ``size`` crop of ``(N, S, S, 3)`` frames: the validation view of the data."""
     h, w = frames.shape[1:3]
@@ -61,7 +116,7 @@ def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
 
 class ImageGrid(pl.Callback):
     """Every ``every_n_epochs`` epochs, translate ``num_frames`` fixed validation frames
-    of each domain and save the grid as ``<run>/grids/epoch_XXX.png`` (and log it to
+    of each domain (chosen once to differ from each other: :func:`spread_frames`) and save the grid as ``<run>/grids/epoch_XXX.png`` (and log it to
     W&B as ``val/grid`` when the logger is a :class:`WandbLogger`).
 
     Rows: ``sensor | clean (G_S→N) | cycle (G_N→S of clean)``, then
@@ -81,9 +136,8 @@ class ImageGrid(pl.Callback):
             frames = dm.frames(domain, "val")
             if len(frames) == 0:
                 frames = dm.frames(domain, "train")
-            # Evenly spread, fixed choice: the same frames every epoch.
-            idx = np.linspace(0, len(frames) - 1, min(self.num_frames, len(frames))).round().astype(int)
-            out[domain] = center_crop(frames[idx], size)
+            # A fixed choice (the same frames every epoch) of frames that differ.
+            out[domain] = center_crop(frames[spread_frames(frames, self.num_frames)], size)
         return out
 
     @torch.no_grad()
@@ -101,7 +155,8 @@ class ImageGrid(pl.Callback):
                 z = back(y)
                 for a, b, c in zip(frames[domain], to_uint8(y), to_uint8(z), strict=True):
                     rows.append(np.stack([a, b, c]))
-            return tile(rows)
+            names = [f"{d} {i + 1}" for d in ("sensor", "normal") for i in range(len(frames[d]))]
+            return with_labels(tile(rows), names, list(GRID_COLUMNS), rows[0].shape[1])
         finally:
             pl_module.train(was_training)
 
@@ -120,7 +175,7 @@ class ImageGrid(pl.Callback):
                 logger.log_image(
                     key="val/grid",
                     images=[image],
-                    caption=["columns: input | translated | cycle; sensor rows first, then normal rows"],
+                    caption=["columns: input | translated | cycle; sensor rows, then normal rows"],
                     step=trainer.global_step,
                 )
 
@@ -143,6 +198,13 @@ class RunCheckpoint(ModelCheckpoint):
         return super()._find_last_checkpoints(trainer)
 
 
+#: The fit-side switch, named where the LPIPS/FID weights are missing.
+TRAIN_WITHOUT = (
+    "Or train without the LPIPS/FID callback: --perceptual_metrics false "
+    "(perceptual_metrics: false in your config)."
+)
+
+
 class PerceptualMetrics(pl.Callback):
     """Every ``every_n_epochs`` epochs: LPIPS and FID between G_S→N(validation sensor
     frames) and the validation normal frames, and the same for the untouched sensor
@@ -161,8 +223,8 @@ class PerceptualMetrics(pl.Callback):
     when the validation split is smaller) over ``fid_sets`` seeded draws.
 
     Missing AlexNet / Inception weights stop the fit before it starts, with the message
-    naming the files and the fetch command; remove this callback from the config to train
-    without it. Keep ``every_n_epochs`` equal to the checkpoint's when it monitors
+    naming the files and the fetch command; ``--perceptual_metrics false`` trains without
+    this callback. Keep ``every_n_epochs`` equal to the checkpoint's when it monitors
     ``val/fid_clean``.
     """
 
@@ -192,7 +254,7 @@ class PerceptualMetrics(pl.Callback):
         from evaluation.perceptual import load_inception, load_lpips
         from evaluation.weights import check_weights
 
-        check_weights(["lpips", "fid"])  # MissingWeightsError: the fit does not start
+        check_weights(["lpips", "fid"], leave_out=TRAIN_WITHOUT)  # MissingWeightsError: the fit does not start
         self._lpips_net = load_lpips(device=pl_module.device)
         self._inception = load_inception(device=pl_module.device)
         self._normal_features = None  # cached per fit: this rank's validation normal frames

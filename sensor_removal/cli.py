@@ -1,14 +1,18 @@
-"""``python -m sensor_removal`` — one entry point for the training side.
+"""``python -m sensor_removal fit|validate|predict``: LightningCLI over :class:`CycleGAN`
+and :class:`FramesDataModule` (the other commands and the top-level help live in
+:mod:`sensor_removal.commands`, which imports this module only for these three).
 
-* ``fit`` / ``validate`` / ``predict``: LightningCLI over :class:`CycleGAN` and
-  :class:`FramesDataModule`. ``conf/default.yaml`` (the paper's defaults) is loaded first,
-  then ``--config`` files, then command-line overrides. The parser runs in jsonargparse's
-  ``omegaconf+`` mode: ``${…}`` references are resolved once, after every override, so
-  ``--trainer.default_root_dir DIR`` also moves the logger and the checkpoints that
-  refer to it (NOTES.md "Lightning"). Use relative references (``${..subject}``).
-* ``synth``: build the synthetic subject (:mod:`sensor_removal.synthetic`).
-* ``clean``: clean whole videos with a trained generator (:mod:`sensor_removal.clean`).
-* ``demo``: synthetic subject → fit → clean → evaluation (:mod:`sensor_removal.demo`).
+``conf/default.yaml`` (the paper's defaults, shipped with the package) is loaded first,
+then ``--config`` files, then command-line overrides. The parser runs in jsonargparse's
+``omegaconf+`` mode: ``${…}`` references are resolved once, after every override, so
+``--trainer.default_root_dir DIR`` also moves the logger and the checkpoints that refer
+to it (a plain ``omegaconf`` mode would resolve each file as it is loaded and miss later
+overrides). Use relative references (``${..subject}``).
+
+Top-level keys besides Lightning's: ``subject`` (names the run), ``perceptual_metrics``
+(one switch for the LPIPS/FID callback) and ``progress_every_s`` (plain progress lines
+when stdout is not a terminal). ``test`` is not offered: the model has no test step;
+the evaluation protocol (``evaluate``) is the test of a subject.
 
 A bad manifest or bad input ends with one clear message and exit code 2, never a
 traceback.
@@ -20,41 +24,126 @@ import sys
 import warnings
 from pathlib import Path
 
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
-from wandb.errors import UsageError as WandbUsageError
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.callbacks import ProgressBar
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from evaluation.weights import WeightsError
+from sensor_removal.configs import conf_dir, config_file
 from sensor_removal.data import FramesDataModule
 from sensor_removal.manifest import ManifestError
 from sensor_removal.module import CycleGAN
 from sensor_removal.video import VideoError
 
-#: The repository's config folder (the CLI reads ``default.yaml`` from here).
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-DEFAULT_CONFIG = CONF_DIR / "default.yaml"
+#: The shipped config folder (the CLI reads ``default.yaml`` from here).
+CONF_DIR = conf_dir()
+DEFAULT_CONFIG = config_file("default.yaml")
 #: Strategy for more than one device: a GAN step leaves the other networks without
-#: gradients, which plain DDP rejects (NOTES.md "Lightning").
+#: gradients, which plain DDP rejects ("parameters that were not used").
 MULTI_DEVICE_STRATEGY = "ddp_find_unused_parameters_true"
+#: The LPIPS/FID callback that ``perceptual_metrics: false`` removes.
+PERCEPTUAL_CALLBACK = "sensor_removal.callbacks.PerceptualMetrics"
+#: What ``subject`` says when the manifest was never set (``data.manifest: ???``).
+NO_MANIFEST = "no manifest given: set --data.manifest PATH (or data.manifest in your config)"
+SUBCOMMANDS = ("fit", "validate", "predict")
+
+
+class RunConfig(SaveConfigCallback):
+    """Saves ``config.yaml`` into the run folder and hands the full resolved config
+    (trainer, model, data, subject, …) plus the library versions to every logger, so a
+    W&B run shows exactly what ran. (Model and data hyperparameters are not logged on
+    their own: they are part of this config.)"""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        import yaml
+
+        from evaluation.versions import library_versions
+
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        config.pop("config", None)  # the list of --config files: paths, not settings
+        for logger in trainer.loggers:
+            logger.log_hyperparams({**config, "versions": library_versions()})
 
 
 class SensorRemovalCLI(LightningCLI):
     """LightningCLI with the project's defaults and a ``subject`` name for the run."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {k: v for k, v in LightningCLI.subcommands().items() if k in SUBCOMMANDS}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--subject",
             type=str,
             default="subject",
-            help="Name of the subject: the W&B group and the run folder refer to it.",
+            help="Name of the subject: the W&B run and group and the run folder refer to it.",
+        )
+        parser.add_argument(
+            "--perceptual_metrics",
+            type=bool,
+            default=True,
+            help="LPIPS/FID on the validation frames every epoch (needs AlexNet and Inception weights); "
+            "false removes that callback and ranks checkpoints by epoch instead of val/fid_clean.",
+        )
+        parser.add_argument(
+            "--progress_every_s",
+            type=float,
+            default=30.0,
+            help="When stdout is not a terminal (a cluster log): seconds between plain progress lines.",
         )
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+        if str(cfg.data.manifest) in ("???", "None", ""):
+            raise ManifestError(NO_MANIFEST)
         trainer = cfg.trainer
         if trainer.strategy in ("auto", None, "ddp") and (
             _count(trainer.devices) > 1 or _count(trainer.num_nodes) > 1
         ):
             trainer.strategy = MULTI_DEVICE_STRATEGY
+        if not cfg.perceptual_metrics:
+            _without_perceptual_metrics(trainer)
+        logger = trainer.logger
+        if _class_path(logger).endswith("WandbLogger"):  # the W&B run and group are named after the subject
+            for key in ("name", "group"):
+                if logger.init_args.get(key) is None:
+                    logger.init_args[key] = cfg.subject
+        if trainer.default_root_dir:
+            Path(trainer.default_root_dir).mkdir(parents=True, exist_ok=True)  # W&B looks for it at init
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        cfg = self.config_init.get(self.subcommand) if self.subcommand else self.config_init
+        callbacks = list(cfg.trainer.get("callbacks") or [])
+        if cfg.trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            from sensor_removal.progress_bars import progress_bar_for
+
+            kwargs["callbacks"] = [*callbacks, progress_bar_for(every_s=cfg.progress_every_s)]
+        trainer = super().instantiate_trainer(**kwargs)
+        from sensor_removal.noise import drop_wandb_anonymous
+
+        for logger in trainer.loggers:
+            drop_wandb_anonymous(logger)
+        return trainer
+
+
+def _class_path(node: object) -> str:
+    return str(getattr(node, "class_path", "") or "")
+
+
+def _without_perceptual_metrics(trainer: object) -> None:
+    """Drop the LPIPS/FID callback; a checkpoint that ranks by its metrics keeps every
+    epoch's last state instead (``monitor`` off), since nothing else logs them."""
+    callbacks = list(getattr(trainer, "callbacks", None) or [])
+    kept = [c for c in callbacks if _class_path(c) != PERCEPTUAL_CALLBACK]
+    for c in kept:
+        args = getattr(c, "init_args", None)
+        if args is not None and str(args.get("monitor") or "").startswith(("val/fid", "val/lpips")):
+            args.monitor = None
+            args.mode = "min"
+            if "{val/" in str(args.get("filename") or ""):
+                args.filename = "epoch{epoch:03d}"
+    trainer.callbacks = kept
 
 
 def _count(value: object) -> int:
@@ -70,12 +159,12 @@ def _count(value: object) -> int:
 
 
 def build_cli(args: list[str] | None = None) -> SensorRemovalCLI:
-    """The project's LightningCLI: a subcommand (``fit``, ``validate``, …) with
+    """The project's LightningCLI: a subcommand (``fit``, ``validate``, ``predict``) with
     ``conf/default.yaml`` loaded first. Every caller, the demo included, goes through the
     subcommand parsers, so a key of ``default.yaml`` that only they accept (e.g.
     ``weights_only``, an argument of ``Trainer.fit``) can never break one path alone."""
-    defaults = {"default_config_files": [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []}
-    parser_kwargs = {"parser_mode": "omegaconf+", **{n: dict(defaults) for n in ("fit", "validate", "test", "predict")}}
+    defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
+    parser_kwargs = {"parser_mode": "omegaconf+", **{n: dict(defaults) for n in SUBCOMMANDS}}
     with warnings.catch_warnings():
         # Explicit arguments (tests, the demo) are meant to replace the process's own.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -83,6 +172,7 @@ def build_cli(args: list[str] | None = None) -> SensorRemovalCLI:
             CycleGAN,
             FramesDataModule,
             parser_kwargs=parser_kwargs,
+            save_config_callback=RunConfig,
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
             auto_configure_optimizers=False,
@@ -102,7 +192,9 @@ def run_cli(argv: list[str] | None) -> tuple[int, SensorRemovalCLI | None]:
         return 0, build_cli(argv)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
-    except WandbUsageError as exc:
+    except Exception as exc:
+        if not _is_wandb_login_error(exc):
+            raise
         print(
             f"error: Weights & Biases: {exc}\nOn a machine without network or login, set WANDB_MODE=offline "
             "(runs are kept under <run>/wandb; `wandb sync` uploads them later).",
@@ -115,28 +207,28 @@ def _lightning_main(argv: list[str] | None) -> int:
     return run_cli(argv)[0]
 
 
+def _is_wandb_login_error(exc: Exception) -> bool:
+    """W&B's ``UsageError`` (no API key, not offline); wandb is imported only when W&B
+    is in use already (it is slow to import, and ``--help`` does not need it)."""
+    if "wandb" not in sys.modules:
+        return False
+    from wandb.errors import UsageError
+
+    return isinstance(exc, UsageError)
+
+
+def lightning_main(argv: list[str] | None = None) -> int:
+    """``fit`` / ``validate`` / ``predict`` (``argv`` starts with the subcommand; ``None``:
+    LightningCLI reads ``sys.argv`` itself)."""
+    return _lightning_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    explicit = argv is not None
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv else ""
-    if command == "synth":
-        from sensor_removal.synthetic import main as synth_main
+    """Every command (see :mod:`sensor_removal.commands`); kept for scripts and tests
+    that call ``sensor_removal.cli.main``."""
+    from sensor_removal.commands import main as dispatch
 
-        return synth_main(argv[1:])
-    if command == "demo":
-        from sensor_removal.demo import main as demo_main
-
-        return demo_main(argv[1:])
-    if command == "clean":
-        from sensor_removal.clean import main as clean_main
-
-        return clean_main(argv[1:])
-    if command == "sweep":
-        from sensor_removal.sweep import main as sweep_main
-
-        return sweep_main(argv[1:])
-    # LightningCLI reads sys.argv itself unless given explicit arguments.
-    return _lightning_main(argv if explicit else None)
+    return dispatch(argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Training frames (DESIGN.md "Training"; paper Sec. 3.2).
+"""Training frames (docs/design.md "Training"; paper Sec. 3.2).
 
 The paper trains each subject's CycleGAN on a *uniformly random* 2 % of all frames of
 each domain — random rather than equidistant, because equidistant sampling at a fixed
@@ -334,7 +334,7 @@ class FramesDataModule(pl.LightningDataModule):
             raise ValueError(f"load_size ({load_size}) must be even: cleaned crops are written as H.264 video")
         if crop_size % 4:
             raise ValueError(f"crop_size ({crop_size}) must be divisible by 4 (two stride-2 stages)")
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the CLI logs the full config (cli.RunConfig)
         # Validate once, at construction: a bad manifest stops the CLI before any work.
         self.subject = load_manifest(manifest)
         self.cache_root = Path(cache_dir) if cache_dir else self.subject.manifest_path.parent / ".frame_cache"

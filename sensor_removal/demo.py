@@ -12,15 +12,18 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from sensor_removal.configs import config_file
 
-from sensor_removal.cli import CONF_DIR, run_cli
-from sensor_removal.postfit import BenchmarkOutcome, PostFitBenchmark
+if TYPE_CHECKING:  # imported when the demo runs: `demo --help` must not load PyTorch
+    from sensor_removal.postfit import BenchmarkOutcome
 
 
 def mask_psnr(results_csv: Path) -> dict[str, float]:
     """Mean PSNR inside the sensor mask over the whole videos, per kind (sensor, clean)."""
+    import pandas as pd
+
     df = pd.read_csv(results_csv)
     sel = df[(df.metric == "psnr") & (df.feature == "mask") & (df.segment == "whole")]
     return {str(k): float(v) for k, v in sel.groupby("kind")["value"].mean().items()}
@@ -31,6 +34,8 @@ def run_demo(out: Path, config: Path, seconds: float | None, extra: list[str]) -
     (``python -m sensor_removal fit --config conf/demo.yaml …``): same parser, same
     ``conf/default.yaml``; its post-fit hook cleans and evaluates. Returns the exit code,
     the hook's outcome and the run folder."""
+    from sensor_removal.cli import run_cli
+    from sensor_removal.postfit import PostFitBenchmark
     from sensor_removal.synthetic import make_subject
 
     data = out / "data"
@@ -51,7 +56,8 @@ def run_demo(out: Path, config: Path, seconds: float | None, extra: list[str]) -
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sensor_removal demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("demo"), help="folder for the subject and the run (default: demo)")
-    ap.add_argument("--config", type=Path, default=CONF_DIR / "demo.yaml")
+    ap.add_argument("--config", type=Path, default=config_file("demo.yaml"),
+                    help="the demo's config (default: demo.yaml shipped with the package)")
     ap.add_argument("--seconds", type=float, default=None, help="length of each synthetic video")
     args, extra = ap.parse_known_args(argv)
     code, outcome, run = run_demo(args.out, args.config, args.seconds, extra)

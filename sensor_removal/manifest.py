@@ -1,4 +1,4 @@
-"""A subject's recordings: the manifest users write by hand (DESIGN.md "Data model").
+"""A subject's recordings: the manifest users write by hand (docs/data.md).
 
 Validation happens once, here, at load. Every message names the manifest file, the
 recording and the field, so that a user with 36 hand-written manifests can fix them
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,10 @@ _FIELDS = {
 
 class ManifestError(ValueError):
     """A manifest is not valid. ``str(err)`` is the message for the user."""
+
+
+class ManifestWarning(UserWarning):
+    """A manifest is valid but probably not what was meant (e.g. a non-square bbox)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,13 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in bbox)
     ):
         raise _err(file, f"{where}, field 'bbox'", f"must be [x, y, w, h] in integer pixels, got {bbox!r}")
+    if bbox[2] != bbox[3]:
+        warnings.warn(
+            f"{file}: {where}, field 'bbox': {bbox[2]}x{bbox[3]} px is not square; every crop is resized "
+            "to a square, which squashes the face. Use w = h (a square box around the face).",
+            ManifestWarning,
+            stacklevel=2,
+        )
     segments_raw = raw.get("segments") or {}
     if not isinstance(segments_raw, dict):
         raise _err(file, f"{where}, field 'segments'", "must map task name to [start_s, end_s]")

@@ -148,7 +148,7 @@ class CycleGAN(pl.LightningModule):
                 f"CycleGAN: need epochs_constant >= 0 and epochs_decay >= 0; got "
                 f"epochs_constant={epochs_constant}, epochs_decay={epochs_decay}"
             )
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the CLI logs the full config (cli.RunConfig)
         self.automatic_optimization = False
 
         self.gen_s2n = init_weights(ResnetGenerator(ngf=ngf, n_blocks=n_blocks))

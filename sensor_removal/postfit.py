@@ -1,7 +1,7 @@
 """The post-fit benchmark: when a fit ends, clean the subject and evaluate it.
 
-DESIGN.md "Training": "a post-fit hook cleans the subject's sensor videos and runs the
-downstream benchmarks". A researcher then finds the paper's tables (Sec. 4, Tables 1–3)
+After training, a post-fit hook cleans the subject's sensor videos and runs the
+downstream benchmarks (docs/design.md, "Training"). A researcher then finds the paper's tables (Sec. 4, Tables 1–3)
 for this subject in the run folder and on the W&B dashboard without running anything
 else. The hook only wires together the one implementation of each step:
 :func:`sensor_removal.clean.clean_subject`, :func:`evaluation.protocol.run_protocol`
@@ -18,11 +18,10 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import pytorch_lightning as pl
-from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_warn
 
+from sensor_removal.benchmark_logging import log_benchmark, write_sample
 from sensor_removal.callbacks import run_dir
 
 
@@ -50,11 +49,16 @@ def checkpoint_for_benchmark(trainer: pl.Trainer) -> Path | None:
     return None
 
 
+#: The fit-side way to leave a benchmark metric out, named where its weights are missing.
+BENCHMARK_WITHOUT = "Or leave these metrics out of the PostFitBenchmark callback's init_args.metrics in your config."
+
+
 class PostFitBenchmark(pl.Callback):
     """When ``fit`` ends (rank 0 only): clean the subject's sensor recordings with the
     best checkpoint into ``<run>/clean``, evaluate with ``metrics`` into
-    ``<run>/evaluation``, write the report into ``<run>/report`` and log its tables
-    (``log_table``) and plots to W&B.
+    ``<run>/evaluation``, write the report into ``<run>/report`` and log to W&B what
+    :mod:`sensor_removal.benchmark_logging` lists (headline scalars, tables, the results
+    artifact, a sensor | cleaned sample clip).
 
     Args:
         metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``.
@@ -111,7 +115,7 @@ class PostFitBenchmark(pl.Callback):
         from evaluation.weights import MissingWeightsError, check_weights
 
         try:
-            check_weights([m for m in self.metrics if m != "groundtruth"])
+            check_weights([m for m in self.metrics if m != "groundtruth"], leave_out=BENCHMARK_WITHOUT)
         except MissingWeightsError as exc:
             rank_zero_warn(f"the post-fit benchmark will fail unless these weights are fetched before the fit ends:\n{exc}")
 
@@ -144,7 +148,7 @@ class PostFitBenchmark(pl.Callback):
             outcome.clean_dir = root / "clean"
             report = clean_subject(
                 outcome.checkpoint, manifest, outcome.clean_dir,
-                paste_back=self.paste_back, batch_size=self.batch_size, device=self.device, progress=False,
+                paste_back=self.paste_back, batch_size=self.batch_size, device=self.device, progress=True,
             )
             if not report.ok:
                 raise RuntimeError("cleaning failed:\n" + report.summary())
@@ -162,6 +166,9 @@ class PostFitBenchmark(pl.Callback):
             run_protocol(manifest, report.manifest, outcome.results_dir, settings)
             outcome.report_dir = root / "report"
             outcome.files = make_report([outcome.results_dir], outcome.report_dir)
+            first = next(iter(report.results.values()), None)
+            if first is not None:  # a few seconds of sensor | cleaned for the W&B run
+                outcome.files["sample"] = write_sample(first.source, first.bbox, first.out, outcome.report_dir / "sample.mp4")
             self._log(trainer, outcome)
         except Exception as exc:  # noqa: BLE001 - reported, checkpoint kept
             outcome.error = f"post-fit benchmark failed: {exc}"
@@ -172,11 +179,4 @@ class PostFitBenchmark(pl.Callback):
 
     @staticmethod
     def _log(trainer: pl.Trainer, outcome: BenchmarkOutcome) -> None:
-        for logger in trainer.loggers:
-            if not isinstance(logger, WandbLogger):
-                continue
-            for name, path in outcome.files.items():
-                if path.suffix == ".csv":
-                    logger.log_table(key=f"benchmark/{name}", dataframe=pd.read_csv(path))
-                elif path.suffix == ".png":
-                    logger.log_image(key=f"benchmark/{name}", images=[str(path)])
+        log_benchmark(list(trainer.loggers), outcome.files, outcome.results_dir)

@@ -11,7 +11,7 @@ draws one subject from scratch (numpy + OpenCV primitives, no photos):
   (held isolated movements), read sentences (fast mouth movement) and emotional
   expressions; plus blinks, small head motion and gaze;
 * two sessions, each with one ``normal`` and two ``sensor`` recordings, so that the
-  evaluation protocol (N1-N2, Nk-Sk, Nk-Ck; DESIGN.md "Evaluation protocol") has every
+  evaluation protocol (N1-N2, Nk-Sk, Nk-Ck; docs/evaluation.md) has every
   pair it compares. Recordings of a session share identity, clothing and lighting;
   session 2 is brighter and warmer. Each recording has its own expression timing and
   intensity (seeded jitter), like a real second take;
@@ -27,7 +27,7 @@ draws one subject from scratch (numpy + OpenCV primitives, no photos):
 Outputs (all written atomically; ``manifest.yaml`` last, so its presence means the set is
 complete)::
 
-    DIR/manifest.yaml                 subject, 6 recordings (DESIGN.md "Data model")
+    DIR/manifest.yaml                 subject, 6 recordings (docs/data.md)
     DIR/s{k}_normal.mp4               k = 1, 2
     DIR/s{k}_sensor_{a,b}.mp4         the sensor recordings
     DIR/s{k}_sensor_{a,b}.gt.mp4      the same frames without sensors

@@ -35,7 +35,13 @@ import yaml
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from evaluation.protocol import COLUMNS
-from sensor_removal.callbacks import ImageGrid, PerceptualMetrics, RunCheckpoint, center_crop
+from sensor_removal.callbacks import (
+    ImageGrid,
+    PerceptualMetrics,
+    RunCheckpoint,
+    center_crop,
+    label_bands,
+)
 from sensor_removal.data import FramesDataModule, to_tensor, to_uint8
 from sensor_removal.module import CycleGAN
 from sensor_removal.postfit import PostFitBenchmark
@@ -89,23 +95,49 @@ def read_png(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+TOP, LEFT = label_bands(CROP)  # the label bands above and left of the tiles
+
+
+def grid_shape(rows: int) -> tuple[int, int, int]:
+    return (TOP + rows * (CROP + PAD) + PAD, LEFT + 3 * (CROP + PAD) + PAD, 3)
+
+
 def tiles(grid: np.ndarray, n_rows: int, n_cols: int = 3) -> np.ndarray:
     """Cut a grid written by ImageGrid back into ``(rows, cols, CROP, CROP, 3)`` tiles."""
     step = CROP + PAD
+    y0, x0 = TOP + PAD, LEFT + PAD
     return np.stack([
-        np.stack([grid[PAD + i * step : PAD + i * step + CROP, PAD + j * step : PAD + j * step + CROP] for j in range(n_cols)])
+        np.stack([grid[y0 + i * step : y0 + i * step + CROP, x0 + j * step : x0 + j * step + CROP] for j in range(n_cols)])
         for i in range(n_rows)
     ])
 
 
-def grid_frames(dm: FramesDataModule, num_frames: int) -> dict[str, np.ndarray]:
-    """The validation frames a grid shows, chosen here independently of the callback:
-    evenly spread over the validation split, centre-cropped."""
-    out = {}
-    for domain in ("sensor", "normal"):
-        frames = dm.frames(domain, "val")
-        idx = np.linspace(0, len(frames) - 1, min(num_frames, len(frames))).round().astype(int)
-        out[domain] = center_crop(frames[idx], CROP)
+def check_labels(grid: np.ndarray, rows: int) -> None:
+    """Text (dark pixels) in the title band above every column and in the label band left
+    of every row; the corner and the gaps between labels stay white."""
+    step = CROP + PAD
+    dark = grid.min(axis=2) < 128
+    for j in range(3):
+        assert dark[:TOP, LEFT + PAD + j * step : LEFT + PAD + j * step + CROP].sum() >= 5, f"column {j} has no title"
+    for i in range(rows):
+        assert dark[TOP + PAD + i * step : TOP + PAD + i * step + min(TOP, CROP), :LEFT].sum() >= 5, f"row {i} has no label"
+        below = TOP + PAD + i * step + min(TOP, CROP) + 1
+        assert not dark[below : TOP + PAD + (i + 1) * step - 1, :LEFT].any()
+    assert not dark[:TOP, :LEFT].any()
+
+
+def grid_inputs(grid: np.ndarray, dm: FramesDataModule, n_s: int, n_n: int) -> dict[str, np.ndarray]:
+    """The input column of a grid, checked to be distinct, differing validation frames
+    (centre-cropped) of each domain."""
+    inputs = tiles(grid, n_s + n_n)[:, 0]
+    out = {"sensor": inputs[:n_s], "normal": inputs[n_s:]}
+    for domain, shown in out.items():
+        val = center_crop(dm.frames(domain, "val"), CROP)
+        where = [next(k for k, f in enumerate(val) if np.array_equal(f, x)) for x in shown]
+        assert len(set(where)) == len(where), (domain, where)
+        for a in range(len(shown)):
+            for b in range(a):
+                assert np.abs(shown[a].astype(int) - shown[b].astype(int)).mean() > 1.0, (domain, a, b)
     return out
 
 
@@ -114,13 +146,13 @@ def check_grids(run: Path, model: CycleGAN, dm: FramesDataModule, num_frames: in
     generators make of the fixed validation frames, in the documented row/column order."""
     paths = sorted((run / "grids").iterdir())
     assert [p.name for p in paths] == [f"epoch_{e:03d}.png" for e in range(epochs)]
-    frames = grid_frames(dm, num_frames)
-    n_s, n_n = len(frames["sensor"]), len(frames["normal"])
-    assert n_s == min(num_frames, 6) and n_n == min(num_frames, 3)  # 6 / 3 validation frames
+    n_s, n_n = min(num_frames, 6), min(num_frames, 3)  # 6 / 3 validation frames
     rows = n_s + n_n
     grids = [read_png(p) for p in paths]
     for g in grids:
-        assert g.shape == (rows * (CROP + PAD) + PAD, 3 * (CROP + PAD) + PAD, 3)
+        assert g.shape == grid_shape(rows)
+        check_labels(g, rows)
+    frames = grid_inputs(grids[-1], dm, n_s, n_n)
     # The final weights are those of the last validation (the scheduler step changes none).
     model.eval()
     with torch.no_grad():
@@ -187,7 +219,7 @@ def test_every_n_epochs_skips_grids(subject: Path, tmp_path: Path) -> None:
     fit(run, subject, [RunCheckpoint(save_last=True), grid], max_epochs=2)
     assert [p.name for p in (run / "grids").iterdir()] == ["epoch_001.png"]
     assert grid.last_path == run / "grids" / "epoch_001.png"
-    assert read_png(grid.last_path).shape == (2 * (CROP + PAD) + PAD, 3 * (CROP + PAD) + PAD, 3)
+    assert read_png(grid.last_path).shape == grid_shape(2)
 
 
 @pytest.fixture
@@ -241,6 +273,17 @@ def test_wandb_offline_run_holds_grids_and_benchmark_tables(subject: Path, tmp_p
     pd.testing.assert_frame_equal(logged_table, table, check_dtype=False)
     assert str(table_json.relative_to(wb_run / "files")).encode() in records
     assert b"benchmark/table_groundtruth" in records
+    # results.csv as a table, a sensor | cleaned sample clip, headline scalars per comparison.
+    (results_json,) = (media / "table" / "benchmark").glob("results_*.table.json")
+    doc = json.loads(results_json.read_text())
+    assert doc["columns"] == list(COLUMNS) and len(doc["data"]) == len(pd.read_csv(run / "evaluation" / "results.csv"))
+    (clip,) = (media / "videos" / "benchmark").glob("sample_*.mp4")
+    from sensor_removal.video import probe
+
+    info = probe(clip)
+    assert info.width == 2 * info.height and info.frame_count >= 1  # sensor | cleaned, side by side
+    for key in (b"benchmark/psnr_mask/GT-C", b"benchmark/psnr_mask/GT-S", b"benchmark/ssim_whole/GT-C"):
+        assert key in records, key
 
 
 def test_benchmark_plots_and_tables_go_to_wandb(tmp_path: Path, offline_wandb) -> None:

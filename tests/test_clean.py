@@ -20,13 +20,16 @@ from sensor_removal.clean import (
     clean_video,
     feather_alpha,
     load_generator,
-    main,
     paste_back,
 )
+from sensor_removal.clean_cli import main
 from sensor_removal.data import to_uint8
 from sensor_removal.manifest import load_manifest
 from sensor_removal.networks import ResnetGenerator
 from sensor_removal.video import VideoError, crop_resize, probe, read_frames, write_video
+
+# Non-square boxes on purpose (real resizes): their manifest warning is expected here.
+pytestmark = pytest.mark.filterwarnings("ignore::sensor_removal.manifest.ManifestWarning")
 
 W, H = 64, 48
 BBOX = (10, 6, 40, 36)  # x, y, w, h: not square, not the crop size -> real resizes
@@ -342,11 +345,14 @@ def subject(tmp_path: Path) -> Path:
 def test_main_cleans_good_reports_bad(subject: Path, ckpt: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "clean"
     rc = main(["--ckpt", str(ckpt), "--manifest", str(subject), "--out", str(out), "--paste-back",
-               "--codec", "h264-lossless", "--batch-size", "4", "--device", "cpu", "--no-progress"])
+               "--codec", "h264-lossless", "--batch_size", "4", "--device", "cpu"])
     assert rc == 1
     assert _all_files(out) == {"s1_good.mp4", "s1_good.full.mp4", "s2_good.mp4", "s2_good.full.mp4", "manifest.yaml"}
     text = capsys.readouterr()
     report = text.out + text.err
+    # Off a terminal: plain progress lines per video, numbered over the subject's videos.
+    assert "clean s1_good (1/6): 12/12 frames (100%)" in text.out
+    assert "clean s2_good (6/6): 10/10 frames (100%)" in text.out and "\r" not in text.out
     for name in ("s1_trunc.mp4", "s1_garbage.mp4", "s1_missing.mp4", "s1_wide.mp4"):
         assert name in report
     assert "outside" in report and "not found" in report
@@ -398,8 +404,8 @@ def test_main_single_video(subject: Path, ckpt: Path, tmp_path: Path, capsys) ->
     video = subject.parent / "s1_good.mp4"
     out = tmp_path / "one" / "cleaned.mp4"
     common = ["--ckpt", str(ckpt), "--video", str(video), "--out", str(out), "--device", "cpu"]
-    assert main(common + ["--bbox", ",".join(map(str, BBOX)), "--paste-back"]) == 0  # with a progress bar
-    assert "12/12" in capsys.readouterr().err
+    assert main(common + ["--bbox", ",".join(map(str, BBOX)), "--paste-back"]) == 0  # with progress
+    assert "s1_good.mp4: 12/12 frames (100%)" in capsys.readouterr().out  # plain lines: not a terminal
     assert probe(out).frame_count == 12 and probe(out.with_name("cleaned.full.mp4")).width == W
     out.unlink()
     out.with_name("cleaned.full.mp4").unlink()

@@ -135,3 +135,138 @@ def test_wandb_without_login_says_how_to_go_offline(tiny: Path, tmp_path: Path, 
     assert code == 2
     assert "Weights & Biases" in err and "WANDB_MODE=offline" in err
     assert "Traceback" not in err
+
+
+def _wandb_records(run_dir: Path) -> list:
+    """The records of the offline W&B run under ``run_dir`` (the ``.wandb`` file is a
+    LevelDB-style log of protobuf records: 32 KiB blocks, 7-byte chunk headers)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb2
+
+    (path,) = (run_dir / "wandb").glob("offline-run-*/*.wandb")
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, chunks, pending = 7, 32768, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0:
+            pos += left
+            continue
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:
+            chunks.append(chunk)
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            chunks.append(pending + chunk)
+    records = []
+    for raw in chunks:
+        record = pb2.Record()
+        record.ParseFromString(raw)
+        records.append(record)
+    return records
+
+
+def test_fit_off_a_terminal_prints_progress_lines_and_wandb_holds_the_run(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """stdout captured (not a terminal): plain progress lines with epoch, step/total,
+    rate, ETA and losses; the offline W&B run is named after the subject and holds the
+    full resolved config with the library versions, and no ``_instantiator``."""
+    import json
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+    import wandb
+
+    wandb.teardown()  # forget settings that earlier tests left in this process
+    run = tmp_path / "run"
+    try:
+        code = main(["fit", "--config", str(tiny / "tiny.yaml"), "--trainer.default_root_dir", str(run),
+                     "--trainer.enable_progress_bar", "true", "--progress_every_s", "0", "--subject", "subj42",
+                     "--trainer.logger", "pytorch_lightning.loggers.WandbLogger",
+                     "--trainer.logger.init_args.offline", "true", "--trainer.logger.init_args.save_dir", str(run)])
+    finally:
+        wandb.finish()
+    out, err = capsys.readouterr()
+    assert code == 0, err[-2000:]
+    lines = out.splitlines()
+    steps = [x for x in lines if x.startswith("epoch ") and "steps (" in x]
+    # Every batch (every_s = 0) of both epochs: 40 frames x 0.5, 10 % validation -> 18 per
+    # domain, batches of 4 -> 5 per epoch.
+    assert len(steps) == 10, "\n".join(lines)
+    assert steps[0].startswith("epoch 1/2, batch 1/5, fit: 1/10 steps (10%)")
+    assert steps[-1].startswith("epoch 2/2, batch 5/5, fit: 10/10 steps (100%)")
+    for x in steps:
+        assert " steps/s" in x and "ETA " in x and "loss_g " in x and "loss_d " in x
+    assert sum(x.startswith("epoch ") and " validated " in x and "cycle " in x for x in lines) == 2
+    assert any(x.startswith("fit finished: 10/10 steps") for x in lines)
+    assert "\r" not in out  # no redrawn bar in a log file
+    assert "💡 Tip" not in err and "anonymous setting" not in err and "LeafSpec" not in err
+
+    records = _wandb_records(run)
+    (run_record,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run_record.display_name == "subj42" and run_record.run_group == "subj42"
+    config = {}
+    for r in records:
+        kind = r.WhichOneof("record_type")
+        items = r.run.config.update if kind == "run" else r.config.update if kind == "config" else []
+        config.update({item.key: json.loads(item.value_json) for item in items})
+    assert {"trainer", "model", "data", "subject", "versions", "seed_everything"} <= set(config)
+    assert config["subject"] == "subj42" and config["trainer"]["max_epochs"] == 2
+    assert config["model"]["ngf"] == 4 and config["data"]["crop_size"] == 32
+    assert [c["class_path"].rsplit(".", 1)[-1] for c in config["trainer"]["callbacks"]] == ["RunCheckpoint", "ImageGrid"]
+    assert config["versions"]["torch"] == torch.__version__.split("+")[0] or config["versions"]["torch"] == torch.__version__
+    assert "pytorch-lightning" in config["versions"] and "python" in config["versions"]
+    assert not [k for k in config if "_instantiator" in k]
+    assert "_instantiator" not in json.dumps(config)
+
+
+def test_fit_without_a_manifest_says_which_option_sets_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["fit", "--trainer.default_root_dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "no manifest given: set --data.manifest PATH (or data.manifest in your config)" in err
+    assert "???" not in err
+
+
+def test_missing_lpips_fid_weights_name_the_fit_side_switch(tiny: Path, tmp_path: Path, torch_home: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "with_metrics.yaml"
+    doc = yaml.safe_load((tiny / "tiny.yaml").read_text())
+    doc["trainer"]["callbacks"].append({"class_path": "sensor_removal.callbacks.PerceptualMetrics"})
+    config.write_text(yaml.safe_dump(doc))
+    code = main(["fit", "--config", str(config), "--trainer.default_root_dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "alexnet-owt-7be5be79.pth" in err
+    assert "--perceptual_metrics false" in err
+    assert "(--metrics)" not in err  # the evaluation's option is not a fit option
+
+
+def test_perceptual_metrics_switch_removes_the_callback_and_its_ranking(tiny: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """One switch: the paper's default config without LPIPS/FID trains with no weights."""
+    from sensor_removal.callbacks import PerceptualMetrics, RunCheckpoint
+    from sensor_removal.cli import SensorRemovalCLI, build_cli
+
+    monkeypatch.setattr(SensorRemovalCLI, "_run_subcommand", lambda self, subcommand: None)  # build, don't fit
+    args = ["fit", "--data.manifest", str(tiny / "manifest.yaml"), "--trainer.default_root_dir", str(tmp_path / "run"),
+            "--trainer.logger", "false"]
+    on = build_cli(args)
+    assert any(isinstance(c, PerceptualMetrics) for c in on.trainer.callbacks)
+    assert on.trainer.checkpoint_callback.monitor == "val/fid_clean"
+    off = build_cli([*args, "--perceptual_metrics", "false"])
+    assert not any(isinstance(c, PerceptualMetrics) for c in off.trainer.callbacks)
+    ckpt = off.trainer.checkpoint_callback
+    assert isinstance(ckpt, RunCheckpoint) and ckpt.monitor is None and "{val/" not in ckpt.filename

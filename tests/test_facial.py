@@ -212,8 +212,14 @@ def test_cache_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     from feat.utils.io import get_resource_path
 
     monkeypatch.delenv(facial.CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # py-feat ignores it, and so do we
-    assert feat_cache_dir() == Path(get_resource_path())
+    # Default: a user cache folder outside the venv (recreating the venv keeps the weights).
+    assert feat_cache_dir() == tmp_path / "home" / ".cache" / "sensor-removal" / "feat"
+    assert feat_cache_dir() != Path(get_resource_path())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert feat_cache_dir() == tmp_path / "xdg" / "sensor-removal" / "feat"
     monkeypatch.setenv(facial.CACHE_ENV, str(tmp_path / "env"))
     assert feat_cache_dir() == tmp_path / "env"
     assert feat_cache_dir(tmp_path / "arg") == tmp_path / "arg"

@@ -108,3 +108,19 @@ def test_duplicate_names_and_broken_yaml(subject_dir: Path) -> None:
         load_manifest(broken)
     with pytest.raises(ManifestError, match="nowhere.yaml: manifest file not found"):
         load_manifest(subject_dir / "nowhere.yaml")
+
+
+def test_non_square_bbox_warns_naming_file_recording_and_field(subject_dir: Path) -> None:
+    import warnings
+
+    from sensor_removal.manifest import ManifestWarning
+
+    path = _write(subject_dir, _doc(**{"1__bbox": [8, 4, 40, 30]}))
+    with pytest.warns(ManifestWarning) as caught:
+        m = load_manifest(path)
+    assert m.recording("s1").bbox == (8, 4, 40, 30)  # still loads: a warning, not an error
+    (w,) = caught
+    assert f"{path}: recording 's1', field 'bbox': 40x30 px is not square" in str(w.message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ManifestWarning)
+        load_manifest(_write(subject_dir, _doc(), "square.yaml"))  # square boxes: silent

@@ -1,4 +1,4 @@
-"""Which videos are compared (DESIGN.md "Evaluation protocol")."""
+"""Which videos are compared (docs/evaluation.md)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,11 @@ def test_run_groundtruth_and_lpips_via_cli(synthetic_subject: Path, fake_torch_w
         "run", "--manifest", str(synthetic_subject), "--cleaned", str(cleaned), "--out", str(out),
         "--metrics", "groundtruth,lpips", "--lpips-pairs", "4", "--seed", "3",
     ])  # fmt: skip
-    assert rc == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    # Progress: one line per metric family, one per video (numbered) within it.
+    assert "[1/2] lpips: 10 videos" in err and "[2/2] groundtruth:" in err
+    assert "(1/10) " in err and "(10/10) " in err
     df = pd.read_csv(out / "results.csv", dtype={"session": str})
     assert list(df.columns) == list(COLUMNS)
     assert set(df["metric"]) == {"lpips", "psnr", "ssim"}

@@ -31,6 +31,8 @@ COVERAGE: dict[str, list[str] | str] = {
     "make test-all": ["tests/test_readme_commands.py::test_make_test_all_selects_the_slow_tests"],
     "make bench": ["tests/test_readme_commands.py::test_make_bench_quick_runs_every_benchmark"],
     "make lint": ["tests/test_readme_commands.py::test_make_lint_is_clean"],
+    "python -m sensor_removal": ["tests/test_commands.py::test_top_level_help_lists_every_command_with_its_purpose",
+                                 "tests/test_commands.py::test_help_imports_nothing_heavy"],
     "python -m sensor_removal fit": ["tests/test_cli.py::test_fit_writes_run_and_resumes_from_last",
                                      "tests/test_readme_commands.py::test_subject_config_parses_with_other_manifest"],
     "python -m sensor_removal clean": ["tests/test_clean.py::test_main_cleans_good_reports_bad",

@@ -105,13 +105,40 @@ def test_make_report_writes_markdown_latex_csv(tmp_path: Path) -> None:
     assert "N--S" in tex and "\\multicolumn{2}{c}{Schaede}" in tex
     # Ground truth table: the cleaned rows are perfect (PSNR inf), the sensor rows not.
     gt = pd.read_csv(out / "table_groundtruth.csv")
-    clean_psnr = gt[(gt["row"] == "C (cleaned)") & (gt["group"] == "psnr") & (gt["metric"] == "whole")]
+    clean_psnr = gt[(gt["row"] == "C (cleaned)") & (gt["group"] == "whole") & (gt["metric"] == "psnr")]
     assert np.isinf(clean_psnr["mean"]).all()
-    sensor_psnr = gt[(gt["row"] == "S (no cleaning)") & (gt["group"] == "psnr") & (gt["metric"] == "mask")]
+    sensor_psnr = gt[(gt["row"] == "S (no cleaning)") & (gt["group"] == "mask") & (gt["metric"] == "psnr")]
     assert sensor_psnr["mean"].item() == pytest.approx(22.0)
     assert "∞" in md
     t1 = pd.read_csv(written["table1_perceptual"])
     assert set(t1.columns) == {"row", "group", "metric", "mean", "std", "subjects"}
+    # Subjects are counted in whole numbers, in the CSV text too.
+    assert set(pd.read_csv(written["table1_perceptual"], dtype=str)["subjects"]) == {"2"}
+    # Table 1's caption names the FID set size the rows used (n = 10 in these results).
+    assert "sets of N = 10 frames" in md and "sets of N = 10 frames" in tex
+    assert "Tables not shown" not in md  # every table is there
+
+
+def test_groundtruth_csv_has_region_as_group_and_metric_as_metric(tmp_path: Path) -> None:
+    written = make_report([_write(tmp_path, "A")], tmp_path / "report")
+    gt = pd.read_csv(written["table_groundtruth"])
+    assert set(gt["group"]) == {"whole", "mask"} and set(gt["metric"]) == {"psnr", "ssim"}
+
+
+def test_report_says_which_tables_are_missing_and_why(tmp_path: Path, torch_home: Path) -> None:
+    """A groundtruth-only evaluation (no LPIPS/FID weights here): the report names the
+    missing paper tables, the metrics the evaluation ran and the fetch command."""
+    d = tmp_path / "results_A"
+    d.mkdir()
+    rows = [r for r in _rows("A") if r["metric"] in ("psnr", "ssim")]
+    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(d / "results.csv", index=False)
+    (d / "summary.json").write_text(json.dumps({"subject": "A", "settings": {"metrics": ["groundtruth"]}, "skipped": []}))
+    md = (tmp_path / "report" / "report.md").read_text() if make_report([d], tmp_path / "report") else ""
+    section = md[md.index("### Tables not shown"):]
+    line1 = next(line for line in section.splitlines() if line.startswith("- Table 1 (LPIPS, FID)"))
+    assert "ran with metrics groundtruth, without lpips,fid" in line1
+    assert "python -m evaluation fetch-weights --metrics lpips,fid" in line1
+    assert any(line.startswith("- Tables 2 and 3") for line in section.splitlines())
 
 
 def test_single_subject_has_no_std_and_plots_curves(tmp_path: Path) -> None:

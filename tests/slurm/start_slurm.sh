@@ -18,6 +18,15 @@ STATE=$(cd "$STATE" && pwd)
 cannot() { echo "cannot start SLURM: $*" >&2; exit 3; }
 
 stop() {
+    # Jobs first, so no srun or job script outlives the cluster.
+    if [ -f "$STATE/slurmctld.pid" ] && kill -0 "$(cat "$STATE/slurmctld.pid")" 2>/dev/null; then
+        SLURM_CONF="$STATE/slurm.conf" scancel --full --quiet --user="$(id -un)" 2>/dev/null || true
+        for _ in $(seq 100); do
+            [ -z "$(SLURM_CONF="$STATE/slurm.conf" squeue -h 2>/dev/null)" ] && break
+            sleep 0.1
+        done
+    fi
+    pkill -f "^/bin/bash $STATE/d/job" 2>/dev/null || true
     for name in slurmd slurmctld munged; do
         if [ -f "$STATE/$name.pid" ]; then
             pid=$(cat "$STATE/$name.pid")

@@ -1,0 +1,121 @@
+"""``python -m sensor_removal clean``: the command line of :mod:`sensor_removal.clean`.
+
+Kept apart from the pipeline so that ``clean --help`` and argument errors answer without
+loading PyTorch; the pipeline is imported once the arguments are known to be good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sensor_removal.argtypes import int_at_least, unify_option_names
+
+PROG = "python -m sensor_removal clean"
+
+
+def _parse_bbox(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"--bbox must be X,Y,W,H in integer pixels, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Remove the sensors from whole videos with a trained generator G_S→N. Either every "
+            "sensor recording of a subject (--manifest, outputs DIR/<name>.mp4 and DIR/manifest.yaml) "
+            "or one video (--video with --bbox, output OUT.mp4)."
+        ),
+    )
+    p.add_argument("--ckpt", "--ckpt-path", dest="ckpt", type=Path, required=True,
+                   help="Lightning checkpoint of the subject's CycleGAN (also --ckpt_path, as in fit)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--manifest", type=Path, help="subject manifest (default: the one recorded in the checkpoint)")
+    src.add_argument("--video", type=Path, help="one video to clean (needs --bbox)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (--manifest) or output .mp4 (--video)")
+    p.add_argument("--recordings", nargs="+", metavar="NAME", help="clean only these sensor recordings")
+    p.add_argument("--bbox", type=_parse_bbox, help="face box X,Y,W,H of --video, in pixels")
+    p.add_argument("--paste-back", action="store_true", help="also write <name>.full.mp4: the full frame with the cleaned crop")
+    p.add_argument("--batch-size", type=int_at_least(1), default=None, help="frames per generator call (default: 16 on CUDA, 2 on CPU)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--codec", choices=["h264", "h264-lossless", "mp4v"], default="h264")
+    p.add_argument("--crf", type=int, default=12, help="H.264 quality (lower is better; 12 is near-lossless)")
+    p.add_argument("--feather", type=int_at_least(0), default=None, help="paste-back blend ramp in pixels (default 8)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress (default: a bar in a terminal, plain lines every 30 s otherwise)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sensor_removal clean …``. Exit 0: all cleaned; 1: a recording failed;
+    2: bad arguments or input (nothing cleaned)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(unify_option_names(parser, sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    if args.video is not None and args.bbox is None:
+        parser.print_usage(sys.stderr)
+        print("error: --video needs --bbox X,Y,W,H", file=sys.stderr)
+        return 2
+    if args.video is None and (args.bbox is not None):
+        print("error: --bbox goes with --video (a manifest has its own bboxes)", file=sys.stderr)
+        return 2
+    if args.video is not None and args.recordings:
+        print("error: --recordings goes with --manifest", file=sys.stderr)
+        return 2
+
+    from sensor_removal.clean import (
+        DEFAULT_FEATHER,
+        CleanError,
+        clean_subject,
+        clean_video,
+        load_generator,
+        resolve_device,
+    )
+    from sensor_removal.manifest import ManifestError
+    from sensor_removal.video import VideoError
+
+    common = dict(
+        paste_back=args.paste_back,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        codec=args.codec,
+        crf=args.crf,
+        feather=DEFAULT_FEATHER if args.feather is None else args.feather,
+        progress=not args.no_progress,
+    )
+    try:
+        if args.video is not None:
+            dev = resolve_device(args.device)
+            generator, settings = load_generator(args.ckpt, dev)
+        else:
+            report = clean_subject(
+                args.ckpt, args.manifest, args.out, args.recordings, device=args.device, **common
+            )
+    except (CleanError, VideoError, ManifestError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.video is None:
+        print(report.summary())
+        return 0 if report.ok else 1
+    try:
+        result = clean_video(generator, settings, args.video, args.bbox, args.out, device=dev, **common)
+    except (CleanError, VideoError, OSError) as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    extra = f" and {result.full_out}" if result.full_out else ""
+    print(f"done: {result.frames} frames -> {result.out}{extra} ({result.frames_per_s:.1f} frames/s)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
