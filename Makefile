@@ -4,14 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-all bench lint clean-demo
+.PHONY: setup demo test test-all bench lint clean-demo app
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,app]'
 	touch $(STAMP)
 
 ## Synthetic subject -> fit -> grids -> clean -> evaluation report (CPU, a few minutes).
@@ -29,6 +29,12 @@ test-all: setup
 ## Side-by-side speed measurements (ours vs a plain baseline), printed as ratios.
 bench: setup
 	$(BIN)/python bench/run_all.py
+
+## The browser app on http://127.0.0.1:7860 (RUNS=folder of runs, DATA=folder of recordings).
+RUNS ?= runs
+DATA ?= data
+app: setup
+	$(BIN)/python -m lightning_app --runs $(RUNS) $(if $(wildcard $(DATA)),--data $(DATA),)
 
 lint: setup
 	$(BIN)/python -m ruff check .

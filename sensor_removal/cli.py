@@ -104,11 +104,12 @@ class SensorRemovalCLI(LightningCLI):
             trainer.strategy = MULTI_DEVICE_STRATEGY
         if not cfg.perceptual_metrics:
             _without_perceptual_metrics(trainer)
-        logger = trainer.logger
-        if _class_path(logger).endswith("WandbLogger"):  # the W&B run and group are named after the subject
-            for key in ("name", "group"):
-                if logger.init_args.get(key) is None:
-                    logger.init_args[key] = cfg.subject
+        loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+        for logger in loggers:
+            if _class_path(logger).endswith("WandbLogger"):  # the W&B run and group are named after the subject
+                for key in ("name", "group"):
+                    if logger.init_args.get(key) is None:
+                        logger.init_args[key] = cfg.subject
         if trainer.default_root_dir:
             Path(trainer.default_root_dir).mkdir(parents=True, exist_ok=True)  # W&B looks for it at init
 

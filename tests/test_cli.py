@@ -56,7 +56,7 @@ def test_fit_writes_run_and_resumes_from_last(tiny: Path, tmp_path: Path) -> Non
     last = run / "checkpoints" / "last.ckpt"
     assert last.is_file()
     # The override reached the ${...default_root_dir} reference of the logger.
-    assert (run / "version_0" / "metrics.csv").is_file()
+    assert (run / "lightning_logs" / "version_0" / "metrics.csv").is_file()
     assert sorted(p.name for p in (run / "grids").iterdir()) == ["epoch_000.png", "epoch_001.png"]
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1
@@ -78,8 +78,9 @@ def test_subject_and_overrides_reach_interpolations(tiny: Path, capsys: pytest.C
     assert done.value.code == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["trainer"]["default_root_dir"] == "demo/runs/subj99"
-    assert cfg["trainer"]["logger"]["init_args"]["group"] == "subj99"
-    assert cfg["trainer"]["logger"]["init_args"]["save_dir"] == "demo/runs/subj99"
+    csv, wandb = cfg["trainer"]["logger"]  # a CSV log and W&B, both in the run folder
+    assert wandb["init_args"]["group"] == "subj99"
+    assert wandb["init_args"]["save_dir"] == csv["init_args"]["save_dir"] == "demo/runs/subj99"
     assert cfg["trainer"]["max_epochs"] == 2
     # Paper defaults come from conf/default.yaml underneath.
     assert cfg["model"]["lr"] == pytest.approx(3e-4) and cfg["data"]["load_size"] == 72

@@ -49,6 +49,9 @@ COVERAGE: dict[str, list[str] | str] = {
     "python -m evaluation weights": ["tests/test_readme_commands.py::test_evaluation_weights_lists_files"],
     "python -m evaluation fetch-weights": ["tests/test_facial.py::test_fetch_downloads_into_weights_folder_and_checks_hashes",
                                            "tests/test_perceptual.py::test_stand_in_weights_are_found_but_refused_by_fetch"],
+    "make app": ["tests/test_app.py::test_make_app_runs_the_app_command"],
+    "python -m lightning_app": ["tests/test_app.py::test_runs_table_lists_run_and_loss_plot_renders",
+                                "tests/test_app_parts.py::test_cli_rejects_bad_folders_with_exit_2"],
 }
 
 
