@@ -31,6 +31,7 @@ import os
 import secrets
 import signal
 import string
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,13 @@ class FitTask:
             args += ["--ckpt_path", str(ckpt)]
         cli = build_cli(args)
         trainer = cli.trainer
+        if "wandb" in sys.modules:
+            import wandb
+
+            # Flush the W&B run now: when the task returns, SLURM ends the job step and
+            # with it W&B's service process, which may still hold unwritten history.
+            if wandb.run is not None:
+                wandb.finish()
         summary: dict[str, Any] = {"run": str(run), "wandb_id": wandb_id, "epoch": trainer.current_epoch - 1,
                                    "checkpoint": str(run / "checkpoints" / "last.ckpt")}
         hooks = [cb for cb in trainer.callbacks if isinstance(cb, PostFitBenchmark)]
