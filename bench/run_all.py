@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_frames.py", "bench_train.py", "bench_clean.py", "bench_timeseries.py", "bench_sweep.py"]
+BENCHES = ["bench_frames.py", "bench_train.py", "bench_clean.py", "bench_timeseries.py", "bench_decode.py", "bench_landmarks.py",
+           "bench_sweep.py"]
 
 
 def main() -> int:

@@ -4,9 +4,10 @@ Subcommands::
 
     python -m evaluation run --manifest M [--cleaned C] --out RESULTS
         [--metrics lpips,fid,facial,groundtruth] [--seed N] [--lpips-pairs N]
-        [--fid-sets K] [--fid-set-size N] [--crop-size S] [--device cpu|cuda|auto] ...
+        [--fid-sets K] [--fid-set-size N] [--crop-size S] [--device cpu|cuda|auto]
+        [--au-models xgb,v2] [--shift joint|per_series] ...
     python -m evaluation report RESULTS [RESULTS ...] --out REPORT [--plot-subject S]
-    python -m evaluation fetch-weights [--metrics lpips,fid,facial]
+    python -m evaluation fetch-weights [--metrics lpips,fid,facial] [--au-models xgb,v2]
     python -m evaluation weights [--metrics ...]      # which weights are present
 
 Errors a user can cause (missing weights, invalid manifests, unreadable videos, missing
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from evaluation.weights import METRICS, WEIGHTED_METRICS, MissingWeightsError, WeightsError
@@ -26,16 +28,32 @@ from sensor_removal.argtypes import int_at_least
 PROG = "python -m evaluation"
 
 
-def _metrics(text: str) -> tuple[str, ...]:
-    """``lpips,fid`` or the config-file spelling ``[lpips, fid]``."""
+def _names(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    """``a,b`` or the config-file spelling ``[a, b]``: names out of ``allowed`` (argparse type)."""
     items = tuple(dict.fromkeys(m.strip().lower() for m in text.strip().strip("[]").split(",") if m.strip()))
-    bad = [m for m in items if m not in METRICS]
+    bad = [m for m in items if m not in allowed]
     if bad or not items:
-        raise argparse.ArgumentTypeError(f"unknown metric(s) {bad or text!r}; choose from {','.join(METRICS)}")
+        raise argparse.ArgumentTypeError(f"unknown {what}(s) {bad or text!r}; choose from {','.join(allowed)}")
     return items
 
 
+def _metrics(text: str) -> tuple[str, ...]:
+    return _names(text, METRICS, "metric")
+
+
 _positive_int = int_at_least(1)
+
+
+def _au_models(text: str) -> tuple[str, ...]:
+    from evaluation.facial import AU_MODELS
+
+    return _names(text, tuple(AU_MODELS), "AU model")
+
+
+_AU_HELP = (
+    "py-feat AU models, comma-separated (default xgb,v2: py-feat v1's classical xgb classifier on HOG + "
+    "landmarks for the paper's random forest, the v2 multitask network for its JAA-Net)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,11 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 (default auto)")
     r.add_argument("--batch-size", type=_positive_int, default=16, help="frames per network batch (default 16)")
     r.add_argument("--segments", default=None, help="comma-separated tasks (default: schaede,sentence,emotion,whole)")
-    r.add_argument("--facial-model-set", choices=("v1", "v2"), default="v1", help="py-feat detector (default v1)")
+    r.add_argument("--au-models", type=_au_models, default=("xgb", "v2"), help=_AU_HELP)
     r.add_argument("--facial-stride", type=_positive_int, default=1, help="analyse every n-th frame with py-feat (default 1)")
     r.add_argument("--facial-cache", type=Path, default=None, help="py-feat series cache (default RESULTS/facial_cache)")
     r.add_argument("--max-shift-s", type=float, default=20.0, help="MAPE shift range in seconds (paper: 20)")
     r.add_argument("--dtw-window-s", type=float, default=None, help="DTW Sakoe-Chiba band in seconds (default: none, plain DTW)")
+    r.add_argument(
+        "--shift", choices=("joint", "per_series"), default="joint",
+        help="MAPE shift: one per recording pair, chosen over all series (default), or one per series",
+    )
 
     rep = sub.add_parser("report", help="aggregate result folders into paper-style tables and plots")
     rep.add_argument("results", type=Path, nargs="+", help="result folders of `run` (one per subject), or sweep run folders ROOT/*/<point>; several grid points are also compared")
@@ -67,11 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--plot-subject", default=None, help="subject whose AU/emotion curves are plotted (default: the first)")
 
     f = sub.add_parser("fetch-weights", help="download and verify pretrained weights (needs network)")
-    f.add_argument("--metrics", type=_metrics, default=WEIGHTED_METRICS, help="default: lpips,fid,facial")
-    f.add_argument("--facial-model-set", choices=("v1", "v2"), default="v1")
+    f.add_argument("--metrics", type=_metrics, default=WEIGHTED_METRICS, help=f"default: {','.join(WEIGHTED_METRICS)}")
+    f.add_argument("--au-models", type=_au_models, default=("xgb", "v2"), help=_AU_HELP)
 
     w = sub.add_parser("weights", help="list the weight files and whether they are present (no network)")
     w.add_argument("--metrics", type=_metrics, default=WEIGHTED_METRICS)
+    w.add_argument("--au-models", type=_au_models, default=("xgb", "v2"), help=_AU_HELP)
     return p
 
 
@@ -105,11 +128,12 @@ def _settings(args: argparse.Namespace, segments: tuple[str, ...], cls: type):
         crop_size=args.crop_size,
         device=args.device,
         batch_size=args.batch_size,
-        facial_model_set=args.facial_model_set,
+        au_models=tuple(args.au_models),
         facial_stride=args.facial_stride,
         facial_cache=args.facial_cache,
         max_shift_s=args.max_shift_s,
         dtw_window_s=args.dtw_window_s,
+        shift=args.shift,
     )
 
 
@@ -126,14 +150,22 @@ def _report(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from evaluation.weights import fetch_weights
 
-    fetch_weights([m for m in args.metrics if m in WEIGHTED_METRICS], feat_model_set=args.facial_model_set)
+    metrics = [m for m in args.metrics if m in WEIGHTED_METRICS]
+    fetch_weights([m for m in metrics if m != "facial"])
+    if "facial" in metrics:
+        for model in args.au_models:
+            fetch_weights(["facial"], feat_model_set=model)
     return 0
 
 
 def _weights(args: argparse.Namespace) -> int:
     from evaluation.weights import available_metrics, required_weights
 
-    for w in required_weights([m for m in args.metrics if m in WEIGHTED_METRICS]):
+    metrics = [m for m in args.metrics if m in WEIGHTED_METRICS]
+    files = required_weights([m for m in metrics if m != "facial"])
+    if "facial" in metrics:
+        files += [w for model in args.au_models for w in required_weights(["facial"], feat_model_set=model)]
+    for w in {w.path: w for w in files}.values():  # the face model is shared
         print(f"{'present' if w.present else 'MISSING'}  {w.metric:7s} {w.path}")
     print(f"available metrics: {','.join(available_metrics() + ['groundtruth'])}")
     print(f"torch hub folder (LPIPS, FID): {_hub_dir()}  (TORCH_HOME moves it)")

@@ -178,7 +178,8 @@ class FeatModelSet:
     """Which py-feat detector and models to run (py-feat's own option names).
 
     ``detector="v1"``: ``Detectorv1(face_model, landmark_model, au_model, emotion_model)``
-    (the paper used py-feat's then-default detector; identity and gaze models are off).
+    (identity and gaze models are off). The paper's two AU models are not in py-feat
+    2.x; :data:`AU_MODELS` names the two that stand for them.
     ``detector="v2"``: ``Detectorv2`` (RetinaFace + the multitask model); the
     landmark/AU/emotion names are then ignored and the face model must be RetinaFace.
     """
@@ -220,7 +221,37 @@ class FeatModelSet:
         return asdict(self)
 
 
-ModelSetLike = FeatModelSet | Literal["v1", "v2"]
+ModelSetLike = FeatModelSet | str
+
+#: The AU models the evaluation can run, by the name ``--au-models`` takes. The paper's
+#: Table 2 compares a classical landmark-based model (a random decision forest on 68
+#: MobileNet landmarks, 20 AUs) with a deep joint landmark/AU network (JAA-Net, 12 AUs);
+#: py-feat 2.x ships neither, but one of each kind: the v1 detector's classical
+#: classifier on HOG + landmark features (``xgb``, or ``svm``) and the v2 multitask
+#: network (``v2``). ``v1`` is an alias of ``xgb`` (py-feat's v1 default).
+AU_MODELS: dict[str, FeatModelSet] = {
+    "xgb": FeatModelSet("v1", au_model="xgb"),
+    "svm": FeatModelSet("v1", au_model="svm"),
+    "v2": FeatModelSet("v2"),
+}
+#: The evaluation's default: one model of each kind, as in the paper's Table 2.
+DEFAULT_AU_MODELS: tuple[str, ...] = ("xgb", "v2")
+#: The paper model each AU model stands for, and why (report captions, README).
+PAPER_COUNTERPART: dict[str, str] = {
+    "xgb": "stands for the paper's random decision forest on landmarks (classical: a tree ensemble on "
+    "hand-made HOG + 68-landmark features, the same 20 AUs)",
+    "svm": "stands for the paper's random decision forest on landmarks (classical: an SVM on HOG + "
+    "68-landmark features, the same 20 AUs)",
+    "v2": "stands for the paper's JAA-Net (deep: one network learns landmarks and AUs jointly); it "
+    "predicts 20 AUs, a superset of JAA-Net's 12",
+}
+#: The AUs of the paper's two models (paper Table 2; AU43 is dropped from comparisons).
+PAPER_AUS: dict[str, tuple[str, ...]] = {
+    "rdf": AU_COLUMNS,
+    "jaa-net": ("AU01", "AU02", "AU04", "AU06", "AU07", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24"),
+}
+#: Which paper model's AU list each of ours is compared against.
+PAPER_AU_LIST: dict[str, str] = {"xgb": "rdf", "svm": "rdf", "v2": "jaa-net"}
 
 #: The files py-feat needs for the default v1 and v2 model sets (``fetch-weights``
 #: fetches these). Other model options: ``FeatModelSet(...).files()``.
@@ -231,11 +262,16 @@ FEAT_WEIGHTS: dict[str, tuple[HubFile, ...]] = {
 
 
 def _model_set(model_set: ModelSetLike) -> FeatModelSet:
+    """A :class:`FeatModelSet` from itself, ``"v1"``/``"v2"`` or an :data:`AU_MODELS` name."""
     if isinstance(model_set, FeatModelSet):
         return model_set
-    if model_set in ("v1", "v2"):
-        return FeatModelSet(detector=model_set)
-    raise ValueError(f"facial analysis: unknown model set {model_set!r} (use 'v1', 'v2' or a FeatModelSet)")
+    if model_set == "v1":
+        return FeatModelSet(detector="v1")
+    if model_set in AU_MODELS:
+        return AU_MODELS[model_set]
+    raise ValueError(
+        f"facial analysis: unknown model set {model_set!r} (use 'v1', one of {', '.join(AU_MODELS)} or a FeatModelSet)"
+    )
 
 
 # --------------------------------------------------------------------------- weights
@@ -514,8 +550,9 @@ class FacialAnalyzer:
     emotion tables compare these series).
 
     ``detector`` and the ``*_model`` names choose py-feat's detector and models (py-feat's
-    own option names; see :class:`FeatModelSet`); ``model_set`` (``"v1"``, ``"v2"`` or a
-    :class:`FeatModelSet`; init only), when given, sets all five at once.
+    own option names; see :class:`FeatModelSet`); ``model_set`` (``"v1"``, an
+    :data:`AU_MODELS` name or a :class:`FeatModelSet`; init only), when given, sets all
+    five at once.
     :attr:`feat_models` is the resulting :class:`FeatModelSet`. ``batch_size``: frames
     per forward pass. ``device``: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``,
     ``"cuda"``, ... ``stride``: analyse every ``stride``-th frame. ``face_threshold``:
@@ -534,10 +571,10 @@ class FacialAnalyzer:
     stride: int = 1
     face_threshold: float = 0.5
     weights_dir: Path | None = None
-    model_set: InitVar[FeatModelSet | Literal["v1", "v2"] | None] = None
+    model_set: InitVar[FeatModelSet | str | None] = None
     _feat_detector: object = field(default=None, init=False, repr=False, compare=False)
 
-    def __post_init__(self, model_set: FeatModelSet | Literal["v1", "v2"] | None) -> None:
+    def __post_init__(self, model_set: FeatModelSet | str | None) -> None:
         if model_set is not None:
             ms = _model_set(model_set)
             for name in ("detector", "face_model", "landmark_model", "au_model", "emotion_model"):
@@ -604,7 +641,9 @@ class FacialAnalyzer:
 
     # -- cache
 
-    def cache_key(self, path: Path, bbox: tuple[int, int, int, int] | None, weights: dict[HubFile, Path]) -> str:
+    def cache_key(
+        self, path: Path, bbox: tuple[int, int, int, int] | None, weights: dict[HubFile, Path], size: int | None = None
+    ) -> str:
         from importlib.metadata import version
 
         identity = {
@@ -617,7 +656,16 @@ class FacialAnalyzer:
             "weights": self._weights_id(weights),
             "py-feat": version("py-feat"),
         }
+        if size is not None:  # keys of unresized analyses stay what they were
+            identity["size"] = int(size)
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+    def cache_file(
+        self, path: str | os.PathLike, bbox: tuple[int, int, int, int] | None, size: int | None, cache_dir: str | os.PathLike
+    ) -> Path:
+        """Where the series of ``path`` (cut to ``bbox``, resized to ``size``) is cached."""
+        path = Path(path)
+        return Path(cache_dir) / f"{path.stem}-{self.cache_key(path, bbox, self.require_weights(), size)}.csv"
 
     # -- analysis
 
@@ -627,19 +675,25 @@ class FacialAnalyzer:
         bbox: tuple[int, int, int, int] | None = None,
         frame_range: tuple[int, int] | None = None,
         cache_dir: str | os.PathLike | None = None,
+        size: int | None = None,
     ) -> FacialSeries:
         """AU and emotion series of the video at ``path``.
 
         ``bbox`` (x, y, w, h): analyse only this region of each frame (the recording's
         fixed face box; leave None for videos that are already crops, e.g. cleaned
-        ones). ``frame_range`` (start, stop): return only frames ``start <= f < stop``;
-        the whole video is analysed and cached regardless. ``cache_dir``: where series
-        are cached (None: no cache). Raises :class:`FacialWeightsMissing` before any
-        decoding when weights are absent, :class:`sensor_removal.video.VideoError` for
-        unreadable videos.
+        ones). ``size``: resize that region to ``size`` x ``size`` first
+        (:func:`sensor_removal.video.crop_resize`), so that normal, sensor and cleaned
+        videos show py-feat faces of one resolution (the evaluation uses the cleaned
+        crop size). ``frame_range`` (start, stop): return only frames
+        ``start <= f < stop``; the whole video is analysed and cached regardless.
+        ``cache_dir``: where series are cached (None: no cache). Raises
+        :class:`FacialWeightsMissing` before any decoding when weights are absent,
+        :class:`sensor_removal.video.VideoError` for unreadable videos.
         """
+        from sensor_removal.video import crop_resize
+
         path = Path(path)
-        weights = self.require_weights()
+        self.require_weights()
         info = probe(path)
         if bbox is not None:
             from sensor_removal.video import check_bbox
@@ -647,74 +701,37 @@ class FacialAnalyzer:
             problem = check_bbox(tuple(bbox), info.width, info.height)
             if problem:
                 raise FacialError(f"{path}: bbox: {problem}")
-        cache_file = None
-        if cache_dir is not None:
-            cache_file = Path(cache_dir) / f"{path.stem}-{self.cache_key(path, bbox, weights)}.csv"
-        series = self._load(cache_file, info.fps, path) if cache_file is not None else None
+        cache_file = self.cache_file(path, bbox, size, cache_dir) if cache_dir is not None else None
+        series = self.load_series(cache_file, info.fps, path) if cache_file is not None else None
         if series is None:
-            series = self._analyze(path, bbox, info.frame_count, info.fps)
+            box = tuple(bbox) if bbox is not None else (0, 0, info.width, info.height)
+            builder = self.series_builder(path, info.fps, total=len(range(0, info.frame_count, self.stride)))
+            for number, frame in iter_frames(path, range(0, info.frame_count, self.stride)):
+                if size is not None:
+                    frame = crop_resize(frame, box, size)
+                elif bbox is not None:
+                    x, y, w, h = (int(v) for v in bbox)
+                    frame = frame[y : y + h, x : x + w]
+                builder.add(number, frame)
+            series = builder.finish()
             if cache_file is not None:
-                self._save(series, cache_file)
+                self.save_series(series, cache_file)
         if frame_range is not None:
             series = series.slice(*frame_range)
         return series
 
-    def _analyze(self, path: Path, bbox, frame_count: int, fps: float) -> FacialSeries:
-        import torch
+    def series_builder(self, path: Path, fps: float, total: int | None = None) -> SeriesBuilder:
+        """A :class:`SeriesBuilder` for the frames of ``path``, pushed one at a time (the
+        evaluation's single decoding pass feeds several metric families this way)."""
+        return SeriesBuilder(self, Path(path), fps, total)
 
-        detector = self._get_detector()
-        indices = range(0, frame_count, self.stride)
-        chunk = self.batch_size * 4  # frames per detect() call (py-feat batches within it)
-        rows: dict[int, pd.Series | None] = {}
-        batch: list[np.ndarray] = []
-        numbers: list[int] = []
+    def save_series(self, series: FacialSeries, cache_file: Path) -> None:
+        """Write ``series`` to ``cache_file`` (atomically)."""
+        self._save(series, cache_file)
 
-        def flush() -> None:
-            tensor = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous()
-            with feat_hub_offline(self.weights_dir), torch.no_grad():
-                fex = detector.detect(
-                    tensor,
-                    data_type="tensor",
-                    batch_size=self.batch_size,
-                    face_detection_threshold=self.face_threshold,
-                    progress_bar=False,
-                )
-            fex = _normalise_columns(pd.DataFrame(fex), self.feat_models.detector)
-            for position, number in enumerate(numbers):
-                rows[number] = select_face(fex.loc[fex["frame"] == position])
-            batch.clear()
-            numbers.clear()
-
-        for number, frame in iter_frames(path, indices):
-            if bbox is not None:
-                x, y, w, h = (int(v) for v in bbox)
-                frame = frame[y : y + h, x : x + w]
-            batch.append(frame)
-            numbers.append(number)
-            if len(batch) == chunk:
-                flush()
-                log.info("%s: analysed %d / %d frames", path.name, len(rows), len(indices))
-        if batch:
-            flush()
-
-        columns = list(AU_COLUMNS) + list(EMOTION_COLUMNS) + list(FACE_COLUMNS)
-        table = np.full((len(rows), len(columns)), np.nan)
-        for i, number in enumerate(sorted(rows)):
-            face = rows[number]
-            if face is not None:
-                table[i] = face[columns].to_numpy(dtype=float)
-        frame_index = pd.Index(sorted(rows), name="frame", dtype="int64")
-        data = pd.DataFrame(table, index=frame_index, columns=columns)
-        series = FacialSeries(
-            values=data[list(AU_COLUMNS) + list(EMOTION_COLUMNS)],
-            faces=data[list(FACE_COLUMNS)],
-            stride=self.stride,
-            fps=fps,
-            path=path,
-        )
-        if series.no_face_frames:
-            log.warning("%s: no face in %d of %d analysed frames (NaN rows)", path, series.no_face_frames, series.frames)
-        return series
+    def load_series(self, cache_file: Path, fps: float, path: Path) -> FacialSeries | None:
+        """The cached series in ``cache_file``, or None when absent or stale."""
+        return self._load(cache_file, fps, path)
 
     def _save(self, series: FacialSeries, cache_file: Path) -> None:
         table = pd.concat([series.values, series.faces], axis=1)
@@ -737,3 +754,65 @@ class FacialAnalyzer:
             fps=fps,
             path=path,
         )
+
+
+class SeriesBuilder:
+    """Collects frames of one video pushed one at a time (``add(number, frame)``, RGB
+    uint8, already cut and resized) and runs py-feat on them in chunks of
+    ``batch_size * 4`` frames; :meth:`finish` returns the :class:`FacialSeries`."""
+
+    def __init__(self, analyzer: FacialAnalyzer, path: Path, fps: float, total: int | None = None) -> None:
+        self.analyzer, self.path, self.fps, self.total = analyzer, path, fps, total
+        self.rows: dict[int, pd.Series | None] = {}
+        self.batch: list[np.ndarray] = []
+        self.numbers: list[int] = []
+
+    def add(self, number: int, frame: np.ndarray) -> None:
+        self.batch.append(frame)
+        self.numbers.append(int(number))
+        if len(self.batch) == self.analyzer.batch_size * 4:  # frames per detect() call (py-feat batches within it)
+            self._flush()
+            log.info("%s: analysed %d / %s frames", self.path.name, len(self.rows), self.total or "?")
+
+    def _flush(self) -> None:
+        import torch
+
+        a = self.analyzer
+        detector = a._get_detector()
+        tensor = torch.from_numpy(np.stack(self.batch)).permute(0, 3, 1, 2).contiguous()
+        with feat_hub_offline(a.weights_dir), torch.no_grad():
+            fex = detector.detect(
+                tensor,
+                data_type="tensor",
+                batch_size=a.batch_size,
+                face_detection_threshold=a.face_threshold,
+                progress_bar=False,
+            )
+        fex = _normalise_columns(pd.DataFrame(fex), a.feat_models.detector)
+        for position, number in enumerate(self.numbers):
+            self.rows[number] = select_face(fex.loc[fex["frame"] == position])
+        self.batch.clear()
+        self.numbers.clear()
+
+    def finish(self) -> FacialSeries:
+        if self.batch:
+            self._flush()
+        rows = self.rows
+        columns = list(AU_COLUMNS) + list(EMOTION_COLUMNS) + list(FACE_COLUMNS)
+        table = np.full((len(rows), len(columns)), np.nan)
+        for i, number in enumerate(sorted(rows)):
+            face = rows[number]
+            if face is not None:
+                table[i] = face[columns].to_numpy(dtype=float)
+        frame_index = pd.Index(sorted(rows), name="frame", dtype="int64")
+        data = pd.DataFrame(table, index=frame_index, columns=columns)
+        series = FacialSeries(
+            values=data[list(AU_COLUMNS) + list(EMOTION_COLUMNS)],
+            faces=data[list(FACE_COLUMNS)],
+            stride=self.analyzer.stride,
+            fps=self.fps,
+            path=self.path,
+        )
+        if series.no_face_frames:
+            log.warning("%s: no face in %d of %d analysed frames (NaN rows)", self.path, series.no_face_frames, series.frames)
+        return series

@@ -4,12 +4,14 @@
 (cleaned) (:mod:`evaluation.pairs`) with the chosen metrics and writes
 
 * ``RESULTS/results.csv`` — tidy rows: ``subject, session, segment, kind, reference,
-  other, metric, feature, value, std, n`` (:data:`COLUMNS`);
+  other, metric, feature, value, std, n, model`` (:data:`COLUMNS`; ``model`` is the AU
+  model of facial rows, empty otherwise);
 * ``RESULTS/summary.json`` — settings, library versions, weight files, skipped
-  comparisons, per-video facial-analysis frame counts (no-face frames per segment) and
-  quick means;
+  comparisons, frames decoded per video, per-video facial-analysis frame counts
+  (no-face frames per segment; per AU model under ``by_model``) and quick means;
 * ``RESULTS/series/<recording>.csv`` — the per-frame AU / emotion series each video
-  contributed (index ``frame``), so that reports can plot without re-running py-feat.
+  contributed (index ``frame``; first AU model, the others in
+  ``series/<model>/<recording>.csv``), so that reports can plot without re-running py-feat.
 
 All files are written atomically. The weights of every chosen metric are checked
 *before* anything is decoded (:func:`evaluation.weights.check_weights`).
@@ -20,10 +22,16 @@ Metrics (``metric`` / ``feature`` in the rows):
 * ``fid`` / ``image`` — mean low-rank FID over ``fid_sets`` draws of ``fid_set_size``
   frames per side (the paper: 128); ``std`` over draws, ``n`` the set size used (smaller
   when a segment has fewer frames).
-* ``dtw``, ``mape``, ``mape_shift_s`` / ``<AU or emotion>`` — :mod:`evaluation.timeseries`
-  on the py-feat series (MAPE as a fraction at the best shift within ±20 s).
+* ``dtw``, ``mape`` / ``<AU or emotion>`` — :mod:`evaluation.timeseries` on the py-feat
+  series of each AU model (``model``: ``xgb``, ``v2``, ...); MAPE as a fraction at the
+  pair's shift within ±20 s.
+* ``mape_shift_s`` / ``pair`` — the one shift (seconds) of that pair and AU model,
+  chosen jointly over all its series (default ``shift="joint"``); with
+  ``shift="per_series"`` one ``mape_shift_s`` row per feature instead.
 * ``psnr``, ``ssim`` / ``whole`` | ``mask`` — :mod:`evaluation.groundtruth`, synthetic
   subjects only (``reference`` is ``<sensor>:ground_truth``).
+* ``lm_*`` — the ``landmarks`` family (ours; dlib's 68 points, geometry series, NME vs
+  ground truth, detection rates): :mod:`evaluation.landmark_rows`.
 
 Frame draws (seeded): for each video and segment, ``lpips_pairs`` frames uniformly with
 replacement and ``fid_sets`` sets of distinct frames, from a generator seeded by
@@ -32,7 +40,9 @@ with the i-th of the other, i.e. independent uniform frame pairs. A video's draw
 shared by all comparisons it takes part in (N1 uses the same frames against S1 and C1),
 which makes the N–S and N–C rows a paired comparison. Every frame is cut with the
 video's bbox by :func:`sensor_removal.video.crop_resize` to the crop size (default: the
-cleaned videos' size), and each video is decoded once, sequentially.
+cleaned videos' size) — the same size for N, S and C and for LPIPS, FID and py-feat —
+and each video is decoded once, sequentially, for every family
+(:mod:`evaluation.framepass`).
 """
 
 from __future__ import annotations
@@ -50,21 +60,26 @@ import numpy as np
 import pandas as pd
 import torch
 
+from evaluation.facial import AU_MODELS, DEFAULT_AU_MODELS
+from evaluation.framepass import decode_once
 from evaluation.pairs import SEGMENTS, Pair, PairPlan, build_pairs
 from evaluation.timeseries import (
     MAPE_EPS,
     MAX_GAP_FRAMES,
     MAX_SHIFT_S,
+    SHIFT_MODES,
     au_features_for_average,
     compare_series,
     is_au,
 )
 from evaluation.weights import METRICS, check_weights
 from sensor_removal.clean import resolve_device
-from sensor_removal.manifest import Subject, load_manifest
-from sensor_removal.video import atomic_output, crop_resize, iter_frames, probe
+from sensor_removal.manifest import Recording, Subject, load_manifest
+from sensor_removal.video import atomic_output, probe
 
-COLUMNS: tuple[str, ...] = ("subject", "session", "segment", "kind", "reference", "other", "metric", "feature", "value", "std", "n")
+COLUMNS: tuple[str, ...] = ("subject", "session", "segment", "kind", "reference", "other", "metric", "feature", "value", "std", "n", "model")
+#: ``feature`` of the one ``mape_shift_s`` row per pair and AU model (joint shift).
+PAIR_SHIFT_FEATURE = "pair"
 RESULTS_CSV = "results.csv"
 SUMMARY_JSON = "summary.json"
 SERIES_DIR = "series"
@@ -75,12 +90,15 @@ DEFAULT_CROP = 256
 class ProtocolSettings:
     """Everything that changes the numbers (written to ``summary.json``).
 
-    ``metrics``: any of ``lpips, fid, facial, groundtruth``. ``lpips_pairs``: frame pairs
+    ``metrics``: any of ``lpips, fid, facial, groundtruth, landmarks``. ``lpips_pairs``: frame pairs
     per comparison. ``fid_sets``/``fid_set_size``: FID draws and their size (paper:
     N = 128). ``crop_size``: face-crop side for LPIPS/FID/ground truth (None: the
     cleaned videos' size, else 256). ``device``: ``cpu``, ``cuda``, ``auto``.
-    ``facial_*``: py-feat model set, stride, cache folder (None: ``RESULTS/facial_cache``).
-    ``max_shift_s``, ``mape_eps``, ``max_gap_frames``: :mod:`evaluation.timeseries`.
+    ``au_models``: the py-feat AU models to run (:data:`evaluation.facial.AU_MODELS`;
+    default one classical and one deep model, as the paper's Table 2).
+    ``facial_*``: stride, cache folder (None: ``RESULTS/facial_cache``).
+    ``max_shift_s``, ``mape_eps``, ``max_gap_frames``: :mod:`evaluation.timeseries`;
+    ``shift``: ``joint`` (one MAPE shift per pair, the default) or ``per_series``.
     ``dtw_window_s``: Sakoe-Chiba band of the DTW in seconds (None: unconstrained, the
     default; a band of ±20 s makes 3,000-frame DTWs ~3x faster but changes the values).
     """
@@ -94,15 +112,20 @@ class ProtocolSettings:
     crop_size: int | None = None
     device: str = "auto"
     batch_size: int = 16
-    facial_model_set: str = "v1"
+    au_models: tuple[str, ...] = DEFAULT_AU_MODELS
     facial_stride: int = 1
     facial_cache: Path | None = None
     max_shift_s: float = MAX_SHIFT_S
     mape_eps: float = MAPE_EPS
     max_gap_frames: int = MAX_GAP_FRAMES
     dtw_window_s: float | None = None
+    shift: str = "joint"
 
     def __post_init__(self) -> None:
+        if not self.au_models or any(m not in AU_MODELS for m in self.au_models) or len(set(self.au_models)) < len(self.au_models):
+            raise ValueError(f"au_models must be distinct names out of {', '.join(AU_MODELS)}, got {list(self.au_models)}")
+        if self.shift not in SHIFT_MODES:
+            raise ValueError(f"shift must be one of {', '.join(SHIFT_MODES)}, got {self.shift!r}")
         bad = [m for m in self.metrics if m not in METRICS]
         if bad:
             raise ValueError(f"unknown metric(s) {bad}; expected some of {', '.join(METRICS)}")
@@ -118,7 +141,7 @@ def _rng(seed: int, *keys: str | int) -> np.random.Generator:
     return np.random.default_rng([int(seed)] + [zlib.crc32(str(k).encode()) for k in keys])
 
 
-def _row(pair: Pair, metric: str, feature: str, value: float, std: float = math.nan, n: int = 0) -> dict:
+def _row(pair: Pair, metric: str, feature: str, value: float, std: float = math.nan, n: int = 0, model: str = "") -> dict:
     return {
         "subject": pair.subject,
         "session": pair.session_label,
@@ -131,6 +154,7 @@ def _row(pair: Pair, metric: str, feature: str, value: float, std: float = math.
         "value": float(value),
         "std": float(std),
         "n": int(n),
+        "model": model,
     }
 
 
@@ -160,140 +184,180 @@ def draw_frames(plan: PairPlan, settings: ProtocolSettings) -> _Draws:
     return draws
 
 
-def _features_into(store: dict[int, torch.Tensor], batch: list[tuple[int, np.ndarray]], net: torch.nn.Module, batch_size: int) -> None:
-    """Inception features of the ``(frame, crop)`` batch into ``store``; empties ``batch``."""
-    from evaluation.perceptual import inception_features
+class PerceptualFrames:
+    """The LPIPS / FID family in the shared decoding pass (:mod:`evaluation.framepass`):
+    keeps the crops of the LPIPS draws and the Inception features of the FID draws of
+    every video, then :meth:`rows` compares the pairs."""
 
-    f = inception_features(net, np.stack([c for _, c in batch]), batch_size).cpu()
-    for (i, _), row in zip(batch, f, strict=True):
-        store[i] = row
-    batch.clear()
+    family = "lpips/fid"
 
+    def __init__(self, plan: PairPlan, settings: ProtocolSettings) -> None:
+        from evaluation.perceptual import load_inception, load_lpips
 
-def perceptual_rows(plan: PairPlan, settings: ProtocolSettings, crop_size: int, log: Callable[[str], None]) -> list[dict]:
-    """LPIPS and FID rows for every pair of ``plan``."""
-    from evaluation.perceptual import fid_lowrank, load_inception, load_lpips, lpips_distances
+        device = resolve_device(settings.device)
+        self.settings = settings
+        self.want_lpips, self.want_fid = "lpips" in settings.metrics, "fid" in settings.metrics
+        self.family = "/".join(m for m in ("lpips", "fid") if m in settings.metrics)
+        self.lp_net = load_lpips(device=device) if self.want_lpips else None
+        self.inc_net = load_inception(device=device) if self.want_fid else None
+        self.draws = draw_frames(plan, settings)
+        self.crops: dict[str, dict[int, np.ndarray]] = {}  # video -> frame -> crop (LPIPS frames)
+        self.feats: dict[str, dict[int, torch.Tensor]] = {}  # video -> frame -> Inception features
+        self._lp_idx: dict[str, set[int]] = {}
+        self._fid_idx: dict[str, set[int]] = {}
+        self._batch: list[tuple[int, np.ndarray]] = []
 
-    device = resolve_device(settings.device)
-    want_lpips, want_fid = "lpips" in settings.metrics, "fid" in settings.metrics
-    lp_net = load_lpips(device=device) if want_lpips else None
-    inc_net = load_inception(device=device) if want_fid else None
-    draws = draw_frames(plan, settings)
+    def frames_wanted(self, rec: Recording) -> set[int]:
+        d = self.draws
+        self._lp_idx[rec.name] = {int(i) for (v, _), idx in d.lpips.items() if v == rec.name for i in idx}
+        self._fid_idx[rec.name] = {int(i) for (v, _), sets in d.fid.items() if v == rec.name for s in sets for i in s}
+        self.crops[rec.name], self.feats[rec.name] = {}, {}
+        return self._lp_idx[rec.name] | self._fid_idx[rec.name]
 
-    crops: dict[str, dict[int, np.ndarray]] = {}  # video -> frame -> crop (LPIPS frames)
-    feats: dict[str, dict[int, torch.Tensor]] = {}  # video -> frame -> Inception features
-    videos = plan.videos()
-    for number, rec in enumerate(videos, 1):
-        lp_idx = {int(i) for (v, _), idx in draws.lpips.items() if v == rec.name for i in idx}
-        fid_idx = {int(i) for (v, _), sets in draws.fid.items() if v == rec.name for s in sets for i in s}
-        need = sorted(lp_idx | fid_idx)
-        t0 = time.perf_counter()
-        crops[rec.name], feats[rec.name] = {}, {}
-        batch: list[tuple[int, np.ndarray]] = []
-        for i, frame in iter_frames(rec.path, need):
-            crop = crop_resize(frame, rec.bbox, crop_size)
-            if i in lp_idx:
-                crops[rec.name][i] = crop
-            if i in fid_idx:
-                batch.append((i, crop))
-                if len(batch) >= settings.batch_size * 4:
-                    _features_into(feats[rec.name], batch, inc_net, settings.batch_size)
-        if batch:
-            _features_into(feats[rec.name], batch, inc_net, settings.batch_size)
-        log(f"  ({number}/{len(videos)}) {rec.name}: {len(need)} frames decoded for LPIPS/FID in {time.perf_counter() - t0:.1f} s")
+    def consume(self, rec: Recording, index: int, crop: np.ndarray) -> None:
+        if index in self._lp_idx[rec.name]:
+            self.crops[rec.name][index] = crop
+        if index in self._fid_idx[rec.name]:
+            self._batch.append((index, crop))
+            if len(self._batch) >= self.settings.batch_size * 4:
+                self._features(rec.name)
 
-    rows = []
-    for p in plan.pairs:
-        ka, kb = (p.reference.name, p.segment), (p.other.name, p.segment)
-        if want_lpips:
-            a = np.stack([crops[ka[0]][int(i)] for i in draws.lpips[ka]])
-            b = np.stack([crops[kb[0]][int(i)] for i in draws.lpips[kb]])
-            d = lpips_distances(lp_net, a, b, settings.batch_size).double().cpu()
-            rows.append(_row(p, "lpips", "image", d.mean(), d.std() if d.numel() > 1 else math.nan, d.numel()))
-        if want_fid:
-            values, sizes = [], []
-            for sa, sb in zip(draws.fid[ka], draws.fid[kb], strict=True):
-                sizes.append(min(len(sa), len(sb)))
-                if sizes[-1] < 2:  # a one-frame segment has no covariance
-                    values.append(math.nan)
-                    continue
-                fa = torch.stack([feats[ka[0]][int(i)] for i in sa])
-                fb = torch.stack([feats[kb[0]][int(i)] for i in sb])
-                values.append(fid_lowrank(fa, fb))
-            v = np.array(values)
-            rows.append(_row(p, "fid", "image", v.mean(), v.std(ddof=1) if v.size > 1 else math.nan, min(sizes)))
-    return rows
+    def video_done(self, rec: Recording) -> None:
+        if self._batch:
+            self._features(rec.name)
+
+    def _features(self, video: str) -> None:
+        """Inception features of the pending batch into ``feats[video]``."""
+        from evaluation.perceptual import inception_features
+
+        f = inception_features(self.inc_net, np.stack([c for _, c in self._batch]), self.settings.batch_size).cpu()
+        for (i, _), row in zip(self._batch, f, strict=True):
+            self.feats[video][i] = row
+        self._batch.clear()
+
+    def rows(self, plan: PairPlan) -> list[dict]:
+        """LPIPS and FID rows for every pair of ``plan``."""
+        from evaluation.perceptual import fid_lowrank, lpips_distances
+
+        settings, draws, crops, feats = self.settings, self.draws, self.crops, self.feats
+        rows = []
+        for p in plan.pairs:
+            ka, kb = (p.reference.name, p.segment), (p.other.name, p.segment)
+            if self.want_lpips:
+                a = np.stack([crops[ka[0]][int(i)] for i in draws.lpips[ka]])
+                b = np.stack([crops[kb[0]][int(i)] for i in draws.lpips[kb]])
+                d = lpips_distances(self.lp_net, a, b, settings.batch_size).double().cpu()
+                rows.append(_row(p, "lpips", "image", d.mean(), d.std() if d.numel() > 1 else math.nan, d.numel()))
+            if self.want_fid:
+                values, sizes = [], []
+                for sa, sb in zip(draws.fid[ka], draws.fid[kb], strict=True):
+                    sizes.append(min(len(sa), len(sb)))
+                    if sizes[-1] < 2:  # a one-frame segment has no covariance
+                        values.append(math.nan)
+                        continue
+                    fa = torch.stack([feats[ka[0]][int(i)] for i in sa])
+                    fb = torch.stack([feats[kb[0]][int(i)] for i in sb])
+                    values.append(fid_lowrank(fa, fb))
+                v = np.array(values)
+                rows.append(_row(p, "fid", "image", v.mean(), v.std(ddof=1) if v.size > 1 else math.nan, min(sizes)))
+        return rows
 
 
 # ------------------------------------------------------------------------------ facial
 
 
-def facial_rows(
-    plan: PairPlan,
-    settings: ProtocolSettings,
-    out: Path,
-    analyzer: object | None,
-    log: Callable[[str], None],
-) -> tuple[list[dict], dict[str, dict]]:
-    """DTW / MAPE rows per AU and emotion for every pair, the per-video series written to
-    ``out/series/``, and per-video frame counts for the summary."""
+class FacialFrames:
+    """One AU model's py-feat family in the shared decoding pass: per video, the cached
+    series, or a :class:`evaluation.facial.SeriesBuilder` fed every ``stride``-th crop
+    (the crop size of LPIPS/FID, for N, S and C alike), then cached."""
+
+    def __init__(self, model: str, analyzer: object, cache_dir: Path, crop_size: int, log: Callable[[str], None]) -> None:
+        self.model, self.analyzer, self.cache_dir, self.crop_size, self.log = model, analyzer, cache_dir, crop_size, log
+        self.family = f"facial:{model}"
+        self.series: dict[str, object] = {}
+        self._builders: dict[str, tuple[object, Path, float]] = {}
+
+    def frames_wanted(self, rec: Recording) -> range:
+        info = probe(rec.path)
+        cache_file = self.analyzer.cache_file(rec.path, rec.bbox, self.crop_size, self.cache_dir)
+        cached = self.analyzer.load_series(cache_file, info.fps, rec.path)
+        if cached is not None:
+            self.series[rec.name] = cached
+            return range(0)
+        wanted = range(0, info.frame_count, self.analyzer.stride)
+        self._builders[rec.name] = (self.analyzer.series_builder(rec.path, info.fps, len(wanted)), cache_file, time.perf_counter())
+        return wanted
+
+    def consume(self, rec: Recording, index: int, crop: np.ndarray) -> None:
+        self._builders[rec.name][0].add(index, crop)
+
+    def video_done(self, rec: Recording) -> None:
+        if rec.name not in self._builders:
+            return
+        builder, cache_file, t0 = self._builders.pop(rec.name)
+        s = builder.finish()
+        self.analyzer.save_series(s, cache_file)
+        self.series[rec.name] = s
+        self.log(f"  {rec.name}: {self.model} series of {len(s.values)} frames ({s.no_face_frames} without a face) in {time.perf_counter() - t0:.1f} s")
+
+
+def _analyzer(model: str, settings: ProtocolSettings) -> object:
+    from evaluation.facial import FacialAnalyzer
+
+    return FacialAnalyzer(model_set=model, batch_size=settings.batch_size, device=settings.device, stride=settings.facial_stride)
+
+
+def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families: Sequence[FacialFrames]) -> tuple[list[dict], dict[str, dict]]:
+    """DTW / MAPE rows per AU model, AU and emotion for every pair, the per-video series
+    written to ``out/series/`` (first model; the others in ``out/series/<model>/``), and
+    per-video frame counts for the summary (first model; all under ``by_model``)."""
     from evaluation import facial
 
-    if analyzer is None:
-        analyzer = facial.FacialAnalyzer(
-            model_set=settings.facial_model_set,
-            batch_size=settings.batch_size,
-            device=settings.device,
-            stride=settings.facial_stride,
-        )
-    cache = settings.facial_cache if settings.facial_cache is not None else out / "facial_cache"
-    series = {}
     videos: dict[str, dict] = {}
-    recordings = plan.videos()
-    for number, rec in enumerate(recordings, 1):
-        t0 = time.perf_counter()
-        log(f"  ({number}/{len(recordings)}) {rec.name}: facial analysis (py-feat) ...")
-        s = analyzer.analyze_video(rec.path, bbox=rec.bbox, cache_dir=cache)
-        series[rec.name] = s
-        table = s.values.copy()
-        table.insert(0, "time_s", table.index.to_numpy() / s.fps)
-        with atomic_output(out / SERIES_DIR / f"{rec.name}.csv") as tmp:
-            table.to_csv(tmp, index=True, index_label="frame")
-        videos[rec.name] = {
-            "condition": rec.condition,
-            "session": rec.session,
-            "source": rec.source,
-            "fps": s.fps,
-            "stride": s.stride,
-            "analysed_frames": int(len(s.values)),
-            "no_face_frames": int(s.no_face_frames),
-            "no_face_by_segment": {},
-        }
-        log(f"  ({number}/{len(recordings)}) {rec.name}: facial series of {len(s.values)} frames ({s.no_face_frames} without a face) in {time.perf_counter() - t0:.1f} s")
-    features = list(facial.AU_COLUMNS) + list(facial.EMOTION_COLUMNS)
     rows = []
-    for p in plan.pairs:
-        sr, so = series[p.reference.name], series[p.other.name]
-        ref = sr.slice(*p.reference_frames).values
-        oth = so.slice(*p.other_frames).values
-        for name, v in ((p.reference.name, ref), (p.other.name, oth)):
-            videos[name]["no_face_by_segment"][p.segment] = int(v.isna().all(axis=1).sum())
-        if sr.stride != so.stride or not math.isclose(sr.fps, so.fps, rel_tol=1e-3):
-            # Different frame rates would need resampling first; say so instead of guessing.
-            raise ValueError(
-                f"{p.reference.name} ({sr.fps} fps, stride {sr.stride}) and {p.other.name} ({so.fps} fps, "
-                f"stride {so.stride}): series at different rates cannot be compared frame by frame"
+    features = list(facial.AU_COLUMNS) + list(facial.EMOTION_COLUMNS)
+    for k, fam in enumerate(families):
+        folder = out / SERIES_DIR if k == 0 else out / SERIES_DIR / fam.model
+        for rec in plan.videos():
+            s = fam.series[rec.name]
+            table = s.values.copy()
+            table.insert(0, "time_s", table.index.to_numpy() / s.fps)
+            with atomic_output(folder / f"{rec.name}.csv") as tmp:
+                table.to_csv(tmp, index=True, index_label="frame")
+            counts = {"analysed_frames": int(len(s.values)), "no_face_frames": int(s.no_face_frames)}
+            if k == 0:
+                videos[rec.name] = {
+                    "condition": rec.condition, "session": rec.session, "source": rec.source, "fps": s.fps,
+                    "stride": s.stride, **counts, "no_face_by_segment": {}, "by_model": {},
+                }
+            videos[rec.name]["by_model"][fam.model] = counts
+        for p in plan.pairs:
+            sr, so = fam.series[p.reference.name], fam.series[p.other.name]
+            ref = sr.slice(*p.reference_frames).values
+            oth = so.slice(*p.other_frames).values
+            if k == 0:
+                for name, v in ((p.reference.name, ref), (p.other.name, oth)):
+                    videos[name]["no_face_by_segment"][p.segment] = int(v.isna().all(axis=1).sum())
+            if sr.stride != so.stride or not math.isclose(sr.fps, so.fps, rel_tol=1e-3):
+                # Different frame rates would need resampling first; say so instead of guessing.
+                raise ValueError(
+                    f"{p.reference.name} ({sr.fps} fps, stride {sr.stride}) and {p.other.name} ({so.fps} fps, "
+                    f"stride {so.stride}): series at different rates cannot be compared frame by frame"
+                )
+            cmp = compare_series(
+                ref, oth, sr.fps / sr.stride, features,
+                max_shift_s=settings.max_shift_s, eps=settings.mape_eps, max_gap_frames=settings.max_gap_frames,
+                dtw_window_s=settings.dtw_window_s, shift=settings.shift,
             )
-        cmp = compare_series(
-            ref, oth, sr.fps / sr.stride, features,
-            max_shift_s=settings.max_shift_s, eps=settings.mape_eps, max_gap_frames=settings.max_gap_frames,
-            dtw_window_s=settings.dtw_window_s,
-        )
-        for r in cmp.itertuples(index=False):
-            n = min(r.n_ref - r.nan_ref, r.n_other - r.nan_other)
-            rows.append(_row(p, "dtw", r.feature, r.dtw, n=n))
-            rows.append(_row(p, "mape", r.feature, r.mape, n=n))
-            rows.append(_row(p, "mape_shift_s", r.feature, r.best_shift_s, n=n))
+            for r in cmp.itertuples(index=False):
+                n = min(r.n_ref - r.nan_ref, r.n_other - r.nan_other)
+                rows.append(_row(p, "dtw", r.feature, r.dtw, n=n, model=fam.model))
+                rows.append(_row(p, "mape", r.feature, r.mape, n=n, model=fam.model))
+                if settings.shift == "per_series":
+                    rows.append(_row(p, "mape_shift_s", r.feature, r.best_shift_s, n=n, model=fam.model))
+            if settings.shift == "joint" and len(cmp):
+                # One delay per pair and AU model: every feature's MAPE was taken at it.
+                rows.append(_row(p, "mape_shift_s", PAIR_SHIFT_FEATURE, cmp["best_shift_s"].iloc[0], n=len(cmp), model=fam.model))
     return rows, videos
 
 
@@ -373,11 +437,15 @@ def run_protocol(
     out: str | Path,
     settings: ProtocolSettings = ProtocolSettings(),
     *,
-    facial_analyzer: object | None = None,
+    facial_analyzer: Callable[[str], object] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Evaluate one subject; write ``results.csv``, ``summary.json`` and ``series/`` under
     ``out``. Returns the path of ``results.csv``.
+
+    Every video is decoded once (:func:`evaluation.framepass.decode_once`); the LPIPS /
+    FID draws and each AU model's py-feat series are fed from that pass, all at the
+    same crop size. The ground-truth family reads its own aligned triples.
 
     Raises :class:`~evaluation.weights.MissingWeightsError` before any work when a chosen
     metric's weights are absent; ``ManifestError`` / :class:`~evaluation.pairs.PairingError`
@@ -387,7 +455,10 @@ def run_protocol(
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t_start = time.perf_counter()
     metrics = list(settings.metrics)
-    weight_files = check_weights([m for m in metrics if m != "groundtruth"], feat_model_set=settings.facial_model_set)
+    weight_files = check_weights([m for m in metrics if m not in ("groundtruth", "facial")])
+    if "facial" in metrics:
+        for model in settings.au_models:
+            weight_files += check_weights(["facial"], feat_model_set=model)
     out = Path(out)
     subject = load_manifest(manifest)
     clean_subject = load_manifest(cleaned, require_domains=("clean",)) if cleaned is not None else None
@@ -401,23 +472,33 @@ def run_protocol(
     rows: list[dict] = []
     timings: dict[str, float] = {}
     videos: dict[str, dict] = {}
-    perceptual = "/".join(m for m in ("lpips", "fid") if m in metrics)
-    steps = [m for m in (perceptual, "facial" in metrics and "facial", "groundtruth" in metrics and "groundtruth") if m]
+    t0 = time.perf_counter()
+    perceptual = PerceptualFrames(plan, settings) if ("lpips" in metrics or "fid" in metrics) else None
+    facial_families = []
+    if "facial" in metrics:
+        cache = settings.facial_cache if settings.facial_cache is not None else out / "facial_cache"
+        make = facial_analyzer or (lambda model: _analyzer(model, settings))
+        facial_families = [FacialFrames(m, make(m), cache, crop_size, log) for m in settings.au_models]
+    consumers = [c for c in (perceptual, *facial_families) if c is not None]
+    pass_name = ", ".join(c.family for c in consumers)
+    steps = [name for name in (pass_name, "groundtruth" in metrics and "groundtruth") if name]
 
     def step(name: str) -> None:
         log(f"[{steps.index(name) + 1}/{len(steps)}] {name}: {len(plan.videos())} videos")
 
-    if "lpips" in metrics or "fid" in metrics:
+    if consumers:
+        step(pass_name)
+    decoded = decode_once(plan.videos(), consumers, crop_size, log) if consumers else {}
+    timings["frame_pass_s"] = time.perf_counter() - t0
+    if perceptual is not None:
         t0 = time.perf_counter()
-        step(perceptual)
-        rows += perceptual_rows(plan, settings, crop_size, log)
-        timings["perceptual_s"] = time.perf_counter() - t0
-    if "facial" in metrics:
+        rows += perceptual.rows(plan)
+        timings["perceptual_rows_s"] = time.perf_counter() - t0
+    if facial_families:
         t0 = time.perf_counter()
-        step("facial")
-        f_rows, videos = facial_rows(plan, settings, out, facial_analyzer, log)
+        f_rows, videos = facial_rows(plan, settings, out, facial_families)
         rows += f_rows
-        timings["facial_s"] = time.perf_counter() - t0
+        timings["facial_rows_s"] = time.perf_counter() - t0
     if "groundtruth" in metrics:
         from evaluation.groundtruth import evaluate_subject
 
@@ -428,6 +509,14 @@ def run_protocol(
             plan.skipped.append(f"{subject.manifest_path}: no sensor recording has 'ground_truth': no groundtruth rows")
         rows += gt
         timings["groundtruth_s"] = time.perf_counter() - t0
+    landmarks: dict[str, dict] = {}
+    if "landmarks" in metrics:
+        from evaluation.landmark_rows import landmark_rows
+
+        t0 = time.perf_counter()
+        lm_rows, landmarks = landmark_rows(plan, subject, clean_subject, settings, out, log)
+        rows += lm_rows
+        timings["landmarks_s"] = time.perf_counter() - t0
 
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     results = out / RESULTS_CSV
@@ -444,9 +533,11 @@ def run_protocol(
         "versions": _versions(),
         "weights": [str(w.path) for w in weight_files],
         "comparisons": len(plan.pairs),
+        "decoded_frames": decoded,
         "rows": len(df),
         "skipped": plan.skipped,
         "videos": videos,
+        "landmarks": landmarks,
         "means": summarize(df),
         "timings_s": {**timings, "total_s": time.perf_counter() - t_start},
     }
@@ -464,6 +555,10 @@ def read_results(paths: Sequence[str | Path]) -> pd.DataFrame:
         f = p / RESULTS_CSV if p.is_dir() else p
         if not f.is_file():
             raise FileNotFoundError(f"{f}: no results.csv (run `python -m evaluation run` first)")
-        frames.append(pd.read_csv(f, dtype={"session": str, "subject": str, "feature": str}, keep_default_na=True))
+        df = pd.read_csv(f, dtype={"session": str, "subject": str, "feature": str, "model": str}, keep_default_na=True)
+        if "model" not in df.columns:  # results written before AU models were named
+            df["model"] = ""
+        df["model"] = df["model"].fillna("")
+        frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
 

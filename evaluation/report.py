@@ -5,20 +5,30 @@
 subject — and writes into ``out``:
 
 * ``report.md`` and ``tables.tex`` (booktabs) with
-  - Table 1 — LPIPS and FID; rows N1–N2, N–S, N–C; columns per task (paper Table 1);
-  - Table 2 — AU time series, DTW and MAPE per task, AU43 excluded (paper Table 2);
-  - Table 3 — emotion time series, DTW and MAPE per task (paper Table 3);
-  - a ground-truth table (PSNR / SSIM over the whole crop and inside the sensor mask,
+  - **Tables 1–3 in the paper's layout** (the default view): five rows N1–N2, N1–S1,
+    N1–C1, N2–S2, N2–C2 (:func:`paper_row`), the task columns Schaede | Sentence |
+    Emotion, the paper's precision (LPIPS 2 decimals, FID 1, DTW 1, MAPE 2): Table 1
+    LPIPS / FID; Table 2 AU time series, one block per AU model (``xgb``, ``v2``; the
+    caption names the paper model it stands for, its AUs and their count, and the
+    paper model's AUs it lacks; AU43 excluded); Table 3 emotion time series, per model;
+  - **our addition**, labelled as such: the same tables with the sessions averaged into
+    three rows (N1–N2, N–S, N–C) and a ``whole``-video column (files ``ours_*``), and a
+    ground-truth table (PSNR / SSIM over the whole crop and inside the sensor mask,
     sensor vs cleaned) when the results have ground-truth rows (synthetic subjects);
   - the frames without a face per video (py-feat NaN rows);
-* ``table1_perceptual.csv``, ``table2_au.csv``, ``table3_emotion.csv``,
-  ``table_groundtruth.csv``, ``no_face_frames.csv`` — the same numbers, machine-readable
-  (``mean``, ``std``, ``subjects`` per cell);
+  - the landmark tables (ours, :mod:`evaluation.landmark_report`) when the results have
+    ``lm_*`` rows;
+  - an appendix with every subject's own Tables 1–3 in the paper's layout
+    (``subjects/<subject>_table*.csv``);
+* ``table1_perceptual.csv``, ``table2_au_<model>.csv``, ``table3_emotion_<model>.csv``,
+  ``ours_*.csv``, ``table_groundtruth.csv``, ``no_face_frames.csv`` — the same numbers,
+  machine-readable (``mean``, ``std``, ``subjects`` per cell);
 * ``fig_au_<subject>.png`` / ``fig_emotion_<subject>.png`` — AU and emotion curves of
   N, S and C of one subject, session 1 (like the paper's Fig. 6 and 7).
 
-Aggregation: every value is first averaged within a subject (over sessions, sensor
-videos and — for Tables 2/3 — over AUs without AU43, resp. over emotions), then mean ±
+Aggregation: every value is first averaged within a subject (over the comparisons of a
+row — in the paper layout the sensor videos of one session, in ours also the sessions —
+and, for Tables 2/3, over AUs without AU43, resp. over emotions), then mean ±
 std (sample std, ddof 1) over subjects; with a single subject the std is left out.
 MAPE is a fraction (×100 for percent). All files are written atomically.
 """
@@ -42,6 +52,8 @@ from sensor_removal.video import atomic_output
 SEGMENT_LABELS: dict[str, str] = {"schaede": "Schaede", "sentence": "Sentence", "emotion": "Emotion", "whole": "Whole"}
 METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM", "mask": "Mask"}
 _FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}"}
+METRIC_LABELS.update({"nme": "NME", "detection": "Det. rate"})  # landmarks (evaluation.landmark_report)
+_FORMATS.update({"nme": "{:.3f}", "detection": "{:.2f}"})
 GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "clean": "C (cleaned)"}
 
 
@@ -60,11 +72,13 @@ class Table:
     mean: pd.DataFrame
     std: pd.DataFrame
     count: pd.DataFrame
+    formats: dict[str, str] | None = None  # metric -> format (None: the defaults)
 
     def cell(self, row: str, col: tuple[str, str], latex: bool = False) -> str:
         m = self.mean.at[row, col] if row in self.mean.index and col in self.mean.columns else math.nan
         s = self.std.at[row, col] if row in self.std.index and col in self.std.columns else math.nan
-        fmt = _FORMATS.get(col[1]) or _FORMATS.get(col[0], "{:.3f}")
+        formats = self.formats or _FORMATS
+        fmt = formats.get(col[1]) or formats.get(col[0], "{:.3f}")
         return _fmt(m, s, fmt, latex)
 
     def tidy(self) -> pd.DataFrame:
@@ -146,32 +160,160 @@ def perceptual_table(df: pd.DataFrame) -> Table | None:
     )
 
 
-def facial_table(df: pd.DataFrame, group: str) -> Table | None:
+def facial_table(df: pd.DataFrame, group: str, model: str | None = None) -> Table | None:
     """Table 2 (``group="au"``, AU43 excluded) or Table 3 (``group="emotion"``): DTW and
     MAPE averaged over the group's features per comparison, then per subject, then over
-    subjects."""
-    d = df[df["metric"].isin(["dtw", "mape"])]
-    if group == "au":
-        d = d[d["feature"].map(is_au) & ~d["feature"].isin(EXCLUDED_AUS)]
-    else:
-        d = d[~d["feature"].map(is_au)]
+    subjects. ``model``: only the rows of this AU model (None: all rows)."""
+    d = _facial_subset(df, group, model)
     if d.empty:
         return None
     per_pair = d.groupby(["subject", "session", "kind", "segment", "reference", "other", "metric"])["value"].mean().reset_index()
     stats = over_subjects(subject_means(per_pair, ["kind", "segment", "metric"]), ["kind", "segment", "metric"])
     stats["row"] = stats["kind"].map(KIND_LABELS)
     cols = [(s, m) for s in _segments_present(d) for m in ("dtw", "mape")]
+    suffix, label = (f"_{model}", f" — {model}") if model else ("", "")
     if group == "au":
-        name, title = "table2_au", "Table 2 — Action Unit time series"
+        name, title = f"table2_au{suffix}", f"Table 2 — Action Unit time series{label}"
         what = "AU intensities (py-feat; AU43 excluded as in the paper)"
     else:
-        name, title = "table3_emotion", "Table 3 — emotion time series"
+        name, title = f"table3_emotion{suffix}", f"Table 3 — emotion time series{label}"
         what = "emotion probabilities (py-feat)"
     return _pivot(
         stats, [KIND_LABELS[k] for k in KINDS], "row", cols, ("segment", "metric"), name, title,
         f"DTW distance and MAPE (fraction, at the best shift within ±20 s) of {what} against the normal video, "
         "averaged over the features. Mean ± std over subjects.",
     )
+
+
+# ------------------------------------------------------------- the paper's layout (default)
+
+#: The paper's task columns, in its order (Tables 1–3).
+PAPER_SEGMENTS: tuple[str, ...] = ("schaede", "sentence", "emotion")
+#: The paper's precision: LPIPS 2 decimals, FID 1, DTW 1, MAPE 2.
+PAPER_FORMATS: dict[str, str] = {"lpips": "{:.2f}", "fid": "{:.1f}", "dtw": "{:.1f}", "mape": "{:.2f}"}
+
+
+def paper_row(kind: str, session: str) -> str:
+    """The paper's row label: ``N1–N2`` for the baseline, ``Nk–Sk`` / ``Nk–Ck`` per session."""
+    if kind == "baseline":
+        return KIND_LABELS["baseline"]
+    letter = {"sensor": "S", "clean": "C"}[kind]
+    return f"N{session}–{letter}{session}"
+
+
+def _paper_rows(d: pd.DataFrame) -> list[str]:
+    """N1–N2, then per session k: Nk–Sk, Nk–Ck (paper Tables 1–3: five rows for two sessions)."""
+    sessions = sorted({str(s) for s in d.loc[d["kind"] != "baseline", "session"]}, key=lambda s: (len(s), s)) or ["1", "2"]
+    return [KIND_LABELS["baseline"]] + [paper_row(k, s) for s in sessions for k in ("sensor", "clean")]
+
+
+def _paper_table(d: pd.DataFrame, metrics: Sequence[str], name: str, title: str, caption: str) -> Table:
+    """Rows :func:`paper_row`, columns Schaede | Sentence | Emotion × ``metrics``. Within a
+    subject the comparisons of one row (e.g. two sensor videos of a session) are
+    averaged; then mean ± std over subjects."""
+    d = d.assign(row=[paper_row(k, s) for k, s in zip(d["kind"], d["session"], strict=True)])
+    stats = over_subjects(subject_means(d, ["row", "segment", "metric"]), ["row", "segment", "metric"])
+    cols = [(s, m) for s in PAPER_SEGMENTS for m in metrics]
+    t = _pivot(stats, _paper_rows(d), "row", cols, ("segment", "metric"), name, title, caption)
+    t.formats = PAPER_FORMATS
+    return t
+
+
+def paper_perceptual_table(df: pd.DataFrame, name: str = "table1_perceptual") -> Table | None:
+    """Table 1 in the paper's layout: LPIPS and FID, five rows, the three tasks."""
+    d = df[df["metric"].isin(["lpips", "fid"]) & df["segment"].isin(PAPER_SEGMENTS)]
+    if d.empty:
+        return None
+    return _paper_table(
+        d, ("lpips", "fid"), name, "Table 1 — perceptual distance to the normal video",
+        "LPIPS (AlexNet) and FID (Inception-v3, sets of N frames) of the second session's normal video (N1–N2), "
+        "the sensor videos (Nk–Sk) and the cleaned videos (Nk–Ck) against the normal video of the session; lower "
+        "is closer. Mean ± std over subjects.",
+    )
+
+
+def au_model_note(d: pd.DataFrame, model: str) -> str:
+    """Caption text for one AU model: which paper model it stands for, its AUs (AU43
+    excluded) with their count, and the paper model's AUs it lacks."""
+    from evaluation.facial import PAPER_AU_LIST, PAPER_AUS, PAPER_COUNTERPART
+
+    aus = sorted({f for f in d.loc[d["value"].notna(), "feature"] if is_au(f) and f not in EXCLUDED_AUS})
+    text = f"py-feat AU model `{model}`" if model else "py-feat"
+    if model in PAPER_COUNTERPART:
+        text += f" ({PAPER_COUNTERPART[model]})"
+    text += f"; {len(aus)} AUs compared: {', '.join(aus)}"
+    if model in PAPER_AU_LIST:
+        paper = [a for a in PAPER_AUS[PAPER_AU_LIST[model]] if a not in EXCLUDED_AUS]
+        lacks = [a for a in paper if a not in aus]
+        text += f"; lacks of the paper model's {len(paper)} AUs: {', '.join(lacks) if lacks else 'none'}"
+    return text + " (AU43 excluded as in the paper)"
+
+
+def _facial_subset(df: pd.DataFrame, group: str, model: str | None) -> pd.DataFrame:
+    d = df[df["metric"].isin(["dtw", "mape"])]
+    if model is not None and "model" in d.columns:
+        d = d[d["model"].fillna("") == model]
+    if group == "au":
+        return d[d["feature"].map(is_au) & ~d["feature"].isin(EXCLUDED_AUS)]
+    return d[~d["feature"].map(is_au)]
+
+
+def models_of(df: pd.DataFrame) -> list[str]:
+    """The AU models in the facial rows, in order of appearance ('' for unnamed)."""
+    d = df[df["metric"].isin(["dtw", "mape"])]
+    if "model" not in d.columns:
+        return [""] if len(d) else []
+    return list(dict.fromkeys(d["model"].fillna("")))
+
+
+def paper_facial_table(df: pd.DataFrame, group: str, model: str, name: str | None = None) -> Table | None:
+    """Table 2 (``group="au"``) or 3 (``"emotion"``) for one AU model in the paper's
+    layout: DTW and MAPE averaged over the features per comparison, then as Table 1."""
+    d = _facial_subset(df, group, model)
+    d = d[d["segment"].isin(PAPER_SEGMENTS)]
+    if d.empty:
+        return None
+    per_pair = d.groupby(["subject", "session", "kind", "segment", "reference", "other", "metric"])["value"].mean().reset_index()
+    suffix = f"_{model}" if model else ""
+    label = f" — {model}" if model else ""
+    if group == "au":
+        name = name or f"table2_au{suffix}"
+        title, what = f"Table 2 — Action Unit time series{label}", f"AU intensities ({au_model_note(d, model)})"
+    else:
+        name = name or f"table3_emotion{suffix}"
+        title, what = f"Table 3 — emotion time series{label}", f"emotion probabilities (py-feat, run with AU model `{model or 'py-feat'}`)"
+    return _paper_table(
+        per_pair, ("dtw", "mape"), name, title,
+        f"DTW distance and MAPE (fraction, at the pair's one shift within ±20 s, chosen jointly over the series; "
+        f"denominator floored at ε, default 0.01, see docs/fidelity.md) of {what} against the normal video, "
+        "averaged over the features. Mean ± std over subjects.",
+    )
+
+
+def paper_tables(df: pd.DataFrame, prefix: str = "") -> list[Table]:
+    """Tables 1–3 in the paper's layout (one Table 2 and 3 block per AU model)."""
+    tables = [paper_perceptual_table(df, f"{prefix}table1_perceptual")]
+    for group in ("au", "emotion"):
+        for model in models_of(df):
+            base = ("table2_au" if group == "au" else "table3_emotion") + (f"_{model}" if model else "")
+            tables.append(paper_facial_table(df, group, model, f"{prefix}{base}"))
+    return [t for t in tables if t is not None]
+
+
+def extension_tables(df: pd.DataFrame) -> list[Table]:
+    """Our addition: sessions averaged into three rows (N1–N2, N–S, N–C), plus the
+    ``whole`` video column; labelled as ours in titles and file names."""
+    tables = [perceptual_table(df)]
+    for model in models_of(df):
+        tables += [facial_table(df, "au", model), facial_table(df, "emotion", model)]
+    out = []
+    for t in tables:
+        if t is None:
+            continue
+        t.name = f"ours_{t.name}"
+        t.title = f"{t.title} (our addition: sessions averaged, whole video)"
+        out.append(t)
+    return out
 
 
 def groundtruth_table(df: pd.DataFrame) -> Table | None:
@@ -364,9 +506,8 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
         raise ReportError(f"{', '.join(map(str, dirs))}: the results are empty")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tables = [t for t in (perceptual_table(df), facial_table(df, "au"), facial_table(df, "emotion"), groundtruth_table(df)) if t is not None]
-    for t in tables:  # the FID set size, as used
-        t.caption = t.caption.replace("sets of N frames", f"sets of {fid_set_size(df)} frames")
+    from evaluation.landmark_report import landmark_tables
+
     nan_frames = no_face_table([d for d in dirs if d.is_dir()])
     written: dict[str, Path] = {}
     subjects = sorted(df["subject"].astype(str).unique())
@@ -377,10 +518,25 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
         "",
     ]
     tex = ["% Generated by `python -m evaluation report`; needs \\usepackage{booktabs}.", ""]
-    for t in tables:
-        md.append(_md_table(t))
-        tex.append(_tex_table(t))
-        written[t.name] = _write_csv(out / f"{t.name}.csv", t.tidy())
+    sections = [
+        ("## Tables 1–3 in the paper's layout", paper_tables(df)),
+        (
+            "## Our addition: sessions averaged and the whole video\n\n"
+            "Not in the paper: the sessions' rows averaged into N–S and N–C, and a column for the whole video.",
+            [*extension_tables(df), groundtruth_table(df), *landmark_tables(df)],
+        ),
+    ]
+    appendix = [(f"### Subject {s}", paper_tables(df[df["subject"].astype(str) == s], prefix=f"{s}_")) for s in subjects]
+    for heading, tables in sections:
+        tables = [t for t in tables if t is not None]
+        if not tables:
+            continue
+        md += [heading, ""]
+        for t in tables:
+            t.caption = t.caption.replace("sets of N frames", f"sets of {fid_set_size(df)} frames")  # as used
+            md.append(_md_table(t))
+            tex.append(_tex_table(t))
+            written[t.name] = _write_csv(out / f"{t.name}.csv", t.tidy())
     md += not_shown(df, [d for d in dirs if d.is_dir()])
     if not nan_frames.empty:
         md += ["### Frames without a face (py-feat)", "", nan_frames.to_markdown(index=False) if _has_tabulate() else _plain_md(nan_frames), ""]
@@ -393,6 +549,13 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
         for p in plot_curves(d, out, _subject_of(d) or "subject"):
             written[p.stem] = p
             md += [f"![{p.stem}]({p.name})", ""]
+    md += ["## Appendix: per-subject tables", "", "Each subject's own numbers in the paper's layout (sensor videos of a session averaged).", ""]
+    for heading, tables in appendix:
+        md += [heading, ""]
+        for t in tables:
+            md.append(_md_table(t))
+            tex.append(_tex_table(t))
+            written[t.name] = _write_csv(out / "subjects" / f"{t.name}.csv", t.tidy())
     written["report.md"] = _write_text(out / "report.md", "\n".join(md))
     written["tables.tex"] = _write_text(out / "tables.tex", "\n".join(tex))
     return written

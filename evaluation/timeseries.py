@@ -27,6 +27,19 @@ probabilities in [0, 1] that are often ~0, where a plain percentage error explod
 ``eps`` (default 0.01, i.e. 1 % of the probability scale) bounds the denominator. Shifts
 whose overlap is shorter than ``min_overlap`` (default half of the shorter series) are
 not considered, so that a few frames at the far end cannot win.
+
+Why ``eps = 0.01``: the paper does not say how it treats reference values at or near
+zero. A floor of one hundredth of the probability scale leaves the errors of clearly
+active series plain relative errors, while a resting AU at 0.001 no longer turns a 0.01
+deviation into a 1,000 % error. ``tests/test_timeseries.py`` checks that the ranking
+N–C < N–S on the synthetic subject's expression signals holds for every ``eps`` in
+[1e-3, 1e-1].
+
+Shift (:data:`SHIFT_MODES`). The delay between two recordings is one number, so by
+default one shift per compared pair is chosen *jointly*: the shift that minimises the
+mean, over all series compared (every AU and emotion of one model), of the per-series
+MAPE curves (:func:`joint_best_shift`), applied to every series. Searching each series
+on its own (``shift="per_series"``, an option) fits noise and flatters worse videos.
 """
 
 from __future__ import annotations
@@ -46,6 +59,8 @@ MAX_SHIFT_S: float = 20.0
 MAPE_EPS: float = 0.01
 #: Longest NaN run (frames) that is filled by linear interpolation.
 MAX_GAP_FRAMES: int = 5
+#: How the MAPE shift is chosen: one per pair (``joint``, the default) or per series.
+SHIFT_MODES: tuple[str, ...] = ("joint", "per_series")
 #: Fraction of the shorter series that a shift's overlap must cover.
 MIN_OVERLAP: float = 0.5
 #: The blink AU, excluded from AU averages (paper Sec. 4.3).
@@ -193,12 +208,32 @@ def mape_best_shift(
     shifts, mape = mape_by_shift(
         reference, other, max_shift_frames, eps=eps, max_gap_frames=max_gap_frames, min_overlap=min_overlap
     )
-    if np.all(np.isnan(mape)):
+    k = _argmin_smallest_shift(shifts, mape)  # ties (e.g. constant series): smallest |shift|
+    if k is None:
         return math.nan, 0
-    # Ties (e.g. constant series) go to the smallest |shift|.
-    order = np.argsort(np.abs(shifts), kind="stable")
-    k = order[np.nanargmin(mape[order])]
     return float(mape[k]), int(shifts[k])
+
+
+def _argmin_smallest_shift(shifts: np.ndarray, values: np.ndarray) -> int | None:
+    """Index of the smallest finite value; ties go to the smallest ``|shift|``."""
+    if np.all(np.isnan(values)):
+        return None
+    order = np.argsort(np.abs(shifts), kind="stable")
+    return int(order[np.nanargmin(values[order])])
+
+
+def joint_best_shift(curves: Sequence[np.ndarray], shifts: np.ndarray) -> int | None:
+    """The one shift of a recording pair: the index into ``shifts`` that minimises the
+    mean of the per-series MAPE curves (:func:`mape_by_shift`). Only shifts at which
+    every series has a value count (series with no value at any shift, e.g. a feature
+    that is NaN throughout, are left out), so that a shift cannot win by dropping the
+    series it fits badly. ``None`` when no shift qualifies. Ties go to the smallest
+    ``|shift|``."""
+    stack = [np.asarray(c, dtype=np.float64) for c in curves]
+    stack = [c for c in stack if not np.all(np.isnan(c))]
+    if not stack:
+        return None
+    return _argmin_smallest_shift(shifts, np.vstack(stack).mean(axis=0))
 
 
 def max_shift_frames(fps: float, max_shift_s: float = MAX_SHIFT_S) -> int:
@@ -217,9 +252,15 @@ def compare_series(
     max_gap_frames: int = MAX_GAP_FRAMES,
     min_overlap: float = MIN_OVERLAP,
     dtw_window_s: float | None = None,
+    shift: str = "joint",
 ) -> pd.DataFrame:
     """DTW and best-shift MAPE per feature between two per-frame tables (rows = frames of
     one segment, columns = AU / emotion series).
+
+    ``shift="joint"`` (default): one shift for the pair, chosen by
+    :func:`joint_best_shift` over all ``features``, and every feature's MAPE is taken at
+    it (so ``best_shift_frames`` is the same in every row); ``"per_series"``: each
+    feature at its own best shift (module docstring).
 
     Returns one row per feature with columns ``feature, dtw, mape, best_shift_frames,
     best_shift_s, n_ref, n_other, nan_ref, nan_other`` (``nan_*``: NaN frames in the
@@ -229,20 +270,27 @@ def compare_series(
     missing = [f for f in features if f not in df_ref.columns or f not in df_other.columns]
     if missing:
         raise KeyError(f"feature column(s) {missing} missing from the facial-analysis tables")
+    if shift not in SHIFT_MODES:
+        raise ValueError(f"shift must be one of {SHIFT_MODES}, got {shift!r}")
     S = max_shift_frames(fps, max_shift_s)
     window = None if dtw_window_s is None else max(1, int(round(dtw_window_s * fps)))
+    kw = {"eps": eps, "max_gap_frames": max_gap_frames, "min_overlap": min_overlap}
+    curves = {f: mape_by_shift(df_ref[f].to_numpy(np.float64), df_other[f].to_numpy(np.float64), S, **kw) for f in features}
+    joint = joint_best_shift([m for _, m in curves.values()], np.arange(-S, S + 1)) if shift == "joint" else None
     rows = []
     for f in features:
         a = df_ref[f].to_numpy(dtype=np.float64)
         b = df_other[f].to_numpy(dtype=np.float64)
-        mape, shift = mape_best_shift(a, b, S, eps=eps, max_gap_frames=max_gap_frames, min_overlap=min_overlap)
+        shifts, curve = curves[f]
+        k = joint if shift == "joint" else _argmin_smallest_shift(shifts, curve)
+        mape, shift_frames = (math.nan, 0) if k is None else (float(curve[k]), int(shifts[k]))
         rows.append(
             {
                 "feature": f,
                 "dtw": dtw_distance(a, b, max_gap_frames=max_gap_frames, window=window),
                 "mape": mape,
-                "best_shift_frames": shift,
-                "best_shift_s": shift / fps,
+                "best_shift_frames": shift_frames,
+                "best_shift_s": shift_frames / fps,
                 "n_ref": int(a.size),
                 "n_other": int(b.size),
                 "nan_ref": int(np.isnan(a).sum()),

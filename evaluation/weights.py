@@ -21,6 +21,8 @@ Where the files are:
 * ``facial`` — py-feat's model files, listed and fetched by :mod:`evaluation.facial`
   into a user cache folder, ``~/.cache/sensor-removal/feat`` (``$SENSOR_REMOVAL_FEAT_CACHE``
   moves it; ``HF_HOME`` does not, py-feat passes its own folder).
+* ``landmarks`` — dlib's 68-point shape predictor, shipped inside the
+  ``face-recognition-models`` package (:mod:`evaluation.landmarks`): nothing to fetch.
 
 ``check_weights`` tests presence (like the libraries, which do not hash cached files);
 ``fetch_weights`` also verifies files that are already present and refuses ones whose
@@ -37,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Every metric the evaluation knows, in the order of the paper's tables.
-METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "groundtruth")
-#: Metrics that load pretrained weights.
-WEIGHTED_METRICS: tuple[str, ...] = ("lpips", "fid", "facial")
+METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "groundtruth", "landmarks")
+#: Metrics that load pretrained weights (``landmarks``: dlib's, shipped inside a package).
+WEIGHTED_METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "landmarks")
 
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 INCEPTION_URL = (
@@ -173,6 +175,10 @@ def required_weights(
             out += _fid_files()
         elif m == "facial":
             out += _facial_files(feat_model_set, feat_weights_dir)
+        elif m == "landmarks":
+            from evaluation.landmarks import weight_files
+
+            out += weight_files()
     return out
 
 
@@ -300,6 +306,10 @@ def load_check(metric: str, device: str = "cpu", feat_model_set: str = "v1") -> 
         from evaluation import facial
 
         facial.verify_feat_weights(feat_model_set, device=device)
+    elif metric == "landmarks":
+        from evaluation.landmarks import LandmarkDetector
+
+        LandmarkDetector()
 
 
 def fetch_weights(

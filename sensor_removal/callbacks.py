@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from sensor_removal.data import to_tensor, to_uint8
 
@@ -222,6 +222,13 @@ class PerceptualMetrics(pl.Callback):
     computed once per fit; each later epoch runs only G_S→N and the metrics of its output. FID uses ``fid_set_size`` frames per side (the paper's N = 128; fewer
     when the validation split is smaller) over ``fid_sets`` seeded draws.
 
+    ``heldout_frames`` (default 0): that many extra frames per domain, drawn outside the
+    training sample (:meth:`sensor_removal.data.FramesDataModule.heldout_frames`, decoded
+    once per fit), join the validation frames, so that the FID has full sets of
+    ``fid_set_size`` frames; choosing the checkpoint by ``val/fid_clean`` requires it
+    (:func:`sensor_removal.postfit.check_best_by_metric`). The number of frames per side
+    the metrics used is logged once per fit.
+
     Missing AlexNet / Inception weights stop the fit before it starts, with the message
     naming the files and the fetch command; ``--perceptual_metrics false`` trains without
     this callback. Keep ``every_n_epochs`` equal to the checkpoint's when it monitors
@@ -238,7 +245,13 @@ class PerceptualMetrics(pl.Callback):
         fid_sets: int = 1,
         batch_size: int = 16,
         seed: int = 0,
+        heldout_frames: int = 0,
     ) -> None:
+        if heldout_frames < 0:
+            raise ValueError(f"PerceptualMetrics: heldout_frames must be >= 0, got {heldout_frames}")
+        self.heldout_frames = heldout_frames
+        self._frames: dict[str, np.ndarray] | None = None
+        self.frames_used: dict[str, int] = {}
         self.every_n_epochs = every_n_epochs
         self.max_frames = max_frames
         self.fid_set_size = fid_set_size
@@ -259,6 +272,29 @@ class PerceptualMetrics(pl.Callback):
         self._inception = load_inception(device=pl_module.device)
         self._normal_features = None  # cached per fit: this rank's validation normal frames
         self._reference = None
+        self._frames = None
+
+    def _measured_frames(self, trainer: pl.Trainer) -> dict[str, np.ndarray]:
+        """The validation frames plus ``heldout_frames`` extra ones per domain, centre
+        cropped; built once per fit, and their count logged."""
+        if self._frames is None:
+            dm = trainer.datamodule
+            size = dm.hparams.crop_size
+            out = {}
+            for domain in ("sensor", "normal"):
+                frames = dm.frames(domain, "val")[: self.max_frames]
+                if self.heldout_frames:
+                    frames = np.concatenate([frames, dm.heldout_frames(domain, self.heldout_frames)])
+                out[domain] = center_crop(frames, size)
+            self._frames = out
+            self.frames_used = {d: len(f) for d, f in out.items()}
+            n_fid = min(self.fid_set_size, *self.frames_used.values())
+            rank_zero_info(
+                f"PerceptualMetrics: LPIPS/FID on {self.frames_used['sensor']} sensor and {self.frames_used['normal']} "
+                f"normal frames per epoch ({self.heldout_frames} per domain held out from outside the training sample); "
+                f"FID sets of {n_fid} frames"
+            )
+        return self._frames
 
     @staticmethod
     def _shard(trainer: pl.Trainer, items: np.ndarray) -> np.ndarray:
@@ -271,10 +307,8 @@ class PerceptualMetrics(pl.Callback):
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         from evaluation.perceptual import FIDLowRank, LPIPSMean
 
-        dm = trainer.datamodule
-        size = dm.hparams.crop_size
-        sensor_all = center_crop(dm.frames("sensor", "val")[: self.max_frames], size)
-        normal_all = center_crop(dm.frames("normal", "val")[: self.max_frames], size)
+        frames = self._measured_frames(trainer)
+        sensor_all, normal_all = frames["sensor"], frames["normal"]
         # LPIPS partners are drawn for all frames at once, then sharded with them, so the
         # pairs do not depend on the number of processes either.
         # Fixed across epochs too, so the sensor reference row does not move by chance.

@@ -54,7 +54,7 @@ COMMANDS: tuple[Command, ...] = (
             "sensor_removal.demo:main"),
     Command("synth", "render the built-in synthetic subject (videos, ground truth, masks, manifest)",
             "sensor_removal.synthetic:main"),
-    Command("bbox", "propose a fixed square face bbox per video, printed in manifest syntax",
+    Command("bbox", "propose one fixed square face bbox per session, printed in manifest syntax, with a preview PNG",
             "sensor_removal.bbox:main"),
     Command("fit", "train one subject's CycleGAN (LightningCLI; --config, --data.manifest, --subject)",
             "sensor_removal.cli:lightning_main", passes_name=True),

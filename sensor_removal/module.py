@@ -14,8 +14,10 @@ sensor images, ``disc_n`` normal ones). Every training batch does, in this order
    rate of G, as in the CycleGAN paper.
 
 One Adam optimises both generators, one both discriminators (lr 3e-4, β = (0.5, 0.999)).
-The learning rate is constant for ``epochs_constant`` epochs and then decays linearly to
-zero over ``epochs_decay`` epochs (see ``lr_factor``).
+The learning rate is constant for ``epochs_constant`` epochs and then decays linearly by
+the CycleGAN reference's rule over ``epochs_decay`` epochs: the line would reach zero one
+epoch after the run, so the last epoch still trains at lr/(epochs_decay + 1) — lr/16
+with the paper's 15 + 15 (see ``lr_factor``).
 """
 
 from __future__ import annotations

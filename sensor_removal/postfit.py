@@ -7,14 +7,15 @@ else. The hook only wires together the one implementation of each step:
 :func:`sensor_removal.clean.clean_subject`, :func:`evaluation.protocol.run_protocol`
 and :func:`evaluation.report.make_report`.
 
-Which metrics run is a config value: a CPU demo runs ``groundtruth`` only, a GPU node all
-of ``lpips, fid, facial``. A failure (a missing weight, a broken video) is reported with
+Which metrics run is a config value: a CPU demo runs ``groundtruth`` and ``landmarks``
+(no downloads), a GPU node all of ``lpips, fid, facial, landmarks``. A failure (a missing weight, a broken video) is reported with
 its cause and never touches the checkpoints, which were written before the hook runs.
 """
 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,15 +39,42 @@ class BenchmarkOutcome:
     error: str | None = None
 
 
-def checkpoint_for_benchmark(trainer: pl.Trainer) -> Path | None:
-    """The best checkpoint (lowest ``val/fid_clean`` when monitored), else the last."""
+#: Which checkpoint the hook cleans with: ``last`` (the paper: the generator after the
+#: final epoch) or ``best`` (lowest monitored metric, e.g. ``val/fid_clean``; ours).
+CHECKPOINT_CHOICES: tuple[str, ...] = ("last", "best")
+#: Frames per side a FID needs before it can pick a model (the paper's N = 128).
+MIN_FID_FRAMES = 128
+
+
+def checkpoint_for_benchmark(trainer: pl.Trainer, which: str = "last") -> Path | None:
+    """The checkpoint to clean with: ``last`` — the final epoch's (``last.ckpt``, what
+    the paper evaluated: the generator after epoch 30); ``best`` — the one with the best
+    monitored metric. None when that file was not written (no fallback to the other)."""
     cb = trainer.checkpoint_callback
     if cb is None:
         return None
-    for candidate in (getattr(cb, "best_model_path", ""), getattr(cb, "last_model_path", "")):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    return None
+    candidate = getattr(cb, "last_model_path" if which == "last" else "best_model_path", "")
+    return Path(candidate) if candidate and Path(candidate).is_file() else None
+
+
+def check_best_by_metric(trainer: pl.Trainer) -> None:
+    """Selecting the checkpoint by ``val/fid_clean`` is only meaningful with a full-size
+    FID: require a :class:`~sensor_removal.callbacks.PerceptualMetrics` with sets of at
+    least :data:`MIN_FID_FRAMES` frames and as many extra held-out frames per domain
+    (drawn outside the training sample; the validation split alone has ~10 % of 2 % of
+    the frames, often fewer than 128). Raises ``ValueError`` naming the settings."""
+    from sensor_removal.callbacks import PerceptualMetrics
+
+    metrics = [cb for cb in trainer.callbacks if isinstance(cb, PerceptualMetrics)]
+    if not metrics:
+        raise ValueError("PostFitBenchmark(checkpoint='best') needs the PerceptualMetrics callback (it measures val/fid_clean)")
+    m = metrics[0]
+    if m.fid_set_size < MIN_FID_FRAMES or m.heldout_frames < MIN_FID_FRAMES:
+        raise ValueError(
+            f"PostFitBenchmark(checkpoint='best') picks the model by FID, which needs sets of >= {MIN_FID_FRAMES} "
+            f"frames: set PerceptualMetrics fid_set_size >= {MIN_FID_FRAMES} (now {m.fid_set_size}) and "
+            f"heldout_frames >= {MIN_FID_FRAMES} (now {m.heldout_frames}), or clean with checkpoint='last' (the paper)"
+        )
 
 
 #: The fit-side way to leave a benchmark metric out, named where its weights are missing.
@@ -55,13 +83,15 @@ BENCHMARK_WITHOUT = "Or leave these metrics out of the PostFitBenchmark callback
 
 class PostFitBenchmark(pl.Callback):
     """When ``fit`` ends (rank 0 only): clean the subject's sensor recordings with the
-    best checkpoint into ``<run>/clean``, evaluate with ``metrics`` into
+    final epoch's checkpoint (the paper's model; ``checkpoint="best"``: the best by the
+    monitored metric, see :func:`check_best_by_metric`) into ``<run>/clean``, evaluate with ``metrics`` into
     ``<run>/evaluation``, write the report into ``<run>/report`` and log to W&B what
     :mod:`sensor_removal.benchmark_logging` lists (headline scalars, tables, the results
     artifact, a sensor | cleaned sample clip).
 
     Args:
-        metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``.
+        metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``, ``landmarks``
+            (dlib's 68 points; its models ship with a package, so it runs everywhere).
         optional_metrics: metrics to add when their pretrained weights are on this machine
             when the hook runs (the demo: LPIPS/FID/py-feat where fetched, else not). Which
             ran is in the outcome and the results; a missing weight of ``metrics`` is
@@ -76,11 +106,16 @@ class PostFitBenchmark(pl.Callback):
         seed: seed of the evaluation's frame draws.
         raise_on_failure: re-raise a benchmark failure after reporting it (the fit's
             checkpoints stay either way).
+        checkpoint: ``last`` (default; the paper cleans with the generator after the
+            final epoch) or ``best`` (ours: lowest monitored metric; needs a full-size
+            validation FID, checked when the fit starts).
+        au_models: py-feat AU models of the facial metrics (default: ``xgb`` and
+            ``v2``, one classical and one deep model as the paper's Table 2).
     """
 
     def __init__(
         self,
-        metrics: list[str] = ["groundtruth"],  # noqa: B006 - LightningCLI needs a literal default
+        metrics: list[str] = ["groundtruth", "landmarks"],  # noqa: B006 - LightningCLI needs a literal default
         optional_metrics: list[str] = [],  # noqa: B006
         batch_size: int = 8,
         device: str = "auto",
@@ -91,6 +126,8 @@ class PostFitBenchmark(pl.Callback):
         facial_stride: int = 1,
         seed: int = 0,
         raise_on_failure: bool = False,
+        checkpoint: str = "last",
+        au_models: list[str] = ["xgb", "v2"],  # noqa: B006 - LightningCLI needs a literal default
     ) -> None:
         from evaluation.weights import METRICS
 
@@ -108,16 +145,47 @@ class PostFitBenchmark(pl.Callback):
         self.facial_stride = facial_stride
         self.seed = seed
         self.raise_on_failure = raise_on_failure
+        if checkpoint not in CHECKPOINT_CHOICES:
+            raise ValueError(f"PostFitBenchmark: checkpoint must be one of {list(CHECKPOINT_CHOICES)}, got {checkpoint!r}")
+        self.checkpoint = checkpoint
+        from evaluation.facial import AU_MODELS
+
+        if not au_models or any(m not in AU_MODELS for m in au_models):
+            raise ValueError(f"PostFitBenchmark: au_models must be names out of {list(AU_MODELS)}, got {au_models}")
+        self.au_models = list(au_models)
         self.outcome: BenchmarkOutcome | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Say it now, not after hours of training: the hook will fail without weights.
-        from evaluation.weights import MissingWeightsError, check_weights
+        from evaluation.weights import MissingWeightsError
+
+        if self.checkpoint == "best":
+            check_best_by_metric(trainer)  # a config error: the fit does not start
 
         try:
-            check_weights([m for m in self.metrics if m != "groundtruth"], leave_out=BENCHMARK_WITHOUT)
+            self._check_weights()
         except MissingWeightsError as exc:
             rank_zero_warn(f"the post-fit benchmark will fail unless these weights are fetched before the fit ends:\n{exc}")
+
+    def _check_weights(self, metrics: Sequence[str] | None = None) -> None:
+        """Raise ``MissingWeightsError`` unless the weights of every one of ``metrics``
+        (default: ``self.metrics``) are here (py-feat's for every AU model)."""
+        from evaluation.weights import check_weights
+
+        metrics = self.metrics if metrics is None else metrics
+        check_weights([m for m in metrics if m not in ("groundtruth", "facial")], leave_out=BENCHMARK_WITHOUT)
+        if "facial" in metrics:
+            for model in self.au_models:
+                check_weights(["facial"], feat_model_set=model, leave_out=BENCHMARK_WITHOUT)
+
+    def _weights_present(self, metric: str) -> bool:
+        from evaluation.weights import MissingWeightsError
+
+        try:
+            self._check_weights([metric])
+        except MissingWeightsError:
+            return False
+        return True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -130,20 +198,19 @@ class PostFitBenchmark(pl.Callback):
         """Clean, evaluate, report; never raises (the error is in the outcome)."""
         from evaluation.protocol import ProtocolSettings, run_protocol
         from evaluation.report import make_report
-        from evaluation.weights import available_metrics, check_weights
         from sensor_removal.clean import clean_subject
 
         root = run_dir(trainer)
         error_file = root / "benchmark_error.txt"
         error_file.unlink(missing_ok=True)  # a previous run's failure is not this run's
-        present = set(available_metrics())
-        metrics = (*self.metrics, *(m for m in self.optional_metrics if m in present))
-        outcome = BenchmarkOutcome(checkpoint=checkpoint_for_benchmark(trainer), metrics=metrics)
+        metrics = (*self.metrics, *(m for m in self.optional_metrics if self._weights_present(m)))
+        outcome = BenchmarkOutcome(checkpoint=checkpoint_for_benchmark(trainer, self.checkpoint), metrics=metrics)
         try:
             if outcome.checkpoint is None:
-                raise RuntimeError("no checkpoint was written (is a ModelCheckpoint configured?)")
+                need = "a ModelCheckpoint with save_last=True" if self.checkpoint == "last" else "a ModelCheckpoint with a monitor"
+                raise RuntimeError(f"no {self.checkpoint} checkpoint was written (is {need} configured?)")
             # Missing weights fail the evaluation anyway: say so before cleaning every video.
-            check_weights([m for m in metrics if m != "groundtruth"])
+            self._check_weights(metrics)
             manifest = Path(trainer.datamodule.hparams.manifest)
             outcome.clean_dir = root / "clean"
             report = clean_subject(
@@ -161,6 +228,7 @@ class PostFitBenchmark(pl.Callback):
                 device=self.device,
                 batch_size=self.batch_size,
                 facial_stride=self.facial_stride,
+                au_models=tuple(self.au_models),
             )
             outcome.results_dir = root / "evaluation"
             run_protocol(manifest, report.manifest, outcome.results_dir, settings)

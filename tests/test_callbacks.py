@@ -207,10 +207,51 @@ def test_csv_fit_writes_grids_and_post_fit_benchmark(subject: Path, tmp_path: Pa
     trainer, model, dm = fit(run, subject, [ckpt, ImageGrid(every_n_epochs=1, num_frames=4), hook])
 
     check_grids(run, model, dm, num_frames=4, epochs=2)
-    # No monitored metric: the "best" checkpoint is the last epoch's.
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch001.ckpt", "last.ckpt"]
-    assert Path(ckpt.best_model_path) == run / "checkpoints" / "epoch001.ckpt"
-    check_benchmark(run, hook, run / "checkpoints" / "epoch001.ckpt")
+    # The paper's model: the hook cleaned with the final epoch's checkpoint, last.ckpt.
+    check_benchmark(run, hook, run / "checkpoints" / "last.ckpt")
+    assert hook.checkpoint == "last"
+
+
+def test_checkpoint_choice_last_by_default_best_as_option(tmp_path: Path) -> None:
+    from sensor_removal.postfit import checkpoint_for_benchmark
+
+    best, last = tmp_path / "epoch004-fid12.0.ckpt", tmp_path / "last.ckpt"
+    best.write_bytes(b"b")
+    last.write_bytes(b"l")
+    trainer = SimpleNamespace(checkpoint_callback=SimpleNamespace(best_model_path=str(best), last_model_path=str(last)))
+    assert checkpoint_for_benchmark(trainer) == last
+    assert checkpoint_for_benchmark(trainer, "best") == best
+    last.unlink()
+    assert checkpoint_for_benchmark(trainer) is None  # never silently the other one
+    with pytest.raises(ValueError, match="checkpoint"):
+        PostFitBenchmark(checkpoint="first")
+    with pytest.raises(ValueError, match="au_models"):
+        PostFitBenchmark(au_models=["rf"])
+
+
+def test_best_by_metric_needs_full_size_fid() -> None:
+    from sensor_removal.postfit import check_best_by_metric
+
+    hook = PostFitBenchmark(checkpoint="best")
+    with pytest.raises(ValueError, match="needs the PerceptualMetrics"):
+        check_best_by_metric(SimpleNamespace(callbacks=[hook]))
+    with pytest.raises(ValueError, match="heldout_frames >= 128"):
+        check_best_by_metric(SimpleNamespace(callbacks=[PerceptualMetrics(), hook]))
+    with pytest.raises(ValueError, match="fid_set_size >= 128"):
+        check_best_by_metric(SimpleNamespace(callbacks=[PerceptualMetrics(fid_set_size=64, heldout_frames=128), hook]))
+    check_best_by_metric(SimpleNamespace(callbacks=[PerceptualMetrics(heldout_frames=128), hook]))
+
+
+def test_heldout_frames_come_from_outside_the_training_sample(subject: Path) -> None:
+    dm = datamodule(subject)
+    dm.setup()
+    five = dm.heldout_frames("normal", 5)
+    assert five.shape == (5, DATA["load_size"], DATA["load_size"], 3) and five.dtype == np.uint8
+    np.testing.assert_array_equal(five, dm.heldout_frames("normal", 5))  # seeded
+    # 2 normal videos of 12 frames, half of them sampled for training: 12 remain.
+    sampled = len(dm.cache.refs["normal"])
+    assert sampled == 12 and len(dm.heldout_frames("normal", 100)) == 24 - sampled
 
 
 def test_every_n_epochs_skips_grids(subject: Path, tmp_path: Path) -> None:
@@ -246,7 +287,7 @@ def test_wandb_offline_run_holds_grids_and_benchmark_tables(subject: Path, tmp_p
     offline_wandb.finish()  # flush the run's files
 
     grids = check_grids(run, model, dm, num_frames=2, epochs=2)
-    check_benchmark(run, hook, run / "checkpoints" / "epoch001.ckpt")
+    check_benchmark(run, hook, run / "checkpoints" / "last.ckpt")
     (wb_run,) = sorted((run / "wandb").glob("offline-run-*"))
     (record_log,) = wb_run.glob("*.wandb")
     records = record_log.read_bytes()
@@ -324,14 +365,18 @@ def effective_callbacks(config: Path) -> list[dict]:
 def test_configs_monitor_fid_only_with_the_metrics_callback(config: Path) -> None:
     callbacks = effective_callbacks(config)
     by_class = {c["class_path"].rsplit(".", 1)[-1]: c.get("init_args") or {} for c in callbacks}
+    # last.ckpt is the final epoch's model, the one the paper evaluates.
     assert "RunCheckpoint" in by_class and by_class["RunCheckpoint"].get("save_last") is True
     ckpt = by_class["RunCheckpoint"]
-    if "PerceptualMetrics" in by_class:
+    hook = by_class.get("PostFitBenchmark")
+    if hook is not None:
+        assert hook.get("checkpoint", "last") == "last"  # the paper's default in every shipped config
+    if ckpt.get("monitor") is not None:
         assert ckpt.get("monitor") == "val/fid_clean" and ckpt.get("mode") == "min"
+        assert "PerceptualMetrics" in by_class
         # The checkpoint must see the metric every time it looks for it.
         assert by_class["PerceptualMetrics"].get("every_n_epochs", 1) == (ckpt.get("every_n_epochs") or 1)
     else:
-        assert ckpt.get("monitor") is None  # best = the last epoch
         assert "val/" not in ckpt.get("filename", "")
 
 
@@ -390,6 +435,13 @@ def test_perceptual_metrics_logged_and_best_checkpoint_is_min_fid(subject: Path,
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted([best.name, "last.ckpt"])
     _, saved = load_model(best)
     assert saved["epoch"] == best_epoch
+
+    # Held-out frames join the validation frames; the count is logged.
+    cb = PerceptualMetrics(heldout_frames=4)
+    t = SimpleNamespace(datamodule=dm, global_rank=0, world_size=1, current_epoch=2)
+    cb.setup(t, model, "fit")
+    assert all(math.isfinite(v) for v in cb.measure(t, model).values())
+    assert cb.frames_used == {d: len(dm.frames(d, "val")) + 4 for d in ("sensor", "normal")}
 
     # The logged values are what the metrics give for the final generator.
     final, _ = load_model(run / "checkpoints" / "last.ckpt")
@@ -526,7 +578,7 @@ def test_benchmark_missing_weights_keeps_checkpoints(subject: Path, tmp_path: Pa
     check_checkpoints_intact(run)
     assert hook.outcome is not None and hook.outcome.error is not None
     assert hook.outcome.error.startswith("post-fit benchmark failed: missing pretrained weights for lpips")
-    assert hook.outcome.checkpoint == run / "checkpoints" / "epoch001.ckpt"
+    assert hook.outcome.checkpoint == run / "checkpoints" / "last.ckpt"
     text = (run / "benchmark_error.txt").read_text()
     assert str(torch_home / ALEXNET_FILE) in text and "python -m evaluation fetch-weights --metrics lpips" in text
     # Checked before cleaning: nothing was cleaned or evaluated for a benchmark that cannot run.

@@ -86,3 +86,24 @@ def test_demo_leaves_checkpoint_grid_videos_and_report(demo_run) -> None:
     text = report.read_text()
     assert "|" in text and "psnr" in text.lower()  # a markdown table of the ground-truth metrics
     assert not list(out.rglob("*.partial*")), "a half-written file was left behind"
+
+
+LANDMARKS = re.compile(
+    r"landmark error vs ground truth \(NME, dlib 68 points\): sensor (?P<s>\S+) -> clean (?P<c>\S+); "
+    r"detection rate sensor (?P<ds>\S+) % -> clean (?P<dc>\S+) % \(ground truth (?P<dg>\S+) %\)"
+)
+
+
+def test_demo_reports_the_real_landmark_model(demo_run) -> None:
+    """The real dlib models judge the demo's cleaning: a landmark line in the summary and
+    the landmark tables in the report."""
+    proc, _ = demo_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert re.search(r"^metrics\s*: .*\blandmarks\b", proc.stdout, flags=re.MULTILINE), proc.stdout
+    m = LANDMARKS.search(proc.stdout)
+    assert m, proc.stdout
+    assert math.isfinite(float(m.group("s")))  # at the ground truth's face boxes: always measurable
+    assert float(m.group("dg")) >= 90  # the synthetic face is found on the ground-truth frames
+    assert 0 <= float(m.group("ds")) <= 100 and 0 <= float(m.group("dc")) <= 100
+    text = Path(_field(proc.stdout, "report")).read_text()
+    assert "Landmarks — geometry time series" in text and "Landmarks — error against the ground truth" in text

@@ -76,7 +76,7 @@ def test_wheel_ships_the_configs_and_finds_them(installed: Path, tmp_path: Path)
     assert cfg.returncode == 0, cfg.stderr[-2000:]
     doc = yaml.safe_load(cfg.stdout)
     assert doc["trainer"]["max_epochs"] == 30
-    assert doc["trainer"]["logger"]["class_path"].endswith("WandbLogger")
+    assert [lg["class_path"].rsplit(".", 1)[-1] for lg in doc["trainer"]["logger"]] == ["CSVLogger", "WandbLogger"]
     callbacks = [c["class_path"].rsplit(".", 1)[-1] for c in doc["trainer"]["callbacks"]]
     assert {"PerceptualMetrics", "RunCheckpoint", "ImageGrid", "PostFitBenchmark"} <= set(callbacks)
 

@@ -13,7 +13,6 @@ from evaluation.cli import main
 from evaluation.pairs import build_pairs
 from evaluation.protocol import COLUMNS, ProtocolSettings, draw_frames, run_protocol
 from sensor_removal.manifest import load_manifest
-from sensor_removal.video import probe
 from tests.conftest import write_cleaned_recordings
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -107,25 +106,47 @@ def test_fid_rows_through_protocol(tiny_subject, fake_torch_weights: Path, tmp_p
 
 class _StubAnalyzer:
     """Stands in for :class:`evaluation.facial.FacialAnalyzer` (py-feat is tested in
-    tests/test_facial.py): deterministic series per video, one no-face frame each."""
+    tests/test_facial.py): deterministic series per video, one no-face frame each; it
+    records the crops the shared decoding pass hands it."""
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple | None]] = []
+    stride = 1
 
-    def analyze_video(self, path, bbox=None, frame_range=None, cache_dir=None):
+    def __init__(self, model: str = "xgb") -> None:
+        self.model = model
+        self.crops: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
+
+    def cache_file(self, path, bbox, size, cache_dir):
+        return Path(cache_dir) / f"{Path(path).stem}-{self.model}.csv"
+
+    def load_series(self, cache_file, fps, path):
+        return None
+
+    def save_series(self, series, cache_file):
+        pass
+
+    def series_builder(self, path, fps, total=None):
+        stub = self
+
+        class Builder:
+            def add(self, number, frame):
+                stub.crops.setdefault(Path(path).name, []).append((number, frame.shape))
+
+            def finish(self):
+                return stub._series(Path(path), [n for n, _ in stub.crops[Path(path).name]], fps)
+
+        return Builder()
+
+    def _series(self, path: Path, frames: list[int], fps: float):
         from evaluation.facial import AU_COLUMNS, EMOTION_COLUMNS, FACE_COLUMNS, FacialSeries
 
-        path = Path(path)
-        self.calls.append((path.name, bbox))
-        info = probe(path)
-        t = np.arange(info.frame_count)
+        t = np.array(frames)
         phase = {"normal": 0.0, "sensor": 2.0, "clean": 0.5}[next(c for c in ("clean", "sensor", "normal") if c in path.stem)]
         cols = list(AU_COLUMNS) + list(EMOTION_COLUMNS)
         values = pd.DataFrame({c: 0.5 + 0.4 * np.sin((t + phase + i) / 3.0) for i, c in enumerate(cols)}, index=pd.Index(t, name="frame"))
         faces = pd.DataFrame(1.0, index=values.index, columns=list(FACE_COLUMNS))
         values.iloc[3] = np.nan
         faces.iloc[3] = np.nan
-        return FacialSeries(values=values, faces=faces, stride=1, fps=info.fps, path=path)
+        return FacialSeries(values=values, faces=faces, stride=1, fps=fps, path=path)
 
 
 def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> None:
@@ -133,28 +154,49 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
 
     # The facial weights check belongs to evaluation.facial; the stub needs none.
     monkeypatch.setattr(protocol, "check_weights", lambda metrics, **kw: [])
-    stub = _StubAnalyzer()
+    stubs: dict[str, _StubAnalyzer] = {}
     out = tmp_path / "r"
     s = ProtocolSettings(metrics=("facial",), segments=("schaede", "whole"), max_shift_s=0.5)
-    run_protocol(tiny_subject.manifest, tiny_subject.cleaned, out, s, facial_analyzer=stub, log=lambda _: None)
+    assert s.au_models == ("xgb", "v2") and s.shift == "joint"  # the paper's two kinds of AU model
+    run_protocol(tiny_subject.manifest, tiny_subject.cleaned, out, s, facial_analyzer=lambda m: stubs.setdefault(m, _StubAnalyzer(m)), log=lambda _: None)
     df = pd.read_csv(out / "results.csv", dtype={"session": str})
     from evaluation.facial import AU_COLUMNS, EMOTION_COLUMNS
 
     assert set(df["metric"]) == {"dtw", "mape", "mape_shift_s"}
-    assert set(df["feature"]) == set(AU_COLUMNS) | set(EMOTION_COLUMNS)
-    assert len(df) == 5 * 2 * 3 * (len(AU_COLUMNS) + len(EMOTION_COLUMNS))
-    # Every video is analysed once, with its own bbox.
-    assert sorted(c[0] for c in stub.calls) == sorted(f"{n}.mp4" for n in ("s1_normal", "s2_normal", "s1_sensor", "s2_sensor", "s1_sensor_clean", "s2_sensor_clean"))
-    assert dict(stub.calls)["s1_sensor_clean.mp4"] == (0, 0, 32, 32)
-    # The sensor series is 2 frames ahead of the normal one: best shift -0.2 s (5 frames at 10 fps max).
+    assert set(df["model"]) == {"xgb", "v2"}
+    assert set(df["feature"]) == set(AU_COLUMNS) | set(EMOTION_COLUMNS) | {"pair"}
+    n_features = len(AU_COLUMNS) + len(EMOTION_COLUMNS)
+    assert len(df) == 2 * 5 * 2 * (2 * n_features + 1)  # models x pairs x segments x (dtw, mape per feature + one shift)
+    # Every video is decoded once for both models, all at the cleaned crop size (32 px),
+    # the 48x40 normal and sensor frames cut with their bbox and resized like the crops.
+    names = sorted(f"{n}.mp4" for n in ("s1_normal", "s2_normal", "s1_sensor", "s2_sensor", "s1_sensor_clean", "s2_sensor_clean"))
+    for stub in stubs.values():
+        assert sorted(stub.crops) == names
+        assert {shape for crops in stub.crops.values() for _, shape in crops} == {(32, 32, 3)}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["decoded_frames"] == {n[:-4]: len(stubs["xgb"].crops[n]) for n in names}
+    # The sensor series is 2 frames ahead of the normal one: one shift per pair, -0.2 s.
     shift = df[(df["metric"] == "mape_shift_s") & (df["kind"] == "sensor") & (df["segment"] == "whole")]
-    assert np.allclose(shift["value"], -0.2)
+    assert len(shift) == 2 * 2 and (shift["feature"] == "pair").all() and np.allclose(shift["value"], -0.2)
     series = pd.read_csv(out / "series" / "s1_normal.csv", index_col="frame")
     assert len(series) == 24 and series.iloc[3].drop("time_s").isna().all() and "time_s" in series
-    summary = json.loads((out / "summary.json").read_text())
+    assert (out / "series" / "v2" / "s1_normal.csv").is_file()
     v = summary["videos"]["s1_sensor_clean"]
     assert v["no_face_frames"] == 1 and v["source"] == "s1_sensor" and v["no_face_by_segment"]["schaede"] == 1
+    assert set(v["by_model"]) == {"xgb", "v2"}
     assert set(summary["means"]) == {"au_dtw", "au_mape", "emotion_dtw", "emotion_mape"}
+
+    per = ProtocolSettings(metrics=("facial",), segments=("whole",), max_shift_s=0.5, au_models=("xgb",), shift="per_series")
+    run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "p", per, facial_analyzer=_StubAnalyzer, log=lambda _: None)
+    df = pd.read_csv(tmp_path / "p" / "results.csv")
+    assert "pair" not in set(df["feature"]) and (df["metric"] == "mape_shift_s").sum() == 5 * n_features
+
+
+def test_settings_reject_unknown_au_models_and_shift_modes() -> None:
+    with pytest.raises(ValueError, match="au_models"):
+        ProtocolSettings(au_models=("rf",))
+    with pytest.raises(ValueError, match="shift"):
+        ProtocolSettings(shift="each")
 
 
 @pytest.mark.slow
@@ -168,10 +210,10 @@ def test_facial_through_real_py_feat_standins(tiny_subject, tmp_path: Path, monk
     write_standin_feat_weights(hub, "v2")
     monkeypatch.setenv(facial.CACHE_ENV, str(hub))
     out = tmp_path / "r"
-    s = ProtocolSettings(metrics=("facial",), segments=("whole",), facial_model_set="v2", batch_size=8, max_shift_s=0.5)
+    s = ProtocolSettings(metrics=("facial",), segments=("whole",), au_models=("v2",), batch_size=8, max_shift_s=0.5)
     run_protocol(tiny_subject.manifest, tiny_subject.cleaned, out, s, log=lambda _: None)
     df = pd.read_csv(out / "results.csv")
-    assert len(df) == 5 * 3 * (len(facial.AU_COLUMNS) + len(facial.EMOTION_COLUMNS))
+    assert len(df) == 5 * (2 * (len(facial.AU_COLUMNS) + len(facial.EMOTION_COLUMNS)) + 1)
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["videos"]) == {"s1_normal", "s2_normal", "s1_sensor", "s2_sensor", "s1_sensor_clean", "s2_sensor_clean"}
     assert all(v["analysed_frames"] in (24, 25) for v in summary["videos"].values())

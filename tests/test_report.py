@@ -22,10 +22,10 @@ BASE = {"A": {"baseline": 0.10, "sensor": 0.20, "clean": 0.12}, "B": {"baseline"
 def _rows(subject: str) -> list[dict]:
     rows = []
 
-    def add(kind, session, segment, metric, feature, value, other=None):
+    def add(kind, session, segment, metric, feature, value, other=None, model=""):
         ref = "s1_normal" if kind == "baseline" else f"s{session}_normal"
         other = other or {"baseline": "s2_normal", "sensor": f"s{session}_sensor", "clean": f"s{session}_sensor_clean"}[kind]
-        rows.append(dict(zip(COLUMNS, (subject, "1-2" if kind == "baseline" else str(session), segment, kind, ref, other, metric, feature, value, math.nan, 10), strict=True)))
+        rows.append(dict(zip(COLUMNS, (subject, "1-2" if kind == "baseline" else str(session), segment, kind, ref, other, metric, feature, value, math.nan, 10, model), strict=True)))
 
     for seg in TASKS:
         for kind in ("baseline", "sensor", "clean"):
@@ -36,17 +36,20 @@ def _rows(subject: str) -> list[dict]:
                 add(kind, s, seg, "fid", "image", 100 * v)
                 # AUs: AU01 = v, AU12 = 3 v (mean 2 v); AU43 is huge and must be ignored.
                 for metric, scale in (("dtw", 10.0), ("mape", 1.0)):
-                    add(kind, s, seg, metric, "AU01", scale * v)
-                    add(kind, s, seg, metric, "AU12", scale * 3 * v)
-                    add(kind, s, seg, metric, "AU43", 1e6)
-                    add(kind, s, seg, metric, "happiness", scale * 5 * v)
-                    add(kind, s, seg, metric, "sadness", scale * 7 * v)
-                    add(kind, s, seg, "mape_shift_s", "AU01", 0.5)
+                    add(kind, s, seg, metric, "AU01", scale * v, model="xgb")
+                    add(kind, s, seg, metric, "AU12", scale * 3 * v, model="xgb")
+                    add(kind, s, seg, metric, "AU43", 1e6, model="xgb")
+                    add(kind, s, seg, metric, "happiness", scale * 5 * v, model="xgb")
+                    add(kind, s, seg, metric, "sadness", scale * 7 * v, model="xgb")
+                    # A second AU model with other numbers: its own blocks, never mixed in.
+                    add(kind, s, seg, metric, "AU04", 99.0, model="v2")
+                    add(kind, s, seg, metric, "happiness", 99.0, model="v2")
+                add(kind, s, seg, "mape_shift_s", "pair", 0.5, model="xgb")
     for s in (1, 2):
         for kind, psnr in (("sensor", 20.0 if subject == "A" else 24.0), ("clean", math.inf)):
             for feature, delta in (("whole", 10.0), ("mask", 0.0)):
-                rows.append(dict(zip(COLUMNS, (subject, str(s), "whole", kind, f"s{s}_sensor:ground_truth", f"s{s}_sensor" + ("_clean" if kind == "clean" else ""), "psnr", feature, psnr + delta, math.nan, 12), strict=True)))
-                rows.append(dict(zip(COLUMNS, (subject, str(s), "whole", kind, f"s{s}_sensor:ground_truth", f"s{s}_sensor" + ("_clean" if kind == "clean" else ""), "ssim", feature, 1.0 if kind == "clean" else 0.8, math.nan, 12), strict=True)))
+                rows.append(dict(zip(COLUMNS, (subject, str(s), "whole", kind, f"s{s}_sensor:ground_truth", f"s{s}_sensor" + ("_clean" if kind == "clean" else ""), "psnr", feature, psnr + delta, math.nan, 12, ""), strict=True)))
+                rows.append(dict(zip(COLUMNS, (subject, str(s), "whole", kind, f"s{s}_sensor:ground_truth", f"s{s}_sensor" + ("_clean" if kind == "clean" else ""), "ssim", feature, 1.0 if kind == "clean" else 0.8, math.nan, 12, ""), strict=True)))
     return rows
 
 
@@ -77,14 +80,14 @@ def test_tables_have_paper_layout_and_mean_std(tmp_path: Path) -> None:
         assert t1.std.at[row, ("schaede", "lpips")] == pytest.approx(s)
         assert t1.mean.at[row, ("emotion", "fid")] == pytest.approx(100 * m)
         assert t1.count.at[row, ("whole", "fid")] == 2
-    t2 = facial_table(df, "au")
+    t2 = facial_table(df, "au", "xgb")
     # AU average of a comparison: (v + 3 v) / 2 = 2 v (AU43 excluded), DTW scale 10.
     m, s = _expected("sensor", 20.0)
     assert t2.mean.at["N–S", ("sentence", "dtw")] == pytest.approx(m)
     assert t2.std.at["N–S", ("sentence", "dtw")] == pytest.approx(s)
     assert t2.mean.at["N–C", ("whole", "mape")] == pytest.approx(_expected("clean", 2.0)[0])
     assert list(t2.mean.columns) == [(s, m) for s in TASKS for m in ("dtw", "mape")]
-    t3 = facial_table(df, "emotion")
+    t3 = facial_table(df, "emotion", "xgb")
     # Emotion average: (5 v + 7 v) / 2 = 6 v.
     assert t3.mean.at["N1–N2", ("emotion", "mape")] == pytest.approx(_expected("baseline", 6.0)[0])
 
@@ -101,7 +104,9 @@ def test_make_report_writes_markdown_latex_csv(tmp_path: Path) -> None:
     m, s = _expected("sensor", 1.0)
     assert f"{m:.3f} ± {s:.3f}" in md
     assert f"{m:.3f} $\\pm$ {s:.3f}" in tex
-    assert tex.count("\\begin{tabular}") == 4  # Tables 1-3 and ground truth
+    # Paper layout: Table 1, Tables 2 and 3 per AU model (2); ours: the same three-row
+    # tables and ground truth; appendix: the paper layout per subject (2 subjects).
+    assert tex.count("\\begin{tabular}") == 5 + 6 + 2 * 5
     assert "N--S" in tex and "\\multicolumn{2}{c}{Schaede}" in tex
     # Ground truth table: the cleaned rows are perfect (PSNR inf), the sensor rows not.
     gt = pd.read_csv(out / "table_groundtruth.csv")
@@ -112,6 +117,7 @@ def test_make_report_writes_markdown_latex_csv(tmp_path: Path) -> None:
     assert "∞" in md
     t1 = pd.read_csv(written["table1_perceptual"])
     assert set(t1.columns) == {"row", "group", "metric", "mean", "std", "subjects"}
+    assert written["A_table1_perceptual"].parent.name == "subjects"
     # Subjects are counted in whole numbers, in the CSV text too.
     assert set(pd.read_csv(written["table1_perceptual"], dtype=str)["subjects"]) == {"2"}
     # Table 1's caption names the FID set size the rows used (n = 10 in these results).
@@ -169,3 +175,48 @@ def test_single_subject_has_no_std_and_plots_curves(tmp_path: Path) -> None:
 def test_report_errors(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="no results.csv"):
         make_report([tmp_path / "nothing"], tmp_path / "out")
+
+
+def _paper_expected(kind: str, session: int, scale: float) -> tuple[float, float]:
+    per_subject = [scale * (BASE[s][kind] + (0.1 * (session - 1) if kind != "baseline" else 0.0)) for s in ("A", "B")]
+    return float(np.mean(per_subject)), float(np.std(per_subject, ddof=1))
+
+
+def test_paper_layout_five_rows_task_columns_and_precision(tmp_path: Path) -> None:
+    from evaluation.report import paper_facial_table, paper_perceptual_table
+
+    dirs = [_write(tmp_path, "A"), _write(tmp_path, "B")]
+    df = pd.concat([pd.read_csv(d / "results.csv", dtype={"session": str}) for d in dirs])
+    t1 = paper_perceptual_table(df)
+    assert list(t1.mean.index) == ["N1–N2", "N1–S1", "N1–C1", "N2–S2", "N2–C2"]
+    assert list(t1.mean.columns) == [(s, m) for s in ("schaede", "sentence", "emotion") for m in ("lpips", "fid")]
+    for row, kind, session in (("N1–N2", "baseline", 1), ("N1–S1", "sensor", 1), ("N2–C2", "clean", 2)):
+        m, s = _paper_expected(kind, session, 1.0)
+        assert t1.mean.at[row, ("sentence", "lpips")] == pytest.approx(m)
+        assert t1.std.at[row, ("sentence", "lpips")] == pytest.approx(s)
+    # Precision: LPIPS 2 decimals, FID 1. N2–S2: subjects 0.30 and 0.60 -> 0.45 ± 0.21.
+    assert t1.cell("N2–S2", ("schaede", "lpips")) == "0.45 ± 0.21"
+    assert t1.cell("N2–S2", ("schaede", "fid")) == "45.0 ± 21.2"
+    t2 = paper_facial_table(df, "au", "xgb")
+    # AU mean of a comparison 2 v (AU43 out), DTW x 10: N1–C1 subjects 2.4 and 3.2 -> 2.8 ± 0.6; MAPE 0.28 ± 0.06.
+    assert t2.cell("N1–C1", ("emotion", "dtw")) == "2.8 ± 0.6"
+    assert t2.cell("N1–C1", ("emotion", "mape")) == "0.28 ± 0.06"
+    assert "AU01, AU12" in t2.caption and "2 AUs compared" in t2.caption and "random decision forest" in t2.caption
+    v2 = paper_facial_table(df, "au", "v2")
+    assert v2.mean.at["N1–S1", ("schaede", "dtw")] == pytest.approx(99.0)  # its own rows only
+    assert "JAA-Net" in v2.caption and "lacks of the paper model's 12 AUs" in v2.caption
+
+    out = tmp_path / "report"
+    written = make_report(dirs, out)
+    md = (out / "report.md").read_text()
+    paper, rest = md.split("## Our addition", 1)
+    ours, appendix = rest.split("## Appendix: per-subject tables", 1)
+    assert "| N2–C2 |" in paper and "| N–S |" not in paper and "Whole" not in paper
+    assert "| Schaede LPIPS | Schaede FID | Sentence LPIPS | Sentence FID | Emotion LPIPS | Emotion FID |" in paper.replace("  ", " ")
+    assert "Table 2 — Action Unit time series — xgb" in paper and "Table 2 — Action Unit time series — v2" in paper
+    assert "| N–S |" in ours and "Whole FID" in ours and "our addition" in ours
+    assert "### Subject A" in appendix and "### Subject B" in appendix and "| N2–C2 |" in appendix
+    # The appendix holds each subject's own number (no std): subject A, N2–S2, LPIPS 0.30.
+    a_table = pd.read_csv(written["A_table1_perceptual"])
+    row = a_table[(a_table["row"] == "N2–S2") & (a_table["group"] == "schaede") & (a_table["metric"] == "lpips")]
+    assert row["mean"].item() == pytest.approx(0.30) and row["std"].isna().all()

@@ -1,0 +1,222 @@
+"""The ``landmarks`` metric family of the protocol: results rows from dlib's 68 points.
+
+Ours, beside the paper's measures (``docs/landmarks.md``). For every video of the plan
+(:mod:`evaluation.landmarks`: face crop → 256 px → detector → 68 points, NaN without a
+face) and, on synthetic subjects, every sensor recording's ground truth:
+
+Rows per comparison (N1–N2, N–S, N–C, per segment; ``reference``/``other`` as in the
+other families):
+
+* ``lm_dtw``, ``lm_mape``, ``lm_mape_shift_s`` / ``<geometry feature>`` — the landmark
+  geometry series (:data:`evaluation.face_geometry.GEOMETRY_FEATURES`) compared exactly
+  like the AU series (:func:`evaluation.timeseries.compare_series`: DTW, MAPE at the
+  best shift within ±20 s, the same NaN rule and settings);
+* ``lm_detection`` / ``reference`` | ``other`` — face detection rate (frames with a face /
+  frames) of each side in the segment.
+
+Rows against the ground truth (``reference`` is ``<sensor>:ground_truth``; kind
+``sensor`` = the sensor video, ``clean`` = its cleaned version):
+
+* ``lm_nme`` / ``detected`` — normalised mean error (inter-ocular, 300-W) of the
+  landmarks found on S or C against those found on the ground-truth frames, over frames
+  where both have a face (``n``);
+* ``lm_nme`` / ``gt_box`` — the same with the predictor placed in the face box found on
+  the ground-truth frame: localisation error even where the detector misses the face
+  (electrodes often hide it from the HOG detector);
+* ``lm_detection`` / ``other`` | ``reference`` — detection rate of S or C, and of the
+  ground truth.
+
+Per video the table (frame, time, face, geometry, 68 points) goes to
+``RESULTS/landmarks/<recording>.csv`` (ground truth: ``<sensor>.ground_truth.csv``; S and C
+with the predictor in the ground truth's boxes: ``<recording>.at_gt_box.csv``), and
+detection counts and frames/s (decoding included) to ``summary.json`` (``landmarks``).
+
+Each video is decoded once here (:func:`evaluation.landmarks.video_landmarks`);
+:class:`LandmarkDetector` works frame by frame, so a shared decoding pass can call it
+instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from evaluation.face_geometry import GEOMETRY_FEATURES, normalised_mean_error
+from evaluation.landmarks import LandmarkDetector, VideoLandmarks, video_landmarks, write_table
+from evaluation.pairs import PairPlan, frame_range
+from evaluation.timeseries import compare_series
+from sensor_removal.manifest import Recording, Subject
+from sensor_removal.video import probe
+
+if TYPE_CHECKING:
+    from evaluation.protocol import ProtocolSettings
+
+LANDMARKS_DIR = "landmarks"
+#: ``metric`` values of this family in ``results.csv``.
+LANDMARK_METRICS: tuple[str, ...] = ("lm_dtw", "lm_mape", "lm_mape_shift_s", "lm_detection", "lm_nme")
+GT_SUFFIX = ":ground_truth"
+
+
+def _row(subject: str, session: str, segment: str, kind: str, reference: str, other: str, metric: str, feature: str, value: float, std: float = math.nan, n: int = 0) -> dict:
+    return {
+        "subject": subject, "session": session, "segment": segment, "kind": kind, "reference": reference,
+        "other": other, "metric": metric, "feature": feature, "value": float(value), "std": float(std), "n": int(n),
+    }  # fmt: skip
+
+
+def _mean_std(v: np.ndarray) -> tuple[float, float, int]:
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan, int(v.size)
+
+
+class _Videos:
+    """Landmarks per video, computed once and written to ``out/landmarks``."""
+
+    def __init__(self, detector: LandmarkDetector, out: Path, log: Callable[[str], None]) -> None:
+        self.detector, self.out, self.log = detector, out, log
+        self.done: dict[str, VideoLandmarks] = {}
+        self.summary: dict[str, dict] = {}
+
+    def get(self, key: str, path: Path, bbox, meta: dict, boxes: np.ndarray | None = None) -> VideoLandmarks:
+        if key not in self.done:
+            lm = video_landmarks(path, bbox, self.detector, boxes=boxes)
+            write_table(lm, self.out / LANDMARKS_DIR / f"{key}.csv")
+            n, found = len(lm.points), int(lm.detected.sum())
+            self.summary[key] = {
+                **meta, "frames": n, "face_frames": found, "no_face_frames": n - found,
+                "detection_rate": found / n if n else math.nan,
+                "frames_per_s": n / lm.seconds if lm.seconds > 0 else math.nan,
+            }  # fmt: skip
+            self.log(f"  {key}: landmarks on {found}/{n} frames in {lm.seconds:.1f} s")
+            self.done[key] = lm
+        return self.done[key]
+
+    def of(self, rec: Recording) -> VideoLandmarks:
+        meta = {"condition": rec.condition, "session": rec.session, "source": rec.source}
+        return self.get(rec.name, rec.path, rec.bbox, meta)
+
+
+def pair_rows(plan: PairPlan, videos: _Videos, settings: ProtocolSettings) -> list[dict]:
+    """DTW / MAPE of the geometry series and detection rates for every pair of ``plan``."""
+    rows = []
+    for p in plan.pairs:
+        a, b = videos.of(p.reference), videos.of(p.other)
+        if not math.isclose(a.fps, b.fps, rel_tol=1e-3):
+            raise ValueError(
+                f"{p.reference.name} ({a.fps} fps) and {p.other.name} ({b.fps} fps): series at different rates "
+                "cannot be compared frame by frame"
+            )
+        ga = a.geometry().iloc[slice(*p.reference_frames)]
+        gb = b.geometry().iloc[slice(*p.other_frames)]
+        base = (p.subject, p.session_label, p.segment, p.kind, p.reference.name, p.other.name)
+        cmp = compare_series(
+            ga, gb, a.fps, GEOMETRY_FEATURES,
+            max_shift_s=settings.max_shift_s, eps=settings.mape_eps, max_gap_frames=settings.max_gap_frames,
+            dtw_window_s=settings.dtw_window_s,
+        )  # fmt: skip
+        for r in cmp.itertuples(index=False):
+            n = min(r.n_ref - r.nan_ref, r.n_other - r.nan_other)
+            rows.append(_row(*base, "lm_dtw", r.feature, r.dtw, n=n))
+            rows.append(_row(*base, "lm_mape", r.feature, r.mape, n=n))
+            shift = math.nan if math.isnan(r.mape) else r.best_shift_s  # no MAPE, no shift
+            rows.append(_row(*base, "lm_mape_shift_s", r.feature, shift, n=n))
+        for side, lm, (s, e) in (("reference", a, p.reference_frames), ("other", b, p.other_frames)):
+            rows.append(_row(*base, "lm_detection", side, lm.detection_rate(s, e), n=e - s))
+    return rows
+
+
+def groundtruth_rows(subject: Subject, cleaned: Subject | None, videos: _Videos, segments) -> list[dict]:
+    """NME of S and C against the ground-truth landmarks, and detection rates."""
+    clean_by_source = {} if cleaned is None else {c.source: c for c in cleaned.recordings if c.condition == "clean"}
+    rows = []
+    for sensor in subject.by_condition("sensor"):
+        if sensor.ground_truth is None:
+            continue
+        gt_name = f"{sensor.name}{GT_SUFFIX}"
+        meta = {"condition": "ground_truth", "session": sensor.session, "source": sensor.name}
+        gt = videos.get(f"{sensor.name}.ground_truth", sensor.ground_truth, sensor.bbox, meta)
+        kinds = [("sensor", sensor)]
+        if sensor.name in clean_by_source:
+            kinds.append(("clean", clean_by_source[sensor.name]))
+        info = probe(sensor.path)
+        for kind, rec in kinds:
+            lm = videos.of(rec)
+            if len(lm.points) != len(gt.points):
+                raise ValueError(f"{rec.path}: {len(lm.points)} frames, its ground truth {sensor.ground_truth} has {len(gt.points)}")
+            at_box = videos.get(f"{rec.name}.at_gt_box", rec.path, rec.bbox, {**meta, "condition": f"{rec.condition} (ground-truth face boxes)"}, boxes=gt.boxes)
+            nme = {"detected": normalised_mean_error(lm.points, gt.points), "gt_box": normalised_mean_error(at_box.points, gt.points)}
+            for segment in segments:
+                rng = frame_range(sensor, segment, info)
+                if rng is None:
+                    continue
+                s, e = rng
+                base = (subject.subject, str(sensor.session), segment, kind, gt_name, rec.name)
+                for feature, v in nme.items():
+                    rows.append(_row(*base, "lm_nme", feature, *_mean_std(v[s:e])))
+                rows.append(_row(*base, "lm_detection", "other", lm.detection_rate(s, e), n=e - s))
+                rows.append(_row(*base, "lm_detection", "reference", gt.detection_rate(s, e), n=e - s))
+    return rows
+
+
+def landmark_rows(
+    plan: PairPlan,
+    subject: Subject,
+    cleaned: Subject | None,
+    settings: ProtocolSettings,
+    out: Path,
+    log: Callable[[str], None],
+    detector: LandmarkDetector | None = None,
+) -> tuple[list[dict], dict[str, dict]]:
+    """All rows of the family (module docstring) and the per-video summary."""
+    videos = _Videos(detector or LandmarkDetector(), Path(out), log)
+    rows = pair_rows(plan, videos, settings)
+    rows += groundtruth_rows(subject, cleaned, videos, settings.segments)
+    return rows, videos.summary
+
+
+def headline(results: pd.DataFrame) -> dict[str, float]:
+    """Whole-video means over the ground-truth rows, for one-line summaries:
+    ``nme_<kind>`` (at the ground-truth face box), ``nme_detected_<kind>``,
+    ``detection_<kind>`` for kind ``sensor``/``clean``, and ``detection_gt``."""
+    d = results[(results["metric"].isin(["lm_nme", "lm_detection"])) & (results["segment"] == "whole")]
+    d = d[d["reference"].astype(str).str.endswith(GT_SUFFIX)]
+    out: dict[str, float] = {}
+    for kind, g in d.groupby("kind"):
+        pick = {
+            f"nme_{kind}": (g["metric"] == "lm_nme") & (g["feature"] == "gt_box"),
+            f"nme_detected_{kind}": (g["metric"] == "lm_nme") & (g["feature"] == "detected"),
+            f"detection_{kind}": (g["metric"] == "lm_detection") & (g["feature"] == "other"),
+        }
+        for key, sel in pick.items():
+            out[key] = float(g.loc[sel, "value"].mean())
+        out["detection_gt"] = float(d.loc[(d["metric"] == "lm_detection") & (d["feature"] == "reference"), "value"].mean())
+    return out
+
+
+def headline_text(results: pd.DataFrame) -> str | None:
+    """``landmark error vs ground truth: sensor … → clean …; detection rate …`` or None
+    without ground-truth landmark rows."""
+    h = headline(results)
+    if not h:
+        return None
+
+    def err(k: str) -> str:
+        v = h.get(k, math.nan)
+        return "–" if math.isnan(v) else f"{v:.3f}"
+
+    def pct(k: str) -> str:
+        v = h.get(k, math.nan)
+        return "–" if math.isnan(v) else f"{100 * v:.0f} %"
+
+    return (
+        f"landmark error vs ground truth (NME, dlib 68 points): sensor {err('nme_sensor')} -> clean {err('nme_clean')}; "
+        f"detection rate sensor {pct('detection_sensor')} -> clean {pct('detection_clean')} "
+        f"(ground truth {pct('detection_gt')})"
+    )
