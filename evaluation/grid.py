@@ -22,10 +22,9 @@ from evaluation.report import (
     Table,
     _write_csv,
     _write_text,
-    facial_table,
     groundtruth_table,
     make_report,
-    perceptual_table,
+    paper_tables,
 )
 
 RESULTS_CSV = "results.csv"
@@ -56,16 +55,16 @@ def group_by_grid_point(paths: Sequence[str | Path]) -> dict[str | None, list[Pa
     return groups
 
 
-def paper_tables(df: pd.DataFrame) -> list[Table]:
-    """The report's tables that these results fill (Tables 1–3, ground truth)."""
-    tables = (perceptual_table(df), facial_table(df, "au"), facial_table(df, "emotion"), groundtruth_table(df))
-    return [t for t in tables if t is not None]
+def compared_tables(df: pd.DataFrame) -> list[Table]:
+    """The tables a grid-point comparison shows: Tables 1–3 in the paper's layout, and
+    the ground-truth table where the subjects have ground truth."""
+    return [*paper_tables(df), *(t for t in (groundtruth_table(df),) if t is not None)]
 
 
 def compare_grid_points(groups: dict[str, list[Path]]) -> tuple[str, pd.DataFrame]:
     """Markdown and tidy rows of the grid-point comparison: per paper table, the rows of
     every grid point (mean ± std over that grid point's subjects)."""
-    per_point = {point: paper_tables(read_results(dirs)) for point, dirs in groups.items()}
+    per_point = {point: compared_tables(read_results(dirs)) for point, dirs in groups.items()}
     names = list(dict.fromkeys(t.name for tables in per_point.values() for t in tables))
     md = ["# Sensor removal — grid points compared", "",
           f"Grid points ({len(groups)}): {', '.join(groups)}. Each cell: mean ± std over the grid point's subjects.", ""]

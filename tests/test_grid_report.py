@@ -10,10 +10,12 @@ import pytest
 
 from evaluation.cli import main
 from evaluation.protocol import COLUMNS
-from tests.test_report import _expected, _rows
+from tests.test_report import _rows
 
 #: The second grid point cleans worse: its N–C LPIPS is higher by this much everywhere.
 WORSE = 0.05
+#: N1–C1 LPIPS of the first grid point: mean over subjects A (0.12) and B (0.16).
+CLEAN_S1 = 0.14
 
 
 def _sweep_root(tmp_path: Path) -> Path:
@@ -35,8 +37,8 @@ def test_one_grid_point_over_subjects(tmp_path: Path) -> None:
     assert main(["report", *map(str, sorted(root.glob("*/lr0.0003"))), "--out", str(out)]) == 0
     assert "Subjects (2): A, B" in (out / "report.md").read_text()
     t1 = pd.read_csv(out / "table1_perceptual.csv")
-    cell = t1[(t1["row"] == "N–C") & (t1["group"] == "whole") & (t1["metric"] == "lpips")]
-    assert cell["mean"].item() == pytest.approx(_expected("clean", 1.0)[0]) and cell["subjects"].item() == 2
+    cell = t1[(t1["row"] == "N1–C1") & (t1["group"] == "schaede") & (t1["metric"] == "lpips")]
+    assert cell["mean"].item() == pytest.approx(CLEAN_S1) and cell["subjects"].item() == 2
     assert not (out / "grid_points.md").exists()
 
 
@@ -47,16 +49,17 @@ def test_grid_points_are_reported_and_compared(tmp_path: Path) -> None:
     for point in ("lr0.0003", "lr0.0001"):
         assert "Subjects (2): A, B" in (out / point / "report.md").read_text()
     grid = pd.read_csv(out / "grid_points.csv")
-    lpips = grid[(grid["table"] == "table1_perceptual") & (grid["row"] == "N–C") & (grid["group"] == "whole")
+    lpips = grid[(grid["table"] == "table1_perceptual") & (grid["row"] == "N1–C1") & (grid["group"] == "schaede")
                  & (grid["metric"] == "lpips")].set_index("grid_point")
     assert lpips.at["lr0.0001", "mean"] - lpips.at["lr0.0003", "mean"] == pytest.approx(WORSE)
     assert (lpips["subjects"] == 2).all()
-    sensor = grid[(grid["row"] == "N–S") & (grid["metric"] == "lpips")].groupby("grid_point")["mean"].mean()
+    sensor = grid[(grid["row"] == "N1–S1") & (grid["metric"] == "lpips")].groupby("grid_point")["mean"].mean()
     assert sensor["lr0.0001"] == pytest.approx(sensor["lr0.0003"])  # only the cleaning differs
     md = (out / "grid_points.md").read_text()
-    m, s = _expected("clean", 1.0)
-    assert f"| lr0.0003 | N–C | {m:.3f} ± {s:.3f} |" in md
-    assert f"| lr0.0001 | N–C | {m + WORSE:.3f} ± {s:.3f} |" in md
+    s = lpips.at["lr0.0003", "std"]
+    assert lpips.at["lr0.0003", "mean"] == pytest.approx(CLEAN_S1)
+    assert f"| lr0.0003 | N1–C1 | {CLEAN_S1:.2f} ± {s:.2f} |" in md  # the paper's two decimals
+    assert f"| lr0.0001 | N1–C1 | {CLEAN_S1 + WORSE:.2f} ± {s:.2f} |" in md
 
 
 def test_folder_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
