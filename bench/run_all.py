@@ -1,27 +1,99 @@
 """`make bench`: every benchmark, each measuring ours against a plain baseline side by
-side in one run. Pass --quick for a short smoke run."""
+side in one run. Pass --quick for a short smoke run.
+
+At the end it prints one table (what | ours | baseline | ratio) of the fast-path
+benchmarks and writes ``bench/results.json``: the machine, each benchmark's printed
+output, and the numbers of those that report them (git-ignored: they belong to the
+machine they were taken on)."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_frames.py", "bench_train.py", "bench_clean.py", "bench_timeseries.py", "bench_decode.py", "bench_landmarks.py",
-           "bench_sweep.py"]
+# bench_train.py (module vs plain loop, fp32, 128 and 256 px) is covered by the "module fp32"
+# rows of bench_fastpaths.py; run it by hand for the CPU-time columns.
+BENCHES = [
+    "bench_frames.py",
+    "bench_fastpaths.py",
+    "bench_clean.py",
+    "bench_facial.py",
+    "bench_timeseries.py",
+    "bench_decode.py",
+    "bench_landmarks.py",
+    "bench_sweep.py",
+]
+#: Benchmarks that write their numbers with --json.
+WITH_JSON = {"bench_fastpaths.py", "bench_facial.py"}
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "load_average_at_start": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def main() -> int:
     extra = sys.argv[1:]
     failed = []
-    for name in BENCHES:
-        print(f"\n=== {name} {' '.join(extra)}", flush=True)
-        code = subprocess.call([sys.executable, str(HERE / name), *extra])
-        if code:
-            failed.append(name)
+    results: dict = {"machine": machine(), "benches": {}}
+    rows: list[list[str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in BENCHES:
+            print(f"\n=== {name} {' '.join(extra)}", flush=True)
+            json_path = Path(tmp) / f"{name}.json"
+            cmd = [sys.executable, str(HERE / name), *extra]
+            if name in WITH_JSON:
+                cmd += ["--json", str(json_path)]
+            t = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            lines = []
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                print(line, end="", flush=True)
+                lines.append(line)
+            code = proc.wait()
+            entry: dict = {"exit_code": code, "seconds": round(time.perf_counter() - t, 1), "output": "".join(lines)}
+            if json_path.is_file():
+                entry["numbers"] = json.loads(json_path.read_text())
+                rows += entry["numbers"].get("rows", [])
+            results["benches"][name] = entry
+            if code:
+                failed.append(name)
+    m = results["machine"]
+    print(f"\n=== summary | {m['cpu']}, {m['cpus']} CPUs, GPU: {m['gpu'] or 'none'} | load {m['load_average_at_start']:.1f} at start")
+    print("| what | ours | baseline | ratio |\n| --- | --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    out = HERE / "results.json"
+    tmp_out = out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(results, indent=2))
+    os.replace(tmp_out, out)
+    print(f"\nwritten: {out}")
     if failed:
-        print(f"\nfailed: {', '.join(failed)}")
+        print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
 
 

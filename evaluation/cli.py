@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--facial-stride", type=_positive_int, default=1, help="analyse every n-th frame with py-feat (default 1)")
     r.add_argument("--facial-cache", type=Path, default=None, help="py-feat series cache (default RESULTS/facial_cache)")
     r.add_argument("--max-shift-s", type=float, default=20.0, help="MAPE shift range in seconds (paper: 20)")
+    r.add_argument("--allow-missing", action="store_true", help="evaluate although some sensor recordings have no cleaned version (listed in summary.json and the report)")
     r.add_argument("--dtw-window-s", type=float, default=None, help="DTW Sakoe-Chiba band in seconds (default: none, plain DTW)")
     r.add_argument(
         "--shift", choices=("joint", "per_series"), default="joint",
@@ -134,16 +135,20 @@ def _settings(args: argparse.Namespace, segments: tuple[str, ...], cls: type):
         max_shift_s=args.max_shift_s,
         dtw_window_s=args.dtw_window_s,
         shift=args.shift,
+        allow_missing=args.allow_missing,
     )
 
 
 def _report(args: argparse.Namespace) -> int:
     from evaluation.grid import make_grid_report
+    from evaluation.report import missing_cleaned
 
     # Sweep run folders (<root>/<subject>/<point>) are grouped by grid point.
     written = make_grid_report(args.results, args.out, plot_subject=args.plot_subject)
     for name, path in written.items():
         print(f"{name}: {path}")
+    for subject, names in missing_cleaned([r for r in args.results if r.is_dir()]).items():
+        print(f"note: {subject}: evaluated without cleaned versions of {', '.join(names)} (--allow-missing)")
     return 0
 
 
@@ -193,6 +198,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [
         WeightsError, ManifestError, PairingError, GroundTruthError, ReportError, VideoError, FileNotFoundError,
+        FileExistsError,  # --out names a file
         CleanError,  # e.g. --device cuda without CUDA
     ]
     try:

@@ -73,6 +73,8 @@ class PairPlan:
     subject: str
     pairs: list[Pair] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: Sensor recordings without a cleaned counterpart (only with ``allow_missing``).
+    missing: list[str] = field(default_factory=list)
 
     def videos(self) -> list[Recording]:
         """Every recording that takes part in some pair, in first-use order."""
@@ -102,11 +104,16 @@ def build_pairs(
     segments: Sequence[str] = SEGMENTS,
     kinds: Sequence[str] = KINDS,
     video_info: Callable[[Recording], VideoInfo] | None = None,
+    allow_missing: bool = False,
 ) -> PairPlan:
     """The comparisons of ``subject`` (and its ``cleaned`` recordings) per segment.
 
     ``video_info`` gives each recording's fps and frame count (default: probe the file
-    once per recording). Raises :class:`PairingError` for inconsistent manifests."""
+    once per recording). Raises :class:`PairingError` for inconsistent manifests, for a
+    cleaned video whose frame count differs from its source's, and — unless
+    ``allow_missing`` — when ``cleaned`` lacks a counterpart of some sensor recording
+    (N–S would average over more recordings than N–C); with ``allow_missing`` those
+    recordings are listed in :attr:`PairPlan.missing`."""
     for s in segments:
         if s not in SEGMENTS:
             raise PairingError(f"unknown segment {s!r}; expected some of {', '.join(SEGMENTS)}")
@@ -125,6 +132,8 @@ def build_pairs(
     sensors = subject.by_condition("sensor")
     cleans = _check_cleaned(subject, cleaned) if cleaned is not None else []
     plan = PairPlan(subject.subject)
+    if cleaned is not None:
+        plan.missing = _check_counterparts(subject, cleaned, cleans, info, allow_missing)
 
     candidates: list[tuple[Kind, int | None, Recording, Recording]] = []
     if "baseline" in kinds:
@@ -183,3 +192,34 @@ def _check_cleaned(subject: Subject, cleaned: Subject) -> list[Recording]:
             raise PairingError(f"{where}, field 'name': also the name of a recording in {subject.manifest_path}")
         out.append(c)
     return out
+
+
+def _check_counterparts(
+    subject: Subject,
+    cleaned: Subject,
+    cleans: list[Recording],
+    info: Callable[[Recording], VideoInfo],
+    allow_missing: bool,
+) -> list[str]:
+    """Every cleaned video has its source's frame count (the clean step writes exactly
+    the decoded frames; fewer means a truncated or foreign file), and every sensor
+    recording has a cleaned version unless ``allow_missing``. Returns the missing ones."""
+    by_name = {r.name: r for r in subject.recordings}
+    for c in cleans:
+        src = by_name[c.source]  # checked by _check_cleaned
+        nc, ns = info(c).frame_count, info(src).frame_count
+        if nc != ns:
+            raise PairingError(
+                f"{c.path}: recording {c.name!r} of {cleaned.manifest_path} has {nc} frames, its source "
+                f"{src.name!r} ({src.path}) has {ns}; clean the recording again"
+            )
+    have = {c.source for c in cleans}
+    missing = [r.name for r in subject.by_condition("sensor") if r.name not in have]
+    if missing and not allow_missing:
+        raise PairingError(
+            f"{cleaned.manifest_path}: no cleaned recording for sensor recording(s) {missing} of "
+            f"{subject.manifest_path}; the N–C rows would average over fewer recordings than N–S. Clean them "
+            "(python -m sensor_removal clean --recordings ...) or pass --allow-missing to evaluate without them "
+            "(they are then listed in summary.json and the report)"
+        )
+    return missing

@@ -74,7 +74,7 @@ from evaluation.timeseries import (
 )
 from evaluation.weights import METRICS, check_weights
 from sensor_removal.clean import resolve_device
-from sensor_removal.manifest import Recording, Subject, load_manifest
+from sensor_removal.manifest import Recording, Subject, load_manifest, output_path
 from sensor_removal.video import atomic_output, probe
 
 COLUMNS: tuple[str, ...] = ("subject", "session", "segment", "kind", "reference", "other", "metric", "feature", "value", "std", "n", "model")
@@ -120,6 +120,9 @@ class ProtocolSettings:
     max_gap_frames: int = MAX_GAP_FRAMES
     dtw_window_s: float | None = None
     shift: str = "joint"
+    #: Evaluate although some sensor recordings have no cleaned version (listed in
+    #: ``summary.json`` as ``missing_cleaned``); without it that is an error.
+    allow_missing: bool = False
 
     def __post_init__(self) -> None:
         if not self.au_models or any(m not in AU_MODELS for m in self.au_models) or len(set(self.au_models)) < len(self.au_models):
@@ -322,7 +325,7 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
             s = fam.series[rec.name]
             table = s.values.copy()
             table.insert(0, "time_s", table.index.to_numpy() / s.fps)
-            with atomic_output(folder / f"{rec.name}.csv") as tmp:
+            with atomic_output(output_path(folder, f"{rec.name}.csv")) as tmp:
                 table.to_csv(tmp, index=True, index_label="frame")
             counts = {"analysed_frames": int(len(s.values)), "no_face_frames": int(s.no_face_frames)}
             if k == 0:
@@ -460,11 +463,15 @@ def run_protocol(
         for model in settings.au_models:
             weight_files += check_weights(["facial"], feat_model_set=model)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: --out exists and is not a folder; results go into a folder")
     subject = load_manifest(manifest)
     clean_subject = load_manifest(cleaned, require_domains=("clean",)) if cleaned is not None else None
-    plan = build_pairs(subject, clean_subject, settings.segments)
+    plan = build_pairs(subject, clean_subject, settings.segments, allow_missing=settings.allow_missing)
     for note in plan.skipped:
         log(f"skipped: {note}")
+    if plan.missing:
+        log(f"missing cleaned recordings (--allow-missing): {', '.join(plan.missing)}")
     crop_size = _crop_size(settings, clean_subject)
     log(f"{subject.subject}: {len(plan.pairs)} comparisons, metrics {', '.join(metrics)}, crop {crop_size} px")
     out.mkdir(parents=True, exist_ok=True)
@@ -536,6 +543,7 @@ def run_protocol(
         "decoded_frames": decoded,
         "rows": len(df),
         "skipped": plan.skipped,
+        "missing_cleaned": plan.missing,
         "videos": videos,
         "landmarks": landmarks,
         "means": summarize(df),

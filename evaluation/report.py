@@ -505,6 +505,8 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
     if df.empty:
         raise ReportError(f"{', '.join(map(str, dirs))}: the results are empty")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"{out}: --out exists and is not a folder; the report goes into a folder")
     out.mkdir(parents=True, exist_ok=True)
     from evaluation.landmark_report import landmark_tables
 
@@ -537,6 +539,10 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
             md.append(_md_table(t))
             tex.append(_tex_table(t))
             written[t.name] = _write_csv(out / f"{t.name}.csv", t.tidy())
+    missing = missing_cleaned([d for d in dirs if d.is_dir()])
+    if missing:
+        md += ["**Missing cleaned recordings** (evaluated with `--allow-missing`; the N–C rows leave them out): "
+               + "; ".join(f"{subj}: {', '.join(names)}" for subj, names in missing.items()), ""]
     md += not_shown(df, [d for d in dirs if d.is_dir()])
     if not nan_frames.empty:
         md += ["### Frames without a face (py-feat)", "", nan_frames.to_markdown(index=False) if _has_tabulate() else _plain_md(nan_frames), ""]
@@ -614,6 +620,18 @@ def not_shown(df: pd.DataFrame, dirs: Sequence[Path]) -> list[str]:
     if not lines:
         return []
     return ["### Tables not shown", "", *lines, ""]
+
+
+def missing_cleaned(dirs: Sequence[Path]) -> dict[str, list[str]]:
+    """Subject → sensor recordings its run evaluated without a cleaned version."""
+    out: dict[str, list[str]] = {}
+    for d in dirs:
+        f = d / SUMMARY_JSON
+        if f.is_file():
+            doc = json.loads(f.read_text())
+            if doc.get("missing_cleaned"):
+                out[str(doc.get("subject", d.name))] = list(doc["missing_cleaned"])
+    return out
 
 
 def _subject_of(d: Path) -> str | None:

@@ -7,8 +7,8 @@ import argparse
 from collections.abc import Callable, Sequence
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type`` accepting integers ``>= minimum``."""
+def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type`` accepting integers ``>= minimum`` (and ``<= maximum``)."""
 
     def parse(text: str) -> int:
         try:
@@ -17,6 +17,8 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
         return value
 
     parse.__name__ = "int"
@@ -35,3 +37,32 @@ def unify_option_names(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
             token = name.replace("_", "-") + eq + value
         out.append(token)
     return out
+# ----------------------------------------------------------------- typed signatures
+# Range-restricted number types for the LightningCLI signatures (``CycleGAN``,
+# ``FramesDataModule``): jsonargparse checks them while parsing, so ``--data.fraction 1.5``
+# is a usage error naming the option before anything is built or written. They are
+# subclasses of int/float; constructors convert them back with int()/float() so that
+# checkpoints hold plain numbers (loadable with ``weights_only=True``).
+
+from jsonargparse.typing import (  # noqa: E402 - grouped with the types built from them
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    restricted_number_type,
+)
+
+#: A share in (0, 1]: the fraction of frames drawn per domain.
+UnitShare = restricted_number_type("UnitShare", float, [(">", 0), ("<=", 1)])
+#: A share in [0, 1): held out for validation, Adam's betas.
+HalfOpenShare = restricted_number_type("HalfOpenShare", float, [(">=", 0), ("<", 1)])
+
+__all__ = [
+    "HalfOpenShare",
+    "NonNegativeFloat",
+    "NonNegativeInt",
+    "PositiveFloat",
+    "PositiveInt",
+    "UnitShare",
+    "int_at_least",
+]

@@ -36,9 +36,7 @@ Why the pipeline looks the way it does:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pathlib
 import queue
 import threading
 import time
@@ -52,12 +50,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from sensor_removal.checkpoint import CheckpointError, read_checkpoint
+from sensor_removal.clean_cli import MAX_CRF
 from sensor_removal.data import to_tensor, to_uint8
 from sensor_removal.manifest import (
     ManifestError,
     Recording,
     Subject,
     load_manifest,
+    output_path,
     save_manifest,
 )
 from sensor_removal.progress import counter
@@ -80,6 +81,7 @@ __all__ = [
     "GeneratorRunner",
     "clean_recordings",
     "clean_subject",
+    "check_video_outputs",
     "clean_video",
     "default_batch_size",
     "feather_alpha",
@@ -93,6 +95,9 @@ Precision = Literal["auto", "fp32", "bf16"]
 DeviceArg = Literal["auto", "cpu", "cuda"]
 #: Name of the manifest of cleaned recordings inside the output folder.
 CLEAN_MANIFEST = "manifest.yaml"
+#: Lock file next to the cleaned manifest: concurrent cleans into one folder merge
+#: their entries one after the other (each re-reads the manifest inside the lock).
+CLEAN_MANIFEST_LOCK = f".{CLEAN_MANIFEST}.lock"
 #: Default width of the paste-back blend ramp, in pixels of the full frame.
 DEFAULT_FEATHER = 8
 #: How long a blocked queue operation waits before checking whether to give up.
@@ -182,19 +187,10 @@ def load_generator(
     from sensor_removal.networks import ResnetGenerator
 
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise CleanError(f"{path}: checkpoint file not found")
-    # Hyper-parameters may hold paths (the manifest); allow exactly those beyond tensors.
-    safe = [pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
-    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        with allow(safe) if allow is not None else contextlib.nullcontext():
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means: not a loadable checkpoint
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CleanError(f"{path}: cannot load as a checkpoint ({type(exc).__name__}: {first})") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise CleanError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+        ckpt = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise CleanError(str(exc)) from None
     prefix = "gen_s2n."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if not state:
@@ -463,6 +459,25 @@ def _make_batch(start: int, buf: np.ndarray, n: int, frames: list[np.ndarray] | 
     return _Batch(start=start, crops=crops, frames=frames)
 
 
+def _check_crf(crf: int) -> None:
+    if not 0 <= int(crf) <= MAX_CRF:
+        raise CleanError(f"crf must be between 0 and {MAX_CRF} (H.264 quality; lower is better), got {crf}")
+
+
+def check_video_outputs(src: Path, out: Path, full: Path | None, *, overwrite: bool = False) -> None:
+    """Refuse outputs that would replace the input video, are folders, or (unless
+    ``overwrite``) already exist — before any work is done."""
+    for target in (out, full):
+        if target is None:
+            continue
+        if src.exists() and target.resolve() == src.resolve():
+            raise CleanError(f"{src}: output {target} would overwrite the input video")
+        if target.is_dir():
+            raise CleanError(f"{target}: output is a directory; give the path of an .mp4 file")
+        if target.exists() and not overwrite:
+            raise CleanError(f"{target}: output file exists; pass --overwrite to replace it")
+
+
 def clean_video(
     generator: nn.Module,
     settings: CleanSettings,
@@ -480,6 +495,7 @@ def clean_video(
     feather: int = DEFAULT_FEATHER,
     progress: bool = True,
     desc: str | None = None,
+    overwrite: bool = False,
 ) -> CleanResult:
     """Clean every frame of ``src`` (face crop ``bbox`` = x, y, w, h) with ``generator``.
 
@@ -493,7 +509,8 @@ def clean_video(
 
     Raises :class:`CleanError` / :class:`~sensor_removal.video.VideoError` (naming the
     file) for an unreadable, truncated or corrupt video or a bbox that does not fit;
-    nothing is left at ``out`` / ``full_out`` then.
+    nothing is left at ``out`` / ``full_out`` then. An existing ``out`` / ``full_out`` is
+    an error unless ``overwrite``; the input video itself is never overwritten.
     """
     src = Path(src)
     out = Path(out)
@@ -506,9 +523,8 @@ def clean_video(
         raise CleanError(f"batch_size must be >= 1, got {batch_size}")
     size = settings.inference_size
     full = (Path(full_out) if full_out is not None else full_output_path(out)) if paste_back else None
-    for target in (out, full):
-        if target is not None and src.exists() and target.resolve() == src.resolve():
-            raise CleanError(f"{src}: output {target} would overwrite the input video")
+    _check_crf(crf)
+    check_video_outputs(src, out, full, overwrite=overwrite)
     info = probe(src)  # VideoError names the file
     why = check_bbox(bbox_t, info.width, info.height)
     if why:
@@ -690,7 +706,47 @@ def _existing_clean_manifest(path: Path, subject: str) -> list[Recording]:
         raise CleanError(
             f"{path}: belongs to subject {old.subject!r}, not {subject!r}; use another output folder"
         )
+    other = [r.name for r in old.recordings if r.condition != "clean"]
+    if other:
+        raise CleanError(
+            f"{path}: not a manifest of cleaned recordings (recording(s) {other} are not condition "
+            "'clean'); it is left untouched: choose another --out"
+        )
     return list(old.recordings)
+
+
+def _outputs_of(recs: Sequence[Recording]) -> set[Path]:
+    """Files a cleaned manifest's entries own: each video and its pasted-back version."""
+    return {p.resolve() for r in recs for p in (r.path, full_output_path(r.path))}
+
+
+def _inputs_of(subject: Subject) -> set[Path]:
+    """Every file a subject manifest refers to (never to be written by a clean)."""
+    files = {subject.manifest_path.resolve()}
+    for r in subject.recordings:
+        files |= {p.resolve() for p in (r.path, r.ground_truth, r.mask) if p is not None}
+    return files
+
+
+def _merge_manifest(
+    manifest_path: Path, subject: Subject, results: dict[str, CleanResult]
+) -> Path:
+    """Add the entries of ``results`` to the cleaned manifest at ``manifest_path``.
+
+    Runs under a file lock and re-reads the manifest inside it, so that concurrent cleans
+    of disjoint recordings into one folder all keep their entries (last writer no longer
+    wins). Earlier entries stay unless re-cleaned now or their video is gone."""
+    from filelock import FileLock
+
+    new = [clean_recording_entry(subject.recording(n), r.out, r.crop_size) for n, r in results.items()]
+    new_names = {r.name for r in new}
+    with FileLock(str(manifest_path.parent / CLEAN_MANIFEST_LOCK)):
+        existing = _existing_clean_manifest(manifest_path, subject.subject)
+        merged = [r for r in existing if r.name not in new_names and r.path.is_file()] + new
+        return save_manifest(
+            Subject(subject=subject.subject, recordings=tuple(merged), manifest_path=manifest_path),
+            manifest_path,
+        )
 
 
 def clean_recordings(
@@ -708,6 +764,7 @@ def clean_recordings(
     crf: int = 12,
     feather: int = DEFAULT_FEATHER,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> CleanReport:
     """Clean the sensor recordings of ``subject`` (all, or those named) into ``out_dir``.
 
@@ -718,6 +775,10 @@ def clean_recordings(
     condition ``clean``, ``source: NAME``, same session and segments, bbox the full crop),
     merged with the entries already there. For the post-fit hook, which has the generator
     in memory; :func:`clean_subject` loads it from a checkpoint.
+
+    Never written: any file the subject's manifest refers to, a manifest in ``out_dir``
+    that is not a cleaned-recordings manifest of the same subject, and (unless
+    ``overwrite``) existing files that the cleaned manifest does not list as its own.
     """
     out_dir = Path(out_dir)
     sensor = subject.by_condition("sensor")
@@ -740,13 +801,35 @@ def clean_recordings(
     manifest_path = (out_dir / CLEAN_MANIFEST).resolve()
     if manifest_path == subject.manifest_path.resolve():
         raise CleanError(f"{manifest_path}: output folder holds the subject's own manifest; choose another --out")
+    _check_crf(crf)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CleanError(f"{out_dir}: --out exists and is not a folder; cleaning a manifest writes into a folder")
     existing = _existing_clean_manifest(manifest_path, subject.subject)
+    owned, inputs = _outputs_of(existing), _inputs_of(subject)
+    targets: dict[str, Path] = {}
+    for rec in chosen:
+        try:
+            out = output_path(out_dir, f"{rec.name}.mp4")
+        except ValueError as exc:
+            raise CleanError(f"{subject.manifest_path}: recording {rec.name!r}: {exc}") from None
+        for target in (out, full_output_path(out)) if paste_back else (out,):
+            if target in inputs:
+                raise CleanError(
+                    f"{target}: output of recording {rec.name!r} would overwrite an input of "
+                    f"{subject.manifest_path}; choose another --out"
+                )
+            if target.exists() and target not in owned and not overwrite:
+                raise CleanError(
+                    f"{target}: output of recording {rec.name!r} exists and is not listed in "
+                    f"{manifest_path}; pass --overwrite to replace it"
+                )
+        targets[rec.name] = out
     out_dir.mkdir(parents=True, exist_ok=True)
 
     report = CleanReport(subject=subject.subject, out_dir=out_dir)
     try:
         for number, rec in enumerate(chosen, 1):
-            out = out_dir / f"{rec.name}.mp4"
+            out = targets[rec.name]
             try:
                 result = clean_video(
                     generator,
@@ -763,6 +846,7 @@ def clean_recordings(
                     feather=feather,
                     progress=progress,
                     desc=f"clean {rec.name} ({number}/{len(chosen)})",
+                    overwrite=True,  # checked above, before any work
                 )
             except (CleanError, VideoError, OSError) as exc:
                 msg = str(exc)
@@ -776,14 +860,7 @@ def clean_recordings(
     finally:
         # Also on an unexpected error or Ctrl-C: list what was finished.
         if report.results:
-            new = [clean_recording_entry(subject.recording(n), r.out, r.crop_size) for n, r in report.results.items()]
-            new_names = {r.name for r in new}
-            # Earlier entries stay unless re-cleaned now or their video is gone.
-            merged = [r for r in existing if r.name not in new_names and r.path.is_file()] + new
-            report.manifest = save_manifest(
-                Subject(subject=subject.subject, recordings=tuple(merged), manifest_path=manifest_path),
-                manifest_path,
-            )
+            report.manifest = _merge_manifest(manifest_path, subject, report.results)
         elif existing:
             report.manifest = manifest_path
     return report
@@ -803,6 +880,7 @@ def clean_subject(
     crf: int = 12,
     feather: int = DEFAULT_FEATHER,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> CleanReport:
     """Load G_S→N from ``ckpt`` and clean the subject of ``manifest`` (default: the
     training manifest recorded in the checkpoint). See :func:`clean_recordings`."""
@@ -827,4 +905,5 @@ def clean_subject(
         crf=crf,
         feather=feather,
         progress=progress,
+        overwrite=overwrite,
     )

@@ -7,12 +7,19 @@ loading PyTorch; the pipeline is imported once the arguments are known to be goo
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sensor_removal.argtypes import int_at_least, unify_option_names
 
 PROG = "python -m sensor_removal clean"
+#: libx264's CRF scale: 0 (lossless) .. 51 (worst).
+MAX_CRF = 51
 
 
 def _parse_bbox(text: str) -> tuple[int, int, int, int]:
@@ -47,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on CUDA, fp32 on CPU")
     p.add_argument("--codec", choices=["h264", "h264-lossless", "mp4v"], default="h264")
-    p.add_argument("--crf", type=int, default=12, help="H.264 quality (lower is better; 12 is near-lossless)")
+    p.add_argument("--crf", type=int_at_least(0, MAX_CRF), default=12, help=f"H.264 quality 0..{MAX_CRF} (lower is better; 12 is near-lossless)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never the inputs)")
     p.add_argument("--feather", type=int_at_least(0), default=None, help="paste-back blend ramp in pixels (default 8)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress (default: a bar in a terminal, plain lines every 30 s otherwise)")
@@ -73,16 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --recordings goes with --manifest", file=sys.stderr)
         return 2
 
-    from sensor_removal.clean import (
-        DEFAULT_FEATHER,
-        CleanError,
-        clean_subject,
-        clean_video,
-        load_generator,
-        resolve_device,
-    )
-    from sensor_removal.manifest import ManifestError
-    from sensor_removal.video import VideoError
+    from sensor_removal.clean import CLEAN_MANIFEST, DEFAULT_FEATHER
 
     common = dict(
         paste_back=args.paste_back,
@@ -92,9 +91,70 @@ def main(argv: list[str] | None = None) -> int:
         crf=args.crf,
         feather=DEFAULT_FEATHER if args.feather is None else args.feather,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
+    with _signals_interrupt():
+        try:
+            return _run(args, common)
+        except Interrupted as exc:
+            where = "" if args.video is not None else f"; finished recordings are listed in {args.out / CLEAN_MANIFEST}"
+            print(f"interrupted by {exc.signal_name}: unfinished outputs removed{where}", file=sys.stderr)
+            return 128 + exc.signum
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM (what SLURM sends before killing a job) arrived. A
+    ``KeyboardInterrupt``, so every cleanup path that handles Ctrl-C handles both."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn the first SIGINT / SIGTERM into :class:`Interrupted` in the main thread;
+    later ones are ignored so that the cleanup they started can finish."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not fired:
+            fired.append(signum)
+            raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
+    from sensor_removal.clean import (
+        CleanError,
+        check_video_outputs,
+        clean_subject,
+        clean_video,
+        full_output_path,
+        load_generator,
+        resolve_device,
+    )
+    from sensor_removal.manifest import ManifestError
+    from sensor_removal.video import VideoError, check_bbox, probe
+
     try:
         if args.video is not None:
+            full = full_output_path(args.out) if args.paste_back else None
+            check_video_outputs(args.video, args.out, full, overwrite=args.overwrite)
+            info = probe(args.video)  # a missing or unreadable input is bad input: exit 2
+            why = check_bbox(args.bbox, info.width, info.height)
+            if why:
+                raise CleanError(f"{args.video}: --bbox: {why}")
             dev = resolve_device(args.device)
             generator, settings = load_generator(args.ckpt, dev)
         else:

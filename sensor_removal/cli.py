@@ -29,8 +29,9 @@ from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from evaluation.weights import WeightsError
+from sensor_removal.checkpoint import CheckpointError, read_checkpoint, resume_differences
 from sensor_removal.configs import conf_dir, config_file
-from sensor_removal.data import FramesDataModule
+from sensor_removal.data import DataSettingsError, FrameCacheError, FramesDataModule
 from sensor_removal.manifest import ManifestError
 from sensor_removal.module import CycleGAN
 from sensor_removal.video import VideoError
@@ -92,6 +93,34 @@ class SensorRemovalCLI(LightningCLI):
             default=30.0,
             help="When stdout is not a terminal (a cluster log): seconds between plain progress lines.",
         )
+        # The learning-rate rule of CycleGAN(lr_scaling=...) needs the batch size.
+        parser.link_arguments("data.batch_size", "model.lr_batch_size")
+
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` before anything is built: the file must be a checkpoint
+        (loaded without running code), and for ``fit`` (a resume) the model and data
+        options must be the checkpoint's (:mod:`sensor_removal.checkpoint`). Lightning's own version of
+        this hook instead replaced the command line's model options with the checkpoint's
+        without a word; with equal options there is nothing left for it to do."""
+        sub = self.config.get("subcommand")
+        if not sub:
+            return
+        cfg = self.config[sub]
+        path = _checkpoint_file(cfg.get("ckpt_path"), cfg.trainer.default_root_dir)
+        if path is None:
+            return
+        ckpt = read_checkpoint(path)
+        if sub != "fit":  # validate/test/predict may use other data; the model comes from the file
+            super()._parse_ckpt_path()
+            return
+        diffs = resume_differences(ckpt, _plain(cfg.model), _plain(cfg.data))
+        if diffs:
+            raise CheckpointError(
+                f"{path}: resuming with options that differ from the checkpoint's:\n  "
+                + "\n  ".join(diffs)
+                + "\nA resume continues the same training: use the checkpoint's values, or start a new run "
+                "(another --trainer.default_root_dir) without --ckpt_path."
+            )
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -147,6 +176,24 @@ def _without_perceptual_metrics(trainer: object) -> None:
     trainer.callbacks = kept
 
 
+def _checkpoint_file(ckpt_path: object, root_dir: object) -> Path | None:
+    """The file ``--ckpt_path`` names: a path, or ``last`` when the run folder has a
+    ``checkpoints/last.ckpt`` (other special values are left to Lightning)."""
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        last = Path(str(root_dir or ".")) / "checkpoints" / "last.ckpt"
+        return last if last.is_file() else None
+    if ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry"):
+        return None
+    return Path(str(ckpt_path))
+
+
+def _plain(section: object) -> dict:
+    """A config section (jsonargparse Namespace) as a flat dict of its values."""
+    return dict(vars(section)) if section is not None else {}
+
+
 def _count(value: object) -> int:
     """Number of devices/nodes a Trainer argument asks for (1 when unknown: 'auto')."""
     if isinstance(value, (list, tuple)):
@@ -182,7 +229,7 @@ def build_cli(args: list[str] | None = None) -> SensorRemovalCLI:
 
 
 #: Errors a user can cause before or during a fit: one message, exit code 2.
-USER_ERRORS = (ManifestError, VideoError, WeightsError)
+USER_ERRORS = (ManifestError, VideoError, WeightsError, CheckpointError, DataSettingsError, FrameCacheError)
 
 
 def run_cli(argv: list[str] | None) -> tuple[int, SensorRemovalCLI | None]:

@@ -27,13 +27,26 @@ import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
-from sensor_removal.manifest import Recording, Subject, load_manifest
+from sensor_removal.argtypes import HalfOpenShare, NonNegativeInt, PositiveInt, UnitShare
+from sensor_removal.manifest import ManifestError, Recording, Subject, load_manifest, output_path
 from sensor_removal.video import VideoError, crop_resize, iter_frames, probe
 
 log = logging.getLogger(__name__)
 
 Domain = Literal["sensor", "normal"]
 DOMAINS: tuple[Domain, ...] = ("sensor", "normal")
+#: Frames each domain needs at least: one to train on, one to validate on.
+MIN_FRAMES_PER_DOMAIN = 2
+
+
+class DataSettingsError(ValueError):
+    """Data options that do not fit together; the message names the options."""
+
+
+class FrameCacheError(RuntimeError):
+    """The frame cache cannot be written (full disk, permissions); names the folder."""
+
+
 #: Bump when the cache layout or the crop changes, so stale caches are not reused.
 CACHE_VERSION = 1
 
@@ -45,7 +58,16 @@ def to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(frames)
     if t.ndim == 3:
         t = t.unsqueeze(0)
-    return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return to_unit_range(t.permute(0, 3, 1, 2))
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(..., 3, H, W)`` → float32 in [-1, 1], same shape and memory layout.
+
+    Training batches travel as uint8 (a quarter of the bytes of float32 through the
+    DataLoader's shared memory and the host-to-GPU copy) and are converted here, on the
+    device, by ``CycleGAN.on_after_batch_transfer``."""
+    return images.float().div_(127.5).sub_(1.0)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -62,6 +84,13 @@ class FrameRef:
     frame: int
 
 
+def sample_size(total: int, fraction: float) -> int:
+    """Frames drawn from a domain of ``total`` frames: ``fraction`` of them, at least one."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    return max(1, int(round(fraction * total))) if total > 0 else 0
+
+
 def sample_frames(frame_counts: dict[str, int], fraction: float, seed: int) -> list[FrameRef]:
     """Draw a uniformly random, seeded ``fraction`` of all frames of one domain.
 
@@ -70,14 +99,12 @@ def sample_frames(frame_counts: dict[str, int], fraction: float, seed: int) -> l
     drawn. The result is sorted by recording then frame, ready for one sequential decode
     pass per video. The same counts, fraction and seed always give the same frames.
     """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     names = sorted(frame_counts)
     sizes = np.array([frame_counts[n] for n in names], dtype=np.int64)
     total = int(sizes.sum())
     if total <= 0:
         return []
-    k = max(1, int(round(fraction * total)))
+    k = sample_size(total, fraction)
     rng = np.random.default_rng(seed)
     flat = np.sort(rng.choice(total, size=k, replace=False))
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -169,10 +196,13 @@ def build_frame_cache(
     recs = [r for r in subject.recordings if r.condition in DOMAINS]
     counts = {r.name: probe(r.path).frame_count for r in recs}
     key = cache_key(subject, fraction, seed, load_size, counts)
-    final = Path(cache_root) / f"{subject.subject}-{key}"
+    final = output_path(cache_root, f"{subject.subject}-{key}")
     if (final / "index.json").is_file():
         return load_frame_cache(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FrameCacheError(f"{final.parent}: cannot create the frame cache folder ({exc.strerror or exc})") from None
     # One builder per cache: DDP ranks on several nodes and sweep tasks of the same subject
     # start together; the first takes the lock and decodes, the others wait and reuse it.
     # (The small ``<cache>.lock`` file stays; only a folder with index.json is a cache.)
@@ -193,7 +223,10 @@ def _write_frame_cache(
     subject: Subject,
 ) -> FrameCache:
     """Decode the sampled frames into a temporary folder and rename it to ``final``."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    except OSError as exc:
+        raise FrameCacheError(f"{final.parent}: cannot create the frame cache folder ({exc.strerror or exc})") from None
     try:
         by_name = {r.name: r for r in recs}
         refs: dict[str, list[FrameRef]] = {}
@@ -227,6 +260,12 @@ def _write_frame_cache(
             if not (final / "index.json").is_file():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FrameCacheError(
+            f"{final}: cannot write the frame cache ({exc.strerror or exc}); free disk space or point "
+            "--data.cache_dir at another disk"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -242,9 +281,10 @@ def load_frame_cache(path: Path) -> FrameCache:
 
 
 def augment(image: torch.Tensor, crop_size: int, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """CycleGAN augmentation of one ``(3, S, S)`` image in [-1, 1]: a random
-    ``crop_size`` crop and a random horizontal flip when training; the centre crop
-    otherwise (deterministic validation)."""
+    """CycleGAN augmentation of one ``(3, S, S)`` image (any dtype; the loader passes
+    uint8): a random ``crop_size`` crop and a random horizontal flip when training; the
+    centre crop otherwise (deterministic validation). Crop and flip only move pixels, so
+    doing them on uint8 gives the same values as on float, at a quarter of the bytes."""
     _, h, w = image.shape
     if train:
         top = int(torch.randint(0, h - crop_size + 1, (1,), generator=generator))
@@ -260,7 +300,11 @@ def augment(image: torch.Tensor, crop_size: int, train: bool, generator: torch.G
 class UnpairedFrames(Dataset):
     """Items ``{"sensor": x, "normal": y}``: a sensor frame and an *independently drawn*
     normal frame (unpaired training, as in CycleGAN). Length is the larger domain.
-    For validation the normal frame is chosen by index, so batches are reproducible."""
+    For validation the normal frame is chosen by index, so batches are reproducible.
+
+    Items are uint8 ``(3, crop, crop)`` tensors straight from the uint8 cache (cropped and
+    flipped, never converted to float on the host); :func:`to_unit_range` turns a batch
+    into the networks' [-1, 1] floats on the training device."""
 
     def __init__(
         self,
@@ -289,10 +333,38 @@ class UnpairedFrames(Dataset):
         else:
             j = i % len(self.normal_rows)
         n = self.normal[self.normal_rows[j]]
-        return {
-            "sensor": augment(to_tensor(np.asarray(s))[0], self.crop_size, self.train),
-            "normal": augment(to_tensor(np.asarray(n))[0], self.crop_size, self.train),
-        }
+        return {"sensor": self._item(s), "normal": self._item(n)}
+
+    def _item(self, frame: np.ndarray) -> torch.Tensor:
+        chw = torch.from_numpy(np.array(frame, copy=True)).permute(2, 0, 1)  # memmap rows are read-only
+        return augment(chw, self.crop_size, self.train).contiguous()
+
+
+def check_sizes(load_size: int, crop_size: int) -> None:
+    """The crop sizes the networks and the video writer can use (raises
+    :class:`DataSettingsError` naming the options)."""
+    if crop_size > load_size:
+        raise DataSettingsError(f"data.crop_size ({crop_size}) must not exceed data.load_size ({load_size})")
+    if load_size % 2:
+        raise DataSettingsError(f"data.load_size ({load_size}) must be even: cleaned crops are written as H.264 video")
+    if crop_size % 4:
+        raise DataSettingsError(f"data.crop_size ({crop_size}) must be a multiple of 4 (two stride-2 stages)")
+
+
+def check_domain_sizes(subject: Subject, fraction: float) -> None:
+    """Each domain must yield :data:`MIN_FRAMES_PER_DOMAIN` sampled frames; checked from
+    the videos' headers before a cache, a logger folder or a config file is written."""
+    for domain in DOMAINS:
+        recs = subject.by_condition(domain)
+        total = sum(probe(r.path).frame_count for r in recs)
+        drawn = sample_size(total, fraction)
+        if drawn < MIN_FRAMES_PER_DOMAIN:
+            raise ManifestError(
+                f"{subject.manifest_path}: the {domain} recordings {[r.name for r in recs]} have {total} "
+                f"frame(s); data.fraction {fraction} draws {drawn}, but training needs at least "
+                f"{MIN_FRAMES_PER_DOMAIN} per domain (one to train, one to validate): raise "
+                "--data.fraction or add longer recordings"
+            )
 
 
 class FramesDataModule(pl.LightningDataModule):
@@ -308,7 +380,10 @@ class FramesDataModule(pl.LightningDataModule):
         crop_size: side of the random training crop (paper: 256); also the resolution
             the cleaner runs the generator at.
         val_fraction: share of the sampled frames held out for validation (paper: 0.1).
-        batch_size: images per domain per step (the paper and CycleGAN use 1).
+        batch_size: images per domain per step (the paper and CycleGAN use 1). An epoch
+            is still one pass over the training frames (``len / batch_size`` steps), so
+            ``max_epochs`` and the lr schedule keep their meaning; the CLI passes this
+            value to the model, whose ``lr_scaling`` adapts the learning rate.
         num_workers: DataLoader worker processes.
         cache_dir: where frame caches live; default ``<manifest folder>/.frame_cache``.
         decode_workers: videos decoded in parallel while building the cache.
@@ -317,26 +392,32 @@ class FramesDataModule(pl.LightningDataModule):
     def __init__(
         self,
         manifest: str,
-        fraction: float = 0.02,
+        fraction: UnitShare = 0.02,
         seed: int = 0,
-        load_size: int = 286,
-        crop_size: int = 256,
-        val_fraction: float = 0.1,
-        batch_size: int = 1,
-        num_workers: int = 2,
+        load_size: PositiveInt = 286,
+        crop_size: PositiveInt = 256,
+        val_fraction: HalfOpenShare = 0.1,
+        batch_size: PositiveInt = 1,
+        num_workers: NonNegativeInt = 2,
         cache_dir: str | None = None,
-        decode_workers: int = 2,
+        decode_workers: PositiveInt = 2,
     ) -> None:
         super().__init__()
-        if crop_size > load_size:
-            raise ValueError(f"crop_size ({crop_size}) must not exceed load_size ({load_size})")
-        if load_size % 2:
-            raise ValueError(f"load_size ({load_size}) must be even: cleaned crops are written as H.264 video")
-        if crop_size % 4:
-            raise ValueError(f"crop_size ({crop_size}) must be divisible by 4 (two stride-2 stages)")
+        # Plain numbers in the checkpoint's hyper-parameters (the CLI passes the range types).
+        fraction, val_fraction, seed = float(fraction), float(val_fraction), int(seed)
+        load_size, crop_size, batch_size = int(load_size), int(crop_size), int(batch_size)
+        num_workers, decode_workers = int(num_workers), int(decode_workers)
+        check_sizes(load_size, crop_size)
+        for name, value, ok in (
+            ("fraction", fraction, 0.0 < fraction <= 1.0),
+            ("val_fraction", val_fraction, 0.0 <= val_fraction < 1.0),
+        ):
+            if not ok:
+                raise DataSettingsError(f"data.{name} must be in {'(0, 1]' if name == 'fraction' else '[0, 1)'}, got {value}")
         self.save_hyperparameters(logger=False)  # the CLI logs the full config (cli.RunConfig)
         # Validate once, at construction: a bad manifest stops the CLI before any work.
         self.subject = load_manifest(manifest)
+        check_domain_sizes(self.subject, fraction)
         self.cache_root = Path(cache_dir) if cache_dir else self.subject.manifest_path.parent / ".frame_cache"
         self.cache: FrameCache | None = None
         self._splits: dict[str, dict[str, np.ndarray]] = {}
@@ -410,6 +491,8 @@ class FramesDataModule(pl.LightningDataModule):
             shuffle=split == "train",
             num_workers=workers,
             persistent_workers=workers > 0,
+            # Page-locked host batches let Lightning's host-to-GPU copy run non-blocking
+            # (it passes non_blocking=True for CUDA targets).
             pin_memory=torch.cuda.is_available(),
             drop_last=False,
         )

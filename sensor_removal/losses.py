@@ -8,6 +8,10 @@
 * identity: L1 between an image and the output of the generator *into its own domain*
   (e.g. ``G_S→N(normal)`` vs ``normal``), weighted by 0.5·λ — it stops the generators from
   changing colour and skin tone when there is nothing to remove.
+
+All three are computed in float32 whatever the networks ran in (bf16 autocast, ours): a
+mean over 256x256 pixels, or over 30x30 patch scores, summed in bf16 would lose the small
+differences the generators learn from.
 """
 
 from __future__ import annotations
@@ -20,15 +24,16 @@ __all__ = ["cycle_loss", "gan_loss", "identity_loss"]
 
 def gan_loss(pred: Tensor, target_is_real: bool) -> Tensor:
     """Least-squares GAN loss: mean squared distance of the patch scores ``pred`` to 1 or 0."""
+    pred = pred.float()
     target = pred.new_ones(()) if target_is_real else pred.new_zeros(())
     return F.mse_loss(pred, target.expand_as(pred))
 
 
 def cycle_loss(reconstructed: Tensor, original: Tensor) -> Tensor:
     """Cycle-consistency loss: mean absolute error of a round trip to ``original``."""
-    return F.l1_loss(reconstructed, original)
+    return F.l1_loss(reconstructed.float(), original.float())
 
 
 def identity_loss(mapped: Tensor, original: Tensor) -> Tensor:
     """Identity loss: mean absolute error of a generator applied to its own target domain."""
-    return F.l1_loss(mapped, original)
+    return F.l1_loss(mapped.float(), original.float())

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,7 +19,14 @@ from typing import Any, Literal, get_args
 
 import yaml
 
-from sensor_removal.video import VideoError, VideoInfo, atomic_output, check_bbox, probe
+from sensor_removal.video import (
+    VideoError,
+    VideoInfo,
+    atomic_output,
+    check_bbox,
+    frame_rate_problem,
+    probe,
+)
 
 Condition = Literal["normal", "sensor", "clean"]
 CONDITIONS: tuple[str, ...] = get_args(Condition)
@@ -28,12 +37,40 @@ _FIELDS = {
 }
 
 
+#: Subject and recording names become file names (cleaned videos, caches, series), so
+#: they are restricted to a portable set: letters, digits, ``.``, ``_``, ``-``, starting
+#: with a letter or digit (no separators, no ``..``, no hidden files).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
 class ManifestError(ValueError):
     """A manifest is not valid. ``str(err)`` is the message for the user."""
 
 
 class ManifestWarning(UserWarning):
     """A manifest is valid but probably not what was meant (e.g. a non-square bbox)."""
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a subject or recording name (it becomes a file name), or None."""
+    if not isinstance(name, str) or not name:
+        return "missing or not a non-empty string"
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        return (
+            f"{name!r} is not a safe name: use letters, digits, '.', '_' and '-' (starting with a "
+            "letter or digit, no '..', at most 128 characters); names become file names"
+        )
+    return None
+
+
+def output_path(folder: str | os.PathLike, filename: str) -> Path:
+    """``folder/filename``, refused (``ValueError``) unless it stays inside ``folder``.
+
+    Every path built from a name in a manifest goes through here, so that a hostile or
+    mistyped name can never write outside the output folder."""
+    base = Path(folder).resolve()
+    target = (base / filename).resolve()
+    if target.parent != base:
+        raise ValueError(f"{base / filename}: output path leaves its folder {base}")
+    return target
 
 
 @dataclass(frozen=True)
@@ -84,17 +121,32 @@ def _err(file: Path, where: str, msg: str) -> ManifestError:
 
 def _read_document(path: Path) -> Any:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError(f"{path}: manifest file not found") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path}: is a directory, not a manifest file") from None
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read manifest ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start}); save the manifest as UTF-8") from None
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text)
         return yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        # ValueError also covers json's decode errors and YAML values such as an
+        # impossible date (2001-02-30) that PyYAML's constructor rejects.
         raise ManifestError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from None
+
+
+def _finite_number(v: object) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
@@ -102,8 +154,9 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
     if not isinstance(raw, dict):
         raise _err(file, where, "must be a mapping with name, path, session, condition, bbox, segments")
     name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise _err(file, f"{where}.name", "missing or not a non-empty string")
+    why = name_problem(name)
+    if why:
+        raise _err(file, f"{where}.name", why)
     where = f"recording {name!r}"
     unknown = set(raw) - _FIELDS
     if unknown:
@@ -139,7 +192,7 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
         if (
             not isinstance(span, (list, tuple))
             or len(span) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in span)
+            or not all(_finite_number(v) for v in span)
         ):
             raise _err(file, f"{where}, field 'segments.{task}'", f"must be [start_s, end_s], got {span!r}")
         start, end = float(span[0]), float(span[1])
@@ -185,6 +238,9 @@ def check_recording_video(file: Path, rec: Recording) -> VideoInfo:
     why = check_bbox(rec.bbox, info.width, info.height)
     if why:
         raise _err(file, f"{where}, field 'bbox'", why)
+    why = frame_rate_problem(rec.path)
+    if why:
+        raise _err(file, f"{where}, field 'path'", f"{rec.path}: {why}")
     # One frame of slack: container durations are rounded.
     limit = info.duration_s + 1.0 / info.fps
     for task, (_, end) in rec.segments.items():
@@ -211,8 +267,9 @@ def load_manifest(
     if not isinstance(doc, dict):
         raise ManifestError(f"{file}: must be a mapping with 'subject' and 'recordings'")
     subject = doc.get("subject")
-    if not isinstance(subject, str) or not subject:
-        raise _err(file, "field 'subject'", "missing or not a non-empty string")
+    why = name_problem(subject)
+    if why:
+        raise _err(file, "field 'subject'", why)
     raws = doc.get("recordings")
     if not isinstance(raws, list) or not raws:
         raise _err(file, "field 'recordings'", "missing or empty; list the subject's videos")
@@ -232,8 +289,6 @@ def load_manifest(
 
 
 def _relpath(target: Path, base: Path) -> str:
-    import os
-
     return os.path.relpath(target, base)
 
 

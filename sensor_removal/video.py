@@ -50,11 +50,53 @@ class VideoInfo:
         return self.frame_count / self.fps if self.fps > 0 else 0.0
 
 
+def _check_is_file(path: Path) -> None:
+    if path.is_dir():
+        raise VideoError(f"{path}: is a directory, not a video file")
+    if not path.is_file():
+        raise VideoError(f"{path}: video file not found")
+
+
+#: A frame interval further than this share of the typical one from it marks a variable
+#: frame rate (timestamps in integer ticks jitter by one tick, far below this).
+VFR_TOLERANCE = 0.25
+
+
+def frame_rate_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be treated as constant-frame-rate, or None.
+
+    The project turns segment seconds into frame numbers through the fps, and writes the
+    cleaned video at that fps; both are only right when every frame lasts equally long.
+    Reads the packets' timestamps (demuxing only, no decoding: milliseconds for minutes
+    of video) and compares each frame interval with the median one."""
+    import av  # local: PyAV is only needed here and when writing
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            tb = float(stream.time_base)
+            pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None)
+    except (av.FFmpegError, IndexError) as exc:
+        return f"cannot read frame timestamps ({exc})"
+    steps = np.diff(np.unique(np.asarray(pts, dtype=np.int64)))
+    if steps.size < 2:
+        return None
+    typical = float(np.median(steps))
+    worst = float(np.max(np.abs(steps - typical)))
+    if worst <= VFR_TOLERANCE * typical:
+        return None
+    return (
+        f"variable frame rate (frame intervals from {steps.min() * tb * 1000:.1f} to "
+        f"{steps.max() * tb * 1000:.1f} ms); segment times would land on the wrong frames. Convert it "
+        f"to a constant rate first, e.g. `ffmpeg -i {Path(path).name} -vsync cfr -r FPS -crf 12 "
+        f"{Path(path).stem}.cfr.mp4` (newer ffmpeg: `-fps_mode cfr`), and point the manifest at the new file"
+    )
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Read size, fps and frame count of ``path`` without decoding it."""
     path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path}: video file not found")
+    _check_is_file(path)
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -86,8 +128,7 @@ def iter_frames(
     fewer frames.
     """
     path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path}: video file not found")
+    _check_is_file(path)
     wanted = None if indices is None else sorted(set(int(i) for i in indices))
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -172,8 +213,12 @@ def _temp_path(final: Path) -> Path:
     permissions a plain ``open(final, "w")`` would give (mkstemp makes 0600 files, which
     other users of a shared cluster could not read)."""
     fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".partial{final.suffix}", dir=final.parent)
-    os.close(fd)
-    os.chmod(name, 0o666 & ~_UMASK)
+    try:
+        os.close(fd)
+        os.chmod(name, 0o666 & ~_UMASK)
+    except BaseException:  # also Ctrl-C / SIGTERM: leave no temporary file behind
+        os.unlink(name)
+        raise
     return Path(name)
 
 
@@ -196,18 +241,28 @@ class VideoWriter:
         crf: int = 12,
         preset: str = "veryfast",
     ) -> None:
-        import av  # local: PyAV is only needed when writing
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = _temp_path(self.path)
         self.width, self.height = int(width), int(height)
         self.frames_written = 0
         if codec != "h264-lossless" and (self.width % 2 or self.height % 2):
             raise VideoError(
                 f"{self.path}: codec {codec} (yuv420p) needs even width and height, got {width}x{height}"
             )
+        self._closed = True  # nothing to close until the container is open
+        self._tmp = _temp_path(self.path)
+        try:
+            self._open(fps, codec, crf, preset)
+        except BaseException:  # a bad codec, or Ctrl-C / SIGTERM while opening: no partial file
+            self.abort()
+            raise
+
+    def _open(self, fps: float, codec: Codec, crf: int, preset: str) -> None:
+        import av
+
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        self._closed = False
         rate = Fraction(fps).limit_denominator(1001)
         if codec == "h264":
             stream = self._container.add_stream("libx264", rate=rate)
@@ -225,7 +280,6 @@ class VideoWriter:
             raise VideoError(f"{self.path}: unknown codec {codec!r}")
         stream.width, stream.height = self.width, self.height
         self._stream = stream
-        self._closed = False
 
     def write(self, frame: np.ndarray) -> None:
         import av

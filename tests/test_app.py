@@ -108,6 +108,18 @@ class _SeriesStandIn:
     """Deterministic AU / emotion series per video, in place of py-feat (tested in
     tests/test_facial.py): N, S and C get differently phased curves."""
 
+    stride = 1
+
+    def cache_file(self, path, bbox, size, cache_dir):
+        return Path(cache_dir) / f"{Path(path).stem}.csv"
+
+    def save_series(self, series, cache_file):
+        pass
+
+    def load_series(self, cache_file, fps, path):
+        """Served as if from the series cache: the shared decoding pass decodes nothing."""
+        return self.analyze_video(path)
+
     def analyze_video(self, path, bbox=None, frame_range=None, cache_dir=None):
         import numpy as np
         import pandas as pd
@@ -148,7 +160,7 @@ def app_dirs(tmp_path_factory: pytest.TempPathFactory, chromium) -> dict[str, Pa
     with pytest.MonkeyPatch.context() as mp:  # the stand-in needs no py-feat weights
         mp.setattr(protocol, "check_weights", lambda metrics, **kw: [])
         settings = ProtocolSettings(metrics=("groundtruth", "facial"), max_shift_s=0.5)
-        run_protocol(manifest, run / "clean" / "manifest.yaml", run / "evaluation", settings, facial_analyzer=_SeriesStandIn(), log=lambda _: None)
+        run_protocol(manifest, run / "clean" / "manifest.yaml", run / "evaluation", settings, facial_analyzer=lambda model: _SeriesStandIn(), log=lambda _: None)
     make_report([run / "evaluation"], run / "report")
     assert (run / "evaluation" / "series" / "s1_normal.csv").is_file()
     return {"data": data, "runs": runs, "run": run, "manifest": manifest, "config": config}

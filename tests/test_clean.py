@@ -13,6 +13,7 @@ import yaml
 from torch import nn
 
 from sensor_removal.clean import (
+    CLEAN_MANIFEST_LOCK,
     CleanError,
     CleanSettings,
     GeneratorRunner,
@@ -62,7 +63,8 @@ def _tiny_generator(seed: int = 0) -> ResnetGenerator:
 
 
 def _all_files(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir()} if folder.exists() else set()
+    """Files in ``folder``, without the (empty, hidden) lock file of the cleaned manifest."""
+    return {p.name for p in folder.iterdir() if p.name != CLEAN_MANIFEST_LOCK} if folder.exists() else set()
 
 
 class Identity(nn.Module):
@@ -409,7 +411,7 @@ def test_main_single_video(subject: Path, ckpt: Path, tmp_path: Path, capsys) ->
     assert probe(out).frame_count == 12 and probe(out.with_name("cleaned.full.mp4")).width == W
     out.unlink()
     out.with_name("cleaned.full.mp4").unlink()
-    assert main(common + ["--bbox", "40,6,40,36"]) == 1
+    assert main(common + ["--bbox", "40,6,40,36"]) == 2  # bad input, checked before any work
     err = capsys.readouterr().err
     assert "s1_good.mp4" in err and "outside" in err
     assert _all_files(out.parent) == set()

@@ -263,7 +263,7 @@ def test_perceptual_metrics_switch_removes_the_callback_and_its_ranking(tiny: Pa
 
     monkeypatch.setattr(SensorRemovalCLI, "_run_subcommand", lambda self, subcommand: None)  # build, don't fit
     args = ["fit", "--data.manifest", str(tiny / "manifest.yaml"), "--trainer.default_root_dir", str(tmp_path / "run"),
-            "--trainer.logger", "false"]
+            "--trainer.logger", "false", "--data.fraction", "0.5"]  # 40 frames: 2 % would draw 1
     on = build_cli(args)
     assert any(isinstance(c, PerceptualMetrics) for c in on.trainer.callbacks)
     assert on.trainer.checkpoint_callback.monitor == "val/fid_clean"

@@ -18,6 +18,7 @@ from sensor_removal.data import (
     split_train_val,
     to_tensor,
     to_uint8,
+    to_unit_range,
 )
 from sensor_removal.manifest import load_manifest
 from sensor_removal.video import VideoError, crop_resize, read_frames
@@ -87,7 +88,8 @@ def test_cache_holds_the_right_crops_from_the_right_domain(subject: Path) -> Non
     assert len(dm.frames("sensor", "train")) == 18 and len(dm.frames("sensor", "val")) == 2
     batch = next(iter(dm.train_dataloader()))
     assert batch["sensor"].shape == (2, 3, 32, 32) and batch["normal"].shape == (2, 3, 32, 32)
-    assert -1.0 <= batch["sensor"].min() and batch["sensor"].max() <= 1.0
+    # uint8 all the way through the loader; the module converts on the device.
+    assert batch["sensor"].dtype == torch.uint8 and batch["normal"].dtype == torch.uint8
 
 
 def test_cache_is_reused_and_keyed(subject: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,8 +125,27 @@ def test_augment_and_unpaired_items() -> None:
     ds = UnpairedFrames(sensor, normal, 32, train=True)
     assert len(ds) == 5
     item = ds[4]
-    assert item["sensor"].shape == (3, 32, 32)
-    assert float(item["sensor"].max()) == -1.0 and float(item["normal"].min()) == 1.0
+    assert item["sensor"].shape == (3, 32, 32) and item["sensor"].dtype == torch.uint8
+    assert int(item["sensor"].max()) == 0 and int(item["normal"].min()) == 255
+
+
+def test_uint8_items_are_the_float_augmentation_of_the_cache() -> None:
+    """Cropping and flipping uint8, then converting, gives exactly the float pipeline's values."""
+    frames = np.random.default_rng(1).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
+    ds = UnpairedFrames(frames, frames[::-1].copy(), 32, train=False)
+    item = ds[1]
+    expected = augment(to_tensor(frames[1])[0], 32, False)
+    torch.testing.assert_close(to_unit_range(item["sensor"].unsqueeze(0))[0], expected, rtol=0, atol=0)
+    assert item["sensor"].is_contiguous()
+
+
+def test_loader_pins_memory_for_cuda(subject: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dm = _dm(subject)
+    dm.setup()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert dm.train_dataloader().pin_memory is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert dm.train_dataloader().pin_memory is True
 
 
 def test_uint8_round_trip() -> None:

@@ -566,3 +566,26 @@ def test_analyze_video_size_feeds_py_feat_one_resolution(feat_hub: Path, main_vi
     a.analyze_video(main_video, bbox=(32, 32, 64, 64), cache_dir=tmp_path)  # native size
     assert set(shapes) == {(64, 64, 3)}
     assert len(list(tmp_path.glob("subject-*.csv"))) == 3  # three keys: 96, 48, native
+
+
+# ------------------------------------------------------------------ fast paths (ours)
+
+
+def test_channels_last_and_bf16_keep_the_series(v1_run, feat_hub: Path, main_video: Path) -> None:
+    """NHWC weights change only float summation order; bf16 moves values a little and
+    has its own cache key."""
+    fast: FacialAnalyzer = v1_run["analyzer"]  # channels_last is the default
+    convs = [m for net in facial._feat_networks(fast._get_detector()) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    today = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, channels_last=False)
+    plain = today.analyze_video(main_video)
+    np.testing.assert_allclose(v1_run["series"].values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=1e-4)
+    bf16 = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, precision="bf16")
+    low = bf16.analyze_video(main_video)
+    assert low.no_face_frames == plain.no_face_frames
+    np.testing.assert_allclose(low.values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=0.1)
+    weights = today.require_weights()
+    assert bf16.cache_key(main_video, None, weights) != today.cache_key(main_video, None, weights)
+    assert fast.cache_key(main_video, None, weights) == today.cache_key(main_video, None, weights)
+    with pytest.raises(ValueError, match="precision"):
+        FacialAnalyzer(precision="16")  # type: ignore[arg-type]

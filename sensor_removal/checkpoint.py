@@ -1,0 +1,79 @@
+"""Reading a training checkpoint safely, and checking a resume against it.
+
+Both the cleaner and ``fit --ckpt_path`` open checkpoints a user points at. They are read
+with ``torch.load(weights_only=True)``: no code in the file runs; a pickle that would run
+code is refused like any other file that is not a checkpoint. Hyper-parameters may hold
+paths (the manifest), so exactly those classes are allowed beyond tensors.
+
+A resume continues *the same* training: model and data options that differ from the
+checkpoint's would silently train another network than the one on the command line (the
+CLI used to take the checkpoint's values and record them as if asked for). So a resume
+whose options differ stops with a list of the differences (:func:`resume_differences`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import pathlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Data options that do not change what is trained (where and how fast frames load).
+RESUME_IGNORED_DATA = frozenset({"num_workers", "decode_workers", "cache_dir"})
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message names the file."""
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint at ``path`` as a dict, loaded with ``weights_only=True``."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    safe = [pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
+    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+    try:
+        with allow(safe) if allow is not None else contextlib.nullcontext():
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means: not a loadable checkpoint
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: cannot load as a checkpoint ({type(exc).__name__}: {first}); files that would run "
+            "code when loaded are refused"
+        ) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    return ckpt
+
+
+def _same(a: Any, b: Any, key: str) -> bool:
+    if key == "manifest" and a is not None and b is not None:
+        return Path(str(a)).resolve() == Path(str(b)).resolve()
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
+def resume_differences(
+    ckpt: dict[str, Any], model: dict[str, Any], data: dict[str, Any]
+) -> list[str]:
+    """``--model.X`` / ``--data.X`` options whose value differs from the checkpoint's
+    ``hyper_parameters`` / ``datamodule_hyper_parameters``, one line each."""
+    lines = []
+    for section, given, saved in (
+        ("model", model, ckpt.get("hyper_parameters") or {}),
+        ("data", data, ckpt.get("datamodule_hyper_parameters") or {}),
+    ):
+        for key in sorted(set(given) & set(saved)):
+            if section == "data" and key in RESUME_IGNORED_DATA:
+                continue
+            if not _same(given[key], saved[key], key):
+                lines.append(f"--{section}.{key}: {given[key]!r} now, {saved[key]!r} in the checkpoint")
+    return lines
