@@ -330,7 +330,7 @@ def test_resubmit_failed_runs_only_the_failed_tasks(subjects: Path, tmp_path: Pa
     capsys.readouterr()
     rows = {r["point"]: r for r in task_status(tmp_path / "out")}
     assert rows["crop_size32"]["state"] == "done" and rows["crop_size30"]["state"] == "failed"
-    assert "divisible by 4" in rows["crop_size30"]["error"]
+    assert "data.crop_size (30)" in rows["crop_size30"]["error"]
     assert main(["sweep", "--resubmit-failed", str(tmp_path / "out"), "--executor", "local"]) == 1
     assert "resubmitted 1 failed task(s): synth01/crop_size30" in capsys.readouterr().out
     attempts = {p: len(read_json(tmp_path / "out" / "synth01" / p / STATE_FILE)["attempts"])
