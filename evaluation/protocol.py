@@ -28,8 +28,13 @@ Metrics (``metric`` / ``feature`` in the rows):
 * ``mape_shift_s`` / ``pair`` — the one shift (seconds) of that pair and AU model,
   chosen jointly over all its series (default ``shift="joint"``); with
   ``shift="per_series"`` one ``mape_shift_s`` row per feature instead.
-* ``psnr``, ``ssim`` / ``whole`` | ``mask`` — :mod:`evaluation.groundtruth`, synthetic
-  subjects only (``reference`` is ``<sensor>:ground_truth``).
+* ``psnr``, ``ssim`` / ``whole`` | ``mask`` | ``outside``, ``flicker`` / ``mask`` —
+  :mod:`evaluation.groundtruth`, synthetic subjects only (``reference`` is
+  ``<sensor>:ground_truth``).
+* ``temporal`` / ``excess`` (our extension; no ground truth needed) — mean frame-to-frame
+  change (:func:`evaluation.temporal.frame_change`, 8-bit levels) of the other video
+  minus the reference's, per segment: how much more a sensor or cleaned video moves
+  than the normal video of its session (flicker shows as a positive excess).
 * ``lm_*`` — the ``landmarks`` family (ours; dlib's 68 points, geometry series, NME vs
   ground truth, detection rates): :mod:`evaluation.landmark_rows`.
 
@@ -364,6 +369,28 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
     return rows, videos
 
 
+# ---------------------------------------------------------------------------- temporal
+
+
+def temporal_rows(plan: PairPlan, crop_size: int, log: Callable[[str], None]) -> list[dict]:
+    """``temporal`` / ``excess`` rows for every pair of ``plan`` (module docstring)."""
+    from evaluation.temporal import change_series
+
+    series = {}
+    for rec in plan.videos():
+        t0 = time.perf_counter()
+        series[rec.name] = change_series(rec.path, rec.bbox, crop_size)
+        log(f"  {rec.name}: frame-to-frame change in {time.perf_counter() - t0:.1f} s")
+    rows = []
+    for p in plan.pairs:
+        ref = series[p.reference.name][slice(*p.reference_frames)]
+        oth = series[p.other.name][slice(*p.other_frames)]
+        ref, oth = ref[~np.isnan(ref)], oth[~np.isnan(oth)]
+        if ref.size and oth.size:
+            rows.append(_row(p, "temporal", "excess", oth.mean() - ref.mean(), n=min(ref.size, oth.size)))
+    return rows
+
+
 # ---------------------------------------------------------------------------- protocol
 
 
@@ -394,7 +421,7 @@ def summarize(df: pd.DataFrame) -> dict:
             }
         elif metric in ("psnr", "ssim"):
             groups = {f"{metric}_{region}": gg for region, gg in g.groupby("feature")}
-        elif metric in ("lpips", "fid"):
+        elif metric in ("lpips", "fid", "temporal"):
             groups = {metric: g}
         else:
             continue
@@ -458,7 +485,7 @@ def run_protocol(
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t_start = time.perf_counter()
     metrics = list(settings.metrics)
-    weight_files = check_weights([m for m in metrics if m not in ("groundtruth", "facial")])
+    weight_files = check_weights([m for m in metrics if m not in ("groundtruth", "facial", "temporal")])
     if "facial" in metrics:
         for model in settings.au_models:
             weight_files += check_weights(["facial"], feat_model_set=model)
@@ -506,6 +533,10 @@ def run_protocol(
         f_rows, videos = facial_rows(plan, settings, out, facial_families)
         rows += f_rows
         timings["facial_rows_s"] = time.perf_counter() - t0
+    if "temporal" in metrics:
+        t0 = time.perf_counter()
+        rows += temporal_rows(plan, crop_size, log)
+        timings["temporal_s"] = time.perf_counter() - t0
     if "groundtruth" in metrics:
         from evaluation.groundtruth import evaluate_subject
 

@@ -13,8 +13,10 @@ subject — and writes into ``out``:
     paper model's AUs it lacks; AU43 excluded); Table 3 emotion time series, per model;
   - **our addition**, labelled as such: the same tables with the sessions averaged into
     three rows (N1–N2, N–S, N–C) and a ``whole``-video column (files ``ours_*``), and a
-    ground-truth table (PSNR / SSIM over the whole crop and inside the sensor mask,
-    sensor vs cleaned) when the results have ground-truth rows (synthetic subjects);
+    ground-truth table (PSNR / SSIM over the whole crop, inside and outside the sensor
+    mask, flicker in the sensor area; sensor, full repaint and composited/cleaned) when
+    the results have ground-truth rows (synthetic subjects), and a temporal-stability
+    table (frame-to-frame change beyond the normal video's) with ``temporal`` rows;
   - the frames without a face per video (py-feat NaN rows);
   - the landmark tables (ours, :mod:`evaluation.landmark_report`) when the results have
     ``lm_*`` rows;
@@ -50,11 +52,13 @@ from evaluation.timeseries import EXCLUDED_AUS, is_au
 from sensor_removal.video import atomic_output
 
 SEGMENT_LABELS: dict[str, str] = {"schaede": "Schaede", "sentence": "Sentence", "emotion": "Emotion", "whole": "Whole"}
-METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM", "mask": "Mask"}
-_FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}"}
+METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM", "mask": "Mask", "outside": "Outside", "flicker": "flicker", "temporal": "Δ change"}
+_FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}", "flicker": "{:.2f}", "temporal": "{:+.2f}"}
 METRIC_LABELS.update({"nme": "NME", "detection": "Det. rate"})  # landmarks (evaluation.landmark_report)
 _FORMATS.update({"nme": "{:.3f}", "detection": "{:.2f}"})
-GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "clean": "C (cleaned)"}
+GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "repaint": "C full repaint (paper)", "clean": "C (cleaned)"}
+#: The cleaned row's label when a full repaint was kept next to it: it was composited.
+GT_COMPOSITED_LABEL = "C composited (ours)"
 
 
 class ReportError(ValueError):
@@ -317,23 +321,48 @@ def extension_tables(df: pd.DataFrame) -> list[Table]:
 
 
 def groundtruth_table(df: pd.DataFrame) -> Table | None:
-    """PSNR / SSIM of the sensor (no cleaning) and cleaned crops against the ground
-    truth, whole crop and inside the sensor mask (segment ``whole``)."""
-    d = df[df["metric"].isin(["psnr", "ssim"]) & (df["segment"] == "whole")]
+    """PSNR / SSIM of the sensor (no cleaning), full-repaint and cleaned crops against the
+    ground truth — whole crop, inside and outside the sensor mask — and the flicker inside
+    the sensor area (segment ``whole``)."""
+    d = df[df["metric"].isin(["psnr", "ssim", "flicker"]) & (df["segment"] == "whole")]
     if d.empty:
         return None
     stats = over_subjects(subject_means(d, ["kind", "metric", "feature"]), ["kind", "metric", "feature"])
-    stats["row"] = stats["kind"].map(GT_LABELS)
+    kinds = [k for k in GT_LABELS if k in set(d["kind"])]
+    labels = dict(GT_LABELS, clean=GT_COMPOSITED_LABEL) if "repaint" in kinds else GT_LABELS
+    stats["row"] = stats["kind"].map(labels)
     stats = stats.rename(columns={"feature": "region"})
+    present = set(zip(stats["region"], stats["metric"], strict=True))
     # Like Tables 1-3: the group (here the region) first, the metric second.
-    cols = [(r, m) for r in ("whole", "mask") for m in ("psnr", "ssim")]
-    t = _pivot(
-        stats, [GT_LABELS[k] for k in ("sensor", "clean")], "row", cols, ("region", "metric"), "table_groundtruth",
-        "Ground truth — pixel fidelity (synthetic subjects)",
-        "PSNR (dB) and SSIM of the face crops against the sensor-free ground truth, over the whole crop and "
-        "inside the sensor mask; higher is better. Mean ± std over subjects.",
+    cols = [(r, m) for r in ("whole", "mask", "outside") for m in ("psnr", "ssim") if (r, m) in present]
+    cols += [("mask", "flicker")] if ("mask", "flicker") in present else []
+    return _pivot(
+        stats, [labels[k] for k in kinds], "row", cols, ("region", "metric"), "table_groundtruth",
+        "Ground truth — pixel fidelity and temporal stability (synthetic subjects)",
+        "PSNR (dB) and SSIM of the face crops against the sensor-free ground truth, over the whole crop, "
+        "inside the sensor mask and outside it (higher is better); flicker: the frame-to-frame change inside "
+        "the sensor area that the ground truth does not have, in 8-bit levels (lower is steadier). "
+        "Composited C (our extension): the full repaint inside an estimated sensor mask, the recorded pixels "
+        "outside. Mean ± std over subjects.",
     )
-    return t
+
+
+def temporal_table(df: pd.DataFrame) -> Table | None:
+    """Frame-to-frame change in excess of the normal video's (our extension, no ground
+    truth needed); rows N1–N2, N–S, N–C; columns per task."""
+    d = df[df["metric"] == "temporal"]
+    if d.empty:
+        return None
+    stats = over_subjects(subject_means(d, ["kind", "segment", "metric"]), ["kind", "segment", "metric"])
+    stats["row"] = stats["kind"].map(KIND_LABELS)
+    cols = [(s, "temporal") for s in _segments_present(d)]
+    return _pivot(
+        stats, [KIND_LABELS[k] for k in KINDS], "row", cols, ("segment", "metric"), "table_temporal",
+        "Temporal stability — frame-to-frame change beyond the normal video's",
+        "Mean absolute change between consecutive face crops (8-bit levels) of the second video minus that "
+        "of the normal video it is compared with; a cleaning that flickers moves more than the recorded face "
+        "(positive). Our extension, not in the paper. Mean ± std over subjects.",
+    )
 
 
 def no_face_table(dirs: Sequence[Path]) -> pd.DataFrame:
@@ -525,7 +554,7 @@ def make_report(results: Sequence[str | Path], out: str | Path, plot_subject: st
         (
             "## Our addition: sessions averaged and the whole video\n\n"
             "Not in the paper: the sessions' rows averaged into N–S and N–C, and a column for the whole video.",
-            [*extension_tables(df), groundtruth_table(df), *landmark_tables(df)],
+            [*extension_tables(df), groundtruth_table(df), temporal_table(df), *landmark_tables(df)],
         ),
     ]
     appendix = [(f"### Subject {s}", paper_tables(df[df["subject"].astype(str) == s], prefix=f"{s}_")) for s in subjects]

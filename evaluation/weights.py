@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Every metric the evaluation knows, in the order of the paper's tables.
-METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "groundtruth", "landmarks")
+METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "groundtruth", "landmarks", "temporal")
 #: Metrics that load pretrained weights (``landmarks``: dlib's, shipped inside a package).
 WEIGHTED_METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "landmarks")
 

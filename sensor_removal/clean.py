@@ -32,6 +32,13 @@ Why the pipeline looks the way it does:
   output does not depend on the batch it is in.
 * Outputs are written under a temporary name and renamed when complete; a failed
   recording leaves nothing behind.
+* Compositing (``composite="auto"``, **our extension, not the paper's**): the cleaned crop
+  is ``M·G(S) + (1 − M)·S`` with a sensor mask ``M`` estimated per frame from what the
+  generator changed (:mod:`sensor_removal.mask`), so every pixel the sensors did not
+  touch reaches facial analysis as recorded. ``composite="off"`` writes the paper's full
+  repaint. The mask needs frames in order (temporal hysteresis), so it runs in the
+  writer thread; optional side outputs: ``NAME.mask.mp4`` (the mask, for inspection) and
+  ``NAME.repaint.mp4`` (the full repaint, for the ground-truth comparison).
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ from sensor_removal.manifest import (
     output_path,
     save_manifest,
 )
+from sensor_removal.mask import MaskSettings, SensorMasker
+from sensor_removal.mask import composite as composite_frame
 from sensor_removal.progress import counter
 from sensor_removal.video import (
     Codec,
@@ -70,6 +79,7 @@ from sensor_removal.video import (
     crop_resize,
     iter_frames,
     probe,
+    sibling_path,
 )
 
 __all__ = [
@@ -92,6 +102,9 @@ __all__ = [
 ]
 
 Precision = Literal["auto", "fp32", "bf16"]
+Composite = Literal["auto", "off"]
+#: Default of ``--composite`` (chosen by measurement on the synthetic subject, docs/compositing.md).
+DEFAULT_COMPOSITE: Composite = "off"
 DeviceArg = Literal["auto", "cpu", "cuda"]
 #: Name of the manifest of cleaned recordings inside the output folder.
 CLEAN_MANIFEST = "manifest.yaml"
@@ -184,7 +197,7 @@ def load_generator(
     The checkpoint is read with ``weights_only=True`` (no code runs from the file); any
     file that is not a checkpoint of this project raises :class:`CleanError` naming it.
     """
-    from sensor_removal.networks import ResnetGenerator
+    from sensor_removal.networks import GENERATORS, build_generator
 
     path = Path(ckpt_path)
     try:
@@ -211,7 +224,10 @@ def load_generator(
         raise CleanError(f"{path}: crop_size {crop_size} is not a positive multiple of {2**n_down}")
     load_size = dhp.get("load_size")
     manifest = dhp.get("manifest")
-    gen = ResnetGenerator(in_channels=3, out_channels=3, ngf=ngf, n_blocks=n_blocks, n_downsampling=n_down)
+    kind = hp.get("generator", "resnet")  # checkpoints from before the option: the paper's
+    if kind not in GENERATORS:
+        raise CleanError(f"{path}: checkpoint field hyper_parameters.generator {kind!r} is not one of {list(GENERATORS)}")
+    gen = build_generator(kind, ngf=ngf, n_blocks=n_blocks, n_downsampling=n_down)
     try:
         gen.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -342,8 +358,7 @@ _paste_frame = paste_back  # clean_video's ``paste_back`` flag shadows the funct
 
 def full_output_path(out: Path) -> Path:
     """``DIR/name.mp4`` → ``DIR/name.full.mp4`` (the pasted-back full-frame video)."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.full{out.suffix or '.mp4'}")
+    return sibling_path(out, "full")
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -361,6 +376,9 @@ class CleanResult:
     crop_size: int
     bbox: tuple[int, int, int, int]
     seconds: float
+    mask_out: Path | None = None
+    repaint_out: Path | None = None
+    composited: bool = False
 
     @property
     def frames_per_s(self) -> float:
@@ -464,7 +482,7 @@ def _check_crf(crf: int) -> None:
         raise CleanError(f"crf must be between 0 and {MAX_CRF} (H.264 quality; lower is better), got {crf}")
 
 
-def check_video_outputs(src: Path, out: Path, full: Path | None, *, overwrite: bool = False) -> None:
+def check_video_outputs(src: Path, out: Path | None, full: Path | None, *, overwrite: bool = False) -> None:
     """Refuse outputs that would replace the input video, are folders, or (unless
     ``overwrite``) already exist — before any work is done."""
     for target in (out, full):
@@ -495,6 +513,10 @@ def clean_video(
     feather: int = DEFAULT_FEATHER,
     progress: bool = True,
     desc: str | None = None,
+    composite: Composite = DEFAULT_COMPOSITE,
+    mask: MaskSettings | None = None,
+    mask_video: bool = False,
+    keep_repaint: bool = False,
     overwrite: bool = False,
 ) -> CleanResult:
     """Clean every frame of ``src`` (face crop ``bbox`` = x, y, w, h) with ``generator``.
@@ -506,6 +528,12 @@ def clean_video(
     ``h264-lossless``). ``generator`` is any module mapping ``(B, 3, S, S)`` in [-1, 1] to
     the same shape; it is moved to ``device`` and run in eval mode (its training flag is
     restored afterwards).
+
+    ``composite="auto"`` (our extension) writes ``M·G(S) + (1 − M)·S`` with the sensor mask
+    ``M`` of :class:`sensor_removal.mask.SensorMasker` (``mask`` settings); outside the mask
+    the crop is the decoded input's (bit-exact with ``h264-lossless``). With it,
+    ``mask_video`` also writes ``NAME.mask.mp4`` and ``keep_repaint`` ``NAME.repaint.mp4``
+    (:func:`side_output_path`). ``composite="off"``: the paper's full repaint.
 
     Raises :class:`CleanError` / :class:`~sensor_removal.video.VideoError` (naming the
     file) for an unreadable, truncated or corrupt video or a bbox that does not fit;
@@ -523,8 +551,15 @@ def clean_video(
         raise CleanError(f"batch_size must be >= 1, got {batch_size}")
     size = settings.inference_size
     full = (Path(full_out) if full_out is not None else full_output_path(out)) if paste_back else None
+    if composite not in ("auto", "off"):
+        raise CleanError(f"composite must be 'auto' or 'off', got {composite!r}")
+    compositing = composite == "auto"
+    mask_out = sibling_path(out, "mask") if compositing and mask_video else None
+    repaint_out = sibling_path(out, "repaint") if compositing and keep_repaint else None
+    masker = SensorMasker(mask if mask is not None else MaskSettings()) if compositing else None
     _check_crf(crf)
     check_video_outputs(src, out, full, overwrite=overwrite)
+    check_video_outputs(src, mask_out, repaint_out, overwrite=overwrite)
     info = probe(src)  # VideoError names the file
     why = check_bbox(bbox_t, info.width, info.height)
     if why:
@@ -539,6 +574,7 @@ def clean_video(
     alpha = feather_alpha(bbox_t[2], bbox_t[3], feather) if full is not None else None
     counts = {"read": 0, "written": 0}
     writers: list[VideoWriter] = []
+    side: dict[str, VideoWriter] = {}
     closed: list[Path] = []
     was_training = generator.training
     t0 = time.perf_counter()
@@ -563,7 +599,15 @@ def clean_video(
                         f"{src}: generator returned images of size {crops.shape[1]}x{crops.shape[2]}, "
                         f"expected {size}x{size}"
                     )
+                inputs = batch.crops.numpy() if masker is not None else None
                 for i, crop in enumerate(crops):
+                    if masker is not None:
+                        m = masker(inputs[i], crop)
+                        if "repaint" in side:
+                            side["repaint"].write(crop)
+                        if "mask" in side:
+                            side["mask"].write(np.repeat(np.rint(m * 255).astype(np.uint8)[:, :, None], 3, axis=2))
+                        crop = composite_frame(inputs[i], crop, m)
                     writers[0].write(crop)
                     if full is not None:
                         writers[1].write(_paste_frame(batch.frames[i], crop, bbox_t, alpha))
@@ -576,6 +620,10 @@ def clean_video(
         writers.append(VideoWriter(out, info.fps, size, size, codec=codec, crf=crf))
         if full is not None:
             writers.append(VideoWriter(full, info.fps, info.width, info.height, codec=codec, crf=crf))
+        for kind, path in (("mask", mask_out), ("repaint", repaint_out)):
+            if path is not None:
+                side[kind] = VideoWriter(path, info.fps, size, size, codec=codec, crf=crf)
+                writers.append(side[kind])
         generator.eval()
         reader = pipe.thread(f"clean-read:{src.name}", read)
         writer = pipe.thread(f"clean-write:{src.name}", write)
@@ -601,7 +649,8 @@ def clean_video(
                         # writer thread a second team would compete with the generator for
                         # the cores (measured: ~12 % slower end to end on 2 CPUs).
                         batch.output = to_uint8(y)
-                    batch.crops = None  # type: ignore[assignment]
+                    if masker is None:  # the writer needs the input crops to composite
+                        batch.crops = None  # type: ignore[assignment]
                     pipe.put(to_writer, batch)
                 pipe.put(to_writer, _DONE)
                 completed = True
@@ -641,6 +690,9 @@ def clean_video(
         crop_size=size,
         bbox=bbox_t,
         seconds=time.perf_counter() - t0,
+        mask_out=mask_out,
+        repaint_out=repaint_out,
+        composited=compositing,
     )
 
 
@@ -764,6 +816,10 @@ def clean_recordings(
     crf: int = 12,
     feather: int = DEFAULT_FEATHER,
     progress: bool = True,
+    composite: Composite = DEFAULT_COMPOSITE,
+    mask: MaskSettings | None = None,
+    mask_video: bool = False,
+    keep_repaint: bool = False,
     overwrite: bool = False,
 ) -> CleanReport:
     """Clean the sensor recordings of ``subject`` (all, or those named) into ``out_dir``.
@@ -846,6 +902,10 @@ def clean_recordings(
                     feather=feather,
                     progress=progress,
                     desc=f"clean {rec.name} ({number}/{len(chosen)})",
+                    composite=composite,
+                    mask=mask,
+                    mask_video=mask_video,
+                    keep_repaint=keep_repaint,
                     overwrite=True,  # checked above, before any work
                 )
             except (CleanError, VideoError, OSError) as exc:
@@ -880,6 +940,10 @@ def clean_subject(
     crf: int = 12,
     feather: int = DEFAULT_FEATHER,
     progress: bool = True,
+    composite: Composite = DEFAULT_COMPOSITE,
+    mask: MaskSettings | None = None,
+    mask_video: bool = False,
+    keep_repaint: bool = False,
     overwrite: bool = False,
 ) -> CleanReport:
     """Load G_S→N from ``ckpt`` and clean the subject of ``manifest`` (default: the
@@ -905,5 +969,9 @@ def clean_subject(
         crf=crf,
         feather=feather,
         progress=progress,
+        composite=composite,
+        mask=mask,
+        mask_video=mask_video,
+        keep_repaint=keep_repaint,
         overwrite=overwrite,
     )

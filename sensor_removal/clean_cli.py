@@ -59,6 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feather", type=int_at_least(0), default=None, help="paste-back blend ramp in pixels (default 8)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress (default: a bar in a terminal, plain lines every 30 s otherwise)")
+    g = p.add_argument_group(
+        "compositing (our extension, not the paper's method)",
+        "auto: keep every pixel the sensors did not touch: output M*G(S) + (1-M)*S with a sensor "
+        "mask M estimated from what the generator changed; off (default): the paper's full repaint G(S).",
+    )
+    g.add_argument("--composite", choices=["auto", "off"], default=None, help="(default: off)")
+    g.add_argument("--mask-video", action="store_true", help="also write <name>.mask.mp4, the compositing mask")
+    g.add_argument("--keep-repaint", action="store_true", help="also write <name>.repaint.mp4, the full repaint")
+    g.add_argument("--mask-threshold", type=float, default=None, help="change in 8-bit levels above which a pixel is sensor (default 40)")
+    g.add_argument("--mask-dilate", type=float, default=None, help="mask dilation, fraction of the crop side (default 0.02)")
+    g.add_argument("--mask-hysteresis", type=float, default=None,
+                   help="keep a pixel that was sensor in the previous frame while its change exceeds this "
+                   "fraction of the threshold; 1: off (default 0.6)")
     return p
 
 
@@ -81,7 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --recordings goes with --manifest", file=sys.stderr)
         return 2
 
-    from sensor_removal.clean import CLEAN_MANIFEST, DEFAULT_FEATHER
+    from sensor_removal.mask import MaskSettings
+
+    given = {k: v for k, v in (("threshold", args.mask_threshold), ("dilate", args.mask_dilate),
+                                ("hysteresis", args.mask_hysteresis)) if v is not None}
+    try:
+        mask = MaskSettings(**given)
+    except ValueError as exc:
+        print(f"error: {str(exc).replace('MaskSettings: ', '--mask-')}", file=sys.stderr)
+        return 2
+
+    from sensor_removal.clean import CLEAN_MANIFEST, DEFAULT_COMPOSITE, DEFAULT_FEATHER
 
     common = dict(
         paste_back=args.paste_back,
@@ -91,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         crf=args.crf,
         feather=DEFAULT_FEATHER if args.feather is None else args.feather,
         progress=not args.no_progress,
+        composite=DEFAULT_COMPOSITE if args.composite is None else args.composite,
+        mask=mask,
+        mask_video=args.mask_video,
+        keep_repaint=args.keep_repaint,
         overwrite=args.overwrite,
     )
     with _signals_interrupt():

@@ -30,6 +30,28 @@ def mask_psnr(results_csv: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in sel.groupby("kind")["value"].mean().items()}
 
 
+def groundtruth_lines(results_csv: Path) -> list[str]:
+    """The ground-truth table of the demo as text: PSNR whole / inside / outside the true
+    sensor mask, SSIM of the whole crop and the flicker in the sensor area, for S, the
+    full repaint and the composited C (our extension) — over the whole videos."""
+    import pandas as pd
+
+    df = pd.read_csv(results_csv)
+    d = df[(df.segment == "whole") & df.metric.isin(["psnr", "ssim", "flicker"])]
+    if d.empty:
+        return []
+    table = d.groupby(["kind", "metric", "feature"])["value"].mean()
+    composited = "repaint" in set(d.kind)
+    names = {"sensor": "S (sensor video)", "repaint": "C full repaint", "clean": "C composited (ours)" if composited else "C (cleaned)"}
+    cols = [("psnr", "whole"), ("psnr", "mask"), ("psnr", "outside"), ("ssim", "whole"), ("flicker", "mask")]
+    lines = [f"{'vs ground truth':22s}  PSNR whole  inside  outside   SSIM   flicker"]
+    for kind in ("sensor", "repaint", "clean"):
+        if kind in set(d.kind):
+            v = [table.get((kind, m, f), math.nan) for m, f in cols]
+            lines.append(f"{names[kind]:22s}  {v[0]:10.2f}  {v[1]:6.2f}  {v[2]:7.2f}  {v[3]:5.3f}  {v[4]:8.2f}")
+    return lines
+
+
 def run_demo(out: Path, config: Path, seconds: float | None, extra: list[str]) -> tuple[int, BenchmarkOutcome | None, Path]:
     """Build the subject (once), then run the very ``fit`` subcommand a user runs
     (``python -m sensor_removal fit --config conf/demo.yaml …``): same parser, same
@@ -88,4 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     landmarks = headline_text(pd.read_csv(outcome.results_dir / "results.csv"))
     if landmarks:
         print(landmarks)
+    for line in groundtruth_lines(outcome.results_dir / "results.csv"):
+        print(line)
+    picture = _comparison(outcome, args.out / "data" / "manifest.yaml")
+    if picture is not None:
+        print(f"picture         : {picture}  (sensor | repaint | composited | ground truth)")
     return 0
+
+
+def _comparison(outcome: BenchmarkOutcome, manifest: Path) -> Path | None:
+    """The labelled side-by-side picture of the first cleaned sensor recording."""
+    from sensor_removal.comparison import save_comparison
+    from sensor_removal.manifest import load_manifest
+
+    cleaned = load_manifest(outcome.clean_dir / "manifest.yaml", require_domains=("clean",))
+    first = cleaned.recordings[0]
+    source = load_manifest(manifest).recording(first.source)
+    return save_comparison(source, first.path, outcome.report_dir / "comparison.png")

@@ -5,6 +5,9 @@
   log-loss and is the CycleGAN default;
 * cycle consistency: L1 between an image and its round trip S→N→S (or N→S→N), weighted
   by λ = 10 — it keeps the face (identity, expression, Action Units) while the sensors go;
+* (our extension, attention generator only) mask regularisation: the mean of the soft
+  mask A (sparsity: repaint as little as possible) plus its total variation (smoothness:
+  one coherent region per sensor, not speckle);
 * identity: L1 between an image and the output of the generator *into its own domain*
   (e.g. ``G_S→N(normal)`` vs ``normal``), weighted by 0.5·λ — it stops the generators from
   changing colour and skin tone when there is nothing to remove.
@@ -19,7 +22,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["cycle_loss", "gan_loss", "identity_loss"]
+__all__ = ["cycle_loss", "gan_loss", "identity_loss", "mask_smoothness", "mask_sparsity"]
 
 
 def gan_loss(pred: Tensor, target_is_real: bool) -> Tensor:
@@ -37,3 +40,15 @@ def cycle_loss(reconstructed: Tensor, original: Tensor) -> Tensor:
 def identity_loss(mapped: Tensor, original: Tensor) -> Tensor:
     """Identity loss: mean absolute error of a generator applied to its own target domain."""
     return F.l1_loss(mapped.float(), original.float())
+
+
+def mask_sparsity(mask: Tensor) -> Tensor:
+    """Mean of a soft mask ``(B, 1, H, W)`` in [0, 1]: the fraction of the image repainted."""
+    return mask.float().mean()
+
+
+def mask_smoothness(mask: Tensor) -> Tensor:
+    """Anisotropic total variation of a soft mask: mean absolute difference between
+    vertically and between horizontally neighbouring pixels."""
+    mask = mask.float()
+    return (mask[..., 1:, :] - mask[..., :-1, :]).abs().mean() + (mask[..., :, 1:] - mask[..., :, :-1]).abs().mean()

@@ -43,8 +43,14 @@ from sensor_removal.argtypes import (
     PositiveInt,
 )
 from sensor_removal.data import to_unit_range
-from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
-from sensor_removal.networks import ImagePool, PatchDiscriminator, ResnetGenerator, init_weights
+from sensor_removal.losses import (
+    cycle_loss,
+    gan_loss,
+    identity_loss,
+    mask_smoothness,
+    mask_sparsity,
+)
+from sensor_removal.networks import ImagePool, PatchDiscriminator, build_generator, init_weights
 
 __all__ = [
     "CycleGAN",
@@ -106,6 +112,8 @@ class GeneratorOutput:
     identity: Tensor  # |G_S→N(n) - n| + |G_N→S(s) - s| (0 when λ_id = 0)
     fake_normal: Tensor  # G_S→N(s), the cleaned sensor images
     fake_sensor: Tensor  # G_N→S(n)
+    mask_sparsity: Tensor | None = None  # attention generator: mean A of both translations
+    mask_smoothness: Tensor | None = None  # attention generator: total variation of both A
 
 
 @dataclass
@@ -141,7 +149,8 @@ class CycleGAN(pl.LightningModule):
 
     Logged: ``train/loss_g``, ``train/loss_d``, ``train/gan_s2n``, ``train/gan_n2s``,
     ``train/cycle``, ``train/identity`` (unweighted sums of both directions),
-    ``train/lr`` — epoch means; the losses also per step as ``train/<name>_step``;
+    ``train/lr`` — epoch means (attention generator: also ``train/mask_sparsity`` and
+    ``train/mask_smoothness``); the losses also per step as ``train/<name>_step``;
     ``val/cycle`` and ``val/identity`` (same definitions, on validation pairs).
 
     Args:
@@ -171,6 +180,11 @@ class CycleGAN(pl.LightningModule):
         compile: ``torch.compile`` the four networks (ours, opt in): the first steps
             compile (tens of seconds, cached in ``TORCHINDUCTOR_CACHE_DIR``), later ones
             run fused kernels. The parameter names in checkpoints do not change.
+        generator: ``resnet`` (the paper's) or ``attention`` (our extension:
+            :class:`~sensor_removal.networks.AttentionGenerator`, ``A·T(x) + (1 − A)·x``,
+            which leaves the input untouched where its mask A is 0).
+        lambda_mask_sparsity: attention only — weight of the mean of A (repaint little).
+        lambda_mask_smooth: attention only — weight of the total variation of A.
 
     Precision is the Trainer's (``trainer.precision``): ``32-true`` (the paper) or
     ``bf16-mixed`` (ours; CPU with AVX-512 BF16/AMX, or CUDA). Under bf16 autocast the
@@ -196,6 +210,9 @@ class CycleGAN(pl.LightningModule):
         lr_scaling: LrScaling = "sqrt",
         channels_last: bool = True,
         compile: bool = False,
+        generator: Literal["resnet", "attention"] = "resnet",
+        lambda_mask_sparsity: float = 0.1,
+        lambda_mask_smooth: float = 0.1,
     ) -> None:
         super().__init__()
         # Plain numbers in the checkpoint's hyper-parameters (the CLI passes the range types).
@@ -217,8 +234,13 @@ class CycleGAN(pl.LightningModule):
         self.save_hyperparameters(logger=False)  # the CLI logs the full config (cli.RunConfig)
         self.automatic_optimization = False
 
-        self.gen_s2n = init_weights(ResnetGenerator(ngf=ngf, n_blocks=n_blocks))
-        self.gen_n2s = init_weights(ResnetGenerator(ngf=ngf, n_blocks=n_blocks))
+        if lambda_mask_sparsity < 0 or lambda_mask_smooth < 0:
+            raise ValueError(
+                f"CycleGAN: need lambda_mask_sparsity >= 0 and lambda_mask_smooth >= 0; got "
+                f"{lambda_mask_sparsity}, {lambda_mask_smooth}"
+            )
+        self.gen_s2n = init_weights(build_generator(generator, ngf=ngf, n_blocks=n_blocks))
+        self.gen_n2s = init_weights(build_generator(generator, ngf=ngf, n_blocks=n_blocks))
         self.disc_s = init_weights(PatchDiscriminator(ndf=ndf, n_layers=n_layers_d))
         self.disc_n = init_weights(PatchDiscriminator(ndf=ndf, n_layers=n_layers_d))
         # pool_s holds fakes of the sensor domain (G_N→S outputs) for disc_s; pool_n for disc_n.
@@ -268,8 +290,13 @@ class CycleGAN(pl.LightningModule):
     def generator_losses(self, sensor: Tensor, normal: Tensor) -> GeneratorOutput:
         """CycleGAN generator objective on one batch (no optimizer involved)."""
         hp = self.hparams
-        fake_normal = self.gen_s2n(sensor)
-        fake_sensor = self.gen_n2s(normal)
+        attention = hp.get("generator", "resnet") == "attention"
+        if attention:
+            fake_normal, mask_n = self.gen_s2n.forward_with_mask(sensor)
+            fake_sensor, mask_s = self.gen_n2s.forward_with_mask(normal)
+        else:
+            fake_normal = self.gen_s2n(sensor)
+            fake_sensor = self.gen_n2s(normal)
         gan_s2n = gan_loss(self.disc_n(fake_normal), target_is_real=True)
         gan_n2s = gan_loss(self.disc_s(fake_sensor), target_is_real=True)
         cycle = cycle_loss(self.gen_n2s(fake_normal), sensor) + cycle_loss(
@@ -287,6 +314,11 @@ class CycleGAN(pl.LightningModule):
             + hp.lambda_cycle * cycle
             + hp.lambda_cycle * hp.lambda_identity * identity
         )
+        sparsity = smoothness = None
+        if attention:
+            sparsity = mask_sparsity(mask_n) + mask_sparsity(mask_s)
+            smoothness = mask_smoothness(mask_n) + mask_smoothness(mask_s)
+            loss = loss + hp.lambda_mask_sparsity * sparsity + hp.lambda_mask_smooth * smoothness
         return GeneratorOutput(
             loss=loss,
             gan_s2n=gan_s2n,
@@ -295,6 +327,8 @@ class CycleGAN(pl.LightningModule):
             identity=identity,
             fake_normal=fake_normal,
             fake_sensor=fake_sensor,
+            mask_sparsity=sparsity,
+            mask_smoothness=smoothness,
         )
 
     def discriminator_losses(
@@ -351,6 +385,9 @@ class CycleGAN(pl.LightningModule):
             "cycle": g.cycle,
             "identity": g.identity,
         }
+        if g.mask_sparsity is not None:
+            losses["mask_sparsity"] = g.mask_sparsity
+            losses["mask_smoothness"] = g.mask_smoothness
         for name, value in losses.items():
             value = value.detach()
             # Per step: local rank only, no collective per step.

@@ -19,11 +19,14 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "AttentionGenerator",
+    "GENERATORS",
     "ImagePool",
     "InstanceNorm2dFP32",
     "PatchDiscriminator",
     "ResidualBlock",
     "ResnetGenerator",
+    "build_generator",
     "init_weights",
     "receptive_field",
 ]
@@ -144,6 +147,52 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
+
+
+class AttentionGenerator(nn.Module):
+    """Attention-guided generator (our extension; UAGGAN, Mejjati et al., NeurIPS 2018;
+    AttentionGAN, Tang et al. 2019): ``A·T(x) + (1 − A)·x``.
+
+    The paper's ResNet generator with one extra output channel: channels 0–2 are the
+    translation ``T(x)`` (tanh, [-1, 1]), channel 3 is the soft mask
+    ``A = (tanh(·) + 1) / 2`` in [0, 1] — where A is 0 the input passes through unchanged,
+    so the network only has to repaint where the sensors are. The mask is regularised in
+    :class:`sensor_removal.module.CycleGAN` (sparsity + smoothness); ``forward`` returns
+    the image only, so the cleaner and the callbacks use it like the ResNet generator.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        n_downsampling: int = 2,
+    ) -> None:
+        super().__init__()
+        if in_channels != out_channels:
+            raise ValueError(f"AttentionGenerator: blends output with input, needs in_channels == out_channels, got {in_channels}, {out_channels}")
+        self.body = ResnetGenerator(in_channels, out_channels + 1, ngf, n_blocks, n_downsampling)
+
+    def forward_with_mask(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(A·T(x) + (1 − A)·x, A)`` with ``A`` of shape ``(B, 1, H, W)`` in [0, 1]."""
+        y = self.body(x)
+        content, attention = y[:, :-1], (y[:, -1:] + 1.0) * 0.5
+        return attention * content + (1.0 - attention) * x, attention
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_mask(x)[0]
+
+
+#: ``model.generator`` choices: the paper's ResNet generator, or our attention variant.
+GENERATORS: dict[str, type[nn.Module]] = {"resnet": ResnetGenerator, "attention": AttentionGenerator}
+
+
+def build_generator(kind: str = "resnet", ngf: int = 64, n_blocks: int = 9, n_downsampling: int = 2) -> nn.Module:
+    """An RGB→RGB generator of ``kind`` (:data:`GENERATORS`)."""
+    if kind not in GENERATORS:
+        raise ValueError(f"unknown generator {kind!r}; expected one of {', '.join(GENERATORS)}")
+    return GENERATORS[kind](in_channels=3, out_channels=3, ngf=ngf, n_blocks=n_blocks, n_downsampling=n_downsampling)
 
 
 class PatchDiscriminator(nn.Module):

@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from sensor_removal.benchmark_logging import log_benchmark, write_sample
 from sensor_removal.callbacks import run_dir
+from sensor_removal.mask import MaskSettings
 
 
 @dataclass
@@ -90,7 +91,7 @@ class PostFitBenchmark(pl.Callback):
     artifact, a sensor | cleaned sample clip).
 
     Args:
-        metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``, ``landmarks``
+        metrics: any of ``lpips``, ``fid``, ``facial``, ``groundtruth``, ``landmarks``, ``temporal``
             (dlib's 68 points; its models ship with a package, so it runs everywhere).
         optional_metrics: metrics to add when their pretrained weights are on this machine
             when the hook runs (the demo: LPIPS/FID/py-feat where fetched, else not). Which
@@ -111,6 +112,14 @@ class PostFitBenchmark(pl.Callback):
             validation FID, checked when the fit starts).
         au_models: py-feat AU models of the facial metrics (default: ``xgb`` and
             ``v2``, one classical and one deep model as the paper's Table 2).
+        composite: ``auto`` (our extension): the cleaned videos keep every pixel outside
+            an estimated sensor mask (:mod:`sensor_removal.mask`) and the evaluation
+            measures them; the full repaint is kept next to each as ``NAME.repaint.mp4``
+            and the mask as ``NAME.mask.mp4``, so the ground-truth table compares S, full
+            repaint and composited C. ``off``: the paper's full repaint only.
+        mask_threshold: change (8-bit levels) above which a pixel is sensor.
+        mask_dilate: dilation of the mask, fraction of the crop side.
+        mask_hysteresis: temporal hysteresis of the mask (1: off).
     """
 
     def __init__(
@@ -128,7 +137,12 @@ class PostFitBenchmark(pl.Callback):
         raise_on_failure: bool = False,
         checkpoint: str = "last",
         au_models: list[str] = ["xgb", "v2"],  # noqa: B006 - LightningCLI needs a literal default
+        composite: str = "off",
+        mask_threshold: float = MaskSettings.threshold,
+        mask_dilate: float = MaskSettings.dilate,
+        mask_hysteresis: float = MaskSettings.hysteresis,
     ) -> None:
+
         from evaluation.weights import METRICS
 
         unknown = [m for m in [*metrics, *optional_metrics] if m not in METRICS]
@@ -153,6 +167,10 @@ class PostFitBenchmark(pl.Callback):
         if not au_models or any(m not in AU_MODELS for m in au_models):
             raise ValueError(f"PostFitBenchmark: au_models must be names out of {list(AU_MODELS)}, got {au_models}")
         self.au_models = list(au_models)
+        if composite not in ("auto", "off"):
+            raise ValueError(f"PostFitBenchmark: composite must be 'auto' or 'off', got {composite!r}")
+        self.composite = composite
+        self.mask = MaskSettings(threshold=mask_threshold, dilate=mask_dilate, hysteresis=mask_hysteresis)
         self.outcome: BenchmarkOutcome | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -216,6 +234,7 @@ class PostFitBenchmark(pl.Callback):
             report = clean_subject(
                 outcome.checkpoint, manifest, outcome.clean_dir,
                 paste_back=self.paste_back, batch_size=self.batch_size, device=self.device, progress=True,
+                composite=self.composite, mask=self.mask, mask_video=True, keep_repaint=True,
             )
             if not report.ok:
                 raise RuntimeError("cleaning failed:\n" + report.summary())

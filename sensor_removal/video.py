@@ -174,6 +174,13 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int]) -> np.ndarray:
     return np.stack([got[i] for i in order]) if order else np.empty((0, 0, 0, 3), np.uint8)
 
 
+def sibling_path(path: str | os.PathLike, kind: str) -> Path:
+    """``DIR/name.mp4`` → ``DIR/name.<kind>.mp4``: a side output written next to a video
+    (``full``: pasted back; ``mask``: a compositing mask; ``repaint``: a full repaint)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{kind}{path.suffix or '.mp4'}")
+
+
 def check_bbox(bbox: tuple[int, int, int, int], width: int, height: int) -> str | None:
     """Return why ``bbox`` (x, y, w, h) does not fit a ``width`` x ``height`` frame, or None."""
     x, y, w, h = bbox

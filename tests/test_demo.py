@@ -88,6 +88,19 @@ def test_demo_leaves_checkpoint_grid_videos_and_report(demo_run) -> None:
     assert not list(out.rglob("*.partial*")), "a half-written file was left behind"
 
 
+def test_demo_shows_repaint_and_composited_side_by_side(demo_run) -> None:
+    """Compositing (our extension) in the demo: the labelled picture and the table rows."""
+    import cv2
+
+    proc, _ = demo_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    picture = Path(_field(proc.stdout, "picture"))
+    image = cv2.imread(str(picture))
+    assert image is not None and image.shape[1] > 4 * 160  # four labelled columns of >= 160 px
+    for row in ("S (sensor video)", "C full repaint", "C composited (ours)"):
+        assert row in proc.stdout
+
+
 LANDMARKS = re.compile(
     r"landmark error vs ground truth \(NME, dlib 68 points\): sensor (?P<s>\S+) -> clean (?P<c>\S+); "
     r"detection rate sensor (?P<ds>\S+) % -> clean (?P<dc>\S+) % \(ground truth (?P<dg>\S+) %\)"

@@ -222,7 +222,7 @@ def test_cli_links_data_batch_size_to_the_lr_rule(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(LightningCLI, "_run_subcommand", lambda self, name: None)  # build, no training
     cli = build_cli(
-        ["fit", f"--data.manifest={manifest}", "--data.batch_size=8", "--trainer.logger=false",
+        ["fit", f"--data.manifest={manifest}", "--data.batch_size=8", "--data.fraction=1.0", "--trainer.logger=false",
          "--trainer.callbacks=[]", f"--trainer.default_root_dir={tmp_path}"]
     )  # fmt: skip
     hp = cli.model.hparams

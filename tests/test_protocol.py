@@ -32,14 +32,14 @@ def test_run_groundtruth_and_lpips_via_cli(synthetic_subject: Path, fake_torch_w
     assert "(1/10) " in err and "(10/10) " in err
     df = pd.read_csv(out / "results.csv", dtype={"session": str})
     assert list(df.columns) == list(COLUMNS)
-    assert set(df["metric"]) == {"lpips", "psnr", "ssim"}
+    assert set(df["metric"]) == {"lpips", "psnr", "ssim", "flicker"}
     lp = df[df["metric"] == "lpips"]
     # 2 sessions x (2 sensor + 2 clean) + 1 baseline comparisons, 4 segments each.
     assert len(lp) == 9 * 4 and set(lp["kind"]) == {"baseline", "sensor", "clean"}
     assert (lp["n"] == 4).all() and lp["value"].notna().all() and (lp["value"] >= 0).all()
     assert set(lp.loc[lp["kind"] == "baseline", "session"]) == {"1-2"}
     gt = df[df["metric"].isin(["psnr", "ssim"])]
-    assert set(gt["kind"]) == {"sensor", "clean"} and set(gt["feature"]) == {"whole", "mask"}
+    assert set(gt["kind"]) == {"sensor", "clean"} and set(gt["feature"]) == {"whole", "mask", "outside"}
     assert np.isinf(gt.loc[(gt["kind"] == "clean") & (gt["metric"] == "psnr"), "value"]).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["subject"] == "synth01" and summary["crop_size"] == 32

@@ -1,0 +1,121 @@
+"""Label-free sensor masks and compositing (sensor_removal.mask; our extension)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sensor_removal.mask import (
+    MaskSettings,
+    SensorMasker,
+    change_map,
+    composite,
+    iou,
+    match_colours,
+)
+from sensor_removal.synthetic import render_recording
+
+#: IoU of the hard mask on the synthetic frames below (documented in docs/compositing.md).
+STATED_IOU = 0.65
+
+
+def _drifted(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A stand-in G(S): the ground truth with a global colour/brightness drift and noise,
+    i.e. a generator that removed the sensors perfectly but shifted the colours."""
+    out = truth * np.array([1.08, 0.95, 0.9]) + np.array([10.0, -6.0, 8.0]) + rng.normal(0, 2, truth.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def test_mask_from_ground_truth_with_colour_drift_reaches_stated_iou() -> None:
+    frames = list(render_recording("s1_sensor_a", seconds=1.0, fps=6.0, size=(128, 128), seed=0))
+    rng = np.random.default_rng(0)
+    masker = SensorMasker(MaskSettings())
+    scores, naive = [], []
+    for f in frames:
+        g = _drifted(f.ground_truth, rng)
+        soft = masker(f.frame, g)
+        assert soft.dtype == np.float32 and soft.min() >= 0 and soft.max() <= 1
+        assert (soft[masker.core.astype(bool)] == 1).all()  # the feathering only adds
+        scores.append(iou(masker.core, f.mask))
+        # Without removing the drift, a plain difference marks far too much.
+        plain = np.abs(g.astype(np.float32) - f.frame.astype(np.float32)).max(-1) > MaskSettings().threshold
+        naive.append(iou(plain, f.mask))
+    assert min(scores) >= STATED_IOU
+    assert np.mean(scores) > np.mean(naive) + 0.05
+
+
+def test_match_colours_removes_a_global_drift_despite_outliers() -> None:
+    rng = np.random.default_rng(1)
+    s = rng.uniform(40, 200, size=(32, 32, 3)).astype(np.float32)
+    g = s * np.array([1.2, 0.9, 1.0], np.float32) + np.array([-15, 10, 5], np.float32)
+    g[:8] = 255  # a quarter repainted (the sensors): outliers of the fit
+    matched = match_colours(g, s)
+    assert np.abs(matched[8:] - s[8:]).max() < 0.05
+    assert np.abs(matched[:8] - s[:8]).mean() > 20
+
+
+def test_hysteresis_keeps_a_pixel_that_hovers_around_the_threshold() -> None:
+    settings = MaskSettings(threshold=30, hysteresis=0.5, close=0, dilate=0, feather=0, blur=0, max_hole=0)
+    s = np.full((20, 20, 3), 100, np.uint8)
+    strong, weak = s.copy(), s.copy()
+    strong[5:10, 5:10] = 140  # change 40 > 30
+    weak[5:10, 5:10] = 120  # change 20: below 30, above 0.5 * 30
+    on = SensorMasker(settings)
+    assert on(s, strong)[5:10, 5:10].all()
+    assert on(s, weak)[5:10, 5:10].all()  # stays on: it was sensor a frame ago
+    fresh = SensorMasker(settings)
+    assert not fresh(s, weak).any()  # never on: a weak change alone is not a sensor
+    off = SensorMasker(settings.__class__(**{**settings.__dict__, "hysteresis": 1.0}))
+    off(s, strong)
+    assert not off(s, weak).any()
+
+
+def test_morphology_fills_a_ring_but_not_the_area_between_cables() -> None:
+    settings = MaskSettings(threshold=20, close=0, dilate=0, feather=0, blur=0)
+    s = np.full((64, 64, 3), 120, np.uint8)
+    g = s.copy()
+    import cv2
+
+    cv2.circle(g, (16, 16), 2, (255, 255, 255), 1)  # an electrode ring: its inside is filled
+    cv2.rectangle(g, (30, 30), (60, 60), (255, 255, 255), 1)  # a large loop of cable: not filled
+    core = SensorMasker(settings).hard(s, g)
+    assert core[16, 16] == 1
+    assert core[45, 45] == 0
+
+
+def test_dilate_and_feather_grow_outwards_and_end_at_zero() -> None:
+    settings = MaskSettings(threshold=20, close=0, dilate=2 / 64, feather=4 / 64, blur=0)
+    s = np.full((64, 64, 3), 120, np.uint8)
+    g = s.copy()
+    g[30:34, 30:34] = 250
+    m = SensorMasker(settings)(s, g)
+    assert (m[30:34, 28:36] == 1).all() and (m[28:36, 30:34] == 1).all()  # dilated by 2
+    assert 0 < m[32, 36] < 1 and m[32, 37] < m[32, 36]  # the ramp
+    assert (m[:, :20] == 0).all() and (m[:20] == 0).all()
+
+
+def test_composite_keeps_pixels_outside_the_mask_exactly() -> None:
+    rng = np.random.default_rng(2)
+    s = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    g = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    m = np.zeros((2, 16, 16), np.float32)
+    m[:, 4:8, 4:8] = 1.0
+    m[:, 8, 4:8] = 0.5
+    out = composite(s, g, m)
+    outside = m == 0
+    assert (out[outside] == s[outside]).all()
+    assert (out[m == 1] == g[m == 1]).all()
+    half = np.rint((s[:, 8, 4:8].astype(np.float32) + g[:, 8, 4:8]) / 2)
+    assert np.abs(out[:, 8, 4:8] - half).max() <= 1
+
+
+def test_change_map_ignores_a_global_brightness_offset() -> None:
+    rng = np.random.default_rng(3)
+    s = rng.integers(30, 200, (24, 24, 3), dtype=np.uint8)
+    assert change_map(s, s + 40).max() < 0.5
+
+
+@pytest.mark.parametrize("field", ["threshold", "hysteresis", "dilate"])
+def test_settings_reject_nonsense(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        MaskSettings(**{field: -1.0})
