@@ -205,11 +205,16 @@ def build_frame_cache(
         raise FrameCacheError(f"{final.parent}: cannot create the frame cache folder ({exc.strerror or exc})") from None
     # One builder per cache: DDP ranks on several nodes and sweep tasks of the same subject
     # start together; the first takes the lock and decodes, the others wait and reuse it.
-    # (The small ``<cache>.lock`` file stays; only a folder with index.json is a cache.)
-    with FileLock(str(final.parent / f"{final.name}.lock")):
-        if (final / "index.json").is_file():
-            return load_frame_cache(final)
-        return _write_frame_cache(recs, counts, final, fraction, seed, load_size, workers, subject)
+    # The lock file is removed afterwards; every holder re-checks index.json under the lock,
+    # so at worst a failed build is retried twice, and the rename keeps any cache whole.
+    lock = final.parent / f"{final.name}.lock"
+    try:
+        with FileLock(str(lock)):
+            if (final / "index.json").is_file():
+                return load_frame_cache(final)
+            return _write_frame_cache(recs, counts, final, fraction, seed, load_size, workers, subject)
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _write_frame_cache(
