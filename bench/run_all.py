@@ -28,6 +28,7 @@ BENCHES = [
     "bench_timeseries.py",
     "bench_decode.py",
     "bench_landmarks.py",
+    "bench_sweep.py",
 ]
 #: Benchmarks that write their numbers with --json.
 WITH_JSON = {"bench_fastpaths.py", "bench_facial.py"}

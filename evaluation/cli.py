@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     rep = sub.add_parser("report", help="aggregate result folders into paper-style tables and plots")
-    rep.add_argument("results", type=Path, nargs="+", help="result folders of `run` (one per subject)")
+    rep.add_argument("results", type=Path, nargs="+", help="result folders of `run` (one per subject), or sweep run folders ROOT/*/<point>; several grid points are also compared")
     rep.add_argument("--out", type=Path, required=True, help="report folder (created)")
     rep.add_argument("--plot-subject", default=None, help="subject whose AU/emotion curves are plotted (default: the first)")
 
@@ -140,9 +140,11 @@ def _settings(args: argparse.Namespace, segments: tuple[str, ...], cls: type):
 
 
 def _report(args: argparse.Namespace) -> int:
-    from evaluation.report import make_report, missing_cleaned
+    from evaluation.grid import make_grid_report
+    from evaluation.report import missing_cleaned
 
-    written = make_report(args.results, args.out, plot_subject=args.plot_subject)
+    # Sweep run folders (<root>/<subject>/<point>) are grouped by grid point.
+    written = make_grid_report(args.results, args.out, plot_subject=args.plot_subject)
     for name, path in written.items():
         print(f"{name}: {path}")
     for subject, names in missing_cleaned([r for r in args.results if r.is_dir()]).items():

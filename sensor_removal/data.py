@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
 from sensor_removal.argtypes import HalfOpenShare, NonNegativeInt, PositiveInt, UnitShare
@@ -200,6 +201,34 @@ def build_frame_cache(
         return load_frame_cache(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FrameCacheError(f"{final.parent}: cannot create the frame cache folder ({exc.strerror or exc})") from None
+    # One builder per cache: DDP ranks on several nodes and sweep tasks of the same subject
+    # start together; the first takes the lock and decodes, the others wait and reuse it.
+    # The lock file is removed afterwards; every holder re-checks index.json under the lock,
+    # so at worst a failed build is retried twice, and the rename keeps any cache whole.
+    lock = final.parent / f"{final.name}.lock"
+    try:
+        with FileLock(str(lock)):
+            if (final / "index.json").is_file():
+                return load_frame_cache(final)
+            return _write_frame_cache(recs, counts, final, fraction, seed, load_size, workers, subject)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _write_frame_cache(
+    recs: list[Recording],
+    counts: dict[str, int],
+    final: Path,
+    fraction: float,
+    seed: int,
+    load_size: int,
+    workers: int,
+    subject: Subject,
+) -> FrameCache:
+    """Decode the sampled frames into a temporary folder and rename it to ``final``."""
+    try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     except OSError as exc:
         raise FrameCacheError(f"{final.parent}: cannot create the frame cache folder ({exc.strerror or exc})") from None
