@@ -92,9 +92,11 @@ def evaluation_run(hub: Path, analyzer: FacialAnalyzer, manifest: Path, cleaned:
     from evaluation.protocol import ProtocolSettings, run_protocol
 
     # Small LPIPS/FID draws: the subject's videos are short, and the facial pass is what differs.
-    settings = ProtocolSettings(metrics=("lpips", "fid", "facial"), device="cpu", lpips_pairs=20, fid_sets=2, fid_set_size=8)
+    # One AU model (py-feat v1's xgb, whose stand-ins this bench lays out) on both sides.
+    settings = ProtocolSettings(metrics=("lpips", "fid", "facial"), au_models=("xgb",), device="cpu",
+                                lpips_pairs=20, fid_sets=2, fid_set_size=8)
     t = time.perf_counter()
-    run_protocol(manifest, cleaned, out, settings, facial_analyzer=analyzer, log=lambda msg: None)
+    run_protocol(manifest, cleaned, out, settings, facial_analyzer=lambda model: analyzer, log=lambda msg: None)
     return time.perf_counter() - t
 
 
