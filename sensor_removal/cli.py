@@ -96,12 +96,13 @@ class SensorRemovalCLI(LightningCLI):
         # The learning-rate rule of CycleGAN(lr_scaling=...) needs the batch size.
         parser.link_arguments("data.batch_size", "model.lr_batch_size")
 
-    def _parse_ckpt_path(self) -> None:
-        """Check ``--ckpt_path`` before anything is built: the file must be a checkpoint
-        (loaded without running code), and for ``fit`` (a resume) the model and data
-        options must be the checkpoint's (:mod:`sensor_removal.checkpoint`). Lightning's own version of
-        this hook instead replaced the command line's model options with the checkpoint's
-        without a word; with equal options there is nothing left for it to do."""
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """Parse, then check ``--ckpt_path`` before anything is built: the file must be a
+        checkpoint (loaded without running code), and for ``fit`` (a resume) the model and
+        data options must be the checkpoint's (:mod:`sensor_removal.checkpoint`).
+        Lightning then copies the checkpoint's model options over the command line's
+        without a word; after this check that copy changes nothing for a resume."""
+        super().parse_arguments(parser, args)
         sub = self.config.get("subcommand")
         if not sub:
             return
@@ -111,7 +112,6 @@ class SensorRemovalCLI(LightningCLI):
             return
         ckpt = read_checkpoint(path)
         if sub != "fit":  # validate/test/predict may use other data; the model comes from the file
-            super()._parse_ckpt_path()
             return
         diffs = resume_differences(ckpt, _plain(cfg.model), _plain(cfg.data))
         if diffs:
