@@ -57,6 +57,8 @@ _FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}",
 METRIC_LABELS.update({"nme": "NME", "detection": "Det. rate"})  # landmarks (evaluation.landmark_report)
 _FORMATS.update({"nme": "{:.3f}", "detection": "{:.2f}"})
 GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "repaint": "C full repaint (paper)", "clean": "C (cleaned)"}
+#: Rows N1–N2, N–S, N–C: comparison kind → label, in table order.
+KIND_ROWS: dict[str, str] = {k: KIND_LABELS[k] for k in KINDS}
 #: The cleaned row's label when a full repaint was kept next to it: it was composited.
 GT_COMPOSITED_LABEL = "C composited (ours)"
 
@@ -141,6 +143,29 @@ def _pivot(stats: pd.DataFrame, rows: Sequence[str], row_col: str, col_keys: Seq
     return Table(name, title, caption, mats["mean"], mats["std"], mats["subjects"])
 
 
+def build_table(
+    d: pd.DataFrame,
+    rows: dict[str, str],
+    row_col: str,
+    cols: Sequence[tuple[str, str]],
+    col_names: tuple[str, str],
+    name: str,
+    title: str,
+    caption: str,
+    formats: dict[str, str] | None = None,
+) -> Table:
+    """The shape of every table of the report: ``value`` averaged within a subject per
+    row (``d[row_col]``) and column (``col_names``), then mean ± std over subjects
+    (:func:`over_subjects`), laid out with the rows ``rows`` (key → label, in table order)
+    and the columns ``cols``."""
+    by = [row_col, *col_names]
+    stats = over_subjects(subject_means(d, by), by)
+    stats["row"] = stats[row_col].map(rows)
+    t = _pivot(stats, list(rows.values()), "row", cols, col_names, name, title, caption)
+    t.formats = formats
+    return t
+
+
 def _segments_present(df: pd.DataFrame) -> list[str]:
     present = set(df["segment"].unique())
     return [s for s in SEGMENTS if s in present]
@@ -151,12 +176,10 @@ def perceptual_table(df: pd.DataFrame) -> Table | None:
     d = df[df["metric"].isin(["lpips", "fid"])]
     if d.empty:
         return None
-    stats = over_subjects(subject_means(d, ["kind", "segment", "metric"]), ["kind", "segment", "metric"])
-    stats["row"] = stats["kind"].map(KIND_LABELS)
     metrics = [m for m in ("lpips", "fid") if m in set(d["metric"])]
     cols = [(s, m) for s in _segments_present(d) for m in metrics]
-    return _pivot(
-        stats, [KIND_LABELS[k] for k in KINDS], "row", cols, ("segment", "metric"), "table1_perceptual",
+    return build_table(
+        d, KIND_ROWS, "kind", cols, ("segment", "metric"), "table1_perceptual",
         "Table 1 — perceptual distance to the normal video",
         "LPIPS (AlexNet) and FID (Inception-v3, sets of N frames) between the normal video and the second "
         "session's normal video (N1–N2), the sensor video (N–S) and the cleaned video (N–C); lower is closer. "
@@ -172,8 +195,6 @@ def facial_table(df: pd.DataFrame, group: str, model: str | None = None) -> Tabl
     if d.empty:
         return None
     per_pair = d.groupby(["subject", "session", "kind", "segment", "reference", "other", "metric"])["value"].mean().reset_index()
-    stats = over_subjects(subject_means(per_pair, ["kind", "segment", "metric"]), ["kind", "segment", "metric"])
-    stats["row"] = stats["kind"].map(KIND_LABELS)
     cols = [(s, m) for s in _segments_present(d) for m in ("dtw", "mape")]
     suffix, label = (f"_{model}", f" — {model}") if model else ("", "")
     if group == "au":
@@ -182,8 +203,8 @@ def facial_table(df: pd.DataFrame, group: str, model: str | None = None) -> Tabl
     else:
         name, title = f"table3_emotion{suffix}", f"Table 3 — emotion time series{label}"
         what = "emotion probabilities (py-feat)"
-    return _pivot(
-        stats, [KIND_LABELS[k] for k in KINDS], "row", cols, ("segment", "metric"), name, title,
+    return build_table(
+        per_pair, KIND_ROWS, "kind", cols, ("segment", "metric"), name, title,
         f"DTW distance and MAPE (fraction, at the best shift within ±20 s) of {what} against the normal video, "
         "averaged over the features. Mean ± std over subjects.",
     )
@@ -216,11 +237,9 @@ def _paper_table(d: pd.DataFrame, metrics: Sequence[str], name: str, title: str,
     subject the comparisons of one row (e.g. two sensor videos of a session) are
     averaged; then mean ± std over subjects."""
     d = d.assign(row=[paper_row(k, s) for k, s in zip(d["kind"], d["session"], strict=True)])
-    stats = over_subjects(subject_means(d, ["row", "segment", "metric"]), ["row", "segment", "metric"])
     cols = [(s, m) for s in PAPER_SEGMENTS for m in metrics]
-    t = _pivot(stats, _paper_rows(d), "row", cols, ("segment", "metric"), name, title, caption)
-    t.formats = PAPER_FORMATS
-    return t
+    rows = {r: r for r in _paper_rows(d)}
+    return build_table(d, rows, "row", cols, ("segment", "metric"), name, title, caption, PAPER_FORMATS)
 
 
 def paper_perceptual_table(df: pd.DataFrame, name: str = "table1_perceptual") -> Table | None:
@@ -327,17 +346,15 @@ def groundtruth_table(df: pd.DataFrame) -> Table | None:
     d = df[df["metric"].isin(["psnr", "ssim", "flicker"]) & (df["segment"] == "whole")]
     if d.empty:
         return None
-    stats = over_subjects(subject_means(d, ["kind", "metric", "feature"]), ["kind", "metric", "feature"])
+    d = d.rename(columns={"feature": "region"})
     kinds = [k for k in GT_LABELS if k in set(d["kind"])]
     labels = dict(GT_LABELS, clean=GT_COMPOSITED_LABEL) if "repaint" in kinds else GT_LABELS
-    stats["row"] = stats["kind"].map(labels)
-    stats = stats.rename(columns={"feature": "region"})
-    present = set(zip(stats["region"], stats["metric"], strict=True))
+    present = set(zip(d["region"], d["metric"], strict=True))
     # Like Tables 1-3: the group (here the region) first, the metric second.
     cols = [(r, m) for r in ("whole", "mask", "outside") for m in ("psnr", "ssim") if (r, m) in present]
     cols += [("mask", "flicker")] if ("mask", "flicker") in present else []
-    return _pivot(
-        stats, [labels[k] for k in kinds], "row", cols, ("region", "metric"), "table_groundtruth",
+    return build_table(
+        d, {k: labels[k] for k in kinds}, "kind", cols, ("region", "metric"), "table_groundtruth",
         "Ground truth — pixel fidelity and temporal stability (synthetic subjects)",
         "PSNR (dB) and SSIM of the face crops against the sensor-free ground truth, over the whole crop, "
         "inside the sensor mask and outside it (higher is better); flicker: the frame-to-frame change inside "
@@ -353,11 +370,9 @@ def temporal_table(df: pd.DataFrame) -> Table | None:
     d = df[df["metric"] == "temporal"]
     if d.empty:
         return None
-    stats = over_subjects(subject_means(d, ["kind", "segment", "metric"]), ["kind", "segment", "metric"])
-    stats["row"] = stats["kind"].map(KIND_LABELS)
     cols = [(s, "temporal") for s in _segments_present(d)]
-    return _pivot(
-        stats, [KIND_LABELS[k] for k in KINDS], "row", cols, ("segment", "metric"), "table_temporal",
+    return build_table(
+        d, KIND_ROWS, "kind", cols, ("segment", "metric"), "table_temporal",
         "Temporal stability — frame-to-frame change beyond the normal video's",
         "Mean absolute change between consecutive face crops (8-bit levels) of the second video minus that "
         "of the normal video it is compared with; a cleaning that flickers moves more than the recorded face "
