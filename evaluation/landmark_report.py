@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from evaluation.landmark_rows import GT_SUFFIX
-from evaluation.report import GT_LABELS, KIND_ROWS, Table, _segments_present, build_table
+from evaluation.report.tables import GT_LABELS, KIND_ROWS, Table, _segments_present, build_table
 
 _PAIR_KEYS = ["subject", "session", "kind", "segment", "reference", "other", "metric"]
 

@@ -66,7 +66,6 @@ def paste_back(
     return out
 
 
-
 def full_output_path(out: Path) -> Path:
     """``DIR/name.mp4`` → ``DIR/name.full.mp4`` (the pasted-back full-frame video)."""
     return sibling_path(out, "full")

@@ -56,9 +56,6 @@ _POLL_S = 0.05
 _QUEUE_DEPTH = 2
 
 
-
-
-
 @dataclass(frozen=True)
 class CleanResult:
     """One cleaned video: where it went and how fast it was made."""

@@ -79,7 +79,6 @@ class CleanReport:
         return "\n".join(lines)
 
 
-
 def clean_recordings(
     generator: nn.Module,
     settings: CleanSettings,

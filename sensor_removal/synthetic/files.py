@@ -83,7 +83,6 @@ def load_expressions(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-
 def make_subject(
     out: Path,
     seconds: float = DEFAULT_SECONDS,

@@ -101,7 +101,6 @@ def _render(
     return gt, sensor, mask
 
 
-
 def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), *keys])
 
