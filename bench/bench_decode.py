@@ -12,17 +12,16 @@ same either way), so the ratio is the decoding saving alone.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Collection
-from pathlib import Path
 
 import numpy as np
+from common import frame_size, subject_arguments, synthetic_subject
 
 from evaluation.framepass import decode_once
 from evaluation.pairs import build_pairs
 from evaluation.protocol import ProtocolSettings, draw_frames
-from sensor_removal.manifest import Recording, load_manifest
+from sensor_removal.manifest import Recording
 from sensor_removal.video import crop_resize, iter_frames, probe
 
 
@@ -31,6 +30,8 @@ class Touch:
 
     def __init__(self, family: str, frames: dict[str, Collection[int]]) -> None:
         self.family, self.frames, self.total = family, frames, 0
+
+    crop_size: int | None = None  # the pass's
 
     def frames_wanted(self, rec: Recording) -> Collection[int]:
         return self.frames[rec.name]
@@ -55,20 +56,11 @@ def per_family(videos: list[Recording], families: list[Touch], crop: int) -> int
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--size", default="640x480")
-    ap.add_argument("--fps", type=float, default=30.0)
+    subject_arguments(ap, seconds=60.0)
     ap.add_argument("--crop", type=int, default=286)
-    ap.add_argument("--quick", action="store_true", help="short videos")
     args = ap.parse_args(argv)
-    from sensor_removal.synthetic import make_subject
-
-    if args.quick:
-        args.seconds, args.size = 10.0, "320x240"
-    w, h = (int(v) for v in args.size.split("x"))
-    with tempfile.TemporaryDirectory() as tmp:
-        manifest = make_subject(Path(tmp) / "subject", seconds=args.seconds, fps=args.fps, size=(w, h), seed=0)
-        subject = load_manifest(manifest)
+    w, h = frame_size(args, quick_seconds=10.0)
+    with synthetic_subject(args.seconds, args.fps, (w, h)) as (_, subject):
         plan = build_pairs(subject)
         videos = plan.videos()
         draws = draw_frames(plan, ProtocolSettings(metrics=("lpips", "fid")))

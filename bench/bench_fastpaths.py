@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_train import RandomPairs, plain_loop  # noqa: E402
+from common import trainer_for  # noqa: E402
 
 from sensor_removal.module import CycleGAN  # noqa: E402
 
@@ -65,24 +66,6 @@ class StepClock(Callback):
 def median_rate(ends: list[float], warmup: int, images_per_step: int = 1) -> float:
     gaps = [b - a for a, b in zip(ends[warmup - 1 : -1], ends[warmup:], strict=True)]
     return images_per_step / statistics.median(gaps)
-
-
-def trainer_for(steps: int, precision: str, clock: Callback) -> pl.Trainer:
-    """``steps`` training batches (over as many epochs as that takes), nothing else."""
-    return pl.Trainer(
-        accelerator="auto",
-        devices=1,
-        precision=precision,
-        max_epochs=-1,
-        max_steps=2 * steps,  # global_step counts G and D steps
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[clock],
-    )
 
 
 def uint8_pairs(n: int, size: int) -> list[dict[str, torch.Tensor]]:

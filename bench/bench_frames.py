@@ -8,14 +8,13 @@ the same videos sequentially with OpenCV and does nothing else. Target: ratio <=
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import cv2
+from common import frame_size, subject_arguments, synthetic_subject
 
 from sensor_removal.data import build_frame_cache
-from sensor_removal.manifest import load_manifest
 
 
 def plain_decode(paths: list[Path]) -> int:
@@ -35,21 +34,11 @@ def plain_decode(paths: list[Path]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--size", default="640x480")
-    ap.add_argument("--fps", type=float, default=30.0)
+    subject_arguments(ap, seconds=20.0)
     ap.add_argument("--fraction", type=float, default=0.02)
-    ap.add_argument("--quick", action="store_true", help="short videos")
     args = ap.parse_args(argv)
-    from sensor_removal.synthetic import make_subject
-
-    if args.quick:
-        args.seconds, args.size = 10.0, "320x240"
-    w, h = (int(v) for v in args.size.split("x"))
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        manifest = make_subject(tmp / "subject", seconds=args.seconds, fps=args.fps, size=(w, h), seed=0)
-        subject = load_manifest(manifest)
+    w, h = frame_size(args, quick_seconds=10.0)
+    with synthetic_subject(args.seconds, args.fps, (w, h)) as (tmp, subject):
         paths = [r.path for r in subject.recordings if r.condition in ("normal", "sensor")]
         plain_decode(paths[:1])  # warm the file cache and the decoder
         t0 = time.perf_counter()

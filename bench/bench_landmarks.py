@@ -11,14 +11,13 @@ hide the face, the detector's worst case) in one run; the ratio is what to compa
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from common import frame_size, subject_arguments, synthetic_subject
 
 from evaluation.landmarks import LandmarkDetector, video_landmarks
-from sensor_removal.manifest import load_manifest
 from sensor_removal.video import iter_frames
 
 
@@ -38,18 +37,11 @@ def plain_loop(path: Path, det: LandmarkDetector) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--size", default="640x480")
-    ap.add_argument("--quick", action="store_true", help="short, small videos")
+    subject_arguments(ap, seconds=10.0, fps=None)
     args = ap.parse_args(argv)
-    from sensor_removal.synthetic import make_subject
-
-    if args.quick:
-        args.seconds, args.size = 3.0, "320x240"
-    w, h = (int(v) for v in args.size.split("x"))
+    w, h = frame_size(args, quick_seconds=3.0)
     det = LandmarkDetector()
-    with tempfile.TemporaryDirectory() as tmp:
-        subject = load_manifest(make_subject(Path(tmp) / "subject", seconds=args.seconds, fps=15.0, size=(w, h), seed=0))
+    with synthetic_subject(args.seconds, 15.0, (w, h)) as (_, subject):
         sensor = subject.by_condition("sensor")[0]
         videos = [
             ("normal", subject.by_condition("normal")[0].path, subject.by_condition("normal")[0].bbox),

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
+from common import trainer_for
 from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
@@ -151,20 +152,7 @@ def module_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> Rate
     torch.manual_seed(seed)
     model = CycleGAN(**hp)
     batch_clock = BatchClock()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision="32-true",
-        max_epochs=1,
-        limit_train_batches=warmup + iters,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[batch_clock],
-    )
+    trainer = trainer_for(warmup + iters, "32-true", batch_clock, accelerator="cpu")
     trainer.fit(model, make_loader(warmup + iters, size))
     assert len(batch_clock.ends) == warmup + iters
     return rate(batch_clock.ends, warmup)

@@ -11,7 +11,11 @@ faces), and handed to each family that asked for it.
 
 A metric family plugs in by implementing :class:`FrameConsumer`: it says which frames
 of a recording it needs, receives them in increasing frame order, and is told when the
-recording is done (to flush a batch, or finish a series).
+recording is done (to flush a batch, or finish a series). A family whose model needs
+its own crop size (the ``landmarks`` family: dlib at 256 px in every run) says so in
+``crop_size``; each frame is cut once per size asked for. A pass may decode videos that
+only some families need (the ground-truth videos of the landmarks family):
+:class:`OnlyVideos` keeps the others to their own.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class FrameConsumer(Protocol):
 
     #: Short name for logs (``perceptual``, ``facial:xgb``, ...).
     family: str
+    #: Side of the crops this family receives; None: the pass's ``crop_size``.
+    crop_size: int | None
 
     def frames_wanted(self, rec: Recording) -> Collection[int]:
         """The frame numbers of ``rec`` this family needs (empty: none, e.g. a cache hit)."""
@@ -51,8 +57,9 @@ def decode_once(
     crop_size: int,
     log: Callable[[str], None] = lambda _: None,
 ) -> dict[str, int]:
-    """Decode each of ``videos`` once and feed every consumer the frames it wants.
-    Returns the number of frames decoded (cut and resized) per video."""
+    """Decode each of ``videos`` once and feed every consumer the frames it wants, cut
+    to ``crop_size`` (or the consumer's own ``crop_size``). Returns the number of frames
+    decoded per video."""
     decoded: dict[str, int] = {}
     for number, rec in enumerate(videos, 1):
         wants = [(c, set(int(i) for i in c.frames_wanted(rec))) for c in consumers]
@@ -62,14 +69,37 @@ def decode_once(
         n = 0
         if need:
             for index, frame in iter_frames(rec.path, need):
-                crop = crop_resize(frame, rec.bbox, crop_size)
+                crops: dict[int, np.ndarray] = {}  # size -> this frame's crop
                 n += 1
                 for consumer, wanted in wants:
                     if index in wanted:
-                        consumer.consume(rec, index, crop)
+                        size = consumer.crop_size or crop_size
+                        if size not in crops:
+                            crops[size] = crop_resize(frame, rec.bbox, size)
+                        consumer.consume(rec, index, crops[size])
         for consumer in consumers:
             consumer.video_done(rec)
         decoded[rec.name] = n
         families = ", ".join(c.family for c, _ in wants) or "nothing (cached)"
         log(f"  ({number}/{len(videos)}) {rec.name}: {n} frames decoded once for {families} in {time.perf_counter() - t0:.1f} s")
     return decoded
+
+
+class OnlyVideos:
+    """``consumer`` limited to the videos named in ``names``: asked for no frames of the
+    others and not told when they are done (e.g. a py-feat family in a pass that also
+    decodes the ground truths the landmarks family measures against)."""
+
+    def __init__(self, consumer: FrameConsumer, names: Collection[str]) -> None:
+        self.consumer, self.names = consumer, set(names)
+        self.family, self.crop_size = consumer.family, consumer.crop_size
+
+    def frames_wanted(self, rec: Recording) -> Collection[int]:
+        return self.consumer.frames_wanted(rec) if rec.name in self.names else ()
+
+    def consume(self, rec: Recording, index: int, crop: np.ndarray) -> None:
+        self.consumer.consume(rec, index, crop)
+
+    def video_done(self, rec: Recording) -> None:
+        if rec.name in self.names:
+            self.consumer.video_done(rec)

@@ -17,15 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from evaluation.protocol import read_results
-from evaluation.report import (
-    ReportError,
-    Table,
-    _write_csv,
-    _write_text,
-    groundtruth_table,
-    make_report,
-    paper_tables,
-)
+from evaluation.report import ReportError, Table, groundtruth_table, make_report, paper_tables
+from evaluation.report.output import _write_csv, _write_text
 
 RESULTS_CSV = "results.csv"
 #: Where the post-fit benchmark writes a run's evaluation (``<run>/evaluation``).

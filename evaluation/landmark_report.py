@@ -16,15 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from evaluation.landmark_rows import GT_SUFFIX
-from evaluation.pairs import KIND_LABELS, KINDS
-from evaluation.report import (
-    GT_LABELS,
-    Table,
-    _pivot,
-    _segments_present,
-    over_subjects,
-    subject_means,
-)
+from evaluation.report.tables import GT_LABELS, KIND_ROWS, Table, _segments_present, build_table
 
 _PAIR_KEYS = ["subject", "session", "kind", "segment", "reference", "other", "metric"]
 
@@ -42,11 +34,9 @@ def landmark_series_table(df: pd.DataFrame) -> Table | None:
         return None
     per_pair = pd.concat([series.groupby(_PAIR_KEYS)["value"].mean().reset_index(), detect[_PAIR_KEYS + ["value"]]])
     per_pair["metric"] = per_pair["metric"].map({"lm_dtw": "dtw", "lm_mape": "mape", "lm_detection": "detection"})
-    stats = over_subjects(subject_means(per_pair, ["kind", "segment", "metric"]), ["kind", "segment", "metric"])
-    stats["row"] = stats["kind"].map(KIND_LABELS)
     cols = [(s, m) for s in _segments_present(per_pair) for m in ("dtw", "mape", "detection")]
-    return _pivot(
-        stats, [KIND_LABELS[k] for k in KINDS], "row", cols, ("segment", "metric"), "table_landmarks",
+    return build_table(
+        per_pair, KIND_ROWS, "kind", cols, ("segment", "metric"), "table_landmarks",
         "Landmarks — geometry time series (ours: dlib 68 points)",
         "DTW and MAPE (fraction, at the best shift within ±20 s) of landmark geometry series normalised by the "
         "inter-ocular distance (mouth opening, lip-corner width, inner and outer brow height, eye aspect ratio "
@@ -64,11 +54,9 @@ def landmark_groundtruth_table(df: pd.DataFrame) -> Table | None:
     d = d[~((d["metric"] == "lm_detection") & (d["feature"] == "reference"))]
     d["measure"] = d["metric"].map({"lm_nme": "nme", "lm_detection": "detection"})
     d["region"] = d["feature"].map({"gt_box": "at GT box", "detected": "own detection", "other": "frames"})
-    stats = over_subjects(subject_means(d, ["kind", "measure", "region"]), ["kind", "measure", "region"])
-    stats["row"] = stats["kind"].map(GT_LABELS)
     cols = [("at GT box", "nme"), ("own detection", "nme"), ("frames", "detection")]
-    return _pivot(
-        stats, [GT_LABELS[k] for k in ("sensor", "clean")], "row", cols, ("region", "measure"), "table_landmarks_groundtruth",
+    return build_table(
+        d, {k: GT_LABELS[k] for k in ("sensor", "clean")}, "kind", cols, ("region", "measure"), "table_landmarks_groundtruth",
         "Landmarks — error against the ground truth (ours; synthetic subjects)",
         "Normalised mean error (mean point distance / inter-ocular distance, 300-W) of dlib's 68 landmarks on the "
         "sensor and cleaned frames against those on the sensor-free ground truth: with the predictor in the face "

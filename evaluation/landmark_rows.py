@@ -31,15 +31,17 @@ Per video the table (frame, time, face, geometry, 68 points) goes to
 with the predictor in the ground truth's boxes: ``<recording>.at_gt_box.csv``), and
 detection counts and frames/s (decoding included) to ``summary.json`` (``landmarks``).
 
-Each video is decoded once here (:func:`evaluation.landmarks.video_landmarks`);
-:class:`LandmarkDetector` works frame by frame, so a shared decoding pass can call it
-instead.
+Every video, ground truths included, is decoded once, in the protocol's shared pass
+(:class:`LandmarkFrames`, a :class:`evaluation.framepass.FrameConsumer`), for both the
+detector's landmarks and those at the ground truth's face boxes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,7 +49,14 @@ import numpy as np
 import pandas as pd
 
 from evaluation.face_geometry import GEOMETRY_FEATURES, normalised_mean_error
-from evaluation.landmarks import LandmarkDetector, VideoLandmarks, video_landmarks, write_table
+from evaluation.framepass import decode_once
+from evaluation.landmarks import (
+    ANALYSIS_SIZE,
+    LandmarkDetector,
+    LandmarkSeries,
+    VideoLandmarks,
+    write_table,
+)
 from evaluation.pairs import PairPlan, frame_range
 from evaluation.timeseries import compare_series
 from sensor_removal.manifest import Recording, Subject
@@ -76,38 +85,131 @@ def _mean_std(v: np.ndarray) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan, int(v.size)
 
 
-class _Videos:
-    """Landmarks per video, computed once and written to ``out/landmarks``."""
+class LandmarkFrames:
+    """The ``landmarks`` family in the shared decoding pass (:mod:`evaluation.framepass`).
 
-    def __init__(self, detector: LandmarkDetector, out: Path, log: Callable[[str], None]) -> None:
-        self.detector, self.out, self.log = detector, out, log
+    Every video the family needs is decoded once, in :meth:`videos` order: first the
+    ground truth of each sensor recording (so that its face boxes are known when the
+    sensor and cleaned frames arrive), then the plan's videos, then the sensor and
+    cleaned recordings of the ground-truth rows that take part in no pair. Each frame of
+    a sensor or cleaned video feeds two :class:`~evaluation.landmarks.LandmarkSeries`:
+    the detector's own, and the predictor placed in the ground truth's box
+    (``<recording>.at_gt_box``). The crops are :data:`ANALYSIS_SIZE` px whatever the
+    pass's crop size, so the landmarks are measured in one coordinate frame.
+
+    :meth:`get` writes each video's table to ``out/landmarks`` and its summary on first
+    use, in the order the rows ask for them."""
+
+    family = "landmarks"
+    crop_size: int | None = ANALYSIS_SIZE
+
+    def __init__(
+        self,
+        plan: PairPlan,
+        subject: Subject,
+        cleaned: Subject | None,
+        out: Path,
+        log: Callable[[str], None],
+        detector: LandmarkDetector | None = None,
+    ) -> None:
+        self.detector = detector or LandmarkDetector()
+        self.out, self.log = Path(out), log
         self.done: dict[str, VideoLandmarks] = {}
         self.summary: dict[str, dict] = {}
+        self._meta: dict[str, dict] = {}
+        # video name -> [(key of its result, key of the ground truth whose boxes it uses)]
+        self._jobs: dict[str, list[tuple[str, str | None]]] = {}
+        self._open: dict[str, tuple[list[tuple[str, LandmarkSeries]], float, float]] = {}
+        truths, extra = [], []
+        for sensor, kinds in ground_truth_kinds(subject, cleaned):
+            gt_key = _gt_key(sensor)
+            truths.append(replace(sensor, name=gt_key, path=sensor.ground_truth, ground_truth=None, mask=None, source=sensor.name))
+            self._add(truths[-1], gt_key, None, {"condition": "ground_truth", "session": sensor.session, "source": sensor.name})
+            for _, rec in kinds:
+                extra.append(rec)
+                meta = {"condition": f"{rec.condition} (ground-truth face boxes)", "session": sensor.session, "source": sensor.name}
+                self._add(rec, f"{rec.name}.at_gt_box", gt_key, meta)
+        for rec in [*plan.videos(), *extra]:
+            self._add(rec, rec.name, None, {"condition": rec.condition, "session": rec.session, "source": rec.source})
+        order: dict[str, Recording] = {}
+        for rec in [*truths, *plan.videos(), *extra]:
+            order.setdefault(rec.name, rec)
+        self._order = list(order.values())
 
-    def get(self, key: str, path: Path, bbox, meta: dict, boxes: np.ndarray | None = None) -> VideoLandmarks:
-        if key not in self.done:
-            lm = video_landmarks(path, bbox, self.detector, boxes=boxes)
+    def _add(self, rec: Recording, key: str, boxes_of: str | None, meta: dict) -> None:
+        jobs = self._jobs.setdefault(rec.name, [])
+        if key not in self._meta:
+            jobs.append((key, boxes_of))
+            self._meta[key] = meta
+
+    def videos(self) -> list[Recording]:
+        """The recordings to decode, ground truths first (class docstring)."""
+        return self._order
+
+    def frames_wanted(self, rec: Recording) -> range:
+        if rec.name not in self._jobs:
+            return range(0)
+        info = probe(rec.path)
+        series = [(key, LandmarkSeries(self.detector, None if gt is None else self.done[gt].boxes)) for key, gt in self._jobs[rec.name]]
+        self._open[rec.name] = (series, info.fps, time.perf_counter())
+        return range(info.frame_count)
+
+    def consume(self, rec: Recording, index: int, crop: np.ndarray) -> None:
+        for _, series in self._open[rec.name][0]:
+            series.add(crop)
+
+    def video_done(self, rec: Recording) -> None:
+        if rec.name not in self._open:
+            return
+        series, fps, t0 = self._open.pop(rec.name)
+        seconds = time.perf_counter() - t0  # decoding included, shared by the video's series
+        for key, s in series:
+            self.done[key] = s.finish(fps, seconds)
+
+    def get(self, key: str) -> VideoLandmarks:
+        """The landmarks of ``key`` (a recording, ``<sensor>.ground_truth`` or
+        ``<recording>.at_gt_box``); its table and summary are written on first use."""
+        lm = self.done[key]
+        if key not in self.summary:
             write_table(lm, self.out / LANDMARKS_DIR / f"{key}.csv")
             n, found = len(lm.points), int(lm.detected.sum())
             self.summary[key] = {
-                **meta, "frames": n, "face_frames": found, "no_face_frames": n - found,
+                **self._meta[key], "frames": n, "face_frames": found, "no_face_frames": n - found,
                 "detection_rate": found / n if n else math.nan,
                 "frames_per_s": n / lm.seconds if lm.seconds > 0 else math.nan,
             }  # fmt: skip
             self.log(f"  {key}: landmarks on {found}/{n} frames in {lm.seconds:.1f} s")
-            self.done[key] = lm
-        return self.done[key]
+        return lm
 
-    def of(self, rec: Recording) -> VideoLandmarks:
-        meta = {"condition": rec.condition, "session": rec.session, "source": rec.source}
-        return self.get(rec.name, rec.path, rec.bbox, meta)
+    def rows(self, plan: PairPlan, subject: Subject, cleaned: Subject | None, settings: ProtocolSettings) -> list[dict]:
+        """All rows of the family (module docstring), once the pass is done."""
+        return pair_rows(plan, self, settings) + groundtruth_rows(subject, cleaned, self, settings.segments)
 
 
-def pair_rows(plan: PairPlan, videos: _Videos, settings: ProtocolSettings) -> list[dict]:
+def _gt_key(sensor: Recording) -> str:
+    return f"{sensor.name}.ground_truth"
+
+
+def ground_truth_kinds(subject: Subject, cleaned: Subject | None) -> list[tuple[Recording, list[tuple[str, Recording]]]]:
+    """Each sensor recording with a ground truth, and what is measured against it:
+    ``("sensor", the recording)`` and, when cleaned, ``("clean", its cleaned version)``."""
+    clean_by_source = {} if cleaned is None else {c.source: c for c in cleaned.recordings if c.condition == "clean"}
+    out = []
+    for sensor in subject.by_condition("sensor"):
+        if sensor.ground_truth is None:
+            continue
+        kinds = [("sensor", sensor)]
+        if sensor.name in clean_by_source:
+            kinds.append(("clean", clean_by_source[sensor.name]))
+        out.append((sensor, kinds))
+    return out
+
+
+def pair_rows(plan: PairPlan, videos: LandmarkFrames, settings: ProtocolSettings) -> list[dict]:
     """DTW / MAPE of the geometry series and detection rates for every pair of ``plan``."""
     rows = []
     for p in plan.pairs:
-        a, b = videos.of(p.reference), videos.of(p.other)
+        a, b = videos.get(p.reference.name), videos.get(p.other.name)
         if not math.isclose(a.fps, b.fps, rel_tol=1e-3):
             raise ValueError(
                 f"{p.reference.name} ({a.fps} fps) and {p.other.name} ({b.fps} fps): series at different rates "
@@ -132,25 +234,18 @@ def pair_rows(plan: PairPlan, videos: _Videos, settings: ProtocolSettings) -> li
     return rows
 
 
-def groundtruth_rows(subject: Subject, cleaned: Subject | None, videos: _Videos, segments) -> list[dict]:
+def groundtruth_rows(subject: Subject, cleaned: Subject | None, videos: LandmarkFrames, segments: Sequence[str]) -> list[dict]:
     """NME of S and C against the ground-truth landmarks, and detection rates."""
-    clean_by_source = {} if cleaned is None else {c.source: c for c in cleaned.recordings if c.condition == "clean"}
     rows = []
-    for sensor in subject.by_condition("sensor"):
-        if sensor.ground_truth is None:
-            continue
+    for sensor, kinds in ground_truth_kinds(subject, cleaned):
         gt_name = f"{sensor.name}{GT_SUFFIX}"
-        meta = {"condition": "ground_truth", "session": sensor.session, "source": sensor.name}
-        gt = videos.get(f"{sensor.name}.ground_truth", sensor.ground_truth, sensor.bbox, meta)
-        kinds = [("sensor", sensor)]
-        if sensor.name in clean_by_source:
-            kinds.append(("clean", clean_by_source[sensor.name]))
+        gt = videos.get(_gt_key(sensor))
         info = probe(sensor.path)
         for kind, rec in kinds:
-            lm = videos.of(rec)
+            lm = videos.get(rec.name)
             if len(lm.points) != len(gt.points):
                 raise ValueError(f"{rec.path}: {len(lm.points)} frames, its ground truth {sensor.ground_truth} has {len(gt.points)}")
-            at_box = videos.get(f"{rec.name}.at_gt_box", rec.path, rec.bbox, {**meta, "condition": f"{rec.condition} (ground-truth face boxes)"}, boxes=gt.boxes)
+            at_box = videos.get(f"{rec.name}.at_gt_box")
             nme = {"detected": normalised_mean_error(lm.points, gt.points), "gt_box": normalised_mean_error(at_box.points, gt.points)}
             for segment in segments:
                 rng = frame_range(sensor, segment, info)
@@ -174,11 +269,11 @@ def landmark_rows(
     log: Callable[[str], None],
     detector: LandmarkDetector | None = None,
 ) -> tuple[list[dict], dict[str, dict]]:
-    """All rows of the family (module docstring) and the per-video summary."""
-    videos = _Videos(detector or LandmarkDetector(), Path(out), log)
-    rows = pair_rows(plan, videos, settings)
-    rows += groundtruth_rows(subject, cleaned, videos, settings.segments)
-    return rows, videos.summary
+    """The family on its own (the protocol runs :class:`LandmarkFrames` in its shared
+    pass instead): all rows (module docstring) and the per-video summary."""
+    frames = LandmarkFrames(plan, subject, cleaned, out, log, detector)
+    decode_once(frames.videos(), [frames], ANALYSIS_SIZE, log)
+    return frames.rows(plan, subject, cleaned, settings), frames.summary
 
 
 def headline(results: pd.DataFrame) -> dict[str, float]:

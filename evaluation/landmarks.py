@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,11 +164,34 @@ class VideoLandmarks:
         return pd.concat([t, pts], axis=1)
 
 
-def crops(path: str | Path, bbox: Sequence[int], size: int = ANALYSIS_SIZE) -> Iterable[np.ndarray]:
-    """Every frame of ``path`` cut with ``bbox`` and resized to ``size`` px."""
-    box = tuple(int(v) for v in bbox)
-    for _, frame in iter_frames(path):
-        yield crop_resize(frame, box, size)  # type: ignore[arg-type]
+class LandmarkSeries:
+    """Frame-by-frame landmarks of one video, as its frames arrive (from
+    :func:`video_landmarks` or the protocol's shared decoding pass): one place where a
+    crop becomes a row of :class:`VideoLandmarks`.
+
+    With ``boxes`` ``(T, 4)`` (e.g. the face boxes found on the ground-truth video) the
+    predictor runs in the given box of each frame instead of the detector's (NaN boxes,
+    and frames past the end of ``boxes``, give NaN points)."""
+
+    def __init__(self, detector: LandmarkDetector, boxes: np.ndarray | None = None) -> None:
+        self.detector, self.boxes = detector, boxes
+        self._points: list[np.ndarray] = []
+        self._found: list[Sequence[float]] = []
+
+    def add(self, crop: np.ndarray) -> None:
+        """The next frame's :data:`ANALYSIS_SIZE` crop."""
+        i = len(self._points)
+        box = None
+        if self.boxes is not None:
+            box = self.boxes[i] if i < len(self.boxes) else np.full(4, np.nan)
+        face = self.detector.landmarks(crop, box)
+        self._points.append(face.points)
+        self._found.append(face.box if face.box is not None else (np.nan,) * 4)
+
+    def finish(self, fps: float, seconds: float) -> VideoLandmarks:
+        """Every frame added so far as :class:`VideoLandmarks`."""
+        points = np.stack(self._points) if self._points else np.zeros((0, N_POINTS, 2))
+        return VideoLandmarks(points, np.array(self._found, dtype=np.float64).reshape(-1, 4), fps, seconds)
 
 
 def video_landmarks(
@@ -178,22 +201,16 @@ def video_landmarks(
     boxes: np.ndarray | None = None,
     size: int = ANALYSIS_SIZE,
 ) -> VideoLandmarks:
-    """Landmarks of every frame of ``path`` (face crop ``bbox`` → ``size`` px).
-
-    With ``boxes`` ``(T, 4)`` (e.g. the face boxes found on the ground-truth video) the
-    predictor runs in the given box of each frame instead of the detector's (NaN boxes
-    give NaN points)."""
+    """Landmarks of every frame of ``path`` (face crop ``bbox`` → ``size`` px), decoded
+    here: for one video on its own (the protocol feeds :class:`LandmarkSeries` from its
+    shared decoding pass instead). ``boxes``: as :class:`LandmarkSeries`."""
     info = probe(path)
-    pts: list[np.ndarray] = []
-    found: list[Sequence[float]] = []
     t0 = time.perf_counter()
-    no_box = np.full(4, np.nan)
-    for i, crop in enumerate(crops(path, bbox, size)):
-        face = detector.landmarks(crop, None if boxes is None else (boxes[i] if i < len(boxes) else no_box))
-        pts.append(face.points)
-        found.append(face.box if face.box is not None else (np.nan,) * 4)
-    points = np.stack(pts) if pts else np.zeros((0, N_POINTS, 2))
-    return VideoLandmarks(points, np.array(found, dtype=np.float64).reshape(-1, 4), info.fps, time.perf_counter() - t0)
+    series = LandmarkSeries(detector, boxes)
+    box = tuple(int(v) for v in bbox)
+    for _, frame in iter_frames(path):
+        series.add(crop_resize(frame, box, size))  # type: ignore[arg-type]
+    return series.finish(info.fps, time.perf_counter() - t0)
 
 
 def write_table(lm: VideoLandmarks, path: Path) -> Path:
@@ -208,6 +225,7 @@ __all__ = [
     "GEOMETRY_FEATURES",
     "Face",
     "LandmarkDetector",
+    "LandmarkSeries",
     "VideoLandmarks",
     "model_dir",
     "video_landmarks",

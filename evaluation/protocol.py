@@ -66,7 +66,7 @@ import pandas as pd
 import torch
 
 from evaluation.facial import AU_MODELS, DEFAULT_AU_MODELS
-from evaluation.framepass import decode_once
+from evaluation.framepass import OnlyVideos, decode_once
 from evaluation.pairs import SEGMENTS, Pair, PairPlan, build_pairs
 from evaluation.timeseries import (
     MAPE_EPS,
@@ -198,6 +198,7 @@ class PerceptualFrames:
     every video, then :meth:`rows` compares the pairs."""
 
     family = "lpips/fid"
+    crop_size: int | None = None  # the pass's
 
     def __init__(self, plan: PairPlan, settings: ProtocolSettings) -> None:
         from evaluation.perceptual import load_inception, load_lpips
@@ -372,23 +373,41 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
 # ---------------------------------------------------------------------------- temporal
 
 
-def temporal_rows(plan: PairPlan, crop_size: int, log: Callable[[str], None]) -> list[dict]:
-    """``temporal`` / ``excess`` rows for every pair of ``plan`` (module docstring)."""
-    from evaluation.temporal import change_series
+class TemporalFrames:
+    """The ``temporal`` family in the shared decoding pass: each video's frame-to-frame
+    change (:func:`evaluation.temporal.frame_change` of consecutive crops, NaN for the
+    first frame), then :meth:`rows` compares the pairs (module docstring)."""
 
-    series = {}
-    for rec in plan.videos():
-        t0 = time.perf_counter()
-        series[rec.name] = change_series(rec.path, rec.bbox, crop_size)
-        log(f"  {rec.name}: frame-to-frame change in {time.perf_counter() - t0:.1f} s")
-    rows = []
-    for p in plan.pairs:
-        ref = series[p.reference.name][slice(*p.reference_frames)]
-        oth = series[p.other.name][slice(*p.other_frames)]
-        ref, oth = ref[~np.isnan(ref)], oth[~np.isnan(oth)]
-        if ref.size and oth.size:
-            rows.append(_row(p, "temporal", "excess", oth.mean() - ref.mean(), n=min(ref.size, oth.size)))
-    return rows
+    family = "temporal"
+    crop_size: int | None = None  # the pass's
+
+    def __init__(self) -> None:
+        self.series: dict[str, list[float]] = {}
+        self._before: np.ndarray | None = None
+
+    def frames_wanted(self, rec: Recording) -> range:
+        self.series[rec.name], self._before = [], None
+        return range(probe(rec.path).frame_count)
+
+    def consume(self, rec: Recording, index: int, crop: np.ndarray) -> None:
+        from evaluation.temporal import frame_change
+
+        self.series[rec.name].append(math.nan if self._before is None else frame_change(self._before, crop))
+        self._before = crop
+
+    def video_done(self, rec: Recording) -> None:
+        self._before = None
+
+    def rows(self, plan: PairPlan) -> list[dict]:
+        """``temporal`` / ``excess`` rows for every pair of ``plan``."""
+        rows = []
+        for p in plan.pairs:
+            ref = np.array(self.series[p.reference.name])[slice(*p.reference_frames)]
+            oth = np.array(self.series[p.other.name])[slice(*p.other_frames)]
+            ref, oth = ref[~np.isnan(ref)], oth[~np.isnan(oth)]
+            if ref.size and oth.size:
+                rows.append(_row(p, "temporal", "excess", oth.mean() - ref.mean(), n=min(ref.size, oth.size)))
+        return rows
 
 
 # ---------------------------------------------------------------------------- protocol
@@ -474,8 +493,9 @@ def run_protocol(
     ``out``. Returns the path of ``results.csv``.
 
     Every video is decoded once (:func:`evaluation.framepass.decode_once`); the LPIPS /
-    FID draws and each AU model's py-feat series are fed from that pass, all at the
-    same crop size. The ground-truth family reads its own aligned triples.
+    FID draws, each AU model's py-feat series and the frame-to-frame changes are fed from
+    that pass, all at the same crop size, and so are the dlib landmarks (at their own
+    256 px, ground truths included). The ground-truth family reads its own aligned triples.
 
     Raises :class:`~evaluation.weights.MissingWeightsError` before any work when a chosen
     metric's weights are absent; ``ManifestError`` / :class:`~evaluation.pairs.PairingError`
@@ -513,16 +533,26 @@ def run_protocol(
         cache = settings.facial_cache if settings.facial_cache is not None else out / "facial_cache"
         make = facial_analyzer or (lambda model: _analyzer(model, settings))
         facial_families = [FacialFrames(m, make(m), cache, crop_size, log) for m in settings.au_models]
-    consumers = [c for c in (perceptual, *facial_families) if c is not None]
+    temporal = TemporalFrames() if "temporal" in metrics else None
+    landmark_frames = None
+    if "landmarks" in metrics:
+        from evaluation.landmark_rows import LandmarkFrames
+
+        landmark_frames = LandmarkFrames(plan, subject, clean_subject, out, log)
+    # The landmarks family adds the ground truths (first); the others see the plan's videos.
+    pass_videos = plan.videos() if landmark_frames is None else landmark_frames.videos()
+    plan_names = [rec.name for rec in plan.videos()]
+    consumers = [OnlyVideos(c, plan_names) for c in (perceptual, *facial_families, temporal) if c is not None]
+    consumers += [landmark_frames] if landmark_frames is not None else []
     pass_name = ", ".join(c.family for c in consumers)
     steps = [name for name in (pass_name, "groundtruth" in metrics and "groundtruth") if name]
 
-    def step(name: str) -> None:
-        log(f"[{steps.index(name) + 1}/{len(steps)}] {name}: {len(plan.videos())} videos")
+    def step(name: str, videos: int) -> None:
+        log(f"[{steps.index(name) + 1}/{len(steps)}] {name}: {videos} videos")
 
     if consumers:
-        step(pass_name)
-    decoded = decode_once(plan.videos(), consumers, crop_size, log) if consumers else {}
+        step(pass_name, len(pass_videos))
+    decoded = decode_once(pass_videos, consumers, crop_size, log) if consumers else {}
     timings["frame_pass_s"] = time.perf_counter() - t0
     if perceptual is not None:
         t0 = time.perf_counter()
@@ -533,28 +563,22 @@ def run_protocol(
         f_rows, videos = facial_rows(plan, settings, out, facial_families)
         rows += f_rows
         timings["facial_rows_s"] = time.perf_counter() - t0
-    if "temporal" in metrics:
-        t0 = time.perf_counter()
-        rows += temporal_rows(plan, crop_size, log)
-        timings["temporal_s"] = time.perf_counter() - t0
+    if temporal is not None:
+        rows += temporal.rows(plan)
     if "groundtruth" in metrics:
         from evaluation.groundtruth import evaluate_subject
 
         t0 = time.perf_counter()
-        step("groundtruth")
+        step("groundtruth", len(plan.videos()))
         gt = evaluate_subject(subject, clean_subject, settings.segments, crop_size=crop_size, batch_size=settings.batch_size)
         if not gt:
             plan.skipped.append(f"{subject.manifest_path}: no sensor recording has 'ground_truth': no groundtruth rows")
         rows += gt
         timings["groundtruth_s"] = time.perf_counter() - t0
-    landmarks: dict[str, dict] = {}
-    if "landmarks" in metrics:
-        from evaluation.landmark_rows import landmark_rows
-
+    if landmark_frames is not None:
         t0 = time.perf_counter()
-        lm_rows, landmarks = landmark_rows(plan, subject, clean_subject, settings, out, log)
-        rows += lm_rows
-        timings["landmarks_s"] = time.perf_counter() - t0
+        rows += landmark_frames.rows(plan, subject, clean_subject, settings)
+        timings["landmark_rows_s"] = time.perf_counter() - t0
 
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     results = out / RESULTS_CSV
@@ -576,7 +600,7 @@ def run_protocol(
         "skipped": plan.skipped,
         "missing_cleaned": plan.missing,
         "videos": videos,
-        "landmarks": landmarks,
+        "landmarks": {} if landmark_frames is None else landmark_frames.summary,
         "means": summarize(df),
         "timings_s": {**timings, "total_s": time.perf_counter() - t_start},
     }

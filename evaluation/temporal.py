@@ -17,20 +17,15 @@ fidelity (PSNR/SSIM) does not see this. Two figures (our extension, not in the p
   ``excess``: C − N, in 8-bit levels): a cleaning that flickers moves more than the
   recorded face does.
 
-:func:`change_series` decodes a video once for the protocol; the rest is arithmetic on
-uint8 frames.
+Everything here is arithmetic on uint8 frames; the protocol feeds :func:`frame_change`
+from its shared decoding pass (:class:`evaluation.protocol.TemporalFrames`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import numpy as np
 
-from sensor_removal.video import crop_resize, iter_frames
-
-__all__ = ["change_series", "flicker", "frame_change", "video_changes"]
+__all__ = ["flicker", "frame_change", "video_changes"]
 
 
 def frame_change(previous: np.ndarray, current: np.ndarray, region: np.ndarray | None = None) -> float:
@@ -69,15 +64,3 @@ def video_changes(frames: np.ndarray, previous: np.ndarray | None = None) -> np.
         if before is not None:
             out[i] = frame_change(before, frame)
     return out
-
-
-def change_series(path: Path, bbox: Sequence[int], size: int) -> np.ndarray:
-    """Per-frame :func:`frame_change` of a video's ``bbox`` crop (``size`` px) against the
-    frame before (NaN for the first frame); the video is decoded once."""
-    out: list[float] = []
-    before: np.ndarray | None = None
-    for _, frame in iter_frames(path):
-        crop = crop_resize(frame, tuple(bbox), size)
-        out.append(float("nan") if before is None else frame_change(before, crop))
-        before = crop
-    return np.array(out)

@@ -438,7 +438,7 @@ def test_memory_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     """The reader never runs more than a few batches ahead of the generator."""
     import time
 
-    import sensor_removal.clean as clean_mod
+    import sensor_removal.clean.pipeline as clean_mod
 
     decoded = [0]
     real_iter = clean_mod.iter_frames

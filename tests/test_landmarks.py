@@ -176,15 +176,61 @@ def test_a_frame_without_a_face_is_nan_and_counted(synth: Path, detector: Landma
     assert np.isnan(lm.geometry().iloc[3].to_numpy()).all()
 
 
-def test_protocol_rows_summary_and_report(synth: Path, tmp_path: Path) -> None:
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count the decoding passes per video file of every project module that decodes
+    (``iter_frames`` wherever it was imported), so that a family decoding on its own shows."""
+    import sys
+
+    import sensor_removal.video as video
+
+    real = video.iter_frames
+    counts: dict[str, int] = {}
+
+    def counting(path, *args, **kwargs):
+        counts[Path(path).name] = counts.get(Path(path).name, 0) + 1
+        return real(path, *args, **kwargs)
+
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in ("evaluation", "sensor_removal") and getattr(module, "iter_frames", None) is real:
+            monkeypatch.setattr(module, "iter_frames", counting)
+    return counts
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_protocol_rows_summary_and_report(
+    synth: Path, detector: LandmarkDetector, fake_torch_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evaluation.landmark_rows  # noqa: F401  (imported before the decodes are counted)
+    import evaluation.perceptual  # noqa: F401
     from evaluation.protocol import ProtocolSettings, run_protocol
     from evaluation.report import make_report
 
     cleaned = write_cleaned_recordings(synth, tmp_path / "cleaned", size=64)
     out = tmp_path / "res"
-    run_protocol(synth, cleaned, out, ProtocolSettings(metrics=("landmarks",), device="cpu"), log=lambda m: None)
+    decodes = count_decodes(monkeypatch)
+    settings = ProtocolSettings(metrics=("landmarks", "lpips", "temporal"), lpips_pairs=2, segments=("whole",), device="cpu")
+    run_protocol(synth, cleaned, out, settings, log=lambda m: None)
+    # One decoding pass per video for every family, the landmarks' ground truths included
+    # (read first, for their face boxes), and S and C once for both of their landmark sets.
+    subject, clean_subject = load_manifest(synth), load_manifest(cleaned, require_domains=("clean",))
+    videos = [r.path.name for r in subject.recordings + clean_subject.recordings]
+    videos += [r.ground_truth.name for r in subject.by_condition("sensor")]
+    assert decodes == dict.fromkeys(videos, 1)
+    monkeypatch.undo()
     df = pd.read_csv(out / "results.csv")
+    assert {"lpips", "temporal"} < set(df["metric"])
+    df = df[df["metric"].str.startswith("lm_")]
     assert set(df["metric"]) == {"lm_dtw", "lm_mape", "lm_mape_shift_s", "lm_detection", "lm_nme"}
+    # The shared pass gives what the per-video functions give (same crops, same models).
+    rec = subject.by_condition("sensor")[0]
+    gt = video_landmarks(rec.ground_truth, rec.bbox, detector)
+    for name, expected in (
+        (f"{rec.name}.ground_truth", gt),
+        (rec.name, video_landmarks(rec.path, rec.bbox, detector)),
+        (f"{rec.name}.at_gt_box", video_landmarks(rec.path, rec.bbox, detector, boxes=gt.boxes)),
+    ):
+        table = pd.read_csv(out / "landmarks" / f"{name}.csv", index_col="frame")
+        pd.testing.assert_frame_equal(table, expected.table(), check_names=False, check_index_type=False)
     pairs = df[~df["reference"].str.endswith(":ground_truth")]
     assert set(pairs["kind"]) == {"baseline", "sensor", "clean"}
     assert set(pairs[pairs["metric"] == "lm_dtw"]["feature"]) == set(GEOMETRY_FEATURES)

@@ -180,7 +180,8 @@ def test_ranking_clean_below_sensor_holds_for_eps_range(eps: float) -> None:
     series degraded like a sensor video (electrodes hide part of the movement: damped,
     biased and noisy) stay further from N than series degraded like a cleaned one (a
     little noise), for every eps in [1e-3, 1e-1]."""
-    from sensor_removal.synthetic import SIGNALS, _plans
+    from sensor_removal.synthetic import SIGNALS
+    from sensor_removal.synthetic.render import _plans
 
     fps = 15.0
     plans = _plans(300, fps, (64, 64), seed=0, names=["s1_normal", "s1_sensor_a"])
