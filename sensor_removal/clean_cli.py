@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--composite", choices=["auto", "off"], default=None, help="(default: off)")
     g.add_argument("--mask-video", action="store_true", help="also write <name>.mask.mp4, the compositing mask")
     g.add_argument("--keep-repaint", action="store_true", help="also write <name>.repaint.mp4, the full repaint")
+    g.add_argument("--mask-method", choices=["change", "reference"], default=None,
+                   help="change: what the generator changed (default); reference: also colours the subject's "
+                   "normal recordings never show at that place (needs --manifest)")
+    g.add_argument("--mask-novelty", type=float, default=None,
+                   help="reference: colour distance (8-bit levels) at which a pixel is fully sensor (default 10)")
     g.add_argument("--mask-threshold", type=float, default=None, help="change in 8-bit levels above which a pixel is sensor (default 40)")
     g.add_argument("--mask-dilate", type=float, default=None, help="mask dilation, fraction of the crop side (default 0.02)")
     g.add_argument("--mask-hysteresis", type=float, default=None,
@@ -97,11 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     from sensor_removal.mask import MaskSettings
 
     given = {k: v for k, v in (("threshold", args.mask_threshold), ("dilate", args.mask_dilate),
-                                ("hysteresis", args.mask_hysteresis)) if v is not None}
+                                ("hysteresis", args.mask_hysteresis), ("method", args.mask_method),
+                                ("novelty", args.mask_novelty)) if v is not None}
     try:
         mask = MaskSettings(**given)
     except ValueError as exc:
         print(f"error: {str(exc).replace('MaskSettings: ', '--mask-')}", file=sys.stderr)
+        return 2
+    if args.video is not None and mask.method == "reference" and args.composite == "auto":
+        print("error: --mask-method reference takes its colours from the subject's normal recordings: "
+              "clean with --manifest, or use --mask-method change for a lone --video", file=sys.stderr)
         return 2
 
     from sensor_removal.clean import CLEAN_MANIFEST, DEFAULT_COMPOSITE, DEFAULT_FEATHER

@@ -18,6 +18,13 @@ recorded correctly, and a repaint there only adds blur, texture and colour shift
 3. :func:`composite` — ``M·G(S) + (1 − M)·S``; where ``M`` is exactly 0 the output *is* the
    input byte for byte.
 
+A second method, ``method="reference"`` (:class:`NormalReference`), adds what the change
+map cannot see when the generator repaints the whole face: the subject's own *normal*
+recordings (the other domain of the unpaired training data) show which colours each
+crop position takes without sensors; a sensor pixel has a colour none of them shows
+there. Its soft mask is the larger of two ramps — colour novelty against the normal
+frames, and the change map from ``threshold`` to twice that.
+
 Sizes (close, dilate, feather) are fractions of the crop side so one setting fits the
 demo's 72-px crops and the paper's 286-px crops alike; defaults were chosen on the
 built-in synthetic subject, whose true masks are known (``docs/compositing.md``).
@@ -25,13 +32,22 @@ built-in synthetic subject, whose true masks are known (``docs/compositing.md``)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 
+if TYPE_CHECKING:
+    from sensor_removal.manifest import Recording
+
+#: ``MaskSettings.method`` choices.
+MaskMethod = Literal["change", "reference"]
+
 __all__ = [
     "MaskSettings",
+    "NormalReference",
     "SensorMasker",
     "change_map",
     "composite",
@@ -57,6 +73,14 @@ class MaskSettings:
             crossing cables, stay).
         blur: σ of the Gaussian smoothing of the change map, fraction of the crop side
             (suppresses single noisy pixels before thresholding).
+        method: ``change`` — the thresholded change map with morphology (above);
+            ``reference`` — a soft mask, the larger of the colour novelty against the
+            subject's normal recordings ramped from 0 to ``novelty`` and the change map
+            ramped from ``threshold`` to ``2·threshold`` (:class:`NormalReference`).
+        novelty: ``reference`` only — colour distance (8-bit levels, max over RGB) to
+            the nearest normal-recording colour at which a pixel is fully sensor.
+        window: ``reference`` only — how far (pixels) a normal-recording colour may lie
+            from the pixel and still explain it (small head motion).
     """
 
     threshold: float = 40.0
@@ -66,8 +90,17 @@ class MaskSettings:
     feather: float = 0.02
     blur: float = 0.006
     max_hole: float = 0.003
+    method: MaskMethod = "change"
+    novelty: float = 10.0
+    window: int = 1
 
     def __post_init__(self) -> None:
+        if self.method not in ("change", "reference"):
+            raise ValueError(f"MaskSettings: method must be 'change' or 'reference', got {self.method!r}")
+        if self.novelty <= 0:
+            raise ValueError(f"MaskSettings: novelty must be > 0, got {self.novelty}")
+        if not 0 <= self.window <= 8:
+            raise ValueError(f"MaskSettings: window must be in [0, 8] pixels, got {self.window}")
         if self.threshold <= 0:
             raise ValueError(f"MaskSettings: threshold must be > 0, got {self.threshold}")
         if not 0 < self.hysteresis <= 1:
@@ -132,6 +165,61 @@ def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
+def _ramp(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """0 at or below ``low``, 1 at or above ``high``, linear between."""
+    return np.clip((x - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+class NormalReference:
+    """The colours the subject's normal recordings show at each position of the face crop.
+
+    ``frames`` ``(K, H, W, 3)`` uint8: crops of normal-recording frames, cut like the
+    sensor crops (same crop size). :meth:`novelty` of a sensor crop is, per pixel, the
+    distance to the closest colour any of the K frames shows within ``window`` pixels —
+    small where the pixel looks like the face or background without sensors, large on an
+    electrode or a cable. This assumes what the paper's recordings share: the same camera,
+    lighting and framing for the sensor and the normal sessions of a subject.
+    """
+
+    def __init__(self, frames: np.ndarray) -> None:
+        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+            raise ValueError(f"NormalReference: need (K, H, W, 3) frames with K >= 1, got shape {frames.shape}")
+        self.frames = np.ascontiguousarray(frames, dtype=np.uint8)
+
+    @classmethod
+    def from_recordings(cls, recordings: Sequence[Recording], crop_size: int, count: int = 60) -> NormalReference:
+        """``count`` frames spread evenly over the normal recordings, cropped to ``crop_size``."""
+        from sensor_removal.video import crop_resize, iter_frames, probe
+
+        if not recordings:
+            raise ValueError("NormalReference: the subject has no normal recordings to take reference colours from")
+        per = max(1, -(-count // len(recordings)))
+        crops = []
+        for rec in recordings:
+            total = probe(rec.path).frame_count
+            want = set(np.linspace(0, max(total - 1, 0), min(per, max(total, 1))).round().astype(int).tolist())
+            crops += [crop_resize(f, rec.bbox, crop_size) for _, f in iter_frames(rec.path, sorted(want))]
+        return cls(np.stack(crops))
+
+    def novelty(self, frame: np.ndarray, window: int = 1) -> np.ndarray:
+        """``(H, W)`` float32: per pixel of the uint8 crop ``frame``, the smallest
+        max-over-RGB distance (8-bit levels) to a reference colour within ``window`` pixels."""
+        import torch
+
+        h, w = frame.shape[:2]
+        if self.frames.shape[1:3] != (h, w):
+            raise ValueError(f"NormalReference: reference crops are {self.frames.shape[1:3]}, frame is {(h, w)}")
+        ref = torch.from_numpy(self.frames).permute(0, 3, 1, 2).to(torch.int16)
+        ref = torch.nn.functional.pad(ref.float(), (window,) * 4, mode="replicate").to(torch.int16)
+        x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).to(torch.int16)[None]
+        best = torch.full((h, w), 255, dtype=torch.int16)
+        for dy in range(2 * window + 1):
+            for dx in range(2 * window + 1):
+                d = (ref[:, :, dy : dy + h, dx : dx + w] - x).abs().amax(dim=1).amin(dim=0)
+                best = torch.minimum(best, d)
+        return best.numpy().astype(np.float32)
+
+
 class SensorMasker:
     """Soft sensor masks for the consecutive frames of one video.
 
@@ -141,8 +229,14 @@ class SensorMasker:
     ``core`` of the last call is the hard mask before dilation (what IoU is measured on).
     """
 
-    def __init__(self, settings: MaskSettings = MaskSettings()) -> None:
+    def __init__(self, settings: MaskSettings = MaskSettings(), reference: NormalReference | None = None) -> None:
+        if settings.method == "reference" and reference is None:
+            raise ValueError(
+                "mask method 'reference' needs the subject's normal recordings (a NormalReference); "
+                "clean a subject's manifest, or use mask method 'change'"
+            )
         self.settings = settings
+        self.reference = reference if settings.method == "reference" else None
         self.previous: np.ndarray | None = None
         self.core: np.ndarray | None = None
 
@@ -180,7 +274,26 @@ class SensorMasker:
         dist = cv2.distanceTransform((1 - binary).astype(np.uint8), cv2.DIST_L2, 3)
         return np.clip(1.0 - dist / (f + 1.0), 0.0, 1.0).astype(np.float32)
 
+    def referenced(self, sensor: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
+        """``method="reference"``: the larger of the novelty ramp (0 → ``novelty``) and the
+        change ramp (``threshold`` → ``2·threshold``); no morphology — the ramps are already
+        soft, and a dilation would hand recorded pixels to the repaint. Over time, the
+        larger of this frame's and the previous frame's mask: a cable edge covered in
+        either of two consecutive frames is repainted in both (steadier, fewer blinks)."""
+        st = self.settings
+        assert self.reference is not None
+        nov = _ramp(self.reference.novelty(sensor, st.window), 0.0, st.novelty)
+        size = min(sensor.shape[:2])
+        chg = _ramp(change_map(sensor, cleaned, st.blur * size), st.threshold, 2.0 * st.threshold)
+        mask = np.maximum(nov, chg)
+        out = mask if self.previous is None or self.previous.shape != mask.shape else np.maximum(mask, self.previous)
+        self.previous = mask
+        self.core = (out >= 0.5).astype(np.uint8)
+        return out
+
     def __call__(self, sensor: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
+        if self.reference is not None:
+            return self.referenced(sensor, cleaned)
         return self.soften(self.hard(sensor, cleaned))
 
 

@@ -15,6 +15,8 @@ unpaired CycleGAN of Zhu et al. (ICCV 2017) unchanged in architecture:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -149,6 +151,10 @@ class ResnetGenerator(nn.Module):
         return self.model(x)
 
 
+#: The attention generator's initial mask value (see :class:`AttentionGenerator`).
+ATTENTION_START = 0.05
+
+
 class AttentionGenerator(nn.Module):
     """Attention-guided generator (our extension; UAGGAN, Mejjati et al., NeurIPS 2018;
     AttentionGAN, Tang et al. 2019): ``A·T(x) + (1 − A)·x``.
@@ -173,6 +179,13 @@ class AttentionGenerator(nn.Module):
         if in_channels != out_channels:
             raise ValueError(f"AttentionGenerator: blends output with input, needs in_channels == out_channels, got {in_channels}, {out_channels}")
         self.body = ResnetGenerator(in_channels, out_channels + 1, ngf, n_blocks, n_downsampling)
+        # Start from "repaint nothing": the mask channel's bias puts A at about
+        # ATTENTION_START everywhere, so A grows only where the discriminator asks for a
+        # change (the sensors), instead of starting at 0.5 over the whole crop and having
+        # to be pushed down by the sparsity term alone.
+        last_conv = self.body.model[-2]
+        with torch.no_grad():
+            last_conv.bias[-1] = math.atanh(2.0 * ATTENTION_START - 1.0)
 
     def forward_with_mask(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(A·T(x) + (1 − A)·x, A)`` with ``A`` of shape ``(B, 1, H, W)`` in [0, 1]."""

@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
@@ -120,6 +121,10 @@ class PostFitBenchmark(pl.Callback):
         mask_threshold: change (8-bit levels) above which a pixel is sensor.
         mask_dilate: dilation of the mask, fraction of the crop side.
         mask_hysteresis: temporal hysteresis of the mask (1: off).
+        mask_method: ``change`` (what the generator changed) or ``reference`` (ours, too:
+            also colours the subject's normal recordings never show at that place;
+            docs/compositing.md has both measured).
+        mask_novelty: ``reference`` only — colour distance at which a pixel is fully sensor.
     """
 
     def __init__(
@@ -141,6 +146,8 @@ class PostFitBenchmark(pl.Callback):
         mask_threshold: float = MaskSettings.threshold,
         mask_dilate: float = MaskSettings.dilate,
         mask_hysteresis: float = MaskSettings.hysteresis,
+        mask_method: Literal["change", "reference"] = MaskSettings.method,
+        mask_novelty: float = MaskSettings.novelty,
     ) -> None:
 
         from evaluation.weights import METRICS
@@ -170,7 +177,9 @@ class PostFitBenchmark(pl.Callback):
         if composite not in ("auto", "off"):
             raise ValueError(f"PostFitBenchmark: composite must be 'auto' or 'off', got {composite!r}")
         self.composite = composite
-        self.mask = MaskSettings(threshold=mask_threshold, dilate=mask_dilate, hysteresis=mask_hysteresis)
+        self.mask = MaskSettings(
+            threshold=mask_threshold, dilate=mask_dilate, hysteresis=mask_hysteresis, method=mask_method, novelty=mask_novelty
+        )
         self.outcome: BenchmarkOutcome | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -104,3 +104,16 @@ def test_attention_cyclegan_trains_in_a_tiny_fit_and_cleans(tmp_path: Path) -> N
     assert isinstance(gen, AttentionGenerator)
     with torch.no_grad():
         assert torch.equal(gen(x), model.gen_s2n(x))
+
+
+def test_a_fresh_attention_generator_repaints_almost_nothing() -> None:
+    """The mask channel starts near ATTENTION_START, not at 0.5: A grows where the
+    discriminator asks for a change instead of being pushed down everywhere."""
+    from sensor_removal.networks import ATTENTION_START
+
+    torch.manual_seed(0)
+    gen = AttentionGenerator(ngf=8, n_blocks=2)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    y, a = gen.forward_with_mask(x)
+    assert a.mean().item() < 2 * ATTENTION_START
+    assert (y - x).abs().mean().item() < 0.2 * (gen.body(x)[:, :3] - x).abs().mean().item()

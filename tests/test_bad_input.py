@@ -309,6 +309,13 @@ def case_clean_video_bbox_outside(w: World):
         str(w.subject / "s1_sensor.mp4"), "--bbox", "outside"]
 
 
+def case_clean_video_reference_mask_without_normal_recordings(w: World):
+    """Mask method 'reference' takes its colours from a subject's normal recordings; a
+    lone --video has none."""
+    return sr_main, _clean(w, "--video", str(w.subject / "s1_sensor.mp4"), "--bbox", "8,4,32,32", "--out", str(w.out / "c.mp4"),
+                           "--composite", "auto", "--mask-method", "reference"), ["normal recordings", "change"]
+
+
 def _evaluation_cleaned(w: World, keep: list[str], frames: int = 24) -> Path:
     """A cleaned-recordings manifest with cleaned videos for the sensor recordings ``keep``."""
     d = w.out / "cleaned"

@@ -119,3 +119,76 @@ def test_change_map_ignores_a_global_brightness_offset() -> None:
 def test_settings_reject_nonsense(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         MaskSettings(**{field: -1.0})
+
+
+# --------------------------------------------------------------------------- method "reference"
+
+#: IoU of the reference mask (``core``) on the synthetic frames below, with a generator
+#: that repaints the whole face (documented in docs/compositing.md).
+STATED_REFERENCE_IOU = 0.7
+
+
+def _whole_face_repaint(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A stand-in G(S) like the demo's small generator: sensors gone, but the whole crop
+    repainted — blurred, with texture noise everywhere."""
+    import cv2
+
+    blotches = cv2.GaussianBlur(rng.normal(0, 1, truth.shape), (0, 0), 3.0)
+    blotches *= 40 / blotches.std()  # local colour errors of up to ~±80 levels
+    out = cv2.GaussianBlur(truth, (0, 0), 1.2).astype(np.float64) + blotches + rng.normal(0, 6, truth.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def test_reference_mask_finds_the_sensors_where_the_change_map_cannot() -> None:
+    from sensor_removal.mask import NormalReference
+
+    size = (96, 96)
+    normal = np.stack([f.frame for f in render_recording("s1_normal", seconds=2.0, fps=8.0, size=size, seed=0)])
+    sensor = list(render_recording("s1_sensor_a", seconds=1.0, fps=6.0, size=size, seed=0))
+    rng = np.random.default_rng(0)
+    reference = NormalReference(normal)
+    by_method = {"change": [], "reference": []}
+    for method, scores in by_method.items():
+        masker = SensorMasker(MaskSettings(method=method), reference)
+        for f in sensor:
+            soft = masker(f.frame, _whole_face_repaint(f.ground_truth, rng))
+            assert soft.dtype == np.float32 and soft.min() >= 0 and soft.max() <= 1
+            scores.append(iou(masker.core, f.mask))
+    assert min(by_method["reference"]) >= STATED_REFERENCE_IOU
+    assert np.mean(by_method["reference"]) > np.mean(by_method["change"]) + 0.1
+
+
+def test_novelty_is_zero_on_a_reference_frame_and_large_on_a_new_colour() -> None:
+    from sensor_removal.mask import NormalReference
+
+    rng = np.random.default_rng(2)
+    frames = rng.integers(60, 200, size=(4, 24, 24, 3), dtype=np.uint8)
+    reference = NormalReference(frames)
+    assert reference.novelty(frames[2], window=1).max() == 0
+    probe = frames[0].copy()
+    probe[10, 10] = (255, 0, 255)  # a colour no reference frame shows anywhere near
+    nov = reference.novelty(probe, window=1)
+    assert nov[10, 10] >= 55 and np.delete(nov.ravel(), 10 * 24 + 10).max() == 0
+    # A one-pixel shift of the face is explained by the window, not taken for a sensor.
+    shifted = np.roll(frames[1], 1, axis=1)
+    assert reference.novelty(shifted, window=1)[:, 1:].max() == 0
+    assert reference.novelty(shifted, window=0)[:, 1:].max() > 0
+
+
+def test_reference_method_without_normal_colours_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="normal recordings"):
+        SensorMasker(MaskSettings(method="reference"))
+    with pytest.raises(ValueError, match="method"):
+        MaskSettings(method="edges")  # type: ignore[arg-type]
+
+
+def test_reference_mask_takes_the_previous_frame_into_account() -> None:
+    from sensor_removal.mask import NormalReference
+
+    base = np.full((1, 16, 16, 3), 120, np.uint8)
+    masker = SensorMasker(MaskSettings(method="reference", threshold=200), NormalReference(base))
+    cable = base[0].copy()
+    cable[5, :] = (250, 30, 30)
+    assert masker(cable, cable)[5].min() == 1
+    assert masker(base[0], base[0])[5].min() == 1  # gone for one frame: still covered
+    assert masker(base[0], base[0]).max() == 0  # two frames: released

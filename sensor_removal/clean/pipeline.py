@@ -37,7 +37,7 @@ from sensor_removal.clean.settings import (
 )
 from sensor_removal.clean_cli import MAX_CRF
 from sensor_removal.data import to_uint8
-from sensor_removal.mask import MaskSettings, SensorMasker
+from sensor_removal.mask import MaskSettings, NormalReference, SensorMasker
 from sensor_removal.mask import composite as composite_frame
 from sensor_removal.progress import counter
 from sensor_removal.video import (
@@ -207,6 +207,7 @@ def clean_video(
     desc: str | None = None,
     composite: Composite = DEFAULT_COMPOSITE,
     mask: MaskSettings | None = None,
+    reference: NormalReference | None = None,
     mask_video: bool = False,
     keep_repaint: bool = False,
     overwrite: bool = False,
@@ -225,7 +226,9 @@ def clean_video(
     ``M`` of :class:`sensor_removal.mask.SensorMasker` (``mask`` settings); outside the mask
     the crop is the decoded input's (bit-exact with ``h264-lossless``). With it,
     ``mask_video`` also writes ``NAME.mask.mp4`` and ``keep_repaint`` ``NAME.repaint.mp4``
-    (:func:`side_output_path`). ``composite="off"``: the paper's full repaint.
+    (:func:`side_output_path`). ``composite="off"``: the paper's full repaint. Mask method
+    ``reference`` needs ``reference``, the colours of the subject's normal recordings
+    (:class:`sensor_removal.mask.NormalReference`).
 
     Raises :class:`CleanError` / :class:`~sensor_removal.video.VideoError` (naming the
     file) for an unreadable, truncated or corrupt video or a bbox that does not fit;
@@ -248,7 +251,12 @@ def clean_video(
     compositing = composite == "auto"
     mask_out = sibling_path(out, "mask") if compositing and mask_video else None
     repaint_out = sibling_path(out, "repaint") if compositing and keep_repaint else None
-    masker = SensorMasker(mask if mask is not None else MaskSettings()) if compositing else None
+    masker = None
+    if compositing:
+        try:
+            masker = SensorMasker(mask if mask is not None else MaskSettings(), reference)
+        except ValueError as exc:
+            raise CleanError(str(exc)) from None
     _check_crf(crf)
     check_video_outputs(src, out, full, overwrite=overwrite)
     check_video_outputs(src, mask_out, repaint_out, overwrite=overwrite)

@@ -37,7 +37,7 @@ from sensor_removal.manifest import (
     load_manifest,
     output_path,
 )
-from sensor_removal.mask import MaskSettings
+from sensor_removal.mask import MaskSettings, NormalReference
 from sensor_removal.video import (
     Codec,
     VideoError,
@@ -160,6 +160,16 @@ def clean_recordings(
         targets[rec.name] = out
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    reference = None
+    if composite == "auto" and mask is not None and mask.method == "reference":
+        normal = subject.by_condition("normal")
+        if not normal:
+            raise CleanError(
+                f"{subject.manifest_path}: mask method 'reference' takes its colours from the subject's normal "
+                "recordings, and this manifest has none; use mask method 'change'"
+            )
+        reference = NormalReference.from_recordings(normal, settings.inference_size)
+
     report = CleanReport(subject=subject.subject, out_dir=out_dir)
     try:
         for number, rec in enumerate(chosen, 1):
@@ -182,6 +192,7 @@ def clean_recordings(
                     desc=f"clean {rec.name} ({number}/{len(chosen)})",
                     composite=composite,
                     mask=mask,
+                    reference=reference,
                     mask_video=mask_video,
                     keep_repaint=keep_repaint,
                     overwrite=True,  # checked above, before any work
