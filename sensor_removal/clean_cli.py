@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="change: what the generator changed (default); reference: also colours the subject's "
                    "normal recordings never show at that place (needs --manifest)")
     g.add_argument("--mask-novelty", type=float, default=None,
-                   help="reference: colour distance (8-bit levels) at which a pixel is fully sensor (default 10)")
+                   help="reference: colour distance (8-bit levels) at which a pixel is fully sensor (default 16)")
     g.add_argument("--mask-threshold", type=float, default=None, help="change in 8-bit levels above which a pixel is sensor (default 40)")
     g.add_argument("--mask-dilate", type=float, default=None, help="mask dilation, fraction of the crop side (default 0.02)")
     g.add_argument("--mask-hysteresis", type=float, default=None,

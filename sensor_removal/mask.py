@@ -81,6 +81,8 @@ class MaskSettings:
             the nearest normal-recording colour at which a pixel is fully sensor.
         window: ``reference`` only — how far (pixels) a normal-recording colour may lie
             from the pixel and still explain it (small head motion).
+        rank: ``reference`` only — novelty is the distance to the ``rank``-th closest
+            reference colour, not the closest (:meth:`NormalReference.novelty`).
     """
 
     threshold: float = 40.0
@@ -91,8 +93,9 @@ class MaskSettings:
     blur: float = 0.006
     max_hole: float = 0.003
     method: MaskMethod = "change"
-    novelty: float = 10.0
+    novelty: float = 16.0
     window: int = 1
+    rank: int = 12
 
     def __post_init__(self) -> None:
         if self.method not in ("change", "reference"):
@@ -101,6 +104,8 @@ class MaskSettings:
             raise ValueError(f"MaskSettings: novelty must be > 0, got {self.novelty}")
         if not 0 <= self.window <= 8:
             raise ValueError(f"MaskSettings: window must be in [0, 8] pixels, got {self.window}")
+        if self.rank < 1:
+            raise ValueError(f"MaskSettings: rank must be >= 1, got {self.rank}")
         if self.threshold <= 0:
             raise ValueError(f"MaskSettings: threshold must be > 0, got {self.threshold}")
         if not 0 < self.hysteresis <= 1:
@@ -201,23 +206,28 @@ class NormalReference:
             crops += [crop_resize(f, rec.bbox, crop_size) for _, f in iter_frames(rec.path, sorted(want))]
         return cls(np.stack(crops))
 
-    def novelty(self, frame: np.ndarray, window: int = 1) -> np.ndarray:
-        """``(H, W)`` float32: per pixel of the uint8 crop ``frame``, the smallest
-        max-over-RGB distance (8-bit levels) to a reference colour within ``window`` pixels."""
+    def novelty(self, frame: np.ndarray, window: int = 1, rank: int = 1) -> np.ndarray:
+        """``(H, W)`` float32: per pixel of the uint8 crop ``frame``, the max-over-RGB
+        distance (8-bit levels) to the ``rank``-th closest of the reference colours within
+        ``window`` pixels (``K·(2·window+1)²`` candidates). ``rank`` 1 is the closest; a
+        higher rank ignores the few reference frames that happen to show a similar colour
+        there (an eyebrow passing by), so a cable edge blended with skin still stands out.
+        A rank above the number of candidates means the farthest candidate."""
         import torch
 
         h, w = frame.shape[:2]
         if self.frames.shape[1:3] != (h, w):
             raise ValueError(f"NormalReference: reference crops are {self.frames.shape[1:3]}, frame is {(h, w)}")
-        ref = torch.from_numpy(self.frames).permute(0, 3, 1, 2).to(torch.int16)
-        ref = torch.nn.functional.pad(ref.float(), (window,) * 4, mode="replicate").to(torch.int16)
+        candidates = len(self.frames) * (2 * window + 1) ** 2
+        if rank < 1:
+            raise ValueError(f"NormalReference: rank must be >= 1, got {rank}")
+        rank = min(rank, candidates)
+        ref = torch.from_numpy(self.frames).permute(0, 3, 1, 2).float()
+        ref = torch.nn.functional.pad(ref, (window,) * 4, mode="replicate").to(torch.int16)
         x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).to(torch.int16)[None]
-        best = torch.full((h, w), 255, dtype=torch.int16)
-        for dy in range(2 * window + 1):
-            for dx in range(2 * window + 1):
-                d = (ref[:, :, dy : dy + h, dx : dx + w] - x).abs().amax(dim=1).amin(dim=0)
-                best = torch.minimum(best, d)
-        return best.numpy().astype(np.float32)
+        spans = range(2 * window + 1)
+        d = torch.cat([(ref[:, :, dy : dy + h, dx : dx + w] - x).abs().amax(dim=1) for dy in spans for dx in spans])
+        return d.topk(rank, dim=0, largest=False).values[-1].numpy().astype(np.float32)
 
 
 class SensorMasker:
@@ -282,7 +292,7 @@ class SensorMasker:
         either of two consecutive frames is repainted in both (steadier, fewer blinks)."""
         st = self.settings
         assert self.reference is not None
-        nov = _ramp(self.reference.novelty(sensor, st.window), 0.0, st.novelty)
+        nov = _ramp(self.reference.novelty(sensor, st.window, st.rank), 0.0, st.novelty)
         size = min(sensor.shape[:2])
         chg = _ramp(change_map(sensor, cleaned, st.blur * size), st.threshold, 2.0 * st.threshold)
         mask = np.maximum(nov, chg)

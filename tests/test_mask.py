@@ -169,6 +169,15 @@ def test_novelty_is_zero_on_a_reference_frame_and_large_on_a_new_colour() -> Non
     probe[10, 10] = (255, 0, 255)  # a colour no reference frame shows anywhere near
     nov = reference.novelty(probe, window=1)
     assert nov[10, 10] >= 55 and np.delete(nov.ravel(), 10 * 24 + 10).max() == 0
+    # Rank k: a colour only one reference frame shows there is still new at rank 2.
+    rare = frames[3].copy()
+    rare[5, 5] = (255, 0, 255)
+    rare_ref = NormalReference(np.concatenate([frames, rare[None]]))
+    assert rare_ref.novelty(probe, window=0, rank=1)[10, 10] >= 55  # not at (5, 5)
+    probe2 = frames[0].copy()
+    probe2[5, 5] = (255, 0, 255)
+    assert rare_ref.novelty(probe2, window=0, rank=1)[5, 5] == 0
+    assert rare_ref.novelty(probe2, window=0, rank=2)[5, 5] >= 55
     # A one-pixel shift of the face is explained by the window, not taken for a sensor.
     shifted = np.roll(frames[1], 1, axis=1)
     assert reference.novelty(shifted, window=1)[:, 1:].max() == 0
