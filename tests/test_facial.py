@@ -583,6 +583,8 @@ def test_channels_last_and_bf16_keep_the_series(v1_run, feat_hub: Path, main_vid
     np.testing.assert_allclose(v1_run["series"].values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=1e-4)
     bf16 = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, precision="bf16")
     low = bf16.analyze_video(main_video)
+    nets = facial._feat_networks(bf16._get_detector()) + [bf16._get_detector().facepose_detector.inner.net]
+    assert all(net.forward.__name__ == "bf16_forward" for net in nets if any(True for _ in net.parameters()))  # still bf16 after folding
     assert low.no_face_frames == plain.no_face_frames
     np.testing.assert_allclose(low.values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=0.1)
     weights = today.require_weights()

@@ -101,9 +101,13 @@ def _batchnorm_type():
 
 def _fold_lazily(net) -> None:
     original = net.forward  # the class's forward, or an earlier wrapper
+    done = []
 
     def first_forward(*args, **kwargs):
-        net.forward = original  # later calls run the (folded) network directly
+        # Stays in place (wrappers added later, e.g. bf16, call it): later calls pass through.
+        if done:
+            return original(*args, **kwargs)
+        done.append(True)
         return _fold_and_check(net, original, args, kwargs)
 
     net.forward = first_forward
