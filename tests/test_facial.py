@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import evaluation.facial as facial
+import evaluation.facial.analyzer as facial_analyzer
 from evaluation.facial import (
     AU_COLUMNS,
     EMOTION_COLUMNS,
@@ -151,7 +152,7 @@ def _forbid_detector(mp: pytest.MonkeyPatch) -> None:
 
     mp.setattr(feat, "Detectorv1", boom)
     mp.setattr(feat, "Detectorv2", boom)
-    mp.setattr(facial, "iter_frames", no_decoding)
+    mp.setattr(facial_analyzer, "iter_frames", no_decoding)
 
 
 # ------------------------------------------------------------------ columns, weights list
@@ -229,7 +230,7 @@ def test_missing_weights_named_before_decoding(tmp_path: Path, monkeypatch: pyte
     empty = tmp_path / "no-weights"
     assert len(missing_feat_weights("v1", empty)) == 5
     _forbid_detector(monkeypatch)
-    monkeypatch.setattr(facial, "probe", lambda *a, **k: pytest.fail("the video was opened"))
+    monkeypatch.setattr(facial_analyzer, "probe", lambda *a, **k: pytest.fail("the video was opened"))
     analyzer = FacialAnalyzer(weights_dir=empty, device="cpu")
     with pytest.raises(FacialWeightsMissing) as err:
         analyzer.analyze_video(tmp_path / "any.mp4", cache_dir=tmp_path / "cache")
@@ -555,7 +556,7 @@ def test_analyze_video_size_feeds_py_feat_one_resolution(feat_hub: Path, main_vi
                 stride=1, fps=self.fps, path=self.path,
             )
 
-    monkeypatch.setattr(facial, "SeriesBuilder", Recorder)
+    monkeypatch.setattr(facial_analyzer, "SeriesBuilder", Recorder)
     a = FacialAnalyzer(weights_dir=feat_hub, device="cpu")
     a.analyze_video(main_video, bbox=(32, 32, 64, 64), size=96, cache_dir=tmp_path)
     assert set(shapes) == {(96, 96, 3)} and len(shapes) == N_FRAMES
@@ -577,11 +578,13 @@ def test_channels_last_and_bf16_keep_the_series(v1_run, feat_hub: Path, main_vid
     fast: FacialAnalyzer = v1_run["analyzer"]  # channels_last is the default
     convs = [m for net in facial._feat_networks(fast._get_detector()) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
-    today = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, channels_last=False)
+    today = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, channels_last=False, fold_batchnorm=False, share_face_detector=False)
     plain = today.analyze_video(main_video)
     np.testing.assert_allclose(v1_run["series"].values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=1e-4)
     bf16 = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, precision="bf16")
     low = bf16.analyze_video(main_video)
+    nets = facial._feat_networks(bf16._get_detector()) + [bf16._get_detector().facepose_detector.inner.net]
+    assert all(net.forward.__name__ == "bf16_forward" for net in nets if any(True for _ in net.parameters()))  # still bf16 after folding
     assert low.no_face_frames == plain.no_face_frames
     np.testing.assert_allclose(low.values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=0.1)
     weights = today.require_weights()
@@ -589,3 +592,108 @@ def test_channels_last_and_bf16_keep_the_series(v1_run, feat_hub: Path, main_vid
     assert fast.cache_key(main_video, None, weights) == today.cache_key(main_video, None, weights)
     with pytest.raises(ValueError, match="precision"):
         FacialAnalyzer(precision="16")  # type: ignore[arg-type]
+
+
+def _toy_bn(channels: int, seed: int) -> torch.nn.BatchNorm2d:
+    g = torch.Generator().manual_seed(seed)
+    bn = torch.nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(channels, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(channels, generator=g))
+        bn.running_mean.copy_(torch.randn(channels, generator=g))
+        bn.running_var.copy_(torch.rand(channels, generator=g) + 0.1)
+    return bn.eval()
+
+
+class _ConvUsedTwice(torch.nn.Module):
+    """The conv's output feeds the BatchNorm *and* a skip: folding would be wrong."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(3, 3, 3, padding=1), _toy_bn(3, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+def test_fold_batchnorm_keeps_outputs_and_leaves_shared_conv_outputs_alone() -> None:
+    """Folding each BatchNorm into its convolution changes outputs by float rounding only
+    (non-trivial BN statistics); a convolution whose output is also read elsewhere is
+    caught by the first-batch check and the network stays unfolded, bit for bit."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), _toy_bn(8, 2), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 4, 1), _toy_bn(4, 3),
+    ).eval()
+
+    holder = torch.nn.Module()  # a detector: its networks are its submodules
+    holder.net = net
+    x, x2 = torch.randn(4, 3, 16, 16), torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        ref, ref2 = net(x), net(x2)
+        facial.fold_batchnorm_on_first_call(holder)
+        first = net(x)
+        assert torch.equal(first, ref)  # the first call's result is computed unfolded
+        assert net._folded_batchnorms == 2 and "forward" in vars(net[1]) and "forward" in vars(net[4])
+        torch.testing.assert_close(net(x2), ref2, rtol=1e-5, atol=1e-5)
+        assert not torch.equal(net[0].weight, torch.nn.Conv2d(3, 8, 3).weight)  # weights really changed
+
+    twice = _ConvUsedTwice().eval()
+    holder.net = twice
+    weight = twice.conv.weight.detach().clone()
+    with torch.no_grad():
+        ref = twice(x)
+        facial.fold_batchnorm_on_first_call(holder)
+        twice(x)
+        assert torch.equal(twice.conv.weight, weight) and "forward" not in vars(twice.bn)
+        assert torch.equal(twice(x), ref) and not hasattr(twice, "_folded_batchnorms")
+
+
+def test_shared_face_detector_answers_a_seen_batch_from_memory() -> None:
+    calls: list[torch.Tensor] = []
+
+    class Inner:
+        detection_threshold = 0.5
+
+        def forward(self, img):
+            calls.append(img)
+            return [[[float(img.sum()), 0.0, 1.0, 1.0, 0.9]] for _ in range(img.shape[0])]
+
+    shared = facial.SharedFaceDetector(Inner(), capacity=2)
+    a, b, c = (torch.full((2, 3, 4, 4), float(v)) for v in (1, 2, 3))
+    first = shared(a)
+    expected = [[[96.0, 0.0, 1.0, 1.0, 0.9]]] * 2
+    assert first == expected
+    first[0][0][0] = -1.0  # a caller changing its copy changes nothing shared
+    assert shared(a.clone()) == expected and len(calls) == 1 and shared.hits == 1
+    shared(b), shared(c), shared(a)  # a was pushed out by b and c
+    assert len(calls) == 4 and shared.detection_threshold == 0.5
+    shared(torch.full((1, 3, 4, 4), 3.0))  # same values, other shape: another batch
+    assert len(calls) == 5
+
+
+@pytest.mark.slow  # builds five py-feat detectors (two ResMaskNets) and runs them: ~40 s on 2 loaded cores
+def test_fast_path_matches_todays_path_for_both_au_models(feat_hub_v2: Path, main_video: Path) -> None:
+    """The default fast path (shared RetinaFace, channels_last, folded BatchNorm) gives
+    the series of the issue-time path (batch 16, none of them) within 1e-4 for xgb and v2,
+    with the same face / no-face frames; sharing RetinaFace alone changes nothing at all,
+    and the second AU model's face detection is answered from memory."""
+    plain = dict(channels_last=False, fold_batchnorm=False, share_face_detector=False)
+    kw = dict(weights_dir=feat_hub_v2, device="cpu", batch_size=16)
+    ours = {m: FacialAnalyzer(model_set=m, **kw) for m in ("xgb", "v2")}
+    fast = {m: a.analyze_video(main_video) for m, a in ours.items()}
+    shared = ours["xgb"]._get_detector().facepose_detector
+    assert isinstance(shared, facial.SharedFaceDetector) and shared is ours["v2"]._get_detector().face_detector
+    assert shared.hits >= 1  # v2's batch was xgb's
+    for model in ("xgb", "v2"):
+        today = FacialAnalyzer(model_set=model, **kw, **plain).analyze_video(main_video)
+        alone = FacialAnalyzer(model_set=model, **kw, share_face_detector=False).analyze_video(main_video)
+        got, want = fast[model], today
+        assert got.no_face_frames == want.no_face_frames == 1
+        np.testing.assert_array_equal(np.isnan(got.values.to_numpy()), np.isnan(want.values.to_numpy()))
+        np.testing.assert_allclose(got.values.to_numpy(), want.values.to_numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(got.faces.to_numpy(), want.faces.to_numpy(), rtol=0, atol=1e-3)
+        # sharing is exact: same options without it give the same bits
+        np.testing.assert_array_equal(got.values.to_numpy(), alone.values.to_numpy())
+        np.testing.assert_array_equal(got.faces.to_numpy(), alone.faces.to_numpy())
