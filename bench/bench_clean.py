@@ -121,7 +121,7 @@ def generator_fps(runner: GeneratorRunner, crops: np.ndarray, batch_size: int) -
 
 def end_to_end_fps(gen, settings, src, bbox, out, batch_size, device, precision="auto") -> float:
     res = clean_video(gen, settings, src, bbox, out, batch_size=batch_size, device=device,
-                      precision=precision, codec="h264", progress=False)
+                      precision=precision, codec="h264", progress=False, overwrite=True)
     assert res.frames == probe(src).frame_count
     return res.frames_per_s
 

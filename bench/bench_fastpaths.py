@@ -16,10 +16,11 @@ Four measurements, all in this one process so that the ratios share the machine'
 4. **quality, fp32 vs bf16**: two tiny CycleGANs (ngf 16, 3 blocks, 64 px) trained
    ``--quality-steps`` steps from the same seed in each precision on the synthetic
    subject, then PSNR inside the sensor mask of G_S→N(sensor) against the ground truth.
-   A second fp32 seed gives the run-to-run noise; bf16 counts as equal when it is within
-   max(that noise, 0.5 dB) of fp32 (0.5 dB: below what the paper's tables resolve, and
-   about the spread between seeds seen here). bf16 is justified as the default only if it
-   is equal *and* faster; the last row says so.
+   A second fp32 seed gives the run-to-run noise. bf16 counts as equal when it is within
+   0.5 dB of fp32 (below what the paper's tables resolve), and the comparison only
+   decides when the seed-to-seed noise is itself below 0.5 dB — a noisier run cannot tell
+   a 0.5 dB loss from chance. bf16 is justified as the default only if it is equal, the
+   comparison decides, *and* bf16 is faster; the last row says so.
 
     python bench/bench_fastpaths.py                 # paper sizes (~6 min on 2 idle cores)
     python bench/bench_fastpaths.py --quick         # tiny nets, seconds
@@ -283,9 +284,10 @@ def main() -> None:
         result["quality"] = {"steps": quality_steps, "crop": 64, **q}
 
     noise = abs(q["fp32"] - q["fp32 seed 1"])
-    tolerance = max(noise, 0.5)
+    tolerance = 0.5
     diff = q["bf16"] - q["fp32"]
-    result["quality"].update(tolerance_db=tolerance, bf16_minus_fp32_db=diff, bf16_equal=abs(diff) <= tolerance)
+    result["quality"].update(tolerance_db=tolerance, bf16_minus_fp32_db=diff, bf16_equal=abs(diff) <= tolerance,
+                             seed_noise_db=noise, decides=noise <= tolerance)
     rows = [
         (f"training step {size} px ({'tiny' if quick else 'paper'} nets)", f"{best_name} {rates[best_name]:.3f} img/s",
          f"plain fp32 eager batch 1 {base:.3f} img/s", f"{rates[best_name] / base:.2f}x (goal >= 1.5x)"),
@@ -298,11 +300,14 @@ def main() -> None:
         ("  with torch.set_flush_denormal(True)", f"{real['CLI fit, flush denormal']:.3f} img/s",
          f"{real['CLI fit (defaults)']:.3f} img/s", f"{real['CLI fit, flush denormal'] / real['CLI fit (defaults)']:.2f}x"),
         (f"quality: PSNR in mask, {quality_steps} steps", f"bf16 {q['bf16']:.2f} dB", f"fp32 {q['fp32']:.2f} dB",
-         f"{diff:+.2f} dB (tolerance {tolerance:.2f} dB = max(seed noise {noise:.2f}, 0.5))"),
+         f"{diff:+.2f} dB (tolerance {tolerance:.2f} dB; fp32 seed-to-seed {noise:.2f} dB)"),
     ]  # fmt: skip
     faster = rates["module bf16 channels_last"] > rates["module fp32 channels_last"]
-    result["bf16_default_justified"] = bool(faster and result["quality"]["bf16_equal"])
-    rows.append(("bf16-mixed as default?", "equal quality: " + ("yes" if result["quality"]["bf16_equal"] else "no"),
+    decides = result["quality"]["decides"]
+    result["bf16_default_justified"] = bool(faster and decides and result["quality"]["bf16_equal"])
+    rows.append(("bf16-mixed as default?",
+                 "equal quality: " + ("yes" if result["quality"]["bf16_equal"] else "no")
+                 + ("" if decides else f" (undecided: seed noise {noise:.2f} dB > {tolerance} dB)"),
                  "faster than fp32: " + ("yes" if faster else "no"),
                  "justified" if result["bf16_default_justified"] else "not justified: fp32 (paper) stays"))  # fmt: skip
     result["rows"] = rows
