@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "normal recordings never show at that place (needs --manifest)")
     g.add_argument("--mask-novelty", type=float, default=None,
                    help="reference: colour distance (8-bit levels) at which a pixel is fully sensor (default 16)")
+    g.add_argument("--mask-rank", type=int, default=None,
+                   help="reference: novelty is the distance to the rank-th closest normal colour (default 12)")
     g.add_argument("--mask-threshold", type=float, default=None, help="change in 8-bit levels above which a pixel is sensor (default 40)")
     g.add_argument("--mask-dilate", type=float, default=None, help="mask dilation, fraction of the crop side (default 0.02)")
     g.add_argument("--mask-hysteresis", type=float, default=None,
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     given = {k: v for k, v in (("threshold", args.mask_threshold), ("dilate", args.mask_dilate),
                                 ("hysteresis", args.mask_hysteresis), ("method", args.mask_method),
-                                ("novelty", args.mask_novelty)) if v is not None}
+                                ("novelty", args.mask_novelty),
+                                ("rank", args.mask_rank)) if v is not None}
     try:
         mask = MaskSettings(**given)
     except ValueError as exc:

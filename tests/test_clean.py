@@ -553,3 +553,23 @@ def test_main_composite_options(subject: Path, ckpt: Path, tmp_path: Path, capsy
     assert any(n.endswith(".mask.mp4") for n in names) and any(n.endswith(".repaint.mp4") for n in names)
     cleaned = load_manifest(out / "manifest.yaml", require_domains=("clean",))
     assert all(".mask" not in r.path.name and ".repaint" not in r.path.name for r in cleaned.recordings)
+
+
+def test_main_reference_mask_takes_the_subjects_normal_recordings(subject: Path, ckpt: Path, tmp_path: Path) -> None:
+    """--mask-method reference through a manifest: the normal recordings give the colours.
+    The fixture's untrained generator changes every pixel, so the change part is switched
+    off (threshold 200 levels: ramp 200 → 400): what remains is the colour novelty, which
+    leaves pixels the normal recordings explain alone — here all of them, as the normal
+    recording is made the same video as the sensor one (rank 1: the frames are noise, so
+    only the identical frame explains a pixel)."""
+    (subject.parent / "n1.mp4").write_bytes((subject.parent / "s1_good.mp4").read_bytes())
+    masks = {}
+    for method in ("change", "reference"):
+        out = tmp_path / method
+        assert main(["--ckpt", str(ckpt), "--manifest", str(subject), "--out", str(out), "--composite", "auto",
+                     "--mask-method", method, "--mask-threshold", "200", "--mask-rank", "1", "--recordings", "s1_good",
+                     "--mask-video", "--no-progress"]) == 0
+        (mask_file,) = [p for p in out.iterdir() if p.name.endswith(".mask.mp4")]
+        masks[method] = read_frames(mask_file, range(4))[..., 0]
+    assert (masks["reference"] < 8).mean() > 0.95
+    assert not np.array_equal(masks["reference"], masks["change"])
