@@ -184,15 +184,31 @@ class NormalReference:
     small where the pixel looks like the face or background without sensors, large on an
     electrode or a cable. This assumes what the paper's recordings share: the same camera,
     lighting and framing for the sensor and the normal sessions of a subject.
+
+    ``device``: where the comparisons run (the cleaner passes its own, so on a GPU the
+    mask keeps pace with the generator); the padded reference is built there once per
+    window size.
     """
 
-    def __init__(self, frames: np.ndarray) -> None:
+    def __init__(self, frames: np.ndarray, device: str | None = None) -> None:
         if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
             raise ValueError(f"NormalReference: need (K, H, W, 3) frames with K >= 1, got shape {frames.shape}")
         self.frames = np.ascontiguousarray(frames, dtype=np.uint8)
+        self.device = device or "cpu"
+        self._padded: dict[int, object] = {}  # window -> (K, 3, H + 2w, W + 2w) int16 tensor
+
+    def _reference(self, window: int):
+        import torch
+
+        if window not in self._padded:
+            ref = torch.from_numpy(self.frames).to(self.device).permute(0, 3, 1, 2).float()
+            self._padded[window] = torch.nn.functional.pad(ref, (window,) * 4, mode="replicate").to(torch.int16)
+        return self._padded[window]
 
     @classmethod
-    def from_recordings(cls, recordings: Sequence[Recording], crop_size: int, count: int = 60) -> NormalReference:
+    def from_recordings(
+        cls, recordings: Sequence[Recording], crop_size: int, count: int = 60, device: str | None = None
+    ) -> NormalReference:
         """``count`` frames spread evenly over the normal recordings, cropped to ``crop_size``."""
         from sensor_removal.video import crop_resize, iter_frames, probe
 
@@ -204,7 +220,7 @@ class NormalReference:
             total = probe(rec.path).frame_count
             want = set(np.linspace(0, max(total - 1, 0), min(per, max(total, 1))).round().astype(int).tolist())
             crops += [crop_resize(f, rec.bbox, crop_size) for _, f in iter_frames(rec.path, sorted(want))]
-        return cls(np.stack(crops))
+        return cls(np.stack(crops), device)
 
     def novelty(self, frame: np.ndarray, window: int = 1, rank: int = 1) -> np.ndarray:
         """``(H, W)`` float32: per pixel of the uint8 crop ``frame``, the max-over-RGB
@@ -222,12 +238,11 @@ class NormalReference:
         if rank < 1:
             raise ValueError(f"NormalReference: rank must be >= 1, got {rank}")
         rank = min(rank, candidates)
-        ref = torch.from_numpy(self.frames).permute(0, 3, 1, 2).float()
-        ref = torch.nn.functional.pad(ref, (window,) * 4, mode="replicate").to(torch.int16)
-        x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).to(torch.int16)[None]
+        ref = self._reference(window)
+        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1).to(torch.int16)[None]
         spans = range(2 * window + 1)
         d = torch.cat([(ref[:, :, dy : dy + h, dx : dx + w] - x).abs().amax(dim=1) for dy in spans for dx in spans])
-        return d.topk(rank, dim=0, largest=False).values[-1].numpy().astype(np.float32)
+        return d.topk(rank, dim=0, largest=False).values[-1].cpu().numpy().astype(np.float32)
 
 
 class SensorMasker:

@@ -168,7 +168,7 @@ def clean_recordings(
                 f"{subject.manifest_path}: mask method 'reference' takes its colours from the subject's normal "
                 "recordings, and this manifest has none; use mask method 'change'"
             )
-        reference = NormalReference.from_recordings(normal, settings.inference_size)
+        reference = NormalReference.from_recordings(normal, settings.inference_size, device=str(resolve_device(device)))
 
     report = CleanReport(subject=subject.subject, out_dir=out_dir)
     try:
