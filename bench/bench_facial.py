@@ -49,7 +49,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from evaluation.facial import FacialAnalyzer, SharedFaceDetector  # noqa: E402
+from evaluation.facial import FaceDetectorPool, FacialAnalyzer, SharedFaceDetector  # noqa: E402
 
 CACHE = HERE / ".cache"
 MODELS = ("xgb", "v2")
@@ -97,7 +97,8 @@ def face_video(path: Path, frames: int, size: int, seed: int = 0) -> Path:
 
 
 def analyzers(hub: Path, options: dict) -> dict[str, FacialAnalyzer]:
-    return {m: FacialAnalyzer(model_set=m, weights_dir=hub, device="cpu", **options) for m in MODELS}
+    pool = FaceDetectorPool()  # as the evaluation does: one pool for its AU models
+    return {m: FacialAnalyzer(model_set=m, weights_dir=hub, device="cpu", face_detectors=pool, **options) for m in MODELS}
 
 
 def timed_pass(pair: dict[str, FacialAnalyzer], video: Path) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -121,9 +122,10 @@ def evaluation_run(options: dict, manifest: Path, cleaned: Path, out: Path, hub:
     settings = ProtocolSettings(metrics=("lpips", "fid", "facial"), au_models=MODELS, device="cpu",
                                 lpips_pairs=20, fid_sets=2, fid_set_size=8, facial_cache=facial_cache)  # fmt: skip
     made = []
+    pool = FaceDetectorPool()
 
     def make(model: str) -> FacialAnalyzer:
-        made.append(FacialAnalyzer(model_set=model, weights_dir=hub, device="cpu", **options))
+        made.append(FacialAnalyzer(model_set=model, weights_dir=hub, device="cpu", face_detectors=pool, **options))
         return made[-1]
 
     gc.collect()

@@ -310,10 +310,13 @@ class FacialFrames:
         self.log(f"  {rec.name}: {self.model} series of {len(s.values)} frames ({s.no_face_frames} without a face) in {time.perf_counter() - t0:.1f} s")
 
 
-def _analyzer(model: str, settings: ProtocolSettings) -> object:
+def _analyzer(model: str, settings: ProtocolSettings, face_detectors: object) -> object:
     from evaluation.facial import FacialAnalyzer
 
-    return FacialAnalyzer(model_set=model, batch_size=settings.batch_size, device=settings.device, stride=settings.facial_stride)
+    return FacialAnalyzer(
+        model_set=model, batch_size=settings.batch_size, device=settings.device, stride=settings.facial_stride,
+        face_detectors=face_detectors,
+    )
 
 
 def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families: Sequence[FacialFrames]) -> tuple[list[dict], dict[str, dict]]:
@@ -531,7 +534,13 @@ def run_protocol(
     facial_families = []
     if "facial" in metrics:
         cache = settings.facial_cache if settings.facial_cache is not None else out / "facial_cache"
-        make = facial_analyzer or (lambda model: _analyzer(model, settings))
+        if facial_analyzer is None:
+            from evaluation.facial import FaceDetectorPool
+
+            pool = FaceDetectorPool()  # this run's AU models share one RetinaFace
+            make = lambda model: _analyzer(model, settings, pool)  # noqa: E731
+        else:
+            make = facial_analyzer
         facial_families = [FacialFrames(m, make(m), cache, crop_size, log) for m in settings.au_models]
     temporal = TemporalFrames() if "temporal" in metrics else None
     landmark_frames = None

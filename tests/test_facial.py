@@ -583,7 +583,7 @@ def test_channels_last_and_bf16_keep_the_series(v1_run, feat_hub: Path, main_vid
     np.testing.assert_allclose(v1_run["series"].values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=1e-4)
     bf16 = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, precision="bf16")
     low = bf16.analyze_video(main_video)
-    nets = facial._feat_networks(bf16._get_detector()) + [bf16._get_detector().facepose_detector.inner.net]
+    nets = facial._feat_networks(bf16._get_detector()) + [bf16._get_detector().facepose_detector.net]  # no pool: its own RetinaFace
     assert all(net.forward.__name__ == "bf16_forward" for net in nets if any(True for _ in net.parameters()))  # still bf16 after folding
     assert low.no_face_frames == plain.no_face_frames
     np.testing.assert_allclose(low.values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=0.1)
@@ -681,7 +681,8 @@ def test_fast_path_matches_todays_path_for_both_au_models(feat_hub_v2: Path, mai
     and the second AU model's face detection is answered from memory."""
     plain = dict(channels_last=False, fold_batchnorm=False, share_face_detector=False)
     kw = dict(weights_dir=feat_hub_v2, device="cpu", batch_size=16)
-    ours = {m: FacialAnalyzer(model_set=m, **kw) for m in ("xgb", "v2")}
+    pool = facial.FaceDetectorPool()
+    ours = {m: FacialAnalyzer(model_set=m, face_detectors=pool, **kw) for m in ("xgb", "v2")}
     fast = {m: a.analyze_video(main_video) for m, a in ours.items()}
     shared = ours["xgb"]._get_detector().facepose_detector
     assert isinstance(shared, facial.SharedFaceDetector) and shared is ours["v2"]._get_detector().face_detector
@@ -697,3 +698,26 @@ def test_fast_path_matches_todays_path_for_both_au_models(feat_hub_v2: Path, mai
         # sharing is exact: same options without it give the same bits
         np.testing.assert_array_equal(got.values.to_numpy(), alone.values.to_numpy())
         np.testing.assert_array_equal(got.faces.to_numpy(), alone.faces.to_numpy())
+
+
+def test_face_detector_pool_shares_within_a_pool_only() -> None:
+    """Sharing is explicit: detectors share a RetinaFace through the pool they are handed
+    (one per evaluation run), by key, and never across pools."""
+
+    class Retinaface:  # the class name py-feat's RetinaFace has
+        def forward(self, img):
+            return []
+
+    class Detector:
+        def __init__(self) -> None:
+            self.face_detector = Retinaface()
+
+    pool, other = facial.FaceDetectorPool(), facial.FaceDetectorPool()
+    a, b, c, d = Detector(), Detector(), Detector(), Detector()
+    shared = pool.share(a, ("retinaface", "w.pth", "cpu"))
+    assert isinstance(shared, facial.SharedFaceDetector) and a.face_detector is shared
+    assert pool.share(b, ("retinaface", "w.pth", "cpu")) is shared and b.face_detector is shared
+    assert pool.share(c, ("retinaface", "w.pth", "cuda")) is not shared  # another device: another network
+    assert other.share(d, ("retinaface", "w.pth", "cpu")) is not shared  # another run
+    no_retinaface = type("Detector", (), {"face_detector": object()})()
+    assert pool.share(no_retinaface, ("img2pose",)) is None

@@ -81,12 +81,12 @@ from __future__ import annotations
 from evaluation.facial.analyzer import FacialAnalyzer, SeriesBuilder
 from evaluation.facial.fastpaths import (
     FOLD_RTOL,
+    FaceDetectorPool,
     SharedFaceDetector,
     _feat_networks,
     _run_networks_in_bf16,
     _to_channels_last,
     fold_batchnorm_on_first_call,
-    share_face_detector,
 )
 from evaluation.facial.models import (
     _AU_FILES,
@@ -146,12 +146,12 @@ __all__ = [
     "FacialAnalyzer",
     "SeriesBuilder",
     "FOLD_RTOL",
+    "FaceDetectorPool",
     "SharedFaceDetector",
     "_feat_networks",
     "_run_networks_in_bf16",
     "_to_channels_last",
     "fold_batchnorm_on_first_call",
-    "share_face_detector",
     "_MULTITASK_FILE",
     "_V2_EMOTIONS",
     "AU_COLUMNS",

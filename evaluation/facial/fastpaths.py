@@ -2,8 +2,8 @@
 
 Result-preserving, on by default (``FacialAnalyzer`` options):
 
-* ``share_face_detector``: one RetinaFace per process and weights for every AU model's
-  detector, which answers a batch it has already seen from memory
+* ``share_face_detector``: one RetinaFace per :class:`FaceDetectorPool` and weights for
+  every AU model's detector, which answers a batch it has already seen from memory
   (:class:`SharedFaceDetector`): with two AU models the second pipeline's face
   detection is free and bit-identical.
 * ``channels_last``: NHWC weights (:func:`_to_channels_last`); float summation order only.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import weakref
 from collections import OrderedDict
 
 log = logging.getLogger(__name__)
@@ -248,22 +247,26 @@ def _content_key(img) -> tuple:
     return (tuple(array.shape), str(array.dtype), hashlib.blake2b(array.data, digest_size=20).hexdigest())
 
 
-_SHARED: weakref.WeakValueDictionary[tuple, SharedFaceDetector] = weakref.WeakValueDictionary()
+class FaceDetectorPool:
+    """The RetinaFaces a group of analyzers share — one evaluation run's AU models — by
+    everything that makes two of them compute the same function (weights file, device,
+    layout, precision, folding). Handed to each analyzer of the group explicitly
+    (``FacialAnalyzer(face_detectors=pool)``), so sharing never outlives the run."""
 
+    def __init__(self) -> None:
+        self._by_key: dict[tuple, SharedFaceDetector] = {}
 
-def share_face_detector(detector: object, key: tuple) -> SharedFaceDetector | None:
-    """Put the process's :class:`SharedFaceDetector` for ``key`` (the weights file and
-    every option that changes the network: device, layout, precision, folding) in place
-    of ``detector``'s own RetinaFace; the first detector of a key lends its own. Returns
-    it, or None for a detector without RetinaFace (img2pose). Kept while a detector
-    holds it."""
-    attr = "face_detector" if hasattr(detector, "face_detector") else "facepose_detector"
-    own = getattr(detector, attr, None)
-    if own is None or type(own).__name__ not in ("Retinaface", "SharedFaceDetector"):
-        return None
-    shared = _SHARED.get(key)
-    if shared is None:
-        shared = own if isinstance(own, SharedFaceDetector) else SharedFaceDetector(own)
-        _SHARED[key] = shared
-    setattr(detector, attr, shared)  # a plain attribute (RetinaFace is no nn.Module)
-    return shared
+    def share(self, detector: object, key: tuple) -> SharedFaceDetector | None:
+        """Put this pool's :class:`SharedFaceDetector` for ``key`` in place of
+        ``detector``'s own RetinaFace; the first detector of a key lends its own. Returns
+        it, or None for a detector without RetinaFace (img2pose)."""
+        attr = "face_detector" if hasattr(detector, "face_detector") else "facepose_detector"
+        own = getattr(detector, attr, None)
+        if own is None or type(own).__name__ not in ("Retinaface", "SharedFaceDetector"):
+            return None
+        shared = self._by_key.get(key)
+        if shared is None:
+            shared = own if isinstance(own, SharedFaceDetector) else SharedFaceDetector(own)
+            self._by_key[key] = shared
+        setattr(detector, attr, shared)  # a plain attribute (RetinaFace is no nn.Module)
+        return shared
