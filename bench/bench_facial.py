@@ -7,7 +7,7 @@ HOG + xgboost AUs, ResMaskNet emotions) and v2 (RetinaFace + the multitask netwo
 * per frame: ``batch_size=1`` and none of the fast paths — one frame per forward;
 * today: the path as of issue 15 (commit fc8c36f): ``batch_size=16`` through py-feat's
   tensor path, decode once, per-video cache — ``channels_last=False,
-  fold_batchnorm=False, share_face_detector=False`` reproduce it;
+  fold_batchnorm=False, face_detectors=None`` reproduce it;
 * ours (default): the same batches, plus RetinaFace shared by the two AU models (the
   second one's face detection answered from memory, bit-identical), channels_last
   weights and BatchNorm folded into the convolutions (float rounding only);
@@ -53,7 +53,7 @@ from evaluation.facial import FaceDetectorPool, FacialAnalyzer, SharedFaceDetect
 
 CACHE = HERE / ".cache"
 MODELS = ("xgb", "v2")
-TODAY = {"channels_last": False, "fold_batchnorm": False, "share_face_detector": False}
+TODAY = {"channels_last": False, "fold_batchnorm": False, "face_detectors": None}
 CONFIGS = {
     "per frame (batch 1)": {"batch_size": 1, **TODAY},
     "today (batch 16, issue-time path)": {"batch_size": 16, **TODAY},
@@ -97,8 +97,8 @@ def face_video(path: Path, frames: int, size: int, seed: int = 0) -> Path:
 
 
 def analyzers(hub: Path, options: dict) -> dict[str, FacialAnalyzer]:
-    pool = FaceDetectorPool()  # as the evaluation does: one pool for its AU models
-    return {m: FacialAnalyzer(model_set=m, weights_dir=hub, device="cpu", face_detectors=pool, **options) for m in MODELS}
+    options = {"face_detectors": FaceDetectorPool(), **options}  # as the evaluation: one pool for its AU models
+    return {m: FacialAnalyzer(model_set=m, weights_dir=hub, device="cpu", **options) for m in MODELS}
 
 
 def timed_pass(pair: dict[str, FacialAnalyzer], video: Path) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -122,10 +122,10 @@ def evaluation_run(options: dict, manifest: Path, cleaned: Path, out: Path, hub:
     settings = ProtocolSettings(metrics=("lpips", "fid", "facial"), au_models=MODELS, device="cpu",
                                 lpips_pairs=20, fid_sets=2, fid_set_size=8, facial_cache=facial_cache)  # fmt: skip
     made = []
-    pool = FaceDetectorPool()
+    options = {"face_detectors": FaceDetectorPool(), **options}
 
     def make(model: str) -> FacialAnalyzer:
-        made.append(FacialAnalyzer(model_set=model, weights_dir=hub, device="cpu", face_detectors=pool, **options))
+        made.append(FacialAnalyzer(model_set=model, weights_dir=hub, device="cpu", **options))
         return made[-1]
 
     gc.collect()

@@ -36,7 +36,6 @@ exact ``_compute_fid`` and scipy's ``sqrtm`` (rtol 1e-4).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -319,9 +318,3 @@ class FIDLowRank(Metric):
 
     def compute(self) -> Tensor:
         return self.compute_all().mean()
-
-
-def mean_std(values: Sequence[float] | Tensor) -> tuple[float, float]:
-    """Mean and sample std (ddof 1; NaN for one value)."""
-    v = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
-    return float(v.mean()), float(v.std()) if v.numel() > 1 else float("nan")

@@ -578,7 +578,7 @@ def test_channels_last_and_bf16_keep_the_series(v1_run, feat_hub: Path, main_vid
     fast: FacialAnalyzer = v1_run["analyzer"]  # channels_last is the default
     convs = [m for net in facial._feat_networks(fast._get_detector()) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
-    today = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, channels_last=False, fold_batchnorm=False, share_face_detector=False)
+    today = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, channels_last=False, fold_batchnorm=False)
     plain = today.analyze_video(main_video)
     np.testing.assert_allclose(v1_run["series"].values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=1e-4)
     bf16 = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, precision="bf16")
@@ -679,7 +679,7 @@ def test_fast_path_matches_todays_path_for_both_au_models(feat_hub_v2: Path, mai
     the series of the issue-time path (batch 16, none of them) within 1e-4 for xgb and v2,
     with the same face / no-face frames; sharing RetinaFace alone changes nothing at all,
     and the second AU model's face detection is answered from memory."""
-    plain = dict(channels_last=False, fold_batchnorm=False, share_face_detector=False)
+    plain = dict(channels_last=False, fold_batchnorm=False)  # and no pool: its own RetinaFace
     kw = dict(weights_dir=feat_hub_v2, device="cpu", batch_size=16)
     pool = facial.FaceDetectorPool()
     ours = {m: FacialAnalyzer(model_set=m, face_detectors=pool, **kw) for m in ("xgb", "v2")}
@@ -689,7 +689,7 @@ def test_fast_path_matches_todays_path_for_both_au_models(feat_hub_v2: Path, mai
     assert shared.hits >= 1  # v2's batch was xgb's
     for model in ("xgb", "v2"):
         today = FacialAnalyzer(model_set=model, **kw, **plain).analyze_video(main_video)
-        alone = FacialAnalyzer(model_set=model, **kw, share_face_detector=False).analyze_video(main_video)
+        alone = FacialAnalyzer(model_set=model, **kw).analyze_video(main_video)  # no pool: not shared
         got, want = fast[model], today
         assert got.no_face_frames == want.no_face_frames == 1
         np.testing.assert_array_equal(np.isnan(got.values.to_numpy()), np.isnan(want.values.to_numpy()))

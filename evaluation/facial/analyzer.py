@@ -64,16 +64,15 @@ class FacialAnalyzer:
     ``fold_batchnorm`` (ours, default on): each BatchNorm is folded into the convolution
     feeding it (checked against the unfolded network on the first batch; float rounding
     only, see :func:`~evaluation.facial.fastpaths.fold_batchnorm_on_first_call`).
-    ``share_face_detector`` (ours, default on): analyzers handed the same
-    ``face_detectors`` pool (:class:`~evaluation.facial.fastpaths.FaceDetectorPool`; the
-    evaluation gives its AU models one) with the same RetinaFace weights and options share
-    one RetinaFace, which answers a batch of frames it has already seen from memory, so a
-    second AU model over the same frames (the evaluation's ``xgb`` + ``v2``) gets
-    bit-identical faces without detecting them again
-    (:class:`~evaluation.facial.fastpaths.SharedFaceDetector`); without a pool there is
-    nothing to share with. None of the three
-    default-on options changes the cache key: their series agree with the plain path
-    within float rounding (a test holds them to 1e-4).
+    ``face_detectors`` (ours; the evaluation hands its AU models one
+    :class:`~evaluation.facial.fastpaths.FaceDetectorPool`): analyzers given the same
+    pool and the same RetinaFace weights and options share one RetinaFace, which answers
+    a batch of frames it has already seen from memory, so a second AU model over the same
+    frames (the evaluation's ``xgb`` + ``v2``) gets bit-identical faces without detecting
+    them again (:class:`~evaluation.facial.fastpaths.SharedFaceDetector`); without a pool
+    (None) an analyzer keeps its own RetinaFace. Neither these fast paths nor the pool
+    changes the cache key: the series agree with the plain path within float rounding (a
+    test holds them to 1e-4).
     ``precision="bf16"`` (ours, opt in): detection runs under bf16 autocast — faster on
     GPUs and on CPUs with AVX-512 BF16/AMX, but AU and emotion values move slightly, so the
     paper's float32 stays the default (the cache key records it). The py-feat detector is built on the first
@@ -93,7 +92,6 @@ class FacialAnalyzer:
     channels_last: bool = True
     precision: Literal["32", "bf16"] = "32"
     fold_batchnorm: bool = True
-    share_face_detector: bool = True
     face_detectors: FaceDetectorPool | None = field(default=None, compare=False, repr=False)
     model_set: InitVar[FeatModelSet | str | None] = None
     _feat_detector: object = field(default=None, init=False, repr=False, compare=False)
@@ -169,7 +167,7 @@ class FacialAnalyzer:
                 fold_batchnorm_on_first_call(detector)
             if self.precision == "bf16":
                 _run_networks_in_bf16(detector, str(getattr(detector, "device", "cpu")).split(":")[0])
-            if self.share_face_detector and self.face_detectors is not None:
+            if self.face_detectors is not None:
                 self.face_detectors.share(detector, self._face_detector_key(detector))
             object.__setattr__(self, "_feat_detector", detector)
         return self._feat_detector

@@ -2,7 +2,7 @@
 
 Result-preserving, on by default (``FacialAnalyzer`` options):
 
-* ``share_face_detector``: one RetinaFace per :class:`FaceDetectorPool` and weights for
+* ``face_detectors`` (a :class:`FaceDetectorPool`): one RetinaFace per pool and weights for
   every AU model's detector, which answers a batch it has already seen from memory
   (:class:`SharedFaceDetector`): with two AU models the second pipeline's face
   detection is free and bit-identical.
