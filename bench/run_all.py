@@ -4,7 +4,7 @@ side in one run. Pass --quick for a short smoke run.
 At the end it prints one table (what | ours | baseline | ratio) of the fast-path
 benchmarks and writes ``bench/results.json``: the machine, each benchmark's printed
 output, and the numbers of those that report them (git-ignored: they belong to the
-machine they were taken on)."""
+machine they were taken on); a --quick run writes ``bench/results-quick.json`` instead."""
 
 from __future__ import annotations
 
@@ -87,7 +87,8 @@ def main() -> int:
     print("| what | ours | baseline | ratio |\n| --- | --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    out = HERE / "results.json"
+    # A --quick smoke run (the slow test runs one) never replaces a full run's numbers.
+    out = HERE / ("results-quick.json" if "--quick" in extra else "results.json")
     tmp_out = out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(results, indent=2))
     os.replace(tmp_out, out)

@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-hysteresis", type=float, default=None,
                    help="keep a pixel that was sensor in the previous frame while its change exceeds this "
                    "fraction of the threshold; 1: off (default 0.6)")
+    g.add_argument("--steady", type=float, default=None,
+                   help="carry the repainted pixels over from frame to frame where the face did not move: "
+                   "strength in [0, 1), 0 off (default 0: the paper; the demo uses 0.9)")
+    g.add_argument("--steady-motion", type=float, default=None,
+                   help="frame-to-frame change (8-bit levels) that counts as motion, not flicker (default 30)")
     return p
 
 
@@ -112,6 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {str(exc).replace('MaskSettings: ', '--mask-')}", file=sys.stderr)
         return 2
+    from sensor_removal.steady import SteadySettings
+
+    try:
+        steady = SteadySettings(**{k: v for k, v in (("strength", args.steady), ("motion", args.steady_motion)) if v is not None})
+    except ValueError as exc:
+        print(f"error: {str(exc).replace('SteadySettings: strength', '--steady').replace('SteadySettings: motion', '--steady-motion')}",
+              file=sys.stderr)
+        return 2
     if args.video is not None and mask.method == "reference" and args.composite == "auto":
         print("error: --mask-method reference takes its colours from the subject's normal recordings: "
               "clean with --manifest, or use --mask-method change for a lone --video", file=sys.stderr)
@@ -132,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         mask_video=args.mask_video,
         keep_repaint=args.keep_repaint,
         overwrite=args.overwrite,
+        steady=steady,
     )
     with _signals_interrupt():
         try:

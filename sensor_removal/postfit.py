@@ -26,6 +26,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from sensor_removal.benchmark_logging import log_benchmark, write_sample
 from sensor_removal.callbacks import run_dir
 from sensor_removal.mask import MaskSettings
+from sensor_removal.steady import SteadySettings
 
 
 @dataclass
@@ -125,6 +126,10 @@ class PostFitBenchmark(pl.Callback):
             also colours the subject's normal recordings never show at that place;
             docs/compositing.md has both measured).
         mask_novelty: ``reference`` only — colour distance at which a pixel is fully sensor.
+        steady: ours — strength in [0, 1) of the motion-adaptive filter that carries the
+            repainted pixels over from frame to frame where the face did not move
+            (:mod:`sensor_removal.steady`); 0 (default) off, as the paper.
+        steady_motion: frame-to-frame change (8-bit levels) that counts as motion.
     """
 
     def __init__(
@@ -148,6 +153,8 @@ class PostFitBenchmark(pl.Callback):
         mask_hysteresis: float = MaskSettings.hysteresis,
         mask_method: Literal["change", "reference"] = MaskSettings.method,
         mask_novelty: float = MaskSettings.novelty,
+        steady: float = SteadySettings.strength,
+        steady_motion: float = SteadySettings.motion,
     ) -> None:
 
         from evaluation.weights import METRICS
@@ -180,6 +187,7 @@ class PostFitBenchmark(pl.Callback):
         self.mask = MaskSettings(
             threshold=mask_threshold, dilate=mask_dilate, hysteresis=mask_hysteresis, method=mask_method, novelty=mask_novelty
         )
+        self.steady = SteadySettings(strength=steady, motion=steady_motion)
         self.outcome: BenchmarkOutcome | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -243,7 +251,7 @@ class PostFitBenchmark(pl.Callback):
             report = clean_subject(
                 outcome.checkpoint, manifest, outcome.clean_dir,
                 paste_back=self.paste_back, batch_size=self.batch_size, device=self.device, progress=True,
-                composite=self.composite, mask=self.mask, mask_video=True, keep_repaint=True,
+                composite=self.composite, mask=self.mask, mask_video=True, keep_repaint=True, steady=self.steady,
             )
             if not report.ok:
                 raise RuntimeError("cleaning failed:\n" + report.summary())

@@ -617,3 +617,29 @@ def test_benchmark_unreadable_video_keeps_checkpoints(tmp_path: Path) -> None:
 
     cleaned = load_manifest(run / "clean" / "manifest.yaml", require_domains=("clean",))
     assert sorted(r.source for r in cleaned.recordings) == ["s1_sensor_a", "s1_sensor_b", "s2_sensor_a"]
+
+
+def test_postfit_hands_compositing_and_the_steady_fill_to_the_cleaner(tmp_path: Path, monkeypatch) -> None:
+    """``PostFitBenchmark.steady`` (ours) reaches the cleaning, with the mask settings and
+    the kept repaint the ground-truth table compares against; a bad value is a config
+    error when the callback is built, not after the fit."""
+    from sensor_removal.steady import SteadySettings
+
+    with pytest.raises(ValueError, match="strength"):
+        PostFitBenchmark(steady=1.5)
+    seen: dict = {}
+
+    def clean_subject(ckpt, manifest, out_dir, **kwargs):
+        seen.update(kwargs, ckpt=ckpt)
+        raise RuntimeError("stop after the call")
+
+    monkeypatch.setattr("sensor_removal.clean.clean_subject", clean_subject)
+    last = tmp_path / "last.ckpt"
+    last.write_bytes(b"x")
+    trainer = SimpleNamespace(default_root_dir=str(tmp_path), checkpoint_callback=SimpleNamespace(last_model_path=str(last)),
+                              datamodule=SimpleNamespace(hparams=SimpleNamespace(manifest=str(tmp_path / "m.yaml"))))
+    hook = PostFitBenchmark(metrics=["groundtruth"], composite="auto", mask_method="reference", steady=0.9, steady_motion=25.0)
+    outcome = hook.run(trainer)
+    assert "stop after the call" in str(outcome.error)
+    assert seen["ckpt"] == last and seen["composite"] == "auto" and seen["keep_repaint"]
+    assert seen["steady"] == SteadySettings(strength=0.9, motion=25.0) and seen["mask"].method == "reference"

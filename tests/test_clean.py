@@ -27,6 +27,7 @@ from sensor_removal.clean_cli import main
 from sensor_removal.data import to_uint8
 from sensor_removal.manifest import load_manifest
 from sensor_removal.networks import ResnetGenerator
+from sensor_removal.steady import SteadySettings
 from sensor_removal.video import VideoError, crop_resize, probe, read_frames, write_video
 
 # Non-square boxes on purpose (real resizes): their manifest warning is expected here.
@@ -542,10 +543,50 @@ def test_composite_keeps_every_pixel_outside_the_mask(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_frames(off.out, range(10)), repaint)
 
 
+class ShimmerSquare(nn.Module):
+    """A stand-in G_S→N that removes a sensor at a fixed place but paints it a little
+    differently in every frame (fresh noise): the shimmer of a frame-by-frame repaint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gen = torch.Generator().manual_seed(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        noise = torch.randn((len(y), 3, 8, 8), generator=self.gen) * 0.03
+        y[:, :, 8:16, 10:18] = (0.2 + noise).clamp(-1, 1)
+        return y
+
+
+def test_steady_fill_damps_the_shimmer_and_keeps_the_rest(tmp_path: Path) -> None:
+    """--steady (ours): inside the repainted square the frame-to-frame change drops; the
+    kept repaint is the generator's own; outside the mask the pixels stay the input's."""
+    src = _video(tmp_path / "in.mp4", n=12)
+    kw = dict(batch_size=4, device="cpu", codec="h264-lossless", progress=False, composite="auto", mask_video=True)
+    plain = clean_video(ShimmerSquare(), SETTINGS, src, BBOX, tmp_path / "p.mp4", **kw)
+    steady = clean_video(ShimmerSquare(), SETTINGS, src, BBOX, tmp_path / "s.mp4", keep_repaint=True,
+                         steady=SteadySettings(strength=0.85), **kw)
+    assert steady.steadied and not plain.steadied
+    a, b = (read_frames(r.out, range(12)).astype(np.float32) for r in (plain, steady))
+    square = (slice(None), slice(9, 15), slice(11, 17))
+    change = {name: np.abs(np.diff(v[square], axis=0)).mean() for name, v in (("plain", a), ("steady", b))}
+    assert change["steady"] < 0.6 * change["plain"], change
+    full = clean_video(ShimmerSquare(), SETTINGS, src, BBOX, tmp_path / "f.mp4", **{**kw, "composite": "off"})
+    np.testing.assert_array_equal(read_frames(steady.repaint_out, range(12)), read_frames(full.out, range(12)))
+    inputs = np.stack([crop_resize(f, BBOX, CROP) for f in read_frames(src, range(12))])
+    outside = read_frames(steady.mask_out, range(12))[..., 0] == 0
+    assert outside.mean() > 0.4
+    np.testing.assert_array_equal(b.astype(np.uint8)[outside], inputs[outside])
+
+
 def test_main_composite_options(subject: Path, ckpt: Path, tmp_path: Path, capsys) -> None:
     assert main(["--ckpt", str(ckpt), "--manifest", str(subject), "--out", str(tmp_path / "x"),
                  "--mask-threshold", "0", "--no-progress"]) == 2
     assert "--mask-threshold" in capsys.readouterr().err
+    assert main(["--ckpt", str(ckpt), "--manifest", str(subject), "--out", str(tmp_path / "x"),
+                 "--steady", "1", "--no-progress"]) == 2
+    assert "--steady must be in [0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
     out = tmp_path / "c"
     assert main(["--ckpt", str(ckpt), "--manifest", str(subject), "--out", str(out), "--composite", "auto",
                  "--recordings", "s1_good", "--mask-video", "--keep-repaint", "--no-progress"]) == 0

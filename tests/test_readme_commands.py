@@ -159,3 +159,4 @@ def test_make_bench_quick_runs_every_benchmark() -> None:
     benches = re.findall(r"^=== (bench_\w+\.py)", proc.stdout, flags=re.MULTILINE)
     assert len(benches) >= 4
     assert len(re.findall(r"\d+\.\d+\s*[x×]|ratio", proc.stdout)) >= len(benches), proc.stdout[-3000:]
+    assert "written: " + str(ROOT / "bench" / "results-quick.json") in proc.stdout  # a full run's numbers stay

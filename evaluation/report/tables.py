@@ -22,8 +22,9 @@ _FORMATS.update({"nme": "{:.3f}", "detection": "{:.2f}"})
 GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "repaint": "C full repaint (paper)", "clean": "C (cleaned)"}
 #: Rows N1–N2, N–S, N–C: comparison kind → label, in table order.
 KIND_ROWS: dict[str, str] = {k: KIND_LABELS[k] for k in KINDS}
-#: The cleaned row's label when a full repaint was kept next to it: it was composited.
-GT_COMPOSITED_LABEL = "C composited (ours)"
+#: The cleaned row's label when a full repaint was kept next to it: the cleaned video is
+#: our extension's (composited, steadied or both; sensor_removal.mask, sensor_removal.steady).
+GT_COMPOSITED_LABEL = "C cleaned (ours)"
 
 
 @dataclass

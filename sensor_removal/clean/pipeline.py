@@ -40,6 +40,7 @@ from sensor_removal.data import to_uint8
 from sensor_removal.mask import MaskSettings, NormalReference, SensorMasker
 from sensor_removal.mask import composite as composite_frame
 from sensor_removal.progress import counter
+from sensor_removal.steady import SteadyFill, SteadySettings
 from sensor_removal.video import (
     Codec,
     VideoWriter,
@@ -71,6 +72,7 @@ class CleanResult:
     mask_out: Path | None = None
     repaint_out: Path | None = None
     composited: bool = False
+    steadied: bool = False
 
     @property
     def frames_per_s(self) -> float:
@@ -211,6 +213,7 @@ def clean_video(
     mask_video: bool = False,
     keep_repaint: bool = False,
     overwrite: bool = False,
+    steady: SteadySettings | None = None,
 ) -> CleanResult:
     """Clean every frame of ``src`` (face crop ``bbox`` = x, y, w, h) with ``generator``.
 
@@ -228,7 +231,11 @@ def clean_video(
     ``mask_video`` also writes ``NAME.mask.mp4`` and ``keep_repaint`` ``NAME.repaint.mp4``
     (:func:`side_output_path`). ``composite="off"``: the paper's full repaint. Mask method
     ``reference`` needs ``reference``, the colours of the subject's normal recordings
-    (:class:`sensor_removal.mask.NormalReference`).
+    (:class:`sensor_removal.mask.NormalReference`). ``steady`` (our extension; off by
+    default) carries the repainted pixels over from frame to frame where the face did not
+    move (:mod:`sensor_removal.steady`), weighted by the mask when compositing; with it,
+    ``keep_repaint`` also writes ``NAME.repaint.mp4``: the generator's own, unfiltered
+    repaint, for comparison.
 
     Raises :class:`CleanError` / :class:`~sensor_removal.video.VideoError` (naming the
     file) for an unreadable, truncated or corrupt video or a bbox that does not fit;
@@ -250,13 +257,15 @@ def clean_video(
         raise CleanError(f"composite must be 'auto' or 'off', got {composite!r}")
     compositing = composite == "auto"
     mask_out = sibling_path(out, "mask") if compositing and mask_video else None
-    repaint_out = sibling_path(out, "repaint") if compositing and keep_repaint else None
+    steadied = steady is not None and steady.on
+    repaint_out = sibling_path(out, "repaint") if (compositing or steadied) and keep_repaint else None
     masker = None
     if compositing:
         try:
             masker = SensorMasker(mask if mask is not None else MaskSettings(), reference)
         except ValueError as exc:
             raise CleanError(str(exc)) from None
+    steadier = SteadyFill(steady) if steadied else None
     _check_crf(crf)
     check_video_outputs(src, out, full, overwrite=overwrite)
     check_video_outputs(src, mask_out, repaint_out, overwrite=overwrite)
@@ -301,13 +310,16 @@ def clean_video(
                     )
                 inputs = batch.crops.numpy() if masker is not None else None
                 for i, crop in enumerate(crops):
+                    m = None
+                    if "repaint" in side:
+                        side["repaint"].write(crop)
                     if masker is not None:
                         m = masker(inputs[i], crop)
-                        if "repaint" in side:
-                            side["repaint"].write(crop)
                         if "mask" in side:
                             side["mask"].write(np.repeat(np.rint(m * 255).astype(np.uint8)[:, :, None], 3, axis=2))
                         crop = composite_frame(inputs[i], crop, m)
+                    if steadier is not None:
+                        crop = steadier(crop, m)
                     writers[0].write(crop)
                     if full is not None:
                         writers[1].write(_paste_frame(batch.frames[i], crop, bbox_t, alpha))
@@ -393,4 +405,5 @@ def clean_video(
         mask_out=mask_out,
         repaint_out=repaint_out,
         composited=compositing,
+        steadied=steadier is not None,
     )

@@ -38,6 +38,7 @@ from sensor_removal.manifest import (
     output_path,
 )
 from sensor_removal.mask import MaskSettings, NormalReference
+from sensor_removal.steady import SteadySettings
 from sensor_removal.video import (
     Codec,
     VideoError,
@@ -99,6 +100,7 @@ def clean_recordings(
     mask_video: bool = False,
     keep_repaint: bool = False,
     overwrite: bool = False,
+    steady: SteadySettings | None = None,
 ) -> CleanReport:
     """Clean the sensor recordings of ``subject`` (all, or those named) into ``out_dir``.
 
@@ -196,6 +198,7 @@ def clean_recordings(
                     mask_video=mask_video,
                     keep_repaint=keep_repaint,
                     overwrite=True,  # checked above, before any work
+                    steady=steady,
                 )
             except (CleanError, VideoError, OSError) as exc:
                 msg = str(exc)
@@ -234,6 +237,7 @@ def clean_subject(
     mask_video: bool = False,
     keep_repaint: bool = False,
     overwrite: bool = False,
+    steady: SteadySettings | None = None,
 ) -> CleanReport:
     """Load G_S→N from ``ckpt`` and clean the subject of ``manifest`` (default: the
     training manifest recorded in the checkpoint). See :func:`clean_recordings`."""
@@ -263,4 +267,5 @@ def clean_subject(
         mask_video=mask_video,
         keep_repaint=keep_repaint,
         overwrite=overwrite,
+        steady=steady,
     )
