@@ -405,5 +405,5 @@ def clean_video(
         mask_out=mask_out,
         repaint_out=repaint_out,
         composited=compositing,
-        steadied=steadier is not None,
+        steadied=steadied,
     )
