@@ -28,6 +28,7 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.mark.numerics
 def test_output_blends_translation_and_input_by_the_mask() -> None:
     torch.manual_seed(0)
     gen = AttentionGenerator(ngf=4, n_blocks=1)
@@ -79,6 +80,7 @@ def test_objective_adds_the_mask_terms() -> None:
     assert torch.allclose(out.mask_sparsity, sparsity)
 
 
+@pytest.mark.numerics
 def test_attention_cyclegan_trains_in_a_tiny_fit_and_cleans(tmp_path: Path) -> None:
     pl.seed_everything(0)
     model = tiny(generator="attention")
@@ -102,7 +104,19 @@ def test_attention_cyclegan_trains_in_a_tiny_fit_and_cleans(tmp_path: Path) -> N
     torch.save(ckpt, path)
     gen, _ = load_generator(path)
     assert isinstance(gen, AttentionGenerator)
+    # What the loader promises: the same architecture and the same weights, bit for bit.
+    trained = model.gen_s2n.state_dict()
+    rebuilt = gen.state_dict()
+    assert rebuilt.keys() == trained.keys()
+    assert all(torch.equal(rebuilt[k], trained[k]) for k in trained)
     with torch.no_grad():
+        # The trained copy is channels_last, the rebuilt one NCHW: the convolutions take
+        # other kernels (another float summation order, ~1e-6 here on outputs of size ~1).
+        # 1e-4 absorbs any kernel's rounding yet catches a wrong weight or layer, which
+        # moves outputs by ~1e-1.
+        torch.testing.assert_close(gen(x), model.gen_s2n(x), rtol=0, atol=1e-4)
+        # In the same memory format both run the same kernels: exactly equal.
+        gen.to(memory_format=torch.channels_last)
         assert torch.equal(gen(x), model.gen_s2n(x))
 
 

@@ -166,6 +166,7 @@ def test_load_generator_rejects_other_files(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- one video
 
 
+@pytest.mark.numerics
 def test_frames_fps_and_generator_input(tmp_path: Path) -> None:
     src = _video(tmp_path / "in.mp4", n=13)
     rec = Recorder(_tiny_generator())
@@ -186,6 +187,7 @@ def test_frames_fps_and_generator_input(tmp_path: Path) -> None:
     np.testing.assert_array_equal(seen, expected)
 
 
+@pytest.mark.numerics
 def test_identity_generator_reproduces_crop(tmp_path: Path) -> None:
     src = _video(tmp_path / "in.mp4", n=9)
     res = clean_video(Identity(), SETTINGS, src, BBOX, tmp_path / "c.mp4", batch_size=3,
@@ -248,6 +250,7 @@ class PerSample(nn.Module):
         return torch.cat([self.inner(x[i : i + 1]) for i in range(len(x))])
 
 
+@pytest.mark.numerics
 def test_batch_size_does_not_change_output(tmp_path: Path) -> None:
     """Batching, ordering and the short last batch change nothing (bit-exact). The raw
     generator may differ by a rounding step: oneDNN uses another conv kernel for batch 1
@@ -479,6 +482,7 @@ def test_load_generator_accepts_paths_in_hparams(tmp_path: Path, ckpt: Path) -> 
     assert settings.manifest == Path("/data/subj.yaml")
 
 
+@pytest.mark.numerics
 def test_runner_pads_sides_that_do_not_divide_by_four() -> None:
     """A 286-px training crop (the paper's load size) is not a multiple of 4: the runner
     reflect-pads to 288 for the two stride-2 stages and crops the output back."""
@@ -513,6 +517,7 @@ class PaintSquare(nn.Module):
         return y
 
 
+@pytest.mark.numerics
 def test_composite_keeps_every_pixel_outside_the_mask(tmp_path: Path) -> None:
     src = _video(tmp_path / "in.mp4", n=10)
     res = clean_video(PaintSquare(), SETTINGS, src, BBOX, tmp_path / "c.mp4", batch_size=4, device="cpu",
@@ -558,6 +563,7 @@ class ShimmerSquare(nn.Module):
         return y
 
 
+@pytest.mark.numerics
 def test_steady_fill_damps_the_shimmer_and_keeps_the_rest(tmp_path: Path) -> None:
     """--steady (ours): inside the repainted square the frame-to-frame change drops; the
     kept repaint is the generator's own; outside the mask the pixels stay the input's."""

@@ -129,6 +129,7 @@ def test_augment_and_unpaired_items() -> None:
     assert int(item["sensor"].max()) == 0 and int(item["normal"].min()) == 255
 
 
+@pytest.mark.numerics
 def test_uint8_items_are_the_float_augmentation_of_the_cache() -> None:
     """Cropping and flipping uint8, then converting, gives exactly the float pipeline's values."""
     frames = np.random.default_rng(1).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
@@ -148,6 +149,7 @@ def test_loader_pins_memory_for_cuda(subject: Path, monkeypatch: pytest.MonkeyPa
     assert dm.train_dataloader().pin_memory is True
 
 
+@pytest.mark.numerics
 def test_uint8_round_trip() -> None:
     x = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
     np.testing.assert_array_equal(to_uint8(to_tensor(x)), x)

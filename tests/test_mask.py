@@ -94,6 +94,7 @@ def test_dilate_and_feather_grow_outwards_and_end_at_zero() -> None:
     assert (m[:, :20] == 0).all() and (m[:20] == 0).all()
 
 
+@pytest.mark.numerics
 def test_composite_keeps_pixels_outside_the_mask_exactly() -> None:
     rng = np.random.default_rng(2)
     s = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)

@@ -374,6 +374,7 @@ def test_resume_continues_schedule_and_adam_state(
     assert resumed.global_step == 6 * 2 * 2  # 6 epochs x 2 batches x (G + D)
 
 
+@pytest.mark.numerics
 def test_cleaner_loads_the_trained_generator(tmp_path: Path) -> None:
     """The cleaner's loader (one implementation) rebuilds G_S→N from a real checkpoint."""
     pl.seed_everything(0)

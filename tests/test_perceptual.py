@@ -55,6 +55,7 @@ def _scipy_fid(x: np.ndarray, y: np.ndarray) -> float:
 # ------------------------------------------------------------------------ fast FID
 
 
+@pytest.mark.numerics
 def test_fid_lowrank_equals_exact_n128_d2048() -> None:
     """The paper's setting: two sets of 128 Inception-sized (2048-d) features."""
     x, y = _features(128, 128, 2048)
@@ -64,6 +65,7 @@ def test_fid_lowrank_equals_exact_n128_d2048() -> None:
     assert fast > 0
 
 
+@pytest.mark.numerics
 def test_fid_lowrank_equals_exact_unequal_sizes() -> None:
     x, y = _features(60, 90, 256, seed=1)
     fast = fid_lowrank(x, y)
@@ -75,6 +77,7 @@ def test_fid_lowrank_equals_exact_unequal_sizes() -> None:
     assert fid_lowrank(torch.from_numpy(x).float(), torch.from_numpy(y).float()) == pytest.approx(fast, rel=1e-5)
 
 
+@pytest.mark.numerics
 def test_fid_lowrank_equals_exact_unequal_sizes_d2048() -> None:
     x, y = _features(100, 160, 2048, seed=2)
     assert fid_lowrank(x, y) == pytest.approx(fid_exact(x, y), rel=1e-4)
@@ -94,6 +97,7 @@ def test_fid_sets_draws_are_seeded() -> None:
 # ---------------------------------------------------------------------- conversions
 
 
+@pytest.mark.numerics
 def test_image_conventions() -> None:
     frames = np.random.default_rng(0).integers(0, 256, size=(3, 8, 10, 3), dtype=np.uint8)
     f = to_float_images(frames)

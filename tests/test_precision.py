@@ -64,6 +64,7 @@ def fit(model: CycleGAN, root: Path, precision: str = "32-true", batches: int = 
 
 
 # --------------------------------------------------------------------------- bf16
+@pytest.mark.numerics
 def test_instance_norm_stays_float32_under_autocast() -> None:
     norm = InstanceNorm2dFP32(8)
     x = torch.randn(2, 8, 16, 16) * 3 + 5
@@ -80,6 +81,7 @@ def test_instance_norm_stays_float32_under_autocast() -> None:
     torch.testing.assert_close(norm(x), nn.InstanceNorm2d(8)(x))
 
 
+@pytest.mark.numerics
 def test_losses_are_float32_for_bf16_inputs() -> None:
     a = torch.rand(1, 3, 8, 8).bfloat16()
     b = torch.rand(1, 3, 8, 8)
@@ -111,6 +113,7 @@ def test_bf16_mixed_training_keeps_float32_weights_and_states(tmp_path: Path) ->
 
 
 # --------------------------------------------------------------------------- layout
+@pytest.mark.numerics
 def test_channels_last_networks_and_batches() -> None:
     model = tiny()
     for name in NETS:
@@ -129,6 +132,7 @@ def test_channels_last_networks_and_batches() -> None:
     assert plain.on_after_batch_transfer(batch, 0)["sensor"].is_contiguous()
 
 
+@pytest.mark.numerics
 def test_channels_last_computes_the_same_generator() -> None:
     torch.manual_seed(0)
     a = ResnetGenerator(ngf=4, n_blocks=1)
@@ -168,6 +172,7 @@ def test_compile_option_compiles_all_four_networks_in_place(monkeypatch: pytest.
     assert len(compiled) == 4  # off by default
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 def test_compiled_training_matches_eager(tmp_path: Path) -> None:
     results = []

@@ -93,6 +93,19 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in readme_commands(README.read_text())
     lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[-1] == "make test"
+    assert "make lint" in lines  # ruff runs in CI too
+
+
+def test_make_test_reruns_the_numerics_tests_with_other_kernels_and_one_thread() -> None:
+    """A float comparison that holds only for this CPU's kernels fails in CI (AVX2 kernels,
+    one thread), not on a user's machine."""
+    make = (ROOT / "Makefile").read_text()
+    recipe = make.split("\ntest: setup\n", 1)[1].split("\n\n", 1)[0]
+    assert "test-numerics" in recipe
+    numerics = make.split("\ntest-numerics: setup\n", 1)[1].split("\n\n", 1)[0]
+    assert "ATEN_CPU_CAPABILITY=default" in numerics and "ONEDNN_MAX_CPU_ISA=AVX2" in numerics
+    assert "OMP_NUM_THREADS=1" in numerics
+    assert numerics.count("$(NUMERICS)") == 2 and '-m "numerics and not slow"' in make
 
 
 def _env() -> dict[str, str]:

@@ -41,6 +41,7 @@ def test_motion_passes_through() -> None:
     assert np.abs(fill(b).astype(int) - 170).max() <= 1
 
 
+@pytest.mark.numerics
 def test_weight_zero_leaves_the_frame_exactly() -> None:
     """Compositing passes its mask as the weight: where the mask is 0 the output stays the
     recording's bytes, however strong the filter."""

@@ -74,6 +74,7 @@ def test_mape_recovers_shift(k: int) -> None:
     assert np.nanmin(all_mape[shifts != k]) > 1e-3
 
 
+@pytest.mark.numerics
 def test_mape_matches_loop_with_nans_and_unequal_lengths() -> None:
     rng = np.random.default_rng(5)
     for lr, lo in [(300, 300), (250, 400), (400, 260)]:
