@@ -24,10 +24,12 @@ Metrics (``metric`` / ``feature`` in the rows):
   when a segment has fewer frames).
 * ``dtw``, ``mape`` / ``<AU or emotion>`` — :mod:`evaluation.timeseries` on the py-feat
   series of each AU model (``model``: ``xgb``, ``v2``, ...); MAPE as a fraction at the
-  pair's shift within ±20 s.
-* ``mape_shift_s`` / ``pair`` — the one shift (seconds) of that pair and AU model,
-  chosen jointly over all its series (default ``shift="joint"``); with
-  ``shift="per_series"`` one ``mape_shift_s`` row per feature instead.
+  pair's shift within ±20 s, over the full reference segment (the partner's series is
+  read outside its segment; ``n`` of a ``mape`` row: the frames compared at the shift).
+* ``mape_shift_s`` / ``au`` | ``emotion`` — the one shift (seconds) of that pair, AU model
+  and table, chosen jointly over exactly the series the table averages (Table 2: the AUs
+  without AU43; Table 3: the emotions; default ``shift="joint"``); ``n``: the frames
+  compared at it. With ``shift="per_series"`` one ``mape_shift_s`` row per feature instead.
 * ``psnr``, ``ssim`` / ``whole`` | ``mask`` | ``outside``, ``flicker`` / ``mask`` —
   :mod:`evaluation.groundtruth`, synthetic subjects only (``reference`` is
   ``<sensor>:ground_truth``).
@@ -83,8 +85,9 @@ from sensor_removal.manifest import Recording, Subject, load_manifest, output_pa
 from sensor_removal.video import atomic_output, probe
 
 COLUMNS: tuple[str, ...] = ("subject", "session", "segment", "kind", "reference", "other", "metric", "feature", "value", "std", "n", "model")
-#: ``feature`` of the one ``mape_shift_s`` row per pair and AU model (joint shift).
-PAIR_SHIFT_FEATURE = "pair"
+#: ``feature`` of the ``mape_shift_s`` rows with ``shift="joint"``: one shift per pair, AU
+#: model and table — the AUs of Table 2 (chosen without AU43) and the emotions of Table 3.
+SHIFT_GROUPS: tuple[str, ...] = ("au", "emotion")
 RESULTS_CSV = "results.csv"
 SUMMARY_JSON = "summary.json"
 SERIES_DIR = "series"
@@ -327,7 +330,11 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
 
     videos: dict[str, dict] = {}
     rows = []
-    features = list(facial.AU_COLUMNS) + list(facial.EMOTION_COLUMNS)
+    # Each table's shift is chosen from exactly the series it averages (AU43 out of Table 2's).
+    shift_groups = (
+        (SHIFT_GROUPS[0], list(facial.AU_COLUMNS), au_features_for_average(facial.AU_COLUMNS)),
+        (SHIFT_GROUPS[1], list(facial.EMOTION_COLUMNS), list(facial.EMOTION_COLUMNS)),
+    )
     for k, fam in enumerate(families):
         folder = out / SERIES_DIR if k == 0 else out / SERIES_DIR / fam.model
         for rec in plan.videos():
@@ -356,20 +363,23 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
                     f"{p.reference.name} ({sr.fps} fps, stride {sr.stride}) and {p.other.name} ({so.fps} fps, "
                     f"stride {so.stride}): series at different rates cannot be compared frame by frame"
                 )
-            cmp = compare_series(
-                ref, oth, sr.fps / sr.stride, features,
-                max_shift_s=settings.max_shift_s, eps=settings.mape_eps, max_gap_frames=settings.max_gap_frames,
-                dtw_window_s=settings.dtw_window_s, shift=settings.shift,
-            )
-            for r in cmp.itertuples(index=False):
-                n = min(r.n_ref - r.nan_ref, r.n_other - r.nan_other)
-                rows.append(_row(p, "dtw", r.feature, r.dtw, n=n, model=fam.model))
-                rows.append(_row(p, "mape", r.feature, r.mape, n=n, model=fam.model))
-                if settings.shift == "per_series":
-                    rows.append(_row(p, "mape_shift_s", r.feature, r.best_shift_s, n=n, model=fam.model))
-            if settings.shift == "joint" and len(cmp):
-                # One delay per pair and AU model: every feature's MAPE was taken at it.
-                rows.append(_row(p, "mape_shift_s", PAIR_SHIFT_FEATURE, cmp["best_shift_s"].iloc[0], n=len(cmp), model=fam.model))
+            start = int(np.searchsorted(so.values.index.to_numpy(), p.other_frames[0]))
+            for group, cols, steer in shift_groups:
+                cmp = compare_series(
+                    ref, oth, sr.fps / sr.stride, cols,
+                    max_shift_s=settings.max_shift_s, eps=settings.mape_eps, max_gap_frames=settings.max_gap_frames,
+                    dtw_window_s=settings.dtw_window_s, shift=settings.shift, shift_features=steer,
+                    other_context=so.values, other_start=start,
+                )  # fmt: skip
+                for r in cmp.itertuples(index=False):
+                    n = min(r.n_ref - r.nan_ref, r.n_other - r.nan_other)
+                    rows.append(_row(p, "dtw", r.feature, r.dtw, n=n, model=fam.model))
+                    rows.append(_row(p, "mape", r.feature, r.mape, n=r.overlap, model=fam.model))
+                    if settings.shift == "per_series":
+                        rows.append(_row(p, "mape_shift_s", r.feature, r.best_shift_s, n=r.overlap, model=fam.model))
+                if settings.shift == "joint" and len(cmp):
+                    # One delay per pair, AU model and table: every series of the group was taken at it.
+                    rows.append(_row(p, "mape_shift_s", group, cmp["best_shift_s"].iloc[0], n=int(cmp["overlap"].max()), model=fam.model))
     return rows, videos
 
 

@@ -164,9 +164,10 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
 
     assert set(df["metric"]) == {"dtw", "mape", "mape_shift_s"}
     assert set(df["model"]) == {"xgb", "v2"}
-    assert set(df["feature"]) == set(AU_COLUMNS) | set(EMOTION_COLUMNS) | {"pair"}
+    assert set(df["feature"]) == set(AU_COLUMNS) | set(EMOTION_COLUMNS) | {"au", "emotion"}
     n_features = len(AU_COLUMNS) + len(EMOTION_COLUMNS)
-    assert len(df) == 2 * 5 * 2 * (2 * n_features + 1)  # models x pairs x segments x (dtw, mape per feature + one shift)
+    # models x pairs x segments x (dtw, mape per feature + one shift per table)
+    assert len(df) == 2 * 5 * 2 * (2 * n_features + 2)
     # Every video is decoded once for both models, all at the cleaned crop size (32 px),
     # the 48x40 normal and sensor frames cut with their bbox and resized like the crops.
     names = sorted(f"{n}.mp4" for n in ("s1_normal", "s2_normal", "s1_sensor", "s2_sensor", "s1_sensor_clean", "s2_sensor_clean"))
@@ -177,7 +178,11 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
     assert summary["decoded_frames"] == {n[:-4]: len(stubs["xgb"].crops[n]) for n in names}
     # The sensor series is 2 frames ahead of the normal one: one shift per pair, -0.2 s.
     shift = df[(df["metric"] == "mape_shift_s") & (df["kind"] == "sensor") & (df["segment"] == "whole")]
-    assert len(shift) == 2 * 2 and (shift["feature"] == "pair").all() and np.allclose(shift["value"], -0.2)
+    assert len(shift) == 2 * 2 * 2 and set(shift["feature"]) == {"au", "emotion"} and np.allclose(shift["value"], -0.2)
+    # The MAPE reads the partner outside its segment: 'whole' compares all 24 reference
+    # frames less the one without a face, except where the shift runs past the video's end.
+    mape = df[(df["metric"] == "mape") & (df["segment"] == "whole") & (df["kind"] == "sensor")]
+    assert (mape["n"] >= 21).all() and (shift["n"] >= 21).all()
     series = pd.read_csv(out / "series" / "s1_normal.csv", index_col="frame")
     assert len(series) == 24 and series.iloc[3].drop("time_s").isna().all() and "time_s" in series
     assert (out / "series" / "v2" / "s1_normal.csv").is_file()
@@ -189,7 +194,7 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
     per = ProtocolSettings(metrics=("facial",), segments=("whole",), max_shift_s=0.5, au_models=("xgb",), shift="per_series")
     run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "p", per, facial_analyzer=_StubAnalyzer, log=lambda _: None)
     df = pd.read_csv(tmp_path / "p" / "results.csv")
-    assert "pair" not in set(df["feature"]) and (df["metric"] == "mape_shift_s").sum() == 5 * n_features
+    assert not {"au", "emotion"} & set(df["feature"]) and (df["metric"] == "mape_shift_s").sum() == 5 * n_features
 
 
 def test_settings_reject_unknown_au_models_and_shift_modes() -> None:
