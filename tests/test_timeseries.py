@@ -173,27 +173,44 @@ def test_joint_best_shift_means_curves_and_breaks_ties_towards_zero() -> None:
     assert joint_best_shift([np.full(5, 0.2)], shifts) == 2  # a tie: shift 0
 
 
-@pytest.mark.parametrize("eps", [1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
-def test_ranking_clean_below_sensor_holds_for_eps_range(eps: float) -> None:
-    """The MAPE floor ``eps`` must not decide the paper's result: on the synthetic
-    subject's expression signals (the per-frame truth the videos are rendered from),
-    series degraded like a sensor video (electrodes hide part of the movement: damped,
-    biased and noisy) stay further from N than series degraded like a cleaned one (a
-    little noise), for every eps in [1e-3, 1e-1]."""
-    from sensor_removal.synthetic import SIGNALS
-    from sensor_removal.synthetic.render import _plans
+@pytest.fixture(scope="module")
+def produced_geometry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    """Series the project produces: dlib's landmark geometry (evaluation.landmarks) of the
+    synthetic subject's session-1 normal video (N), its sensor videos (S: the predictor at
+    the ground truth's face boxes — dlib's detector finds no face on these sensor frames)
+    and their sensor-free renderings (C: a perfect cleaning)."""
+    from evaluation.landmarks import LandmarkDetector, video_landmarks
+    from sensor_removal.manifest import load_manifest
+    from sensor_removal.synthetic import make_subject
 
-    fps = 15.0
-    plans = _plans(300, fps, (64, 64), seed=0, names=["s1_normal", "s1_sensor_a"])
-    normal = pd.DataFrame(plans["s1_normal"].take.signals, columns=list(SIGNALS))
-    truth = pd.DataFrame(plans["s1_sensor_a"].take.signals, columns=list(SIGNALS))
-    rng = np.random.default_rng(0)
-    noise = lambda scale: rng.normal(0.0, scale, truth.shape)  # noqa: E731
-    sensor = (0.6 * truth + 0.05 + noise(0.04)).clip(0.0, 1.0)
-    clean = (truth + noise(0.02)).clip(0.0, 1.0)
-    n_s = compare_series(normal, sensor, fps, list(SIGNALS), eps=eps)["mape"].mean()
-    n_c = compare_series(normal, clean, fps, list(SIGNALS), eps=eps)["mape"].mean()
-    assert n_c < n_s
+    subject = load_manifest(make_subject(tmp_path_factory.mktemp("eps") / "s", seconds=4.0, fps=8.0, size=(96, 96), seed=0))
+    det = LandmarkDetector()
+    (normal,) = [r for r in subject.by_condition("normal") if r.session == 1]
+    out = {"N": video_landmarks(normal.path, normal.bbox, det).geometry()}
+    for r in subject.by_condition("sensor"):
+        if r.session == 1:
+            gt = video_landmarks(r.ground_truth, r.bbox, det)
+            out[f"C:{r.name}"] = gt.geometry()
+            out[f"S:{r.name}"] = video_landmarks(r.path, r.bbox, det, boxes=gt.boxes).geometry()
+    return out
+
+
+@pytest.mark.parametrize("eps", [1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+def test_ranking_clean_below_sensor_holds_for_eps_range(produced_geometry: dict[str, pd.DataFrame], eps: float) -> None:
+    """The MAPE floor ``eps`` must not decide the paper's result. On produced series (the
+    fixture's landmark geometry of N, S and C) N–C < N–S for every eps in [1e-3, 1e-1].
+    Measured (4 s at 8 fps, 96 px, both sensor videos of session 1): N–S 0.51–0.52 vs
+    N–C 0.12–0.16 for eps up to 0.03, 0.33–0.34 vs 0.10–0.14 at 0.1 (the geometry values
+    lie mostly above 0.03, so the floor changes nothing below that)."""
+    from evaluation.face_geometry import GEOMETRY_FEATURES
+
+    g = produced_geometry
+    fps = 8.0
+    for name in [k[2:] for k in g if k.startswith("S:")]:
+        assert g[f"S:{name}"].notna().all(axis=1).mean() > 0.9  # series with values, not NaN rows
+        n_s = compare_series(g["N"], g[f"S:{name}"], fps, GEOMETRY_FEATURES, eps=eps)["mape"].mean()
+        n_c = compare_series(g["N"], g[f"C:{name}"], fps, GEOMETRY_FEATURES, eps=eps)["mape"].mean()
+        assert n_c < n_s, (name, eps, n_c, n_s)
 
 
 # ------------------------------------------------------ full segment at every shift
