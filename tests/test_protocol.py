@@ -104,6 +104,34 @@ def test_fid_rows_through_protocol(tiny_subject, fake_torch_weights: Path, tmp_p
     assert df["value"].notna().all() and df["std"].isna().all()  # one draw: no std
 
 
+def test_lpips_all_pairs_through_protocol(tiny_subject, fake_torch_weights: Path, tmp_path: Path) -> None:
+    """--lpips-all-pairs: each row is the exact mean over every frame pair of the two
+    segments (checked against the brute-force mean on the same crops), n = the pairs."""
+    from evaluation.perceptual import load_lpips, lpips_distances
+    from sensor_removal.manifest import load_manifest
+    from sensor_removal.video import crop_resize, iter_frames
+
+    s = ProtocolSettings(metrics=("lpips",), segments=("sentence", "whole"), lpips_all_pairs=True, batch_size=3)
+    df = pd.read_csv(run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "r", s, log=lambda _: None))
+    assert len(df) == 10 and set(df["metric"]) == {"lpips"} and df["std"].isna().all()
+    subject = load_manifest(tiny_subject.manifest)
+    cleaned = load_manifest(tiny_subject.cleaned, require_domains=("clean",))
+    plan = build_pairs(subject, cleaned, segments=("sentence", "whole"))
+    net = load_lpips()
+    checked = [q for q in plan.pairs if q.kind in ("baseline", "clean") and q.session_label in ("1-2", "1")]
+    assert len(checked) == 4  # N1–N2 and N1–C1, both segments (frames in both go through AlexNet once)
+    for p in checked:
+        crops = []
+        for rec, (a, b) in ((p.reference, p.reference_frames), (p.other, p.other_frames)):
+            frames = [f for i, f in iter_frames(rec.path) if a <= i < b]
+            crops.append(np.stack([crop_resize(f, rec.bbox, tiny_subject.crop) for f in frames]))
+        ia, ib = np.meshgrid(np.arange(len(crops[0])), np.arange(len(crops[1])), indexing="ij")
+        brute = lpips_distances(net, crops[0][ia.ravel()], crops[1][ib.ravel()]).double().mean().item()
+        row = df[(df["reference"] == p.reference.name) & (df["other"] == p.other.name) & (df["segment"] == p.segment)]
+        assert row["value"].item() == pytest.approx(brute, rel=1e-4)
+        assert row["n"].item() == ia.size
+
+
 class _StubAnalyzer:
     """Stands in for :class:`evaluation.facial.FacialAnalyzer` (py-feat is tested in
     tests/test_facial.py): deterministic series per video, one no-face frame each; it
