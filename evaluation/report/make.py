@@ -82,8 +82,8 @@ def paper_block_lines(t: Table, published: pd.DataFrame, tex: list[str], written
         what = f"Table {table}" + (f" ({PAPER_MODEL_LABELS.get(paper_model_name, paper_model_name)})" if paper_model_name else "")
         lines += [f"*The paper's {what}: not shipped — the data file lists no verified cell for it.*", ""]
     else:
-        block.caption = f"The paper's published values for {t.title.split(' — ')[0]} (its model: " + (
-            PAPER_MODEL_LABELS.get(paper_model_name, paper_model_name) or "none") + "), mean ± std as printed there."
+        its = f" (its model: {PAPER_MODEL_LABELS.get(paper_model_name, paper_model_name)})" if paper_model_name else ""
+        block.caption = f"The paper's published values for {t.title.split(' — ')[0]}{its}, mean ± std as printed there."
         lines.append(_md_table(block).replace("\n\nSubjects: 0.\n", "\n"))
         tex.append(_tex_table(block))
         written[block.name] = _write_csv(out / f"{block.name}.csv", block.tidy().drop(columns="subjects"))

@@ -68,7 +68,8 @@ def paper_perceptual_table(df: pd.DataFrame, name: str = "table1_perceptual") ->
         d, ("lpips", "fid"), name, "Table 1 — perceptual distance to the normal video",
         "LPIPS (AlexNet) and FID (Inception-v3, sets of N frames) of the second session's normal video (N1–N2), "
         "the sensor videos (Nk–Sk) and the cleaned videos (Nk–Ck) against the normal video of the session; lower "
-        "is closer. Per comparison LPIPS is the mean over its seeded frame pairs and FID the mean over its draws. "
+        "is closer. Per comparison LPIPS is the mean over its frame pairs (a seeded sample, or all pairs with "
+        "--lpips-all-pairs) and FID the mean over its draws. "
         f"{OVER_SUBJECTS}.",
         (1, ""),
     )
