@@ -65,9 +65,10 @@ PAPER_SECTION_NOTE = (
     "(from `evaluation/report/data/paper_tables.csv`), then the checks the paper draws — is N–C closer to N–N "
     "than N–S, and the share of the sensor's gap the cleaning closes, (N–S − N–C) / (N–S − N–N). "
     "Units: LPIPS and FID as their libraries give them; DTW in the units of the series (AU intensities, "
-    "emotion probabilities); our MAPE is a fraction (×100 for percent) in every table, with the denominator "
-    "floored at ε = 0.01. The paper's blocks are printed as published; docs/fidelity.md says what is known "
-    "of their MAPE unit."
+    "emotion probabilities); our MAPE is a fraction (×100 for percent) in every table — one unit, so that "
+    "Tables 2 and 3 and the landmark table read alike — with the denominator floored at ε = 0.01, one "
+    "hundredth of the probability scale. The paper's blocks are printed as published; docs/fidelity.md says "
+    "what is known of their MAPE unit."
 )
 
 
