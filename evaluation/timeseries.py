@@ -27,13 +27,14 @@ py-feat are probabilities in [0, 1] that are often ~0, where a plain percentage 
 explodes; ``eps`` (default 0.01, i.e. 1 % of the probability scale) bounds the
 denominator.
 
-Full segment at every shift (ours; the paper does not say how the ends are treated).
+Full segment at every shift (ours).
 Comparing only the ``L − |s|`` frames that stay inside both segments makes the minimum
 over ±20 s favour large shifts with short overlaps: a mean over fewer frames scatters
-more, and the search picks the low outliers (on unrelated series of L = 1,200 frames and
-±600 shifts the median best |s| was 528). So the partner series is read *outside* its
-segment — the whole video's series is there (``other_context`` / ``other_start`` of
-:func:`mape_by_shift`) — and every shift compares all ``L`` frames of the reference
+more, and the search picks the low outliers (on unrelated noise series of L = 1,200
+frames and ±600 shifts, 66 % of the picks had |s| >= 500; docs/fidelity.md has the
+measurements). So the partner series is read *outside* its segment — the whole video's
+series is there (``other_context`` / ``other_start`` of :func:`compare_series` and
+:func:`shift_curve`) — and every shift compares all ``L`` frames of the reference
 segment. Only where a shift reaches past the partner video's first or last frame does
 the comparison fall back to the frames that exist; a shift must still cover
 ``min_overlap`` (default :data:`MIN_OVERLAP` = half) of the reference segment's valid
