@@ -3,7 +3,7 @@
 Subcommands::
 
     python -m evaluation run --manifest M [--cleaned C] --out RESULTS
-        [--metrics lpips,fid,facial,groundtruth] [--seed N] [--lpips-pairs N]
+        [--metrics lpips,fid,facial,groundtruth] [--seed N] [--lpips-pairs N] [--lpips-all-pairs]
         [--fid-sets K] [--fid-set-size N] [--crop-size S] [--device cpu|cuda|auto]
         [--au-models xgb,v2] [--shift joint|per_series] ...
     python -m evaluation report RESULTS [RESULTS ...] --out REPORT [--plot-subject S]
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics", type=_metrics, default=METRICS, help=f"comma-separated subset of {','.join(METRICS)} (default: all)")
     r.add_argument("--seed", type=int, default=0, help="seed of the frame draws (default 0)")
     r.add_argument("--lpips-pairs", type=_positive_int, default=100, help="LPIPS frame pairs per comparison (default 100)")
+    r.add_argument("--lpips-all-pairs", action="store_true",
+                   help="LPIPS over all frame pairs of the two segments (the paper's rule; one AlexNet pass per frame) "
+                        "instead of --lpips-pairs seeded pairs")
     r.add_argument("--fid-sets", type=_positive_int, default=5, help="FID draws per comparison, reported as mean (default 5)")
     r.add_argument("--fid-set-size", type=_positive_int, default=128, help="frames per FID set (paper: 128)")
     r.add_argument("--crop-size", type=_positive_int, default=None, help="face-crop side in px (default: the cleaned videos' size, else 256)")
@@ -124,6 +127,7 @@ def _settings(args: argparse.Namespace, segments: tuple[str, ...], cls: type):
         segments=segments,
         seed=args.seed,
         lpips_pairs=args.lpips_pairs,
+        lpips_all_pairs=args.lpips_all_pairs,
         fid_sets=args.fid_sets,
         fid_set_size=args.fid_set_size,
         crop_size=args.crop_size,

@@ -38,10 +38,12 @@ def landmark_series_table(df: pd.DataFrame) -> Table | None:
     return build_table(
         per_pair, KIND_ROWS, "kind", cols, ("segment", "metric"), "table_landmarks",
         "Landmarks — geometry time series (ours: dlib 68 points)",
-        "DTW and MAPE (fraction, at the best shift within ±20 s) of landmark geometry series normalised by the "
+        "DTW and MAPE (fraction, ×100 for percent; at the pair's one shift within ±20 s, chosen over these "
+        "features) of landmark geometry series normalised by the "
         "inter-ocular distance (mouth opening, lip-corner width, inner and outer brow height, eye aspect ratio "
         "per eye, nose–upper-lip), averaged over the features, against the normal video; Det. rate: frames in "
-        "which dlib's detector found the face in the compared video. Mean ± std over subjects.",
+        "which dlib's detector found the face in the compared video. Mean ± std over subjects; within a subject "
+        "first the mean over the features of each comparison, then over the comparisons of the row.",
     )
 
 
@@ -61,7 +63,8 @@ def landmark_groundtruth_table(df: pd.DataFrame) -> Table | None:
         "Normalised mean error (mean point distance / inter-ocular distance, 300-W) of dlib's 68 landmarks on the "
         "sensor and cleaned frames against those on the sensor-free ground truth: with the predictor in the face "
         "box found on the ground truth, and where the detector found the face itself; lower is better. Det. rate: "
-        f"frames with a face (ground truth: {gt_rate:.2f}). Mean ± std over subjects.",
+        f"frames with a face (ground truth: {gt_rate:.2f}). Mean ± std over subjects; within a subject first the "
+        "mean over its sensor videos.",
     )
 
 

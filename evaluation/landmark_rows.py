@@ -10,7 +10,9 @@ other families):
 * ``lm_dtw``, ``lm_mape``, ``lm_mape_shift_s`` / ``<geometry feature>`` — the landmark
   geometry series (:data:`evaluation.face_geometry.GEOMETRY_FEATURES`) compared exactly
   like the AU series (:func:`evaluation.timeseries.compare_series`: DTW, MAPE at the
-  best shift within ±20 s, the same NaN rule and settings);
+  pair's one shift within ±20 s chosen over the geometry features, the full segment at
+  every shift, the same NaN rule and settings; ``n`` of ``lm_mape`` and
+  ``lm_mape_shift_s``: the frames compared at the shift);
 * ``lm_detection`` / ``reference`` | ``other`` — face detection rate (frames with a face /
   frames) of each side in the segment.
 
@@ -216,19 +218,20 @@ def pair_rows(plan: PairPlan, videos: LandmarkFrames, settings: ProtocolSettings
                 "cannot be compared frame by frame"
             )
         ga = a.geometry().iloc[slice(*p.reference_frames)]
-        gb = b.geometry().iloc[slice(*p.other_frames)]
+        gb_whole = b.geometry()
+        gb = gb_whole.iloc[slice(*p.other_frames)]
         base = (p.subject, p.session_label, p.segment, p.kind, p.reference.name, p.other.name)
         cmp = compare_series(
             ga, gb, a.fps, GEOMETRY_FEATURES,
             max_shift_s=settings.max_shift_s, eps=settings.mape_eps, max_gap_frames=settings.max_gap_frames,
-            dtw_window_s=settings.dtw_window_s,
-        )  # fmt: skip
+            dtw_window_s=settings.dtw_window_s, other_context=gb_whole, other_start=p.other_frames[0],
+        )  # fmt: skip  (one shift over the geometry features: the landmark table's own)
         for r in cmp.itertuples(index=False):
             n = min(r.n_ref - r.nan_ref, r.n_other - r.nan_other)
             rows.append(_row(*base, "lm_dtw", r.feature, r.dtw, n=n))
-            rows.append(_row(*base, "lm_mape", r.feature, r.mape, n=n))
+            rows.append(_row(*base, "lm_mape", r.feature, r.mape, n=r.overlap))
             shift = math.nan if math.isnan(r.mape) else r.best_shift_s  # no MAPE, no shift
-            rows.append(_row(*base, "lm_mape_shift_s", r.feature, shift, n=n))
+            rows.append(_row(*base, "lm_mape_shift_s", r.feature, shift, n=r.overlap))
         for side, lm, (s, e) in (("reference", a, p.reference_frames), ("other", b, p.other_frames)):
             rows.append(_row(*base, "lm_detection", side, lm.detection_rate(s, e), n=e - s))
     return rows

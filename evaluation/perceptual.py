@@ -142,6 +142,59 @@ def lpips_distances(net: nn.Module, images_a: ImagesLike, images_b: ImagesLike, 
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 
+Moments = list[tuple[Tensor, Tensor, int]]
+
+
+def lpips_moments(net: nn.Module, images: ImagesLike, batch_size: int = 16) -> Moments:
+    """Per LPIPS layer: the sum and the sum of squares of the unit-normalised features
+    ``(C, H, W)`` over ``images`` (float64), and the number of images — all that the mean
+    LPIPS over *all* pairs of two sets needs (:func:`lpips_all_pairs`). Sums of several
+    calls add up (:func:`add_moments`), so a video can be fed in batches."""
+    n = int(to_float_images(images).shape[0])
+    return lpips_group_moments(net, images, [np.ones(n, bool)], batch_size)[0]
+
+
+@torch.no_grad()
+def lpips_group_moments(net: nn.Module, images: ImagesLike, groups: list[np.ndarray], batch_size: int = 16) -> list[Moments | None]:
+    """:func:`lpips_moments` of several subsets of ``images`` (boolean masks ``groups``,
+    e.g. the task segments a frame lies in) from one network pass per image; None for
+    an empty group."""
+    import lpips
+
+    x = to_float_images(images)
+    device = next(net.parameters()).device
+    out: list[Moments | None] = [None] * len(groups)
+    for i in range(0, x.shape[0], batch_size):
+        feats = [lpips.normalize_tensor(f).double() for f in net.net.forward(net.scaling_layer(x[i : i + batch_size].to(device)))]
+        for g, mask in enumerate(groups):
+            m = torch.as_tensor(np.asarray(mask, bool)[i : i + batch_size], device=device)
+            if not bool(m.any()):
+                continue
+            part = [(u[m].sum(0), (u[m] * u[m]).sum(0), int(m.sum())) for u in feats]
+            out[g] = part if out[g] is None else add_moments(out[g], part)
+    return out
+
+
+def add_moments(a: Moments, b: Moments) -> Moments:
+    """The moments of the union of two frame sets (:func:`lpips_moments`)."""
+    return [(s1 + s2, q1 + q2, n1 + n2) for (s1, q1, n1), (s2, q2, n2) in zip(a, b, strict=True)]
+
+
+def lpips_all_pairs(net: nn.Module, moments_a: Moments, moments_b: Moments) -> float:
+    """Mean LPIPS over all ``n_a × n_b`` frame pairs of two sets, exactly, from their
+    :func:`lpips_moments`. LPIPS is, per layer, the spatial mean of ``Σ_c w_c (â_c − b̂_c)²``
+    (unit-normalised features, non-negative head weights ``w``); averaged over all pairs
+    that is ``Σ_c w_c (E[â_c²] + E[b̂_c²] − 2 E[â_c] E[b̂_c])`` per position, because the
+    square expands into terms of one set each. One network pass per frame instead of one
+    per pair. ``tests/test_perceptual.py`` checks it against the pairwise mean."""
+    total = 0.0
+    for lin, (sa, qa, na), (sb, qb, nb) in zip(net.lins, moments_a, moments_b, strict=True):
+        w = lin.model[-1].weight.detach().double().reshape(-1, 1, 1).to(sa.device)
+        per_pos = (w * (qa / na + qb / nb - 2.0 * (sa / na) * (sb / nb))).sum(0)
+        total += float(per_pos.mean())
+    return total
+
+
 @torch.no_grad()
 def inception_features(net: nn.Module, images: ImagesLike, batch_size: int = 32) -> Tensor:
     """2048-d pool features ``(N, 2048)`` (float64) of ``images``."""

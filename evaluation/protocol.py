@@ -19,15 +19,20 @@ All files are written atomically. The weights of every chosen metric are checked
 Metrics (``metric`` / ``feature`` in the rows):
 
 * ``lpips`` / ``image`` — mean LPIPS over ``lpips_pairs`` frame pairs; ``std`` over pairs.
+  With ``lpips_all_pairs`` (the paper's rule, "all frame pairs"): the exact mean over every
+  frame pair of the two segments (:func:`evaluation.perceptual.lpips_all_pairs`, one
+  AlexNet pass per frame); ``std`` empty, ``n`` the number of pairs.
 * ``fid`` / ``image`` — mean low-rank FID over ``fid_sets`` draws of ``fid_set_size``
   frames per side (the paper: 128); ``std`` over draws, ``n`` the set size used (smaller
   when a segment has fewer frames).
 * ``dtw``, ``mape`` / ``<AU or emotion>`` — :mod:`evaluation.timeseries` on the py-feat
   series of each AU model (``model``: ``xgb``, ``v2``, ...); MAPE as a fraction at the
-  pair's shift within ±20 s.
-* ``mape_shift_s`` / ``pair`` — the one shift (seconds) of that pair and AU model,
-  chosen jointly over all its series (default ``shift="joint"``); with
-  ``shift="per_series"`` one ``mape_shift_s`` row per feature instead.
+  pair's shift within ±20 s, over the full reference segment (the partner's series is
+  read outside its segment; ``n`` of a ``mape`` row: the frames compared at the shift).
+* ``mape_shift_s`` / ``au`` | ``emotion`` — the one shift (seconds) of that pair, AU model
+  and table, chosen jointly over exactly the series the table averages (Table 2: the AUs
+  without AU43; Table 3: the emotions; default ``shift="joint"``); ``n``: the frames
+  compared at it. With ``shift="per_series"`` one ``mape_shift_s`` row per feature instead.
 * ``psnr``, ``ssim`` / ``whole`` | ``mask`` | ``outside``, ``flicker`` / ``mask`` —
   :mod:`evaluation.groundtruth`, synthetic subjects only (``reference`` is
   ``<sensor>:ground_truth``).
@@ -83,8 +88,9 @@ from sensor_removal.manifest import Recording, Subject, load_manifest, output_pa
 from sensor_removal.video import atomic_output, probe
 
 COLUMNS: tuple[str, ...] = ("subject", "session", "segment", "kind", "reference", "other", "metric", "feature", "value", "std", "n", "model")
-#: ``feature`` of the one ``mape_shift_s`` row per pair and AU model (joint shift).
-PAIR_SHIFT_FEATURE = "pair"
+#: ``feature`` of the ``mape_shift_s`` rows with ``shift="joint"``: one shift per pair, AU
+#: model and table — the AUs of Table 2 (chosen without AU43) and the emotions of Table 3.
+SHIFT_GROUPS: tuple[str, ...] = ("au", "emotion")
 RESULTS_CSV = "results.csv"
 SUMMARY_JSON = "summary.json"
 SERIES_DIR = "series"
@@ -112,6 +118,9 @@ class ProtocolSettings:
     segments: tuple[str, ...] = SEGMENTS
     seed: int = 0
     lpips_pairs: int = 100
+    #: LPIPS over all frame pairs of the two segments (the paper's rule) instead of
+    #: ``lpips_pairs`` seeded pairs; costs one AlexNet pass per frame of every segment.
+    lpips_all_pairs: bool = False
     fid_sets: int = 5
     fid_set_size: int = 128
     crop_size: int | None = None
@@ -183,7 +192,9 @@ def draw_frames(plan: PairPlan, settings: ProtocolSettings) -> _Draws:
         ranges[(p.reference.name, p.segment)] = p.reference_frames
         ranges[(p.other.name, p.segment)] = p.other_frames
     for (name, segment), (a, b) in ranges.items():
-        if "lpips" in settings.metrics:
+        if "lpips" in settings.metrics and settings.lpips_all_pairs:
+            draws.lpips[(name, segment)] = np.arange(a, b)
+        elif "lpips" in settings.metrics:
             draws.lpips[(name, segment)] = _rng(settings.seed, name, segment, "lpips").integers(a, b, size=settings.lpips_pairs)
         if "fid" in settings.metrics:
             g = _rng(settings.seed, name, segment, "fid")
@@ -215,6 +226,9 @@ class PerceptualFrames:
         self._lp_idx: dict[str, set[int]] = {}
         self._fid_idx: dict[str, set[int]] = {}
         self._batch: list[tuple[int, np.ndarray]] = []
+        # lpips_all_pairs: per (video, segment) the running LPIPS moments, and pending crops.
+        self.moments: dict[tuple[str, str], list] = {}
+        self._lp_batch: list[tuple[int, np.ndarray]] = []
 
     def frames_wanted(self, rec: Recording) -> set[int]:
         d = self.draws
@@ -224,7 +238,11 @@ class PerceptualFrames:
         return self._lp_idx[rec.name] | self._fid_idx[rec.name]
 
     def consume(self, rec: Recording, index: int, crop: np.ndarray) -> None:
-        if index in self._lp_idx[rec.name]:
+        if index in self._lp_idx[rec.name] and self.settings.lpips_all_pairs:
+            self._lp_batch.append((index, crop))
+            if len(self._lp_batch) >= self.settings.batch_size * 4:
+                self._moments(rec.name)
+        elif index in self._lp_idx[rec.name]:
             self.crops[rec.name][index] = crop
         if index in self._fid_idx[rec.name]:
             self._batch.append((index, crop))
@@ -234,6 +252,22 @@ class PerceptualFrames:
     def video_done(self, rec: Recording) -> None:
         if self._batch:
             self._features(rec.name)
+        if self._lp_batch:
+            self._moments(rec.name)
+
+    def _moments(self, video: str) -> None:
+        """Add the pending crops to the LPIPS moments of every segment of ``video`` they lie
+        in (one AlexNet pass per crop, however many segments hold it)."""
+        from evaluation.perceptual import add_moments, lpips_group_moments
+
+        keys = [k for k in self.draws.lpips if k[0] == video]
+        index = np.array([i for i, _ in self._lp_batch])
+        masks = [(index >= self.draws.lpips[k][0]) & (index <= self.draws.lpips[k][-1]) for k in keys]
+        parts = lpips_group_moments(self.lp_net, np.stack([c for _, c in self._lp_batch]), masks, self.settings.batch_size)
+        for key, m in zip(keys, parts, strict=True):
+            if m is not None:
+                self.moments[key] = m if key not in self.moments else add_moments(self.moments[key], m)
+        self._lp_batch.clear()
 
     def _features(self, video: str) -> None:
         """Inception features of the pending batch into ``feats[video]``."""
@@ -246,13 +280,16 @@ class PerceptualFrames:
 
     def rows(self, plan: PairPlan) -> list[dict]:
         """LPIPS and FID rows for every pair of ``plan``."""
-        from evaluation.perceptual import fid_lowrank, lpips_distances
+        from evaluation.perceptual import fid_lowrank, lpips_all_pairs, lpips_distances
 
         settings, draws, crops, feats = self.settings, self.draws, self.crops, self.feats
         rows = []
         for p in plan.pairs:
             ka, kb = (p.reference.name, p.segment), (p.other.name, p.segment)
-            if self.want_lpips:
+            if self.want_lpips and settings.lpips_all_pairs:
+                ma, mb = self.moments[ka], self.moments[kb]
+                rows.append(_row(p, "lpips", "image", lpips_all_pairs(self.lp_net, ma, mb), math.nan, ma[0][2] * mb[0][2]))
+            elif self.want_lpips:
                 a = np.stack([crops[ka[0]][int(i)] for i in draws.lpips[ka]])
                 b = np.stack([crops[kb[0]][int(i)] for i in draws.lpips[kb]])
                 d = lpips_distances(self.lp_net, a, b, settings.batch_size).double().cpu()
@@ -327,7 +364,11 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
 
     videos: dict[str, dict] = {}
     rows = []
-    features = list(facial.AU_COLUMNS) + list(facial.EMOTION_COLUMNS)
+    # Each table's shift is chosen from exactly the series it averages (AU43 out of Table 2's).
+    shift_groups = (
+        (SHIFT_GROUPS[0], list(facial.AU_COLUMNS), au_features_for_average(facial.AU_COLUMNS)),
+        (SHIFT_GROUPS[1], list(facial.EMOTION_COLUMNS), list(facial.EMOTION_COLUMNS)),
+    )
     for k, fam in enumerate(families):
         folder = out / SERIES_DIR if k == 0 else out / SERIES_DIR / fam.model
         for rec in plan.videos():
@@ -356,20 +397,23 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
                     f"{p.reference.name} ({sr.fps} fps, stride {sr.stride}) and {p.other.name} ({so.fps} fps, "
                     f"stride {so.stride}): series at different rates cannot be compared frame by frame"
                 )
-            cmp = compare_series(
-                ref, oth, sr.fps / sr.stride, features,
-                max_shift_s=settings.max_shift_s, eps=settings.mape_eps, max_gap_frames=settings.max_gap_frames,
-                dtw_window_s=settings.dtw_window_s, shift=settings.shift,
-            )
-            for r in cmp.itertuples(index=False):
-                n = min(r.n_ref - r.nan_ref, r.n_other - r.nan_other)
-                rows.append(_row(p, "dtw", r.feature, r.dtw, n=n, model=fam.model))
-                rows.append(_row(p, "mape", r.feature, r.mape, n=n, model=fam.model))
-                if settings.shift == "per_series":
-                    rows.append(_row(p, "mape_shift_s", r.feature, r.best_shift_s, n=n, model=fam.model))
-            if settings.shift == "joint" and len(cmp):
-                # One delay per pair and AU model: every feature's MAPE was taken at it.
-                rows.append(_row(p, "mape_shift_s", PAIR_SHIFT_FEATURE, cmp["best_shift_s"].iloc[0], n=len(cmp), model=fam.model))
+            start = int(np.searchsorted(so.values.index.to_numpy(), p.other_frames[0]))
+            for group, cols, steer in shift_groups:
+                cmp = compare_series(
+                    ref, oth, sr.fps / sr.stride, cols,
+                    max_shift_s=settings.max_shift_s, eps=settings.mape_eps, max_gap_frames=settings.max_gap_frames,
+                    dtw_window_s=settings.dtw_window_s, shift=settings.shift, shift_features=steer,
+                    other_context=so.values, other_start=start,
+                )  # fmt: skip
+                for r in cmp.itertuples(index=False):
+                    n = min(r.n_ref - r.nan_ref, r.n_other - r.nan_other)
+                    rows.append(_row(p, "dtw", r.feature, r.dtw, n=n, model=fam.model))
+                    rows.append(_row(p, "mape", r.feature, r.mape, n=r.overlap, model=fam.model))
+                    if settings.shift == "per_series":
+                        rows.append(_row(p, "mape_shift_s", r.feature, r.best_shift_s, n=r.overlap, model=fam.model))
+                if settings.shift == "joint" and len(cmp):
+                    # One delay per pair, AU model and table: every series of the group was taken at it.
+                    rows.append(_row(p, "mape_shift_s", group, cmp["best_shift_s"].iloc[0], n=int(cmp["overlap"].max()), model=fam.model))
     return rows, videos
 
 

@@ -20,26 +20,41 @@ handled per measure:
 :func:`clean_series` reports how many frames were interpolated and dropped so that the
 counts can go into the results.
 
-MAPE definition: ``mean_t |ref[t] - other[t + s]| / max(|ref[t]|, eps)`` over the overlap
-of the two series at shift ``s`` (``s > 0``: ``other`` lags ``ref`` by ``s`` frames), as a
-fraction (multiply by 100 for percent). AU and emotion values from py-feat are
-probabilities in [0, 1] that are often ~0, where a plain percentage error explodes;
-``eps`` (default 0.01, i.e. 1 % of the probability scale) bounds the denominator. Shifts
-whose overlap is shorter than ``min_overlap`` (default half of the shorter series) are
-not considered, so that a few frames at the far end cannot win.
+MAPE definition: ``mean_t |ref[t] - other[t + s]| / max(|ref[t]|, eps)`` over the
+frames ``t`` of the reference segment at shift ``s`` (``s > 0``: ``other`` lags ``ref`` by
+``s`` frames), as a fraction (multiply by 100 for percent). AU and emotion values from
+py-feat are probabilities in [0, 1] that are often ~0, where a plain percentage error
+explodes; ``eps`` (default 0.01, i.e. 1 % of the probability scale) bounds the
+denominator.
+
+Full segment at every shift (ours).
+Comparing only the ``L − |s|`` frames that stay inside both segments makes the minimum
+over ±20 s favour large shifts with short overlaps: a mean over fewer frames scatters
+more, and the search picks the low outliers (on unrelated noise series of L = 1,200
+frames and ±600 shifts, 66 % of the picks had |s| >= 500; docs/fidelity.md has the
+measurements). So the partner series is read *outside* its segment — the whole video's
+series is there (``other_context`` / ``other_start`` of :func:`compare_series` and
+:func:`shift_curve`) — and every shift compares all ``L`` frames of the reference
+segment. Only where a shift reaches past the partner video's first or last frame does
+the comparison fall back to the frames that exist; a shift must still cover
+``min_overlap`` (default :data:`MIN_OVERLAP` = half) of the reference segment's valid
+frames. The frames used at the chosen shift are reported (``overlap``; ``n`` of the
+``mape`` rows in ``results.csv``).
 
 Why ``eps = 0.01``: the paper does not say how it treats reference values at or near
 zero. A floor of one hundredth of the probability scale leaves the errors of clearly
 active series plain relative errors, while a resting AU at 0.001 no longer turns a 0.01
 deviation into a 1,000 % error. ``tests/test_timeseries.py`` checks that the ranking
-N–C < N–S on the synthetic subject's expression signals holds for every ``eps`` in
-[1e-3, 1e-1].
+N–C < N–S holds for every ``eps`` in [1e-3, 1e-1] on series the project produces (the
+landmark geometry of the synthetic subject's normal, sensor and ground-truth videos).
 
 Shift (:data:`SHIFT_MODES`). The delay between two recordings is one number, so by
 default one shift per compared pair is chosen *jointly*: the shift that minimises the
-mean, over all series compared (every AU and emotion of one model), of the per-series
-MAPE curves (:func:`joint_best_shift`), applied to every series. Searching each series
-on its own (``shift="per_series"``, an option) fits noise and flatters worse videos.
+mean of the per-series MAPE curves (:func:`joint_best_shift`) over exactly the series
+that a table averages (``shift_features`` of :func:`compare_series`: the AUs without
+AU43 for Table 2, the emotions for Table 3, the geometry features for the landmark
+table), applied to every series of that group. Searching each series on its own
+(``shift="per_series"``, an option) fits noise and flatters worse videos.
 """
 
 from __future__ import annotations
@@ -61,7 +76,8 @@ MAPE_EPS: float = 0.01
 MAX_GAP_FRAMES: int = 5
 #: How the MAPE shift is chosen: one per pair (``joint``, the default) or per series.
 SHIFT_MODES: tuple[str, ...] = ("joint", "per_series")
-#: Fraction of the shorter series that a shift's overlap must cover.
+#: Fraction of the reference segment's valid frames that a shift must compare (ours; only
+#: shifts past the partner video's ends compare fewer than all of them).
 MIN_OVERLAP: float = 0.5
 #: The blink AU, excluded from AU averages (paper Sec. 4.3).
 EXCLUDED_AUS: tuple[str, ...] = ("AU43",)
@@ -134,7 +150,17 @@ def dtw_distance(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float
     return float(dtw.distance_fast(ca, cb, use_pruning=True, **kwargs))
 
 
-def mape_by_shift(
+@dataclass(frozen=True)
+class ShiftCurve:
+    """MAPE for every shift: ``shifts`` (frames), ``mape`` (NaN where a shift compares
+    fewer than the minimum overlap) and ``overlap`` (frames compared at each shift)."""
+
+    shifts: np.ndarray
+    mape: np.ndarray
+    overlap: np.ndarray
+
+
+def shift_curve(
     reference: np.ndarray | Sequence[float],
     other: np.ndarray | Sequence[float],
     max_shift_frames: int,
@@ -142,14 +168,19 @@ def mape_by_shift(
     eps: float = MAPE_EPS,
     max_gap_frames: int = MAX_GAP_FRAMES,
     min_overlap: float = MIN_OVERLAP,
-) -> tuple[np.ndarray, np.ndarray]:
-    """MAPE for every shift ``s`` in ``[-max_shift_frames, max_shift_frames]``.
+    other_start: int = 0,
+) -> ShiftCurve:
+    """MAPE for every shift ``s`` in ``[-max_shift_frames, max_shift_frames]``:
+    ``reference[t]`` against ``other[other_start + t + s]`` for every frame ``t`` of the
+    reference. Pass the partner's *whole* series as ``other`` and its segment's first
+    frame as ``other_start`` so that every shift compares the full segment (module
+    docstring); with ``other`` cut to the segment and ``other_start = 0`` a shift
+    compares only the frames that stay inside it.
 
-    Returns ``(shifts, mape)``; ``mape[i]`` is NaN where the overlap of shift
-    ``shifts[i]`` is shorter than ``min_overlap`` times the shorter series (or empty).
-    Vectorised: the shifted copies of ``other`` are a strided view
-    (``sliding_window_view`` over a padded copy), evaluated in blocks of shifts sized to
-    stay in cache; there is no Python loop over shifts.
+    A shift counts when it compares at least ``min_overlap`` times the valid frames of the
+    shorter of ``reference`` and ``other``. Vectorised: the shifted copies of ``other``
+    are a strided view (``sliding_window_view`` over a padded copy), evaluated in blocks
+    of shifts sized to stay in cache; there is no Python loop over shifts.
     """
     r = clean_series(reference, max_gap_frames).values
     o = clean_series(other, max_gap_frames).values
@@ -161,25 +192,29 @@ def mape_by_shift(
     lr, lo = r.size, o.size
     shifts = np.arange(-S, S + 1)
     if lr == 0 or lo == 0:
-        return shifts, np.full(shifts.size, np.nan)
-    # pad[j] = other[j - S]; window k (shift s = k - S) is pad[k : k + lr] = other[t + s].
-    n = max(lo + 2 * S, 2 * S + lr)
+        return ShiftCurve(shifts, np.full(shifts.size, np.nan), np.zeros(shifts.size, np.int64))
+    # pad[j] = other[j + other_start - S]; window k (shift s = k - S) is pad[k : k + lr].
+    n = lr + 2 * S
+    first = int(other_start) - S  # index into other of pad[0]
+    lo_i, hi_i = max(0, first), min(lo, first + n)
     r_valid = ~np.isnan(r)
+    o_valid = ~np.isnan(o)
     pad = np.zeros(n, np.float32)
     valid = np.zeros(n, np.float32)
-    o_valid = ~np.isnan(o)
-    pad[S : S + lo] = np.where(o_valid, o, 0.0)
-    valid[S : S + lo] = o_valid
-    windows = sliding_window_view(pad, lr)[: 2 * S + 1]
-    vwindows = sliding_window_view(valid, lr)[: 2 * S + 1]
+    if hi_i > lo_i:
+        pad[lo_i - first : hi_i - first] = np.where(o_valid[lo_i:hi_i], o[lo_i:hi_i], 0.0)
+        valid[lo_i - first : hi_i - first] = o_valid[lo_i:hi_i]
+    windows = sliding_window_view(pad, lr)
+    vwindows = sliding_window_view(valid, lr)
     # Weights 1/max(|ref|, eps), zero where ref is NaN.
     w = np.where(r_valid, 1.0 / np.maximum(np.abs(np.nan_to_num(r)), eps), 0.0).astype(np.float32)
     r32 = np.nan_to_num(r).astype(np.float32)
     sums = np.empty(shifts.size, np.float64)
-    if r_valid.all() and o_valid.all():  # overlap length of each shift, in closed form
-        counts = np.minimum(lr, lo - shifts) - np.maximum(0, -shifts)
+    if r_valid.all() and o_valid.all():  # frames inside the partner video, in closed form
+        starts = int(other_start) + shifts  # index into other of reference[0]
+        counts = np.minimum(lr, lo - starts) - np.maximum(0, -starts)
     else:  # frames valid in both series, per shift: a correlation of the validity masks
-        counts = np.correlate(valid.astype(np.float64), r_valid.astype(np.float64), mode="valid")[: shifts.size]
+        counts = np.correlate(valid.astype(np.float64), r_valid.astype(np.float64), mode="valid")
     block = max(1, _BLOCK_ELEMS // max(lr, 1))
     for i in range(0, shifts.size, block):  # loop over blocks of shifts, not shifts
         e = np.abs(windows[i : i + block] - r32)
@@ -190,7 +225,25 @@ def mape_by_shift(
     need = max(1, int(math.ceil(min_overlap * min(int(r_valid.sum()), int(o_valid.sum())))))
     with np.errstate(invalid="ignore", divide="ignore"):
         mape = np.where(counts >= need, sums / np.maximum(counts, 1), np.nan)
-    return shifts, mape
+    return ShiftCurve(shifts, mape, counts)
+
+
+def mape_by_shift(
+    reference: np.ndarray | Sequence[float],
+    other: np.ndarray | Sequence[float],
+    max_shift_frames: int,
+    *,
+    eps: float = MAPE_EPS,
+    max_gap_frames: int = MAX_GAP_FRAMES,
+    min_overlap: float = MIN_OVERLAP,
+    other_start: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(shifts, mape)`` of :func:`shift_curve` (same arguments)."""
+    c = shift_curve(
+        reference, other, max_shift_frames, eps=eps, max_gap_frames=max_gap_frames, min_overlap=min_overlap,
+        other_start=other_start,
+    )  # fmt: skip
+    return c.shifts, c.mape
 
 
 def mape_best_shift(
@@ -201,12 +254,14 @@ def mape_best_shift(
     eps: float = MAPE_EPS,
     max_gap_frames: int = MAX_GAP_FRAMES,
     min_overlap: float = MIN_OVERLAP,
+    other_start: int = 0,
 ) -> tuple[float, int]:
     """The smallest MAPE over all shifts within ``±max_shift_frames`` and its shift
     (frames; positive: ``other`` lags ``reference``). ``(nan, 0)`` when no shift has
-    enough overlap. See :func:`mape_by_shift` and the module docstring for the rules."""
+    enough overlap. See :func:`shift_curve` and the module docstring for the rules."""
     shifts, mape = mape_by_shift(
-        reference, other, max_shift_frames, eps=eps, max_gap_frames=max_gap_frames, min_overlap=min_overlap
+        reference, other, max_shift_frames, eps=eps, max_gap_frames=max_gap_frames, min_overlap=min_overlap,
+        other_start=other_start,
     )
     k = _argmin_smallest_shift(shifts, mape)  # ties (e.g. constant series): smallest |shift|
     if k is None:
@@ -241,6 +296,12 @@ def max_shift_frames(fps: float, max_shift_s: float = MAX_SHIFT_S) -> int:
     return int(round(max_shift_s * fps))
 
 
+#: Columns of :func:`compare_series`.
+COMPARE_COLUMNS: tuple[str, ...] = (
+    "feature", "dtw", "mape", "best_shift_frames", "best_shift_s", "overlap", "n_ref", "n_other", "nan_ref", "nan_other",
+)
+
+
 def compare_series(
     df_ref: pd.DataFrame,
     df_other: pd.DataFrame,
@@ -253,37 +314,52 @@ def compare_series(
     min_overlap: float = MIN_OVERLAP,
     dtw_window_s: float | None = None,
     shift: str = "joint",
+    shift_features: Sequence[str] | None = None,
+    other_context: pd.DataFrame | None = None,
+    other_start: int = 0,
 ) -> pd.DataFrame:
     """DTW and best-shift MAPE per feature between two per-frame tables (rows = frames of
     one segment, columns = AU / emotion series).
 
-    ``shift="joint"`` (default): one shift for the pair, chosen by
-    :func:`joint_best_shift` over all ``features``, and every feature's MAPE is taken at
-    it (so ``best_shift_frames`` is the same in every row); ``"per_series"``: each
-    feature at its own best shift (module docstring).
+    ``other_context``: the partner's whole series that ``df_other`` was cut from, with
+    ``df_other`` starting at its row ``other_start``; the MAPE then reads the partner
+    outside its segment so that every shift compares the full reference segment (module
+    docstring). Without it only ``df_other`` is read. DTW always compares the two
+    segments.
 
-    Returns one row per feature with columns ``feature, dtw, mape, best_shift_frames,
-    best_shift_s, n_ref, n_other, nan_ref, nan_other`` (``nan_*``: NaN frames in the
-    input, i.e. frames without a face, before interpolation). ``fps`` sets the shift
-    range (``max_shift_s`` seconds, paper: 20). Missing feature columns raise KeyError.
+    ``shift="joint"`` (default): one shift for the pair, chosen by
+    :func:`joint_best_shift` over ``shift_features`` (default: all ``features``; pass
+    exactly the series the table averages), and every feature's MAPE is taken at it (so
+    ``best_shift_frames`` is the same in every row); ``"per_series"``: each feature at
+    its own best shift.
+
+    Returns one row per feature with :data:`COMPARE_COLUMNS` (``overlap``: frames the
+    MAPE compared at its shift; ``nan_*``: NaN frames in the input, i.e. frames without a
+    face, before interpolation). ``fps`` sets the shift range (``max_shift_s`` seconds,
+    paper: 20). Missing feature columns raise KeyError.
     """
-    missing = [f for f in features if f not in df_ref.columns or f not in df_other.columns]
+    context = df_other if other_context is None else other_context
+    start = 0 if other_context is None else int(other_start)
+    missing = [f for f in features if f not in df_ref.columns or f not in df_other.columns or f not in context.columns]
     if missing:
         raise KeyError(f"feature column(s) {missing} missing from the facial-analysis tables")
     if shift not in SHIFT_MODES:
         raise ValueError(f"shift must be one of {SHIFT_MODES}, got {shift!r}")
+    steer = list(features) if shift_features is None else list(shift_features)
+    if shift == "joint" and not set(steer) <= set(features):
+        raise ValueError(f"shift_features {sorted(set(steer) - set(features))} are not among the compared features")
     S = max_shift_frames(fps, max_shift_s)
     window = None if dtw_window_s is None else max(1, int(round(dtw_window_s * fps)))
-    kw = {"eps": eps, "max_gap_frames": max_gap_frames, "min_overlap": min_overlap}
-    curves = {f: mape_by_shift(df_ref[f].to_numpy(np.float64), df_other[f].to_numpy(np.float64), S, **kw) for f in features}
-    joint = joint_best_shift([m for _, m in curves.values()], np.arange(-S, S + 1)) if shift == "joint" else None
+    kw = {"eps": eps, "max_gap_frames": max_gap_frames, "min_overlap": min_overlap, "other_start": start}
+    curves = {f: shift_curve(df_ref[f].to_numpy(np.float64), context[f].to_numpy(np.float64), S, **kw) for f in features}
+    joint = joint_best_shift([curves[f].mape for f in steer], np.arange(-S, S + 1)) if shift == "joint" else None
     rows = []
     for f in features:
         a = df_ref[f].to_numpy(dtype=np.float64)
         b = df_other[f].to_numpy(dtype=np.float64)
-        shifts, curve = curves[f]
-        k = joint if shift == "joint" else _argmin_smallest_shift(shifts, curve)
-        mape, shift_frames = (math.nan, 0) if k is None else (float(curve[k]), int(shifts[k]))
+        c = curves[f]
+        k = joint if shift == "joint" else _argmin_smallest_shift(c.shifts, c.mape)
+        mape, shift_frames, overlap = (math.nan, 0, 0) if k is None else (float(c.mape[k]), int(c.shifts[k]), int(c.overlap[k]))
         rows.append(
             {
                 "feature": f,
@@ -291,13 +367,11 @@ def compare_series(
                 "mape": mape,
                 "best_shift_frames": shift_frames,
                 "best_shift_s": shift_frames / fps,
+                "overlap": overlap,
                 "n_ref": int(a.size),
                 "n_other": int(b.size),
                 "nan_ref": int(np.isnan(a).sum()),
                 "nan_other": int(np.isnan(b).sum()),
             }
         )
-    return pd.DataFrame(
-        rows,
-        columns=["feature", "dtw", "mape", "best_shift_frames", "best_shift_s", "n_ref", "n_other", "nan_ref", "nan_other"],
-    )
+    return pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))

@@ -89,3 +89,11 @@ def test_wheel_ships_the_configs_and_finds_them(installed: Path, tmp_path: Path)
     script = subprocess.run([str(installed.parent / "sensor-removal"), "--help"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=60)
     assert script.returncode == 0 and script.stdout == top.stdout  # the console script is the same entry point
+
+
+def test_wheel_ships_the_paper_values(installed: Path, tmp_path: Path) -> None:
+    """The report prints the paper's published blocks from a data file inside the package."""
+    r = _run(installed, tmp_path, "-c", "from evaluation.report.published import PUBLISHED_CSV, load_published; "
+             "load_published(); print(PUBLISHED_CSV)")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Path(r.stdout.strip()).is_relative_to(installed.parent.parent) and Path(r.stdout.strip()).is_file()

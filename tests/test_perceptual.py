@@ -168,6 +168,23 @@ def test_lpips_mean_through_real_loading(fake_torch_weights: Path) -> None:
         metric.update(a, b[:3])
 
 
+def test_lpips_all_pairs_equals_the_mean_over_every_pair(fake_torch_weights: Path) -> None:
+    """The moment form of the all-pairs mean LPIPS equals the brute-force mean over all
+    n_a x n_b pairs, also when a set is fed in batches."""
+    from evaluation.perceptual import add_moments, lpips_all_pairs, lpips_distances, lpips_moments
+
+    net = load_lpips()
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, size=(5, 48, 48, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, size=(4, 48, 48, 3), dtype=np.uint8)
+    ia, ib = np.meshgrid(np.arange(5), np.arange(4), indexing="ij")
+    brute = lpips_distances(net, a[ia.ravel()], b[ib.ravel()], batch_size=8).double().mean().item()
+    ma = add_moments(lpips_moments(net, a[:2]), lpips_moments(net, a[2:], batch_size=2))
+    value = lpips_all_pairs(net, ma, lpips_moments(net, b))
+    assert value == pytest.approx(brute, rel=1e-5) and value > 0
+    assert lpips_all_pairs(net, lpips_moments(net, a[:1]), lpips_moments(net, a[:1])) == pytest.approx(0.0, abs=1e-6)
+
+
 @pytest.mark.filterwarnings("ignore:The ``compute`` method")
 def test_fid_metric_through_real_loading(fake_torch_weights: Path) -> None:
     # Inception runs at 299 px: keep the frame count tiny (9 forward passes in all).

@@ -104,6 +104,34 @@ def test_fid_rows_through_protocol(tiny_subject, fake_torch_weights: Path, tmp_p
     assert df["value"].notna().all() and df["std"].isna().all()  # one draw: no std
 
 
+def test_lpips_all_pairs_through_protocol(tiny_subject, fake_torch_weights: Path, tmp_path: Path) -> None:
+    """--lpips-all-pairs: each row is the exact mean over every frame pair of the two
+    segments (checked against the brute-force mean on the same crops), n = the pairs."""
+    from evaluation.perceptual import load_lpips, lpips_distances
+    from sensor_removal.manifest import load_manifest
+    from sensor_removal.video import crop_resize, iter_frames
+
+    s = ProtocolSettings(metrics=("lpips",), segments=("sentence", "whole"), lpips_all_pairs=True, batch_size=3)
+    df = pd.read_csv(run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "r", s, log=lambda _: None))
+    assert len(df) == 10 and set(df["metric"]) == {"lpips"} and df["std"].isna().all()
+    subject = load_manifest(tiny_subject.manifest)
+    cleaned = load_manifest(tiny_subject.cleaned, require_domains=("clean",))
+    plan = build_pairs(subject, cleaned, segments=("sentence", "whole"))
+    net = load_lpips()
+    checked = [q for q in plan.pairs if q.kind in ("baseline", "clean") and q.session_label in ("1-2", "1")]
+    assert len(checked) == 4  # N1–N2 and N1–C1, both segments (frames in both go through AlexNet once)
+    for p in checked:
+        crops = []
+        for rec, (a, b) in ((p.reference, p.reference_frames), (p.other, p.other_frames)):
+            frames = [f for i, f in iter_frames(rec.path) if a <= i < b]
+            crops.append(np.stack([crop_resize(f, rec.bbox, tiny_subject.crop) for f in frames]))
+        ia, ib = np.meshgrid(np.arange(len(crops[0])), np.arange(len(crops[1])), indexing="ij")
+        brute = lpips_distances(net, crops[0][ia.ravel()], crops[1][ib.ravel()]).double().mean().item()
+        row = df[(df["reference"] == p.reference.name) & (df["other"] == p.other.name) & (df["segment"] == p.segment)]
+        assert row["value"].item() == pytest.approx(brute, rel=1e-4)
+        assert row["n"].item() == ia.size
+
+
 class _StubAnalyzer:
     """Stands in for :class:`evaluation.facial.FacialAnalyzer` (py-feat is tested in
     tests/test_facial.py): deterministic series per video, one no-face frame each; it
@@ -164,9 +192,10 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
 
     assert set(df["metric"]) == {"dtw", "mape", "mape_shift_s"}
     assert set(df["model"]) == {"xgb", "v2"}
-    assert set(df["feature"]) == set(AU_COLUMNS) | set(EMOTION_COLUMNS) | {"pair"}
+    assert set(df["feature"]) == set(AU_COLUMNS) | set(EMOTION_COLUMNS) | {"au", "emotion"}
     n_features = len(AU_COLUMNS) + len(EMOTION_COLUMNS)
-    assert len(df) == 2 * 5 * 2 * (2 * n_features + 1)  # models x pairs x segments x (dtw, mape per feature + one shift)
+    # models x pairs x segments x (dtw, mape per feature + one shift per table)
+    assert len(df) == 2 * 5 * 2 * (2 * n_features + 2)
     # Every video is decoded once for both models, all at the cleaned crop size (32 px),
     # the 48x40 normal and sensor frames cut with their bbox and resized like the crops.
     names = sorted(f"{n}.mp4" for n in ("s1_normal", "s2_normal", "s1_sensor", "s2_sensor", "s1_sensor_clean", "s2_sensor_clean"))
@@ -177,7 +206,11 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
     assert summary["decoded_frames"] == {n[:-4]: len(stubs["xgb"].crops[n]) for n in names}
     # The sensor series is 2 frames ahead of the normal one: one shift per pair, -0.2 s.
     shift = df[(df["metric"] == "mape_shift_s") & (df["kind"] == "sensor") & (df["segment"] == "whole")]
-    assert len(shift) == 2 * 2 and (shift["feature"] == "pair").all() and np.allclose(shift["value"], -0.2)
+    assert len(shift) == 2 * 2 * 2 and set(shift["feature"]) == {"au", "emotion"} and np.allclose(shift["value"], -0.2)
+    # The MAPE reads the partner outside its segment: 'whole' compares all 24 reference
+    # frames less the one without a face, except where the shift runs past the video's end.
+    mape = df[(df["metric"] == "mape") & (df["segment"] == "whole") & (df["kind"] == "sensor")]
+    assert (mape["n"] >= 21).all() and (shift["n"] >= 21).all()
     series = pd.read_csv(out / "series" / "s1_normal.csv", index_col="frame")
     assert len(series) == 24 and series.iloc[3].drop("time_s").isna().all() and "time_s" in series
     assert (out / "series" / "v2" / "s1_normal.csv").is_file()
@@ -189,7 +222,7 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
     per = ProtocolSettings(metrics=("facial",), segments=("whole",), max_shift_s=0.5, au_models=("xgb",), shift="per_series")
     run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "p", per, facial_analyzer=_StubAnalyzer, log=lambda _: None)
     df = pd.read_csv(tmp_path / "p" / "results.csv")
-    assert "pair" not in set(df["feature"]) and (df["metric"] == "mape_shift_s").sum() == 5 * n_features
+    assert not {"au", "emotion"} & set(df["feature"]) and (df["metric"] == "mape_shift_s").sum() == 5 * n_features
 
 
 def test_settings_reject_unknown_au_models_and_shift_modes() -> None:

@@ -13,7 +13,7 @@ import pytest
 from evaluation.protocol import COLUMNS
 from evaluation.report import ReportError, facial_table, make_report, perceptual_table
 
-TASKS = ("schaede", "sentence", "emotion", "whole")
+TASKS = ("schaede", "emotion", "sentence", "whole")  # the paper's column order, then ours
 # Per subject: the value of every row of a kind is base[kind] + 0.1 * (session - 1), so
 # the per-subject mean over sessions 1 and 2 is base + 0.05 (baseline: one row, base).
 BASE = {"A": {"baseline": 0.10, "sensor": 0.20, "clean": 0.12}, "B": {"baseline": 0.30, "sensor": 0.50, "clean": 0.16}}
@@ -44,7 +44,7 @@ def _rows(subject: str) -> list[dict]:
                     # A second AU model with other numbers: its own blocks, never mixed in.
                     add(kind, s, seg, metric, "AU04", 99.0, model="v2")
                     add(kind, s, seg, metric, "happiness", 99.0, model="v2")
-                add(kind, s, seg, "mape_shift_s", "pair", 0.5, model="xgb")
+                add(kind, s, seg, "mape_shift_s", "au", 0.5, model="xgb")
     for s in (1, 2):
         for kind, psnr in (("sensor", 20.0 if subject == "A" else 24.0), ("clean", math.inf)):
             for feature, delta in (("whole", 10.0), ("mask", 0.0)):
@@ -189,7 +189,7 @@ def test_paper_layout_five_rows_task_columns_and_precision(tmp_path: Path) -> No
     df = pd.concat([pd.read_csv(d / "results.csv", dtype={"session": str}) for d in dirs])
     t1 = paper_perceptual_table(df)
     assert list(t1.mean.index) == ["N1–N2", "N1–S1", "N1–C1", "N2–S2", "N2–C2"]
-    assert list(t1.mean.columns) == [(s, m) for s in ("schaede", "sentence", "emotion") for m in ("lpips", "fid")]
+    assert list(t1.mean.columns) == [(s, m) for s in ("schaede", "emotion", "sentence") for m in ("lpips", "fid")]
     for row, kind, session in (("N1–N2", "baseline", 1), ("N1–S1", "sensor", 1), ("N2–C2", "clean", 2)):
         m, s = _paper_expected(kind, session, 1.0)
         assert t1.mean.at[row, ("sentence", "lpips")] == pytest.approx(m)
@@ -205,6 +205,12 @@ def test_paper_layout_five_rows_task_columns_and_precision(tmp_path: Path) -> No
     v2 = paper_facial_table(df, "au", "v2")
     assert v2.mean.at["N1–S1", ("schaede", "dtw")] == pytest.approx(99.0)  # its own rows only
     assert "JAA-Net" in v2.caption and "lacks of the paper model's 12 AUs" in v2.caption
+    # Table 3: MAPE with one decimal as published (emotions 6 v: N1–C1 subjects 0.72, 0.96).
+    t3 = paper_facial_table(df, "emotion", "xgb")
+    assert t3.cell("N1–C1", ("emotion", "mape")) == "0.8 ± 0.2" and t3.cell("N1–C1", ("emotion", "dtw")) == "8.4 ± 1.7"
+    for t in (t1, t2, t3):  # every caption says what the mean ± std is over
+        assert "Mean ± std over subjects" in t.caption and "within a subject first the mean over" in t.caption
+    assert "fraction (×100 for percent)" in t2.caption and "AU43 excluded" in t2.caption and "the 7 emotions" in t3.caption
 
     out = tmp_path / "report"
     written = make_report(dirs, out)
@@ -212,7 +218,7 @@ def test_paper_layout_five_rows_task_columns_and_precision(tmp_path: Path) -> No
     paper, rest = md.split("## Our addition", 1)
     ours, appendix = rest.split("## Appendix: per-subject tables", 1)
     assert "| N2–C2 |" in paper and "| N–S |" not in paper and "Whole" not in paper
-    assert "| Schaede LPIPS | Schaede FID | Sentence LPIPS | Sentence FID | Emotion LPIPS | Emotion FID |" in paper.replace("  ", " ")
+    assert "| Schaede LPIPS | Schaede FID | Emotion LPIPS | Emotion FID | Sentence LPIPS | Sentence FID |" in paper.replace("  ", " ")
     assert "Table 2 — Action Unit time series — xgb" in paper and "Table 2 — Action Unit time series — v2" in paper
     assert "| N–S |" in ours and "Whole FID" in ours and "our addition" in ours
     assert "### Subject A" in appendix and "### Subject B" in appendix and "| N2–C2 |" in appendix
@@ -220,3 +226,72 @@ def test_paper_layout_five_rows_task_columns_and_precision(tmp_path: Path) -> No
     a_table = pd.read_csv(written["A_table1_perceptual"])
     row = a_table[(a_table["row"] == "N2–S2") & (a_table["group"] == "schaede") & (a_table["metric"] == "lpips")]
     assert row["mean"].item() == pytest.approx(0.30) and row["std"].isna().all()
+
+
+# ------------------------------------------------------------- the paper's values
+
+
+DATA = Path(__file__).parent / "data" / "paper_tables_small.csv"
+
+
+def test_shipped_paper_values_load_and_hold_only_valid_cells() -> None:
+    from evaluation.report.published import COLUMNS as PCOLS
+    from evaluation.report.published import PUBLISHED_CSV, load_published
+
+    shipped = load_published()
+    assert PUBLISHED_CSV.is_file() and tuple(shipped.columns) == PCOLS
+    assert set(shipped["table"]) <= {1, 2, 3}  # the loader validated every line
+    small = load_published(DATA)
+    assert len(small) == 9 and set(small["row"]) == {"N1–N2", "N1–S1", "N1–C1", "N2–S2", "N2–C2"}
+
+
+@pytest.mark.parametrize(
+    "line, field",
+    [("4,,N1-N2,schaede,lpips,0.1,0.0", "table"), ("1,,N3-N4,schaede,lpips,0.1,0.0", "row"),
+     ("2,rdf,N1-N2,schaede,lpips,0.1,0.0", "metric"), ("2,,N1-N2,schaede,dtw,0.1,0.0", "model"),
+     ("1,,N1-N2,whole,lpips,0.1,0.0", "task"), ("1,,N1-N2,schaede,lpips,x,0.0", "mean")],
+)
+def test_bad_paper_values_name_file_line_and_field(tmp_path: Path, line: str, field: str) -> None:
+    from evaluation.report.published import PublishedDataError, load_published
+
+    f = tmp_path / "p.csv"
+    f.write_text("# comment\ntable,model,row,task,metric,mean,std\n1,,N1-N2,schaede,lpips,0.1,0.0\n" + line + "\n")
+    with pytest.raises(PublishedDataError, match=rf"p\.csv, line 4: {field}"):
+        load_published(f)
+
+
+def test_report_prints_the_paper_block_under_ours_with_checks(tmp_path: Path) -> None:
+    """Under our Table 1: the paper's block in the same rows, columns and precision, then
+    the checks for both; a table the data has no cell for says so."""
+    from evaluation.report.published import load_published, published_block, qualitative_checks
+
+    dirs = [_write(tmp_path, "A"), _write(tmp_path, "B")]
+    make_report(dirs, tmp_path / "report", published_csv=DATA)
+    md = (tmp_path / "report" / "report.md").read_text()
+    paper, _ = md.split("## Our addition", 1)
+    ours_t1, after = paper.split("### Paper, Table 1 — as published", 1)
+    assert "### Table 1 — perceptual distance" in ours_t1  # ours first, the paper's below it
+    block, rest = after.split("### Table 2", 1)
+    header = "| Schaede LPIPS | Schaede FID | Emotion LPIPS | Emotion FID | Sentence LPIPS | Sentence FID |"
+    assert header in ours_t1.replace("  ", " ") and header in block.replace("  ", " ")
+    assert "| N2–S2 | 0.50 ± 0.05 |" in block and "12.3 ± 5.6" in block  # the paper's precision
+    # Checks, Schaede LPIPS: ours N–N 0.20 (mean of A, B), N–S 0.40, N–C 0.19 -> closer, gap closed 1.05;
+    # the paper's block: N–N 0.10, N–S 0.40, N–C 0.20 -> closer, 0.67.
+    assert "| ours: N–C closer to N–N than N–S (gap closed) | yes (1.05) |" in block
+    assert "| paper: N–C closer to N–N than N–S (gap closed) | yes (0.67) |" in block
+    assert "*The paper's Table 2 (JAA-Net): not shipped" in rest and "*The paper's Table 3 (ResMaskNet): not shipped" in rest
+    assert "### Paper, Table 2, RDF — as published" in rest
+    # An N–C further from the baseline than N–S is a "no" (the small data's Table 2 emotion MAPE).
+    from evaluation.report import paper_facial_table
+
+    df = pd.concat([pd.read_csv(d / "results.csv", dtype={"session": str}) for d in dirs])
+    t2 = paper_facial_table(df, "au", "xgb")
+    rdf = published_block(t2, load_published(DATA), 2, "rdf")
+    assert list(rdf.mean.columns) == list(t2.mean.columns) and list(rdf.mean.index) == list(t2.mean.index)
+    closer, gap = qualitative_checks(rdf)[("emotion", "mape")]
+    assert not closer and gap == pytest.approx(-1 / 3)
+    assert qualitative_checks(rdf)[("schaede", "dtw")] is None  # no cells, no verdict
+    # The shipped file (no verified cells yet): every block says it is not shipped.
+    make_report(dirs, tmp_path / "shipped")
+    shipped_md = (tmp_path / "shipped" / "report.md").read_text()
+    assert "*The paper's Table 1: not shipped" in shipped_md and "| ours: N–C closer" in shipped_md

@@ -145,7 +145,10 @@ ModelSetLike = FeatModelSet | str
 #: MobileNet landmarks, 20 AUs) with a deep joint landmark/AU network (JAA-Net, 12 AUs);
 #: py-feat 2.x ships neither, but one of each kind: the v1 detector's classical
 #: classifier on HOG + landmark features (``xgb``, or ``svm``) and the v2 multitask
-#: network (``v2``). ``v1`` is an alias of ``xgb`` (py-feat's v1 default).
+#: network (``v2``). ``v1`` is an alias of ``xgb`` (py-feat's v1 default). The classical
+#: models keep py-feat's ``mobilefacenet`` landmarks, not the paper's MobileNet: py-feat's
+#: ``mobilenet`` cuts 224-px faces whose HOG vector (23,328 values) the AU classifiers,
+#: built on 112-px crops (5,408), cannot take (tests/test_au_landmarks.py).
 AU_MODELS: dict[str, FeatModelSet] = {
     "xgb": FeatModelSet("v1", au_model="xgb"),
     "svm": FeatModelSet("v1", au_model="svm"),

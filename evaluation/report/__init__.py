@@ -6,8 +6,10 @@ subject — and writes into ``out``:
 
 * ``report.md`` and ``tables.tex`` (booktabs) with
   - **Tables 1–3 in the paper's layout** (the default view): five rows N1–N2, N1–S1,
-    N1–C1, N2–S2, N2–C2 (:func:`paper_row`), the task columns Schaede | Sentence |
-    Emotion, the paper's precision (LPIPS 2 decimals, FID 1, DTW 1, MAPE 2): Table 1
+    N1–C1, N2–S2, N2–C2 (:func:`paper_row`), the task columns in the paper's order
+    Schaede | Emotion | Sentence, the paper's precision (LPIPS 2 decimals, FID 1, DTW 1,
+    MAPE 2 in Table 2 and 1 in Table 3), each followed by the paper's published block with
+    the same rows and columns and the checks the paper draws (:mod:`.published`): Table 1
     LPIPS / FID; Table 2 AU time series, one block per AU model (``xgb``, ``v2``; the
     caption names the paper model it stands for, its AUs and their count, and the
     paper model's AUs it lacks; AU43 excluded); Table 3 emotion time series, per model;
@@ -35,7 +37,8 @@ std (sample std, ddof 1) over subjects; with a single subject the std is left ou
 MAPE is a fraction (×100 for percent). All files are written atomically.
 
 The package: :mod:`.tables` (labels, formats, :class:`Table`, the aggregation),
-:mod:`.paper` (Tables 1–3 in the paper's layout), :mod:`.ours` (our addition),
+:mod:`.paper` (Tables 1–3 in the paper's layout), :mod:`.published` (the paper's own
+values, ``data/paper_tables.csv``, and the checks), :mod:`.ours` (our addition),
 :mod:`.output` (Markdown, LaTeX, files), :mod:`.plots` and :mod:`.make` (``make_report``).
 """
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from evaluation.report.paper import _facial_subset, models_of
+from evaluation.report.paper import MAPE_UNIT, _facial_subset, models_of
 from evaluation.report.tables import (
     GT_COMPOSITED_LABEL,
     GT_LABELS,
@@ -30,7 +30,8 @@ def perceptual_table(df: pd.DataFrame) -> Table | None:
         "Table 1 — perceptual distance to the normal video",
         "LPIPS (AlexNet) and FID (Inception-v3, sets of N frames) between the normal video and the second "
         "session's normal video (N1–N2), the sensor video (N–S) and the cleaned video (N–C); lower is closer. "
-        "Mean ± std over subjects.",
+        "Mean ± std over subjects; within a subject first the mean over the comparisons of the row (both "
+        "sessions, every sensor video).",
     )
 
 
@@ -52,8 +53,9 @@ def facial_table(df: pd.DataFrame, group: str, model: str | None = None) -> Tabl
         what = "emotion probabilities (py-feat)"
     return build_table(
         per_pair, KIND_ROWS, "kind", cols, ("segment", "metric"), name, title,
-        f"DTW distance and MAPE (fraction, at the best shift within ±20 s) of {what} against the normal video, "
-        "averaged over the features. Mean ± std over subjects.",
+        f"DTW distance and MAPE of {what} against the normal video, at the pair's shift within ±20 s. "
+        f"{MAPE_UNIT}. Mean ± std over subjects; within a subject first the mean over the features of each "
+        "comparison, then over the comparisons of the row (both sessions, every sensor video).",
     )
 
 
@@ -94,7 +96,7 @@ def groundtruth_table(df: pd.DataFrame) -> Table | None:
         "inside the sensor mask and outside it (higher is better); flicker: the frame-to-frame change inside "
         "the sensor area that the ground truth does not have, in 8-bit levels (lower is steadier). "
         "Composited C (our extension): the full repaint inside an estimated sensor mask, the recorded pixels "
-        "outside. Mean ± std over subjects.",
+        "outside. Mean ± std over subjects; within a subject first the mean over its sensor videos.",
     )
 
 
@@ -110,5 +112,6 @@ def temporal_table(df: pd.DataFrame) -> Table | None:
         "Temporal stability — frame-to-frame change beyond the normal video's",
         "Mean absolute change between consecutive face crops (8-bit levels) of the second video minus that "
         "of the normal video it is compared with; a cleaning that flickers moves more than the recorded face "
-        "(positive). Our extension, not in the paper. Mean ± std over subjects.",
+        "(positive). Our extension, not in the paper. Mean ± std over subjects; within a subject first the mean "
+        "over the comparisons of the row.",
     )

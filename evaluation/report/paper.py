@@ -1,6 +1,7 @@
 """Tables 1–3 in the paper's layout (the report's default view): five rows N1–N2, Nk–Sk,
-Nk–Ck, the task columns Schaede | Sentence | Emotion, the paper's precision; one
-Table 2 and 3 block per AU model, its caption naming the paper model it stands for.
+Nk–Ck, the task columns in the paper's order Schaede | Emotion | Sentence, the paper's
+precision; one Table 2 and 3 block per AU model, its caption naming the paper model it
+stands for. Each caption says what the mean ± std is over.
 """
 
 from __future__ import annotations
@@ -13,10 +14,20 @@ from evaluation.pairs import KIND_LABELS
 from evaluation.report.tables import Table, build_table
 from evaluation.timeseries import EXCLUDED_AUS, is_au
 
-#: The paper's task columns, in its order (Tables 1–3).
-PAPER_SEGMENTS: tuple[str, ...] = ("schaede", "sentence", "emotion")
-#: The paper's precision: LPIPS 2 decimals, FID 1, DTW 1, MAPE 2.
+#: The paper's task columns, in its order (Tables 1–3: Schaede | Emotion | Sentence).
+PAPER_SEGMENTS: tuple[str, ...] = ("schaede", "emotion", "sentence")
+#: The paper's precision: LPIPS 2 decimals, FID 1, DTW 1, MAPE 2 (Table 2) …
 PAPER_FORMATS: dict[str, str] = {"lpips": "{:.2f}", "fid": "{:.1f}", "dtw": "{:.1f}", "mape": "{:.2f}"}
+#: … and MAPE with 1 decimal in Table 3.
+PAPER_TABLE3_FORMATS: dict[str, str] = {**PAPER_FORMATS, "mape": "{:.1f}"}
+#: What the mean ± std of the paper-layout tables is over (our reading of the paper's
+#: "we average the results of test subjects and AUs": features first, std over subjects).
+OVER_SUBJECTS = (
+    "Mean ± std over subjects (sample std); within a subject first the mean over the comparisons of the row "
+    "(the sensor videos of the session)"
+)
+#: The unit of our MAPE, said in every caption that shows it.
+MAPE_UNIT = "MAPE as a fraction (×100 for percent)"
 
 
 def paper_row(kind: str, session: str) -> str:
@@ -33,14 +44,19 @@ def _paper_rows(d: pd.DataFrame) -> list[str]:
     return [KIND_LABELS["baseline"]] + [paper_row(k, s) for s in sessions for k in ("sensor", "clean")]
 
 
-def _paper_table(d: pd.DataFrame, metrics: Sequence[str], name: str, title: str, caption: str) -> Table:
-    """Rows :func:`paper_row`, columns Schaede | Sentence | Emotion × ``metrics``. Within a
+def _paper_table(
+    d: pd.DataFrame, metrics: Sequence[str], name: str, title: str, caption: str, paper: tuple[int, str],
+) -> Table:
+    """Rows :func:`paper_row`, columns Schaede | Emotion | Sentence × ``metrics``. Within a
     subject the comparisons of one row (e.g. two sensor videos of a session) are
     averaged; then mean ± std over subjects."""
     d = d.assign(row=[paper_row(k, s) for k, s in zip(d["kind"], d["session"], strict=True)])
     cols = [(s, m) for s in PAPER_SEGMENTS for m in metrics]
     rows = {r: r for r in _paper_rows(d)}
-    return build_table(d, rows, "row", cols, ("segment", "metric"), name, title, caption, PAPER_FORMATS)
+    formats = PAPER_TABLE3_FORMATS if paper[0] == 3 else PAPER_FORMATS
+    t = build_table(d, rows, "row", cols, ("segment", "metric"), name, title, caption, formats)
+    t.paper = paper
+    return t
 
 
 def paper_perceptual_table(df: pd.DataFrame, name: str = "table1_perceptual") -> Table | None:
@@ -52,7 +68,10 @@ def paper_perceptual_table(df: pd.DataFrame, name: str = "table1_perceptual") ->
         d, ("lpips", "fid"), name, "Table 1 — perceptual distance to the normal video",
         "LPIPS (AlexNet) and FID (Inception-v3, sets of N frames) of the second session's normal video (N1–N2), "
         "the sensor videos (Nk–Sk) and the cleaned videos (Nk–Ck) against the normal video of the session; lower "
-        "is closer. Mean ± std over subjects.",
+        "is closer. Per comparison LPIPS is the mean over its frame pairs (a seeded sample, or all pairs with "
+        "--lpips-all-pairs) and FID the mean over its draws. "
+        f"{OVER_SUBJECTS}.",
+        (1, ""),
     )
 
 
@@ -106,11 +125,14 @@ def paper_facial_table(df: pd.DataFrame, group: str, model: str, name: str | Non
     else:
         name = name or f"table3_emotion{suffix}"
         title, what = f"Table 3 — emotion time series{label}", f"emotion probabilities (py-feat, run with AU model `{model or 'py-feat'}`)"
+    averaged = "the AUs listed (AU43 excluded)" if group == "au" else "the 7 emotions"
     return _paper_table(
         per_pair, ("dtw", "mape"), name, title,
-        f"DTW distance and MAPE (fraction, at the pair's one shift within ±20 s, chosen jointly over the series; "
-        f"denominator floored at ε, default 0.01, see docs/fidelity.md) of {what} against the normal video, "
-        "averaged over the features. Mean ± std over subjects.",
+        f"DTW distance and MAPE of {what} against the normal video. {MAPE_UNIT}, over the full segment at the "
+        f"pair's one shift within ±20 s, chosen from exactly the series this table averages; denominator floored "
+        f"at ε = 0.01 (docs/fidelity.md). {OVER_SUBJECTS}, and before that the mean over {averaged} of each "
+        "comparison — our reading of the paper's \"we average the results of test subjects and AUs\".",
+        (2 if group == "au" else 3, model),
     )
 
 

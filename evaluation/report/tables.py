@@ -39,6 +39,9 @@ class Table:
     std: pd.DataFrame
     count: pd.DataFrame
     formats: dict[str, str] | None = None  # metric -> format (None: the defaults)
+    #: (paper table number, our AU model) for the paper-layout Tables 1–3, else None:
+    #: the report prints the paper's published block under these (evaluation.report.published).
+    paper: tuple[int, str] | None = None
 
     def cell(self, row: str, col: tuple[str, str], latex: bool = False) -> str:
         m = self.mean.at[row, col] if row in self.mean.index and col in self.mean.columns else math.nan
@@ -126,6 +129,10 @@ def build_table(
     return t
 
 
+#: Task columns of every table: the paper's order (Schaede | Emotion | Sentence), then ours.
+TABLE_SEGMENTS: tuple[str, ...] = ("schaede", "emotion", "sentence", *(s for s in SEGMENTS if s not in ("schaede", "emotion", "sentence")))
+
+
 def _segments_present(df: pd.DataFrame) -> list[str]:
     present = set(df["segment"].unique())
-    return [s for s in SEGMENTS if s in present]
+    return [s for s in TABLE_SEGMENTS if s in present]
