@@ -116,7 +116,7 @@ def test_resume_prefers_most_training_over_newest(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- 4: signals to a real fit
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT"])
 def test_signal_to_fit_exits_128_plus_signal(tiny: Path, tmp_path: Path, sig: signal.Signals) -> None:
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
