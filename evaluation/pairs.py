@@ -194,6 +194,25 @@ def _check_cleaned(subject: Subject, cleaned: Subject) -> list[Recording]:
     return out
 
 
+def _check_provenance(c: Recording, src: Recording, cleaned: Subject) -> None:
+    """The cleaned video is the file ``clean`` wrote (``video_id``), from this sensor
+    video (``source_id``). Frame counts alone miss a swap of two recordings of equal
+    length, which would give other numbers without a word. Entries without ids (written
+    by hand or by older versions) are checked by frame count only."""
+    from sensor_removal.content_id import content_id
+
+    if c.video_id is not None and content_id(c.path) != c.video_id:
+        raise PairingError(
+            f"{c.path}: is not the video clean wrote for recording {c.name!r} of {cleaned.manifest_path} "
+            f"(content id differs): replaced or swapped with another file? Clean {src.name!r} ({src.path}) again"
+        )
+    if c.source_id is not None and content_id(src.path) != c.source_id:
+        raise PairingError(
+            f"{c.path}: recording {c.name!r} of {cleaned.manifest_path} was cleaned from another video than "
+            f"sensor recording {src.name!r} ({src.path}); clean {src.name!r} again"
+        )
+
+
 def _check_counterparts(
     subject: Subject,
     cleaned: Subject,
@@ -207,6 +226,7 @@ def _check_counterparts(
     by_name = {r.name: r for r in subject.recordings}
     for c in cleans:
         src = by_name[c.source]  # checked by _check_cleaned
+        _check_provenance(c, src, cleaned)
         nc, ns = info(c).frame_count, info(src).frame_count
         if nc != ns:
             raise PairingError(

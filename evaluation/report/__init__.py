@@ -40,12 +40,14 @@ The package: :mod:`.tables` (labels, formats, :class:`Table`, the aggregation),
 """
 
 from evaluation.report.make import (
+    REPORT_COMPLETE,
     ReportError,
     fid_set_size,
     make_report,
     missing_cleaned,
     no_face_table,
     not_shown,
+    report_is_complete,
 )
 from evaluation.report.ours import (
     extension_tables,
@@ -84,6 +86,7 @@ __all__ = [
     "METRIC_LABELS",
     "PAPER_FORMATS",
     "PAPER_SEGMENTS",
+    "REPORT_COMPLETE",
     "SEGMENT_LABELS",
     "ReportError",
     "Table",
@@ -105,6 +108,7 @@ __all__ = [
     "paper_tables",
     "perceptual_table",
     "plot_curves",
+    "report_is_complete",
     "subject_means",
     "temporal_table",
 ]
