@@ -209,6 +209,14 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     ``interrupted.ckpt`` (``global_step`` 0), newer than the run's real checkpoint.
     """
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A fresh start into a folder that holds an earlier attempt's ``interrupted.ckpt``
+        (one this fit did not resume from) drops it: with more steps than the new run's
+        checkpoints, it would otherwise be what the next resume takes."""
+        resumed = trainer.ckpt_path and Path(trainer.ckpt_path).resolve() == Path(self.ckpt_path).resolve()
+        if not resumed and trainer.is_global_zero and Path(self.ckpt_path).is_file():
+            Path(self.ckpt_path).unlink()
+
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if trainer.global_step == 0:
             rank_zero_info(f"{type(exception).__name__} before the first training step: no {self.filename}.ckpt written")
