@@ -226,13 +226,13 @@ def _check_counterparts(
     by_name = {r.name: r for r in subject.recordings}
     for c in cleans:
         src = by_name[c.source]  # checked by _check_cleaned
-        _check_provenance(c, src, cleaned)
-        nc, ns = info(c).frame_count, info(src).frame_count
+        nc, ns = info(c).frame_count, info(src).frame_count  # probing first: its messages name a bad file
         if nc != ns:
             raise PairingError(
                 f"{c.path}: recording {c.name!r} of {cleaned.manifest_path} has {nc} frames, its source "
                 f"{src.name!r} ({src.path}) has {ns}; clean the recording again"
             )
+        _check_provenance(c, src, cleaned)
     have = {c.source for c in cleans}
     missing = [r.name for r in subject.by_condition("sensor") if r.name not in have]
     if missing and not allow_missing:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 BLOCK = 1 << 20
@@ -19,7 +20,10 @@ BLOCK = 1 << 20
 def content_id(path: str | os.PathLike) -> str:
     """Hex id of ``path``'s content (see the module docstring); 32 hex digits."""
     path = Path(path)
-    size = path.stat().st_size
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        raise OSError(f"{path}: not a regular file")
+    size = st.st_size
     h = hashlib.blake2b(str(size).encode(), digest_size=16)
     with open(path, "rb") as f:
         for offset in sorted({0, max(0, size // 2 - BLOCK // 2), max(0, size - BLOCK)}):

@@ -227,11 +227,15 @@ def clean_recordings(
     return report
 
 
-def provenance(rec: Recording) -> str:
-    """The tag a cleaned video of ``rec`` carries: the content id of its source video."""
+def provenance(rec: Recording) -> str | None:
+    """The tag a cleaned video of ``rec`` carries: the content id of its source video
+    (None when the source cannot be read: cleaning it then fails with its own message)."""
     from sensor_removal.content_id import content_id
 
-    return f"sensor-removal source_id={content_id(rec.path)}"
+    try:
+        return f"sensor-removal source_id={content_id(rec.path)}"
+    except OSError:
+        return None
 
 
 def _ours(target: Path, rec: Recording) -> bool:
@@ -240,7 +244,8 @@ def _ours(target: Path, rec: Recording) -> bool:
     from sensor_removal.video import probe, video_comment
 
     try:
-        return video_comment(target) == provenance(rec) and probe(target).frame_count == probe(rec.path).frame_count
+        tag = provenance(rec)
+        return tag is not None and video_comment(target) == tag and probe(target).frame_count == probe(rec.path).frame_count
     except (VideoError, OSError):
         return False
 
