@@ -230,3 +230,18 @@ def test_full_disk_during_checkpoint_leaves_loadable_files_and_exit_2(tiny: Path
         assert _step(p) > 0, p
     found = _checkpoint_file("last", run)
     assert found is not None and _step(found) > 0
+
+
+def test_fresh_start_drops_an_earlier_attempts_interrupted_checkpoint(tmp_path: Path) -> None:
+    """It would out-step the new run's checkpoints and be taken by the next resume."""
+    from types import SimpleNamespace
+
+    from sensor_removal.callbacks import InterruptCheckpoint
+
+    cb = InterruptCheckpoint(dirpath=str(tmp_path), filename="interrupted")
+    stale = tmp_path / "interrupted.ckpt"
+    stale.write_bytes(b"old")
+    cb.on_train_start(SimpleNamespace(ckpt_path=str(stale), is_global_zero=True), None)  # resumed from it: kept
+    assert stale.is_file()
+    cb.on_train_start(SimpleNamespace(ckpt_path=None, is_global_zero=True), None)  # a fresh start: dropped
+    assert not stale.exists()
