@@ -116,7 +116,24 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"{PROG} run: error: {exc}", file=sys.stderr)
         return 2
-    path = run_protocol(args.manifest, args.cleaned, args.out, settings)
+    from filelock import FileLock, Timeout
+
+    # One writer per --out: two runs into one folder would mix their results and series.
+    out = Path(args.out)
+    lock_path = out.parent / f".{out.name}.evaluation.lock"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        print(f"{PROG} run: error: {out}: another `evaluation run` is writing there (lock {lock_path}); "
+              "wait for it to finish or choose another --out", file=sys.stderr)
+        return 2
+    try:
+        path = run_protocol(args.manifest, args.cleaned, out, settings)
+    finally:
+        lock.release()
+        lock_path.unlink(missing_ok=True)
     print(path)
     return 0
 
@@ -239,6 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from sensor_removal.diskfull import disk_full, disk_full_message
+
+        full = disk_full(exc)
+        if full is None:
+            raise
+        what = "the results" if args.command == "run" else "the report (it stays marked incomplete)"
+        print(f"{PROG} {args.command}: error: {disk_full_message(full, what)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -194,6 +194,25 @@ def _check_cleaned(subject: Subject, cleaned: Subject) -> list[Recording]:
     return out
 
 
+def _check_provenance(c: Recording, src: Recording, cleaned: Subject) -> None:
+    """The cleaned video is the file ``clean`` wrote (``video_id``), from this sensor
+    video (``source_id``). Frame counts alone miss a swap of two recordings of equal
+    length, which would give other numbers without a word. Entries without ids (written
+    by hand or by older versions) are checked by frame count only."""
+    from sensor_removal.content_id import content_id
+
+    if c.video_id is not None and content_id(c.path) != c.video_id:
+        raise PairingError(
+            f"{c.path}: is not the video clean wrote for recording {c.name!r} of {cleaned.manifest_path} "
+            f"(content id differs): replaced or swapped with another file? Clean {src.name!r} ({src.path}) again"
+        )
+    if c.source_id is not None and content_id(src.path) != c.source_id:
+        raise PairingError(
+            f"{c.path}: recording {c.name!r} of {cleaned.manifest_path} was cleaned from another video than "
+            f"sensor recording {src.name!r} ({src.path}); clean {src.name!r} again"
+        )
+
+
 def _check_counterparts(
     subject: Subject,
     cleaned: Subject,
@@ -207,12 +226,13 @@ def _check_counterparts(
     by_name = {r.name: r for r in subject.recordings}
     for c in cleans:
         src = by_name[c.source]  # checked by _check_cleaned
-        nc, ns = info(c).frame_count, info(src).frame_count
+        nc, ns = info(c).frame_count, info(src).frame_count  # probing first: its messages name a bad file
         if nc != ns:
             raise PairingError(
                 f"{c.path}: recording {c.name!r} of {cleaned.manifest_path} has {nc} frames, its source "
                 f"{src.name!r} ({src.path}) has {ns}; clean the recording again"
             )
+        _check_provenance(c, src, cleaned)
     have = {c.source for c in cleans}
     missing = [r.name for r in subject.by_condition("sensor") if r.name not in have]
     if missing and not allow_missing:

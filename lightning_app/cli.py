@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.name} is missing: install the app extra (pip install -e '.[app]')", file=sys.stderr)
         return 2
     ctx = AppContext(ServedRoots.create(args.runs, args.data), args.conf.resolve(), UploadLimits(args.max_upload_mb, args.max_upload_seconds))
+    # Uploads go into the app's private folder (mode 0700, removed at exit), not into a
+    # /tmp/gradio shared with every other Gradio app of the node; GRADIO_TEMP_DIR wins.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(ctx.work / "uploads"))
     print(f"sensor-removal app: http://{args.host}:{args.port}  (runs {ctx.roots.runs}, data {ctx.roots.data})", flush=True)
     serve(ctx, args.host, args.port)
     return 0

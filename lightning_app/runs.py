@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 #: Checkpoint written when a fit is interrupted (SIGTERM from the app's Stop, Ctrl-C):
-#: Lightning's ``OnExceptionCheckpoint`` in the configs.
+#: :class:`sensor_removal.callbacks.InterruptCheckpoint` in the configs.
 INTERRUPTED_CKPT = "interrupted.ckpt"
 #: Losses shown in the table and the curves (logged by :class:`sensor_removal.module.CycleGAN`).
 LOSS_COLUMNS = ("train/loss_g_step", "train/loss_d_step")
@@ -80,10 +80,11 @@ def checkpoints(run: Path) -> list[Path]:
 
 
 def resume_checkpoint(run: Path) -> Path | None:
-    """The checkpoint a resume starts from: the newer of ``last.ckpt`` and
-    :data:`INTERRUPTED_CKPT`."""
-    candidates = [p for p in (run / "checkpoints" / "last.ckpt", run / "checkpoints" / INTERRUPTED_CKPT) if p.is_file()]
-    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+    """The checkpoint a resume starts from: the one ``fit --ckpt_path last`` takes, the
+    run's checkpoint with the most training (``global_step``) that loads."""
+    from sensor_removal.checkpoint import resume_candidate, run_checkpoints
+
+    return resume_candidate(run_checkpoints(run))
 
 
 def latest_grid(run: Path) -> Path | None:

@@ -8,9 +8,10 @@ and epochs, and the user's overrides, which are limited to model, data and a few
 options (no paths, configs or loggers), so the fit reads the chosen inputs and writes
 only under ``--runs`` with the app user's rights.
 
-Stop sends SIGTERM: Lightning stops after the current batch and the configs'
-``OnExceptionCheckpoint`` writes ``checkpoints/interrupted.ckpt``; Resume restarts the
-same command with ``--ckpt_path`` set to the newer of that and ``last.ckpt``.
+Stop sends SIGTERM: Lightning stops after the current batch, the configs'
+``InterruptCheckpoint`` writes ``checkpoints/interrupted.ckpt`` (once training has begun)
+and the fit exits 143, shown as "interrupted"; Resume restarts the same command with
+``--ckpt_path`` set to the run's checkpoint with the most training that loads.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ ALLOWED_OVERRIDE = re.compile(
 #: The fit's output, under the run folder.
 LOG_NAME = "app_fit.log"
 STOP_TIMEOUT_S = 60.0
+#: Exit codes of a fit stopped by SIGTERM / Ctrl-C (the CLI's), or killed by the signal.
+INTERRUPTED_CODES = (143, 130, -signal.SIGTERM, -signal.SIGINT)
 
 
 class LaunchError(ValueError):
@@ -235,6 +238,8 @@ class FitLauncher:
             state = "not started from this app"
         elif fit.alive:
             state = "running"
+        elif fit.popen.returncode in INTERRUPTED_CODES:
+            state = f"interrupted ({fit.popen.returncode})"
         else:
             state = f"exited ({fit.popen.returncode})"
         return read_progress(self.run_dir(name), state)

@@ -365,7 +365,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                     preview = gr.Image(label="first frame and face box", interactive=False, elem_id="try-preview")
                     out_video = gr.Video(label="cleaned clip", interactive=False, elem_id="try-video")
                     out_image = gr.Image(label="cleaned frame", interactive=False, visible=False, elem_id="try-image")
-                upload.upload(lambda f: try_preview(ctx, f), inputs=upload, outputs=[preview, message, bx, by, bw, bh])
-                clean.click(lambda *a: try_clean(ctx, *a), inputs=[upload, ckpt, bx, by, bw, bh], outputs=[out_video, out_image, message])
+                upload.upload(lambda f: try_preview(ctx, f), inputs=upload, outputs=[preview, message, bx, by, bw, bh], api_name="try_preview")
+                clean.click(lambda *a: try_clean(ctx, *a), inputs=[upload, ckpt, bx, by, bw, bh], outputs=[out_video, out_image, message], api_name="try_clean")
                 live_choices(timer, ckpt, ctx.checkpoints, ckpts)
     return blocks

@@ -44,13 +44,19 @@ def unify_option_names(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
 # subclasses of int/float; constructors convert them back with int()/float() so that
 # checkpoints hold plain numbers (loadable with ``weights_only=True``).
 
+import math  # noqa: E402
+
 from jsonargparse.typing import (  # noqa: E402 - grouped with the types built from them
-    NonNegativeFloat,
     NonNegativeInt,
-    PositiveFloat,
     PositiveInt,
     restricted_number_type,
 )
+
+#: A float > 0 and finite: ``--model.lr inf`` (or ``nan``) would train nothing, silently.
+#: (jsonargparse's own PositiveFloat lets ``inf`` through.)
+PositiveFloat = restricted_number_type("FinitePositiveFloat", float, [(">", 0), ("<", math.inf)])
+#: A float >= 0 and finite (loss weights).
+NonNegativeFloat = restricted_number_type("FiniteNonNegativeFloat", float, [(">=", 0), ("<", math.inf)])
 
 #: A share in (0, 1]: the fraction of frames drawn per domain.
 UnitShare = restricted_number_type("UnitShare", float, [(">", 0), ("<=", 1)])

@@ -6,6 +6,8 @@
 * :class:`RunCheckpoint` — ``ModelCheckpoint`` whose folder defaults to
   ``<default_root_dir>/checkpoints`` whatever the logger, so a run's checkpoints are
   where the user pointed ``--trainer.default_root_dir``.
+* :class:`InterruptCheckpoint` — ``OnExceptionCheckpoint`` that saves only a model that
+  has trained (``interrupted.ckpt`` on Stop, SIGTERM, Ctrl-C).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
@@ -196,6 +198,30 @@ class RunCheckpoint(ModelCheckpoint):
         # ``--ckpt_path last`` looks for last.ckpt before ``setup`` runs.
         self._use_run_dir(trainer)
         return super()._find_last_checkpoints(trainer)
+
+
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    """``OnExceptionCheckpoint`` that writes nothing before the first training step.
+
+    An exception during setup (a damaged frame cache, a full disk while it is built, Stop
+    while frames decode) comes before a resumed checkpoint is restored: the model then
+    holds fresh, untrained weights, and Lightning's callback would save them as
+    ``interrupted.ckpt`` (``global_step`` 0), newer than the run's real checkpoint.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A fresh start into a folder that holds an earlier attempt's ``interrupted.ckpt``
+        (one this fit did not resume from) drops it: with more steps than the new run's
+        checkpoints, it would otherwise be what the next resume takes."""
+        resumed = trainer.ckpt_path and Path(trainer.ckpt_path).resolve() == Path(self.ckpt_path).resolve()
+        if not resumed and trainer.is_global_zero and Path(self.ckpt_path).is_file():
+            Path(self.ckpt_path).unlink()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.global_step == 0:
+            rank_zero_info(f"{type(exception).__name__} before the first training step: no {self.filename}.ckpt written")
+            return
+        super().on_exception(trainer, pl_module, exception)
 
 
 #: The fit-side switch, named where the LPIPS/FID weights are missing.

@@ -30,8 +30,9 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be used; the message names the file."""
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint at ``path`` as a dict, loaded with ``weights_only=True``."""
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint at ``path`` as a dict, loaded with ``weights_only=True``
+    (``mmap``: tensors stay on disk until used, for reading a few fields of a big file)."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
@@ -41,7 +42,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
         with allow(safe) if allow is not None else contextlib.nullcontext():
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # noqa: BLE001 - any failure means: not a loadable checkpoint
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
@@ -77,3 +78,39 @@ def resume_differences(
             if not _same(given[key], saved[key], key):
                 lines.append(f"--{section}.{key}: {given[key]!r} now, {saved[key]!r} in the checkpoint")
     return lines
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The ``global_step`` of the checkpoint at ``path``, or None when it does not load
+    (truncated by a full disk, zero bytes, not a checkpoint)."""
+    try:
+        ckpt = read_checkpoint(path, mmap=True)
+    except CheckpointError:
+        return None
+    step = ckpt.get("global_step", 0)
+    return int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else 0
+
+
+def resume_candidate(paths: list[Path]) -> Path | None:
+    """Which of ``paths`` a resume starts from: among those that load, the one with the
+    most training (highest ``global_step``), the newest of equals. Modification time
+    alone is wrong twice over: a setup failure once wrote a fresh, untrained checkpoint
+    that was newer than the real one, and a full disk leaves a truncated newest file."""
+    best: tuple[int, int, Path] | None = None
+    for path in paths:
+        if not path.is_file():
+            continue
+        step = checkpoint_step(path)
+        if step is None:
+            continue
+        key = (step, path.stat().st_mtime_ns, path)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return None if best is None else best[2]
+
+
+def run_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Every checkpoint file of a run folder: ``checkpoints/*.ckpt`` and Lightning's
+    SLURM requeue checkpoints ``hpc_ckpt_*.ckpt`` in the folder itself."""
+    run = Path(run_dir)
+    return sorted((run / "checkpoints").glob("*.ckpt")) + sorted(run.glob("hpc_ckpt_*.ckpt"))

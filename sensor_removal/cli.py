@@ -15,7 +15,11 @@ when stdout is not a terminal). ``test`` is not offered: the model has no test s
 the evaluation protocol (``evaluate``) is the test of a subject.
 
 A bad manifest or bad input ends with one clear message and exit code 2, never a
-traceback.
+traceback; so does a full disk. SIGTERM (Stop in the app, SLURM before a kill) exits
+143 and Ctrl-C 130 after ``interrupted.ckpt`` is written, never 0: scripts must not read
+an interrupted fit as a finished one. Checkpoints are written atomically
+(:mod:`sensor_removal.atomic_checkpoint`); ``--ckpt_path last`` starts from the run's
+checkpoint with the most training that loads (:func:`~sensor_removal.checkpoint.resume_candidate`).
 """
 
 from __future__ import annotations
@@ -27,11 +31,19 @@ from pathlib import Path
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.plugins import CheckpointIO
 
 from evaluation.weights import WeightsError
-from sensor_removal.checkpoint import CheckpointError, read_checkpoint, resume_differences
+from sensor_removal.checkpoint import (
+    CheckpointError,
+    read_checkpoint,
+    resume_candidate,
+    resume_differences,
+    run_checkpoints,
+)
 from sensor_removal.configs import conf_dir, config_file
 from sensor_removal.data import DataSettingsError, FrameCacheError, FramesDataModule
+from sensor_removal.diskfull import disk_full, disk_full_message
 from sensor_removal.manifest import ManifestError
 from sensor_removal.module import CycleGAN
 from sensor_removal.video import VideoError
@@ -110,6 +122,8 @@ class SensorRemovalCLI(LightningCLI):
         path = _checkpoint_file(cfg.get("ckpt_path"), cfg.trainer.default_root_dir)
         if path is None:
             return
+        if cfg.get("ckpt_path") == "last":
+            cfg.ckpt_path = str(path)  # Lightning's own "last" takes the newest file, loadable or not
         ckpt = read_checkpoint(path)
         if sub != "fit":  # validate/test/predict may use other data; the model comes from the file
             return
@@ -149,6 +163,12 @@ class SensorRemovalCLI(LightningCLI):
             from sensor_removal.progress_bars import progress_bar_for
 
             kwargs["callbacks"] = [*callbacks, progress_bar_for(every_s=cfg.progress_every_s)]
+        plugins = cfg.trainer.get("plugins")
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            from sensor_removal.atomic_checkpoint import AtomicCheckpointIO
+
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         trainer = super().instantiate_trainer(**kwargs)
         from sensor_removal.noise import drop_wandb_anonymous
 
@@ -177,13 +197,21 @@ def _without_perceptual_metrics(trainer: object) -> None:
 
 
 def _checkpoint_file(ckpt_path: object, root_dir: object) -> Path | None:
-    """The file ``--ckpt_path`` names: a path, or ``last`` when the run folder has a
-    ``checkpoints/last.ckpt`` (other special values are left to Lightning)."""
+    """The file ``--ckpt_path`` names: a path, or for ``last`` the run folder's
+    checkpoint with the most training that loads (none: a fresh start, as Lightning does;
+    files that all fail to load: an error naming them). Other special values are left to
+    Lightning."""
     if not ckpt_path:
         return None
     if ckpt_path == "last":
-        last = Path(str(root_dir or ".")) / "checkpoints" / "last.ckpt"
-        return last if last.is_file() else None
+        files = run_checkpoints(str(root_dir or "."))
+        found = resume_candidate(files)
+        if found is None and files:
+            raise CheckpointError(
+                "--ckpt_path last: no checkpoint of the run loads (" + ", ".join(str(f) for f in files)
+                + "); give one with --ckpt_path PATH or start a new run"
+            )
+        return found
     if ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry"):
         return None
     return Path(str(ckpt_path))
@@ -228,6 +256,10 @@ def build_cli(args: list[str] | None = None) -> SensorRemovalCLI:
         )
 
 
+#: Exit codes of an interrupted fit: 128 + the signal number, as a shell reports it.
+INTERRUPTED_EXIT = {"SIGTERM": 143, "SIGINT": 130}
+RESUME_HINT = " (checkpoints/interrupted.ckpt once training had begun); continue with --ckpt_path last"
+
 #: Errors a user can cause before or during a fit: one message, exit code 2.
 USER_ERRORS = (ManifestError, VideoError, WeightsError, CheckpointError, DataSettingsError, FrameCacheError)
 
@@ -236,11 +268,29 @@ def run_cli(argv: list[str] | None) -> tuple[int, SensorRemovalCLI | None]:
     """Run a subcommand (``fit``, ``validate``, …) through :func:`build_cli`; return the
     exit code and the CLI (its trainer, model and callbacks), or ``None`` on a user error.
     The demo goes through here too, so it parses exactly what ``fit`` parses."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
     try:
         return 0, build_cli(argv)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except SIGTERMException:
+        print(f"interrupted by SIGTERM{RESUME_HINT}", file=sys.stderr)
+        return INTERRUPTED_EXIT["SIGTERM"], None
+    except SystemExit as exc:
+        if not isinstance(exc.__context__, KeyboardInterrupt):  # Lightning exits 1 after Ctrl-C
+            raise
+        print(f"interrupted by SIGINT{RESUME_HINT}", file=sys.stderr)
+        return INTERRUPTED_EXIT["SIGINT"], None
+    except KeyboardInterrupt:  # before Lightning's trainer runs (parsing, cache check)
+        print("interrupted by SIGINT", file=sys.stderr)
+        return INTERRUPTED_EXIT["SIGINT"], None
     except Exception as exc:
+        full = disk_full(exc)
+        if full is not None:
+            print(f"error: {disk_full_message(full, 'the run')}. Checkpoints are written whole or not at all: "
+                  "the ones there load; continue with --ckpt_path last", file=sys.stderr)
+            return 2, None
         if not _is_wandb_login_error(exc):
             raise
         print(

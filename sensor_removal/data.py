@@ -48,7 +48,8 @@ class FrameCacheError(RuntimeError):
 
 
 #: Bump when the cache layout or the crop changes, so stale caches are not reused.
-CACHE_VERSION = 1
+#: (2: ``index.json`` records each array's size and BLAKE2b digest.)
+CACHE_VERSION = 2
 
 
 def to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -192,12 +193,16 @@ def build_frame_cache(
 ) -> FrameCache:
     """Sample, decode and store the training frames of ``subject`` unless an identical
     cache already exists (then nothing is decoded). Writes into a temporary folder that
-    is renamed into place when complete, so an interrupted build leaves no cache."""
+    is renamed into place when complete, so an interrupted build leaves no cache.
+
+    A cache found on disk is used only after :func:`frame_cache_problem` finds it whole
+    (truncated, missing, zeroed or edited files, an unreadable ``index.json``); otherwise
+    it is rebuilt under the lock, with one warning saying why."""
     recs = [r for r in subject.recordings if r.condition in DOMAINS]
     counts = {r.name: probe(r.path).frame_count for r in recs}
     key = cache_key(subject, fraction, seed, load_size, counts)
     final = output_path(cache_root, f"{subject.subject}-{key}")
-    if (final / "index.json").is_file():
+    if final.exists() and frame_cache_problem(final) is None:
         return load_frame_cache(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -210,8 +215,12 @@ def build_frame_cache(
     lock = final.parent / f"{final.name}.lock"
     try:
         with FileLock(str(lock)):
-            if (final / "index.json").is_file():
-                return load_frame_cache(final)
+            if final.exists():
+                problem = frame_cache_problem(final)
+                if problem is None:  # another process built it while we waited
+                    return load_frame_cache(final)
+                log.warning("frame cache %s: %s; rebuilding it", final, problem)
+                _remove_cache(final)
             return _write_frame_cache(recs, counts, final, fraction, seed, load_size, workers, subject)
     finally:
         lock.unlink(missing_ok=True)
@@ -251,6 +260,7 @@ def _write_frame_cache(
             arr = np.concatenate(parts) if parts else np.empty((0, load_size, load_size, 3), np.uint8)
             np.save(tmp / f"{domain}.npy", arr)
         index = {
+            "files": {d: _file_record(tmp / f"{d}.npy") for d in DOMAINS},
             "subject": subject.subject,
             "manifest": str(subject.manifest_path),
             "fraction": fraction,
@@ -276,6 +286,50 @@ def _write_frame_cache(
         raise
     log.info("frame cache written: %s", final)
     return load_frame_cache(final)
+
+
+def _file_record(path: Path) -> dict[str, object]:
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "blake2b").hexdigest()
+    return {"bytes": path.stat().st_size, "blake2b": digest}
+
+
+def frame_cache_problem(path: Path) -> str | None:
+    """What is wrong with the frame cache folder ``path``, or None when every array has
+    the size and BLAKE2b digest its ``index.json`` recorded at build time. The digest
+    reads each file once (a fraction of a second for a paper-size cache), which also
+    catches damage that keeps the size, such as zeroed blocks."""
+    path = Path(path)
+    try:
+        index = json.loads((path / "index.json").read_text())
+    except FileNotFoundError:
+        return "index.json is missing"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"index.json is unreadable ({type(exc).__name__})"
+    files = index.get("files") if isinstance(index, dict) else None
+    if not isinstance(files, dict) or not isinstance(index.get("refs"), dict):
+        return "index.json lacks the file records (written by another version)"
+    for domain in DOMAINS:
+        npy, want = path / f"{domain}.npy", files.get(domain)
+        if not isinstance(want, dict) or not npy.is_file():
+            return f"{npy.name} is missing"
+        size = npy.stat().st_size
+        if size != want.get("bytes"):
+            return f"{npy.name} has {size} bytes, {want.get('bytes')} when built"
+        if _file_record(npy)["blake2b"] != want.get("blake2b"):
+            return f"{npy.name} has other content than when built (checksum differs)"
+    return None
+
+
+def _remove_cache(path: Path) -> None:
+    """Remove a damaged cache folder, or a file standing where the folder should be."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError as exc:
+        raise FrameCacheError(f"{path}: damaged frame cache cannot be removed ({exc.strerror or exc})") from None
 
 
 def load_frame_cache(path: Path) -> FrameCache:

@@ -34,6 +34,7 @@ CONDITIONS: tuple[str, ...] = get_args(Condition)
 TASKS: tuple[str, ...] = ("schaede", "sentence", "emotion")
 _FIELDS = {
     "name", "path", "session", "condition", "bbox", "segments", "ground_truth", "mask", "source",
+    "source_id", "video_id",
 }
 
 
@@ -86,6 +87,10 @@ class Recording:
     ground_truth: Path | None = None
     mask: Path | None = None
     source: str | None = None
+    #: For a cleaned recording written by ``clean``: the content ids
+    #: (:func:`sensor_removal.content_id.content_id`) of its source video and of itself.
+    source_id: str | None = None
+    video_id: str | None = None
 
     def segment_frames(self, task: str, fps: float) -> tuple[int, int]:
         """Frame range ``[start, stop)`` of segment ``task`` at ``fps``."""
@@ -189,6 +194,9 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
         raise _err(file, f"{where}, field 'segments'", "must map task name to [start_s, end_s]")
     segments: dict[str, tuple[float, float]] = {}
     for task, span in segments_raw.items():
+        problem = name_problem(str(task))
+        if problem:  # segment names become file and column names (series, plots, tables)
+            raise _err(file, f"{where}, field 'segments'", f"segment name {problem}")
         if (
             not isinstance(span, (list, tuple))
             or len(span) != 2
@@ -215,6 +223,10 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
     source = raw.get("source")
     if source is not None and not isinstance(source, str):
         raise _err(file, f"{where}, field 'source'", f"must be a recording name, got {source!r}")
+    for key in ("source_id", "video_id"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value.isalnum()):
+            raise _err(file, f"{where}, field {key!r}", f"must be a content id (hex digits), got {value!r}")
     return Recording(
         name=name,
         path=rel("path"),  # type: ignore[arg-type]
@@ -225,6 +237,8 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
         ground_truth=rel("ground_truth"),
         mask=rel("mask"),
         source=source,
+        source_id=raw.get("source_id"),
+        video_id=raw.get("video_id"),
     )
 
 
@@ -310,6 +324,9 @@ def manifest_dict(subject: Subject, base_dir: Path) -> dict[str, Any]:
             d["mask"] = _relpath(r.mask, base_dir)
         if r.source is not None:
             d["source"] = r.source
+        for key in ("source_id", "video_id"):
+            if getattr(r, key) is not None:
+                d[key] = getattr(r, key)
         recs.append(d)
     return {"subject": subject.subject, "recordings": recs}
 

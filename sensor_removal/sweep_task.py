@@ -66,16 +66,20 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def report_complete(run: Path) -> bool:
-    """Has this run a complete post-fit report? (``report.md`` is written last.)"""
-    return (run / "report" / "report.md").is_file() and not (run / "benchmark_error.txt").exists()
+    """Has this run a complete post-fit report (the report's completion marker, written
+    after all its files)?"""
+    from evaluation.report import report_is_complete
+
+    return report_is_complete(run / "report") and not (run / "benchmark_error.txt").exists()
 
 
 def newest_checkpoint(run: Path) -> Path | None:
-    """The checkpoint a restarted task resumes from: the most recently written of
-    ``checkpoints/last.ckpt`` and Lightning's ``hpc_ckpt_*.ckpt``."""
-    candidates = [run / "checkpoints" / "last.ckpt", *run.glob("hpc_ckpt_*.ckpt")]
-    existing = [p for p in candidates if p.is_file()]
-    return max(existing, key=lambda p: p.stat().st_mtime_ns) if existing else None
+    """The checkpoint a restarted task resumes from: of ``checkpoints/*.ckpt`` and
+    Lightning's ``hpc_ckpt_*.ckpt``, the one with the most training that loads
+    (:func:`sensor_removal.checkpoint.resume_candidate`)."""
+    from sensor_removal.checkpoint import resume_candidate, run_checkpoints
+
+    return resume_candidate(run_checkpoints(run))
 
 
 def ensure_wandb_id(run: Path) -> str:

@@ -18,6 +18,7 @@ pixels: frames are RGB ``uint8`` arrays of shape ``(H, W, 3)`` everywhere in the
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -51,10 +52,21 @@ class VideoInfo:
 
 
 def _check_is_file(path: Path) -> None:
+    """A regular file, or a :class:`VideoError` saying what ``path`` is instead (a FIFO
+    or a device would block or never end when opened; neither is opened here)."""
     if path.is_dir():
         raise VideoError(f"{path}: is a directory, not a video file")
-    if not path.is_file():
-        raise VideoError(f"{path}: video file not found")
+    if path.is_file():
+        return
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise VideoError(f"{path}: video file not found") from None
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise VideoError(f"{path}: is {kind}, not a video file")
 
 
 #: A frame interval further than this share of the typical one from it marks a variable
@@ -229,6 +241,60 @@ def _temp_path(final: Path) -> Path:
     return Path(name)
 
 
+def _lock_partial(tmp: Path) -> int:
+    """Hold an exclusive ``flock`` on the temporary file while it is written: a later
+    run tells a partial file of a live writer (locked) from one a killed writer left
+    (``kill -9``, a crashed node: the lock died with the process)."""
+    import fcntl
+
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def partial_files(final: str | os.PathLike) -> list[Path]:
+    """The temporary files :class:`VideoWriter` makes for ``final`` (live or stale)."""
+    final = Path(final)
+    return sorted(final.parent.glob(f".{final.stem}.*.partial{final.suffix}"))
+
+
+def remove_stale_partials(final: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of ``final`` that no running writer holds (left by a
+    killed process); returns them. Files a live writer holds are left alone."""
+    import fcntl
+
+    removed = []
+    for tmp in partial_files(final):
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live writer
+        finally:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def video_comment(path: str | os.PathLike) -> str | None:
+    """The container's ``comment`` tag (what :class:`VideoWriter` was given), or None."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            return c.metadata.get("comment")
+    except (av.FFmpegError, OSError):
+        return None
+
+
 class VideoWriter:
     """Write RGB frames to ``path`` atomically (temporary name, renamed on success).
 
@@ -236,6 +302,7 @@ class VideoWriter:
     browsers), ``h264-lossless`` (libx264rgb, crf 0: bit-exact RGB, for measurement) or
     ``mp4v`` (fast, larger, not browser-playable). Use as a context manager: an exception
     inside the block removes the temporary file and leaves nothing at ``path``.
+    ``comment``: a tag stored in the container (provenance of a cleaned video).
     """
 
     def __init__(
@@ -247,9 +314,11 @@ class VideoWriter:
         codec: Codec = "h264",
         crf: int = 12,
         preset: str = "veryfast",
+        comment: str | None = None,
     ) -> None:
 
         self.path = Path(path)
+        self.comment = comment
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.width, self.height = int(width), int(height)
         self.frames_written = 0
@@ -259,7 +328,9 @@ class VideoWriter:
             )
         self._closed = True  # nothing to close until the container is open
         self._tmp = _temp_path(self.path)
+        self._lock_fd: int | None = None
         try:
+            self._lock_fd = _lock_partial(self._tmp)
             self._open(fps, codec, crf, preset)
         except BaseException:  # a bad codec, or Ctrl-C / SIGTERM while opening: no partial file
             self.abort()
@@ -270,6 +341,8 @@ class VideoWriter:
 
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
         self._closed = False
+        if self.comment is not None:
+            self._container.metadata["comment"] = self.comment
         rate = Fraction(fps).limit_denominator(1001)
         if codec == "h264":
             stream = self._container.add_stream("libx264", rate=rate)
@@ -314,7 +387,13 @@ class VideoWriter:
         self._container.close()
         self._closed = True
         os.replace(self._tmp, self.path)
+        self._unlock()
         return self.path
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def abort(self) -> None:
         """Close and delete the temporary file; nothing appears at ``path``."""
@@ -325,6 +404,7 @@ class VideoWriter:
                 pass
             self._closed = True
         self._tmp.unlink(missing_ok=True)
+        self._unlock()
 
     def __enter__(self) -> VideoWriter:
         return self

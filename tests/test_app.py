@@ -54,7 +54,7 @@ trainer:
       init_args: {{num_frames: 2}}
     - class_path: sensor_removal.postfit.PostFitBenchmark
       init_args: {{metrics: [groundtruth], batch_size: 8, device: cpu}}
-    - class_path: pytorch_lightning.callbacks.OnExceptionCheckpoint
+    - class_path: sensor_removal.callbacks.InterruptCheckpoint
       init_args: {{dirpath: "${{....default_root_dir}}/checkpoints", filename: interrupted}}
 model: {{ngf: 4, ndf: 4, n_blocks: 1, epochs_constant: {constant}, epochs_decay: 0, pool_size: 4}}
 data: {{fraction: 0.25, load_size: 36, crop_size: 32, batch_size: 4, num_workers: 0}}

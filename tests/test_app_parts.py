@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from lightning_app.paths import PathRefused, ServedRoots
 from lightning_app.runs import read_metrics, resume_checkpoint, summarize_run
@@ -74,9 +75,9 @@ def test_summary_reads_versions_in_order_and_states(tmp_path: Path) -> None:
     assert summarize_run(run, running=True).state == "running"
     ckpts = run / "checkpoints"
     ckpts.mkdir()
-    (ckpts / "last.ckpt").write_bytes(b"x")
-    (ckpts / "interrupted.ckpt").write_bytes(b"y")
-    os.utime(ckpts / "last.ckpt", (1, 1))
+    torch.save({"state_dict": {}, "global_step": 6}, ckpts / "last.ckpt")
+    torch.save({"state_dict": {}, "global_step": 9}, ckpts / "interrupted.ckpt")  # mid-epoch, after last.ckpt
+    os.utime(ckpts / "interrupted.ckpt", (1, 1))  # older: the step decides, not the time
     assert resume_checkpoint(run) == ckpts / "interrupted.ckpt"
     assert summarize_run(run).state == "stopped (resumable)"
 

@@ -199,6 +199,32 @@ def case_negative_lr(w: World):
     return sr_main, _fit(w, "--model.lr", "-1"), ["model.lr"]
 
 
+def case_infinite_lr(w: World):
+    return sr_main, _fit(w, "--model.lr", "inf"), ["model.lr"]
+
+
+def case_nan_loss_weight(w: World):
+    return sr_main, _fit(w, "--model.lambda_cycle", "nan"), ["model.lambda_cycle"]
+
+
+def case_fifo_as_video(w: World):
+    fifo = w.out / "pipe.mp4"
+    os.mkfifo(fifo)  # opening it would block forever: it must be refused unopened
+    return sr_main, _clean(w, "--video", str(fifo), "--bbox", "8,4,32,32", "--out", str(w.out / "x.mp4")), [str(fifo), "named pipe"]
+
+
+def case_device_as_video(w: World):
+    return sr_main, _clean(w, "--video", "/dev/zero", "--bbox", "8,4,32,32", "--out", str(w.out / "x.mp4")), ["/dev/zero", "character device"]
+
+
+def case_segment_name_with_separators(w: World):
+    doc = yaml.safe_load(w.manifest.read_text())
+    doc["recordings"][1]["segments"] = {"foo/../bar": [0.0, 1.0]}
+    bad = w.subject / "evil.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    return sr_main, _clean(w, "--manifest", str(bad), "--out", str(w.out / "c")), [str(bad), "foo/../bar", "segment"]
+
+
 def case_crf_too_high(w: World):
     return sr_main, _clean(w, "--manifest", str(w.manifest), "--out", str(w.out / "c"), "--crf", "100"), ["--crf", "51"]
 
@@ -480,3 +506,26 @@ def test_video_writer_that_cannot_open_leaves_no_temporary_file(tmp_path: Path) 
     with pytest.raises(VideoError, match="unknown codec"):
         VideoWriter(tmp_path / "x.mp4", 10.0, 32, 32, codec="h265")  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_while_caching_writes_nothing_into_the_run(world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+    """With the shipped config's CSV logger and interrupt checkpoint: no interrupted.ckpt,
+    no log files: the cache is built before anything of the run is written."""
+    import sensor_removal.data as data
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(data.np, "save", full)
+    config = world.root / "run.yaml"
+    config.write_text(
+        "trainer:\n  max_epochs: 1\n  accelerator: cpu\n  enable_progress_bar: false\n"
+        "  logger:\n    - class_path: pytorch_lightning.loggers.CSVLogger\n"
+        "      init_args: {save_dir: '${....default_root_dir}', name: csv}\n"
+        "  callbacks:\n    - class_path: sensor_removal.callbacks.InterruptCheckpoint\n"
+        "      init_args: {dirpath: '${....default_root_dir}/checkpoints', filename: interrupted}\n"
+    )
+    code = run_main(sr_main, [*_fit(world, "--data.cache_dir", str(world.out / "cache")), "--config", str(config)])
+    err = capfd.readouterr().err
+    assert code == 2 and "No space left on device" in err and "Traceback" not in err
+    assert [p for p in (world.out / "run").rglob("*") if p.is_file()] == []

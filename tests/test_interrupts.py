@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sensor_removal.cli import main as sr_main
 from sensor_removal.manifest import load_manifest
 from tests.checkpoints import write_checkpoint
 from tests.videos import make_video
@@ -42,11 +43,14 @@ def subject(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def _clean_args(subject: Path, out: Path, *recordings: str) -> list[str]:
+    return ["clean", "--ckpt", str(subject / "model.ckpt"), "--manifest", str(subject / "manifest.yaml"), "--out", str(out),
+            "--device", "cpu", "--no-progress", "--codec", "mp4v", "--recordings", *recordings]
+
+
 def _clean(subject: Path, out: Path, *recordings: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "sensor_removal", "clean", "--ckpt", str(subject / "model.ckpt"),
-           "--manifest", str(subject / "manifest.yaml"), "--out", str(out), "--device", "cpu",
-           "--no-progress", "--codec", "mp4v", "--recordings", *recordings]
+    cmd = [sys.executable, "-m", "sensor_removal", *_clean_args(subject, out, *recordings)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -88,3 +92,31 @@ def test_two_cleans_into_one_folder_keep_both_entries(subject: Path, tmp_path: P
         assert p.returncode == 0, err
     cleaned = load_manifest(out / "manifest.yaml", require_domains=("clean",))
     assert sorted(r.source for r in cleaned.recordings) == ["second", "third"]
+
+
+def test_rerun_after_kill_9_removes_stale_partial_and_keeps_finished(subject: Path, tmp_path: Path, capfd, single_thread) -> None:
+    """kill -9 (no handler runs): the finished recording is already listed, the rerun
+    removes the unfinished one's stale temporary file with one line, and a finished output
+    that a killed run wrote but had not listed yet is adopted after checking its source
+    tag and frame count (a foreign file in its place is still refused)."""
+    out = tmp_path / "clean"
+    proc = _clean(subject, out, "first", "second")
+    _wait_for(lambda: (out / "first.mp4").is_file() and any(p.stat().st_size > 0 for p in out.glob(".second.*partial*")), proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert list(out.glob(".second.*partial*"))  # what kill -9 leaves
+    cleaned = load_manifest(out / "manifest.yaml", require_domains=("clean",))
+    assert [r.source for r in cleaned.recordings] == ["first"]
+    # The window before listing: the entry is missing, the file is there.
+    (out / "manifest.yaml").unlink()
+    assert sr_main(_clean_args(subject, out, "first")) == 0  # in-process: the reruns are short
+    err = capfd.readouterr().err
+    assert "removed .second." in err and "killed" in err
+    assert not list(out.glob(".*partial*"))
+    cleaned = load_manifest(out / "manifest.yaml", require_domains=("clean",))
+    assert [r.source for r in cleaned.recordings] == ["first"]
+    # A foreign file where an output would go is not adopted.
+    (out / "manifest.yaml").unlink()
+    make_video(out / "first.mp4", n=10, width=32, height=32, seed=5)
+    assert sr_main(_clean_args(subject, out, "first")) == 2
+    assert "--overwrite" in capfd.readouterr().err

@@ -43,12 +43,14 @@ values, ``data/paper_tables.csv``, and the checks), :mod:`.ours` (our addition),
 """
 
 from evaluation.report.make import (
+    REPORT_COMPLETE,
     ReportError,
     fid_set_size,
     make_report,
     missing_cleaned,
     no_face_table,
     not_shown,
+    report_is_complete,
 )
 from evaluation.report.ours import (
     extension_tables,
@@ -87,6 +89,7 @@ __all__ = [
     "METRIC_LABELS",
     "PAPER_FORMATS",
     "PAPER_SEGMENTS",
+    "REPORT_COMPLETE",
     "SEGMENT_LABELS",
     "ReportError",
     "Table",
@@ -108,6 +111,7 @@ __all__ = [
     "paper_tables",
     "perceptual_table",
     "plot_curves",
+    "report_is_complete",
     "subject_means",
     "temporal_table",
 ]

@@ -36,6 +36,17 @@ class ReportError(ValueError):
     """The result folders cannot be reported (missing or empty); message names them."""
 
 
+#: Written last into a report folder, listing its files: a report is complete only with it.
+#: Each file is written whole (temporary name, then rename), but a full disk or a kill
+#: between two files would leave, say, ``report.md`` without ``tables.tex``.
+REPORT_COMPLETE = ".complete"
+
+
+def report_is_complete(folder: str | Path) -> bool:
+    """Whether :func:`make_report` finished in ``folder`` (its marker is there)."""
+    return (Path(folder) / REPORT_COMPLETE).is_file()
+
+
 def no_face_table(dirs: Sequence[Path]) -> pd.DataFrame:
     """Frames without a face per video, from each folder's ``summary.json``."""
     rows = []
@@ -110,6 +121,7 @@ def make_report(
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out}: --out exists and is not a folder; the report goes into a folder")
     out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_COMPLETE).unlink(missing_ok=True)  # incomplete until this run's last write
     from evaluation.landmark_report import landmark_tables
 
     nan_frames = no_face_table([d for d in dirs if d.is_dir()])
@@ -169,6 +181,7 @@ def make_report(
             written[t.name] = _write_csv(out / "subjects" / f"{t.name}.csv", t.tidy())
     written["report.md"] = _write_text(out / "report.md", "\n".join(md))
     written["tables.tex"] = _write_text(out / "tables.tex", "\n".join(tex))
+    _write_text(out / REPORT_COMPLETE, json.dumps(sorted(str(p.relative_to(out)) for p in written.values())) + "\n")
     return written
 
 

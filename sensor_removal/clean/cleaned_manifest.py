@@ -21,7 +21,11 @@ from sensor_removal.manifest import (
 
 
 def clean_recording_entry(rec: Recording, out: Path, crop_size: int) -> Recording:
-    """The manifest entry of ``rec``'s cleaned crop video at ``out``."""
+    """The manifest entry of ``rec``'s cleaned crop video at ``out``, with the content ids
+    of both videos: evaluation checks that each cleaned video is still the file written
+    here, from that very sensor video (a swapped or replaced file is refused)."""
+    from sensor_removal.content_id import content_id
+
     return Recording(
         name=f"{rec.name}_clean",
         path=out.resolve(),
@@ -30,6 +34,8 @@ def clean_recording_entry(rec: Recording, out: Path, crop_size: int) -> Recordin
         bbox=(0, 0, crop_size, crop_size),
         segments=dict(rec.segments),
         source=rec.name,
+        source_id=content_id(rec.path),
+        video_id=content_id(out),
     )
 
 

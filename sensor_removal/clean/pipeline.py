@@ -214,6 +214,7 @@ def clean_video(
     keep_repaint: bool = False,
     overwrite: bool = False,
     steady: SteadySettings | None = None,
+    comment: str | None = None,
 ) -> CleanResult:
     """Clean every frame of ``src`` (face crop ``bbox`` = x, y, w, h) with ``generator``.
 
@@ -329,9 +330,10 @@ def clean_video(
     infer_thread = threading.current_thread()
     threads: list[threading.Thread] = []
     try:
-        writers.append(VideoWriter(out, info.fps, size, size, codec=codec, crf=crf))
+        # ``comment``: provenance stored in the outputs (clean_recordings: the source's id).
+        writers.append(VideoWriter(out, info.fps, size, size, codec=codec, crf=crf, comment=comment))
         if full is not None:
-            writers.append(VideoWriter(full, info.fps, info.width, info.height, codec=codec, crf=crf))
+            writers.append(VideoWriter(full, info.fps, info.width, info.height, codec=codec, crf=crf, comment=comment))
         for kind, path in (("mask", mask_out), ("repaint", repaint_out)):
             if path is not None:
                 side[kind] = VideoWriter(path, info.fps, size, size, codec=codec, crf=crf)

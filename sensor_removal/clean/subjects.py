@@ -6,6 +6,7 @@ cleaned manifest merged with what a previous clean left.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from sensor_removal.clean.settings import (
     resolve_device,
 )
 from sensor_removal.manifest import (
+    Recording,
     Subject,
     load_manifest,
     output_path,
@@ -142,6 +144,8 @@ def clean_recordings(
         raise CleanError(f"{out_dir}: --out exists and is not a folder; cleaning a manifest writes into a folder")
     existing = _existing_clean_manifest(manifest_path, subject.subject)
     owned, inputs = _outputs_of(existing), _inputs_of(subject)
+    if out_dir.is_dir():
+        _remove_stale_partials(out_dir, sensor)
     targets: dict[str, Path] = {}
     for rec in chosen:
         try:
@@ -149,6 +153,8 @@ def clean_recordings(
         except ValueError as exc:
             raise CleanError(f"{subject.manifest_path}: recording {rec.name!r}: {exc}") from None
         for target in (out, full_output_path(out)) if paste_back else (out,):
+            if target.exists() and target not in owned and not overwrite and _ours(target, rec):
+                owned.add(target)  # finished by a run killed before it listed it: adopted
             if target in inputs:
                 raise CleanError(
                     f"{target}: output of recording {rec.name!r} would overwrite an input of "
@@ -199,6 +205,7 @@ def clean_recordings(
                     keep_repaint=keep_repaint,
                     overwrite=True,  # checked above, before any work
                     steady=steady,
+                    comment=provenance(rec),
                 )
             except (CleanError, VideoError, OSError) as exc:
                 msg = str(exc)
@@ -209,6 +216,8 @@ def clean_recordings(
                 )
                 continue
             report.results[rec.name] = result
+            # Listed at once: a run killed later (kill -9, a node lost) keeps this entry.
+            report.manifest = _merge_manifest(manifest_path, subject, {rec.name: result})
     finally:
         # Also on an unexpected error or Ctrl-C: list what was finished.
         if report.results:
@@ -216,6 +225,44 @@ def clean_recordings(
         elif existing:
             report.manifest = manifest_path
     return report
+
+
+def provenance(rec: Recording) -> str | None:
+    """The tag a cleaned video of ``rec`` carries: the content id of its source video
+    (None when the source cannot be read: cleaning it then fails with its own message)."""
+    from sensor_removal.content_id import content_id
+
+    try:
+        return f"sensor-removal source_id={content_id(rec.path)}"
+    except OSError:
+        return None
+
+
+def _ours(target: Path, rec: Recording) -> bool:
+    """Whether ``target`` is a finished output of ``rec`` that a killed run wrote but did
+    not list: its tag names ``rec``'s video and it has every frame of it."""
+    from sensor_removal.video import probe, video_comment
+
+    try:
+        tag = provenance(rec)
+        return tag is not None and video_comment(target) == tag and probe(target).frame_count == probe(rec.path).frame_count
+    except (VideoError, OSError):
+        return False
+
+
+def _remove_stale_partials(out_dir: Path, recordings: Sequence[Recording]) -> None:
+    """Remove what a killed clean left of its unfinished videos (the temporary files no
+    live writer holds), with one line each; a concurrent clean's are kept."""
+    from sensor_removal.video import remove_stale_partials
+
+    for rec in recordings:
+        try:
+            out = output_path(out_dir, f"{rec.name}.mp4")
+        except ValueError:
+            continue  # refused with a message below
+        for target in (out, full_output_path(out)):
+            for stale in remove_stale_partials(target):
+                print(f"removed {stale.name}: left unfinished by a clean that was killed", file=sys.stderr)
 
 
 def clean_subject(
