@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
+from sensor_removal.manifest_emg import EmgEntry, EmgEntryError, parse_emg_entry
 from sensor_removal.video import (
     VideoError,
     VideoInfo,
@@ -34,6 +35,7 @@ CONDITIONS: tuple[str, ...] = get_args(Condition)
 TASKS: tuple[str, ...] = ("schaede", "sentence", "emotion")
 _FIELDS = {
     "name", "path", "session", "condition", "bbox", "segments", "ground_truth", "mask", "source",
+    "emg",  # optional synchronised sEMG (sensor_removal.manifest_emg, docs/emg.md)
 }
 
 
@@ -86,6 +88,7 @@ class Recording:
     ground_truth: Path | None = None
     mask: Path | None = None
     source: str | None = None
+    emg: EmgEntry | None = None
 
     def segment_frames(self, task: str, fps: float) -> tuple[int, int]:
         """Frame range ``[start, stop)`` of segment ``task`` at ``fps``."""
@@ -215,6 +218,12 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
     source = raw.get("source")
     if source is not None and not isinstance(source, str):
         raise _err(file, f"{where}, field 'source'", f"must be a recording name, got {source!r}")
+    emg = None
+    if raw.get("emg") is not None:
+        try:
+            emg = parse_emg_entry(raw["emg"], file.parent)
+        except EmgEntryError as exc:
+            raise _err(file, f"{where}, field {exc.field!r}", str(exc)) from None
     return Recording(
         name=name,
         path=rel("path"),  # type: ignore[arg-type]
@@ -225,6 +234,7 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
         ground_truth=rel("ground_truth"),
         mask=rel("mask"),
         source=source,
+        emg=emg,
     )
 
 
@@ -310,6 +320,8 @@ def manifest_dict(subject: Subject, base_dir: Path) -> dict[str, Any]:
             d["mask"] = _relpath(r.mask, base_dir)
         if r.source is not None:
             d["source"] = r.source
+        if r.emg is not None:
+            d["emg"] = r.emg.to_dict(base_dir, _relpath)
         recs.append(d)
     return {"subject": subject.subject, "recordings": recs}
 
