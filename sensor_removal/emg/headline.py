@@ -25,7 +25,13 @@ from sensor_removal.emg.chain import DEFAULT_CHAIN, ChainSettings
 from sensor_removal.emg.features import FeatureSeries, landmark_features, video_landmark_points
 from sensor_removal.emg.mapping import DEFAULT_MAPPING, MappingSettings, cross_validate
 from sensor_removal.emg.metrics import channel_scores, pearson
-from sensor_removal.emg.recording import Envelopes, envelopes, load_emg
+from sensor_removal.emg.recording import (
+    EmgRecording,
+    Envelopes,
+    check_long_enough,
+    envelopes,
+    load_emg,
+)
 from sensor_removal.manifest import Recording, Subject
 from sensor_removal.video import probe
 
@@ -59,9 +65,14 @@ def _truth_path(rec: Recording) -> Path | None:
     return p if p != rec.emg.file and p.is_file() else None
 
 
-def load_take(rec: Recording, cleaned: Subject | None, cache: Path, chain: ChainSettings = DEFAULT_CHAIN) -> Take:
-    """Features of every available source of ``rec`` and its synchronised envelopes."""
+def load_take(
+    rec: Recording, cleaned: Subject | None, cache: Path, chain: ChainSettings = DEFAULT_CHAIN, emg: EmgRecording | None = None
+) -> Take:
+    """Features of every available source of ``rec`` and its synchronised envelopes
+    (``emg``: the recording's checked sEMG, when already loaded)."""
     info = probe(rec.path)
+    emg = load_emg(rec, chain) if emg is None else emg
+    check_long_enough(emg, info.frame_count, info.fps)
     videos: dict[str, tuple[Path, tuple[int, int, int, int]]] = {"sensor": (rec.path, rec.bbox)}
     if rec.ground_truth is not None:
         videos["ground_truth"] = (rec.ground_truth, rec.bbox)
@@ -80,7 +91,6 @@ def load_take(rec: Recording, cleaned: Subject | None, cache: Path, chain: Chain
     features = {s: landmark_features(p[:n]) for s, p in points.items()}
     detection = {s: float(f.valid.mean()) for s, f in features.items()}
     sync_source = features[ref or "sensor"]
-    emg = load_emg(rec, chain)
     env = envelopes(emg, info.fps, n, sync_source.select(GEOMETRY_FEATURES))
     truth_file = _truth_path(rec)
     truth = None
@@ -96,7 +106,12 @@ def subject_takes(subject: Subject, cleaned: Subject | None, cache: Path, chain:
     recs = [r for r in subject.by_condition("sensor") if r.emg is not None]
     if len(recs) < 2:
         raise ValueError(f"{subject.manifest_path}: needs at least 2 sensor recordings with an emg: entry (held-out takes); found {len(recs)}")
-    return [load_take(r, cleaned, cache, chain) for r in recs]
+    # Every sEMG file is read and checked before any landmark is computed or cached.
+    emgs = [load_emg(r, chain) for r in recs]
+    for r, e in zip(recs, emgs, strict=True):
+        info = probe(r.path)
+        check_long_enough(e, info.frame_count, info.fps)
+    return [load_take(r, cleaned, cache, chain, e) for r, e in zip(recs, emgs, strict=True)]
 
 
 def _pairs(takes: list[Take], source: str, direction: str) -> tuple[list[np.ndarray], list[np.ndarray], tuple[str, ...]]:
@@ -107,9 +122,16 @@ def _pairs(takes: list[Take], source: str, direction: str) -> tuple[list[np.ndar
     return envs, [f.select(GEOMETRY_FEATURES) for f in feats], GEOMETRY_FEATURES
 
 
-def _shuffled(ys: list[np.ndarray]) -> list[np.ndarray]:
-    """The shuffled-time control: each take's target rolled by half its length."""
-    return [np.roll(y, len(y) // 2, axis=0) for y in ys]
+def shuffled_time(ys: list[np.ndarray], block: int = 30, seed: int = 0) -> list[np.ndarray]:
+    """The shuffled-time control: each take's target cut into blocks of ``block``
+    frames (2 s at 15 fps) put in a seeded random order. Shapes and values stay; the
+    timing relation to the inputs goes (a plain roll keeps it where a take repeats)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for y in ys:
+        blocks = [y[i : i + block] for i in range(0, len(y), block)]
+        out.append(np.concatenate([blocks[k] for k in rng.permutation(len(blocks))]))
+    return out
 
 
 def score(
@@ -119,7 +141,7 @@ def score(
     fit on time-shuffled targets, which a real relation must beat)."""
     xs, ys, names = _pairs(takes, source, direction)
     if control:
-        ys = _shuffled(ys)
+        ys = shuffled_time(ys)
     preds = cross_validate(xs, ys, settings)
     valid = [t.features[source].valid for t in takes]
     rows = channel_scores(ys, preds, names, takes[0].fps, valid)

@@ -152,6 +152,15 @@ class Envelopes:
     lag_s: float | None
 
 
+def check_long_enough(emg: EmgRecording, n_frames: int, fps: float) -> None:
+    """Refuse, before any work, a file shorter than the video (whatever the sync)."""
+    if emg.duration_s < (n_frames - 1) / fps:
+        raise EmgFileError(
+            f"{_where(emg.name, emg.entry)}: the sEMG lasts {emg.duration_s:.2f} s, the video "
+            f"{n_frames / fps:.2f} s ({n_frames} frames): the file is shorter than the video"
+        )
+
+
 def _check_covers(emg: EmgRecording, start_s: float, n_frames: int, fps: float) -> None:
     end = start_s + (n_frames - 1) / fps
     if start_s < -0.5 / emg.rate_hz or end > emg.duration_s + 0.5 / emg.rate_hz:

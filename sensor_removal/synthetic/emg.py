@@ -118,6 +118,25 @@ def crosstalk_matrix(neighbour: float = 0.12, contralateral: float = 0.04) -> np
 
 
 @dataclass(frozen=True)
+class Electrodes:
+    """Per-channel ``gain`` (µV RMS at full drive) and ``baseline`` (µV RMS at rest): a
+    property of the subject's skin and the montage, shared by the takes of a session."""
+
+    gain: np.ndarray
+    baseline: np.ndarray
+
+
+def electrodes(subject_rng: np.random.Generator, session_rng: np.random.Generator | None = None) -> Electrodes:
+    """Gains 40-80 µV and baselines 1.5-3 µV per channel for the subject; a session
+    (electrodes glued anew) scales them by 0.9-1.1 per channel."""
+    c = len(MUSCLE_CHANNELS)
+    gain, baseline = subject_rng.uniform(40.0, 80.0, c), subject_rng.uniform(1.5, 3.0, c)
+    if session_rng is not None:
+        gain = gain * session_rng.uniform(0.9, 1.1, c)
+    return Electrodes(gain, baseline)
+
+
+@dataclass(frozen=True)
 class SynthEmg:
     """One synthetic recording: ``samples`` ``(N, 23)`` in µV (22 muscles + trigger),
     ``drives`` ``(T, 22)`` at the video frames, and the truth of the timing."""
@@ -151,12 +170,15 @@ def synthesize(
     signals: np.ndarray,
     fps: float,
     rng: np.random.Generator,
+    sites: Electrodes | None = None,
     rate_hz: float = RATE_HZ,
     lag_s: float = LAG_S,
     offset_s: float | None = None,
 ) -> SynthEmg:
-    """Raw sEMG for expression ``signals`` ``(T, len(SIGNALS))`` at ``fps``. ``offset_s``:
-    sEMG time of the video's first frame (default: drawn from 0.8-2.5 s)."""
+    """Raw sEMG for expression ``signals`` ``(T, len(SIGNALS))`` at ``fps``. ``sites``:
+    the electrodes' gains (default: drawn from ``rng``; pass the subject's so that its
+    takes share them). ``offset_s``: sEMG time of the video's first frame (default:
+    drawn from 0.8-2.5 s)."""
     n_frames = len(signals)
     offset = float(rng.uniform(0.8, 2.5)) if offset_s is None else float(offset_s)
     duration = offset + n_frames / fps + 1.0
@@ -168,8 +190,8 @@ def synthesize(
     frame_t = np.arange(n_frames) / fps
     act = np.stack([np.interp(video_t, frame_t, d, left=0.0, right=0.0) for d in drives.T])
     channels = len(MUSCLE_CHANNELS)
-    gain = rng.uniform(40.0, 80.0, (channels, 1))  # µV RMS at full drive
-    baseline = rng.uniform(1.5, 3.0, (channels, 1))  # µV RMS at rest
+    sites = electrodes(rng) if sites is None else sites
+    gain, baseline = sites.gain[:, None], sites.baseline[:, None]
     source = _band_noise(n, channels, rate_hz, rng) * (baseline + gain * act)
     raw = crosstalk_matrix() @ source
     phase = rng.uniform(0, 2 * np.pi, (channels, 1))

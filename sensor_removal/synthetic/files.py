@@ -157,7 +157,8 @@ def make_subject(
         if plan.sensors:
             emg_path = out / f"{name}.emg.npz"
             signals = _rounded_signals(plan.take)
-            raw = synth_emg.synthesize(signals, fps, _emg_rng(int(seed), k, j), rate_hz=float(emg_rate_hz))
+            sites = synth_emg.electrodes(_emg_rng(int(seed), 0, 0), _emg_rng(int(seed), k, 0))
+            raw = synth_emg.synthesize(signals, fps, _emg_rng(int(seed), k, j), sites, rate_hz=float(emg_rate_hz))
             synth_emg.write_files(raw, emg_path, out / f"{name}.emg.truth.npz")
             emg_entry = synth_emg.manifest_entry(emg_path)
         recordings.append(
