@@ -68,6 +68,9 @@ def _fit(args: argparse.Namespace) -> int:
     from sensor_removal.emg.report import fit_all
     from sensor_removal.video import atomic_output
 
+    if args.source == "cleaned" and args.cleaned is None:
+        print(f"{PROG} fit: error: --source cleaned needs the cleaned-recordings manifest (--cleaned, written by `clean`)", file=sys.stderr)
+        return 2
     takes, _ = _load(args, args.out)
     if not all(args.source in t.features for t in takes):
         print(f"{PROG} fit: error: source {args.source!r} is not available for every take (give --cleaned for cleaned)", file=sys.stderr)
