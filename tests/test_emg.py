@@ -276,3 +276,27 @@ def test_manifest_emg_entry_errors_name_the_field(tmp_path: Path, emg: dict, fie
         load_manifest(_manifest(tmp_path, emg), check_videos=False)
     msg = str(info.value)
     assert "recording 'x'" in msg and f"field {field!r}" in msg and text in msg, msg
+
+
+@pytest.mark.slow  # Lightning's start-up: ~13 s on 2 busy cores
+def test_lightning_mlp_learns_a_windowed_relation_and_saves(tmp_path: Path) -> None:
+    """The small MLP (Lightning) on a lagged nonlinear relation: held-out R² well above a
+    shuffled control, and the saved file predicts the same."""
+    from sensor_removal.emg.persist import load_mapping, save_mapping
+
+    rng = np.random.default_rng(3)
+    xs, ys = [], []
+    for _ in range(3):
+        x = np.cumsum(rng.normal(0, 0.3, (240, 3)), axis=0)
+        x = np.tanh(x - x.mean(0))
+        y = np.stack([np.roll(x[:, 0], 2) ** 2, x[:, 1] - 0.5 * np.roll(x[:, 2], -2)], 1)
+        xs.append(x)
+        ys.append(y + rng.normal(0, 0.02, y.shape))
+    settings = MappingSettings(model="mlp", components=3, window_before=3, window_after=3, epochs=50, hidden=32, lr=2e-2)
+    m = fit_mapping(xs[:2], ys[:2], settings)  # the third take is held out
+    pred = predict(m, xs[2])
+    score = np.mean([r2(ys[2][:, c], pred[:, c]) for c in range(2)])
+    assert score > 0.6, score
+    save_mapping(m, tmp_path / "mlp.pt", direction="emg2exp", source="sensor")
+    back, _ = load_mapping(tmp_path / "mlp.pt")
+    np.testing.assert_allclose(predict(back, xs[0]), predict(m, xs[0]), rtol=1e-5, atol=1e-6)

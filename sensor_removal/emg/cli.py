@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--source", choices=("cleaned", "sensor", "ground_truth"), default="cleaned", help="which video the features come from")
     fit.add_argument("--direction", choices=("exp2emg", "emg2exp"), default="exp2emg")
     fit.add_argument("--out", type=Path, required=True, help="output folder")
-    fit.add_argument("--wandb", action="store_true", help="log the MLP's training to W&B (offline)")
+    fit.add_argument("--wandb", action="store_true", help="log settings, held-out scores and the MLP's training curve to W&B (offline; `wandb sync` uploads)")
     pred = sub.add_parser("predict", help="run a saved mapping on one recording")
     _common(pred)
     pred.add_argument("--mapping", type=Path, required=True, help="mapping.pt written by `emg fit`")
@@ -78,12 +78,17 @@ def _fit(args: argparse.Namespace) -> int:
     settings = replace(DEFAULT_MAPPING, model=args.model)
     rows = pd.DataFrame(score(takes, args.source, args.direction, settings))
     logger = None
-    if args.wandb and args.model == "mlp":
+    if args.wandb:
         from pytorch_lightning.loggers import WandbLogger
 
         logger = WandbLogger(project="sensor-removal-emg", save_dir=str(args.out), offline=True, tags=["emg", args.direction, args.source])
         logger.log_hyperparams({**asdict(settings), "direction": args.direction, "source": args.source})
+        # the held-out scores, per channel and averaged, like fit's validation metrics
+        logger.log_metrics({"emg/heldout_r2": float(rows["r2"].mean()), "emg/heldout_r": float(rows["r"].mean()),
+                            **{f"emg/r2/{c}": float(v) for c, v in zip(rows["channel"], rows["r2"], strict=True)}})
     mapping = fit_all(takes, args.source, args.direction, settings, logger)
+    if logger is not None:
+        logger.experiment.finish()
     args.out.mkdir(parents=True, exist_ok=True)
     save_mapping(mapping, args.out / "mapping.pt", direction=args.direction, source=args.source)
     with atomic_output(args.out / "scores.csv") as tmp:
