@@ -132,9 +132,12 @@ def _emg_summary(manifest: Path, outcome: BenchmarkOutcome) -> str | None:
     if sum(r.emg is not None for r in subject.recordings) < 2:
         return None
     cleaned = load_manifest(outcome.clean_dir / "manifest.yaml", check_videos=False, require_domains=("clean",))
-    out = outcome.report_dir / "emg"
+    from evaluation.report import make_report
+
+    out = outcome.results_dir / "emg"  # beside results.csv: the report shows it as a table of ours
     line = write_report(subject_takes(subject, cleaned, out / "landmarks"), out)
-    return f"{line}  [{out / 'emg.md'}]"
+    outcome.files = make_report([outcome.results_dir], outcome.report_dir)
+    return f"{line}  [{out / 'emg.md'}; in {outcome.report_dir / 'report.md'}]"
 
 
 def _comparison(outcome: BenchmarkOutcome, manifest: Path) -> Path | None:

@@ -130,5 +130,9 @@ def test_demo_reports_the_expression_muscle_mapping(demo_run) -> None:
     assert line is not None, proc.stdout
     for part in ("Exp2EMG R² GT", "EMG2Exp R² GT", ", S ", ", C "):
         assert part in line, line
-    table = Path(line.rsplit("[", 1)[1].rstrip("]"))
+    table = Path(line.rsplit("[", 1)[1].split(";")[0])
     assert table.is_file() and "| exp2emg | cleaned |" in table.read_text()
+    report = Path(line.rsplit(" in ", 1)[1].rstrip("]"))
+    text = report.read_text()
+    assert "## Expression <-> muscle mapping (ours" in text and "fig_emg_r_per_muscle.png" in text
+    assert (report.parent / "fig_emg_r_per_muscle.png").is_file()

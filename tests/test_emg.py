@@ -300,3 +300,20 @@ def test_lightning_mlp_learns_a_windowed_relation_and_saves(tmp_path: Path) -> N
     save_mapping(m, tmp_path / "mlp.pt", direction="emg2exp", source="sensor")
     back, _ = load_mapping(tmp_path / "mlp.pt")
     np.testing.assert_allclose(predict(back, xs[0]), predict(m, xs[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_report_shows_the_emg_table_of_a_result_folder(tmp_path: Path) -> None:
+    """The evaluation report reads the emg/ folder (files only, no sEMG code)."""
+    from evaluation.report.emg import emg_sections
+
+    res = tmp_path / "evaluation"
+    (res / "emg").mkdir(parents=True)
+    (res / "emg" / "emg.md").write_text("## Expression <-> muscle mapping (ours, after EIFER)\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n")
+    (res / "emg" / "fig_emg_r_per_muscle.png").write_bytes(b"png")
+    out = tmp_path / "report"
+    out.mkdir()
+    lines, files = emg_sections([res, tmp_path / "other"], out)
+    assert lines[0] == "## Expression <-> muscle mapping (ours, after EIFER)" and "| 1 | 2 |" in lines
+    assert "![fig_emg_r_per_muscle](fig_emg_r_per_muscle.png)" in lines
+    assert (out / "fig_emg_r_per_muscle.png").read_bytes() == b"png" and list(files) == ["fig_emg_r_per_muscle"]
+    assert emg_sections([tmp_path / "other"], out) == ([], {})
