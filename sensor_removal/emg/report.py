@@ -61,7 +61,7 @@ def summary_line(summary: pd.DataFrame) -> str:
 
 def _markdown(summary: pd.DataFrame, chain: pd.DataFrame | None) -> str:
     lines = [f"## {LABEL}", "", "Held-out takes (leave one recording out); mean over channels.", "",
-             "| direction | video | r | R² | abs lag (s) | DTW | face found |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| direction | video | r | R² | abs lag (s) | DTW | frames with landmarks |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for _, row in summary.iterrows():
         lines.append(f"| {row['direction']} | {row['source']} | {row['r']:.3f} | {row['r2']:.3f} | {row['abs_lag_s']:.3f} | {row['dtw']:.2f} | {row['face_found']:.2f} |")
     if chain is not None and not chain.empty:
