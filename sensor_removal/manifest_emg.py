@@ -100,12 +100,12 @@ class EmgEntry:
 
 
 def _positive(v: object) -> bool:
-    return (
-        not isinstance(v, bool)
-        and isinstance(v, (int, float))
-        and math.isfinite(float(v))
-        and float(v) > 0
-    )
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v)) and float(v) > 0
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _parse_sync(raw: Any, channels: dict[str, str]) -> EmgSync:
