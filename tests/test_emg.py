@@ -67,18 +67,19 @@ def test_npz_and_csv_round_trip(tmp_path: Path) -> None:
     assert read_emg(tmp_path / "b.csv").rate_hz is None  # the manifest must give it
 
 
-def test_edf_written_by_edfio_reads_back_in_microvolts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["edf", "bdf"])
+def test_edf_and_bdf_written_by_edfio_read_back_in_microvolts(tmp_path: Path, kind: str) -> None:
     edfio = pytest.importorskip("edfio")
     x = _samples(4096)
+    signal, container = (edfio.EdfSignal, edfio.Edf) if kind == "edf" else (edfio.BdfSignal, edfio.Bdf)
     signals = [
-        edfio.EdfSignal(x[:, i] / 1000.0, sampling_frequency=2048, label=lab, physical_dimension="mV",
-                        physical_range=(-1.0, 1.0))
+        signal(x[:, i] / 1000.0, sampling_frequency=2048, label=lab, physical_dimension="mV", physical_range=(-1.0, 1.0))
         for i, lab in enumerate(LABELS)
     ]
-    edfio.Edf(signals).write(tmp_path / "a.edf")
-    got = read_emg(tmp_path / "a.edf")
+    container(signals).write(tmp_path / f"a.{kind}")
+    got = read_emg(tmp_path / f"a.{kind}")
     assert got.labels == LABELS and got.rate_hz == 2048
-    # 16-bit EDF over ±1 mV: steps of 2000 µV / 65535 ≈ 0.03 µV
+    # 16-bit EDF over ±1 mV: steps of 2000 µV / 65535 ≈ 0.03 µV (24-bit BDF: finer)
     np.testing.assert_allclose(got.samples, x, atol=0.05)
 
 

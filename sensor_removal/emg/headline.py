@@ -90,6 +90,12 @@ def load_take(
     n = min(len(p) for p in points.values())
     features = {s: landmark_features(p[:n]) for s, p in points.items()}
     detection = {s: float(f.valid.mean()) for s, f in features.items()}
+    for source, rate in detection.items():
+        if rate == 0.0:
+            raise ValueError(
+                f"{videos[source][0]} (recording {rec.name!r}, {source} video): no face landmarks in any of its {n} "
+                "frames; the mapping needs them (check the bbox, or give the cleaned manifest so its face boxes are used)"
+            )
     sync_source = features[ref or "sensor"]
     env = envelopes(emg, info.fps, n, sync_source.select(GEOMETRY_FEATURES))
     truth_file = _truth_path(rec)
