@@ -318,3 +318,23 @@ def test_report_shows_the_emg_table_of_a_result_folder(tmp_path: Path) -> None:
     assert "![fig_emg_r_per_muscle](fig_emg_r_per_muscle.png)" in lines
     assert (out / "fig_emg_r_per_muscle.png").read_bytes() == b"png" and list(files) == ["fig_emg_r_per_muscle"]
     assert emg_sections([tmp_path / "other"], out) == ([], {})
+
+
+@pytest.mark.slow  # py-feat's import and models: about a minute on 2 busy cores
+def test_au_features_come_from_pyfeat_through_its_real_loading_code(tmp_path: Path) -> None:
+    """--aus: py-feat's AU series (stand-in weights of the right shapes, loaded by the
+    library's own code) join the landmark features frame by frame."""
+    from evaluation.facial import FacialAnalyzer
+    from sensor_removal.emg.features import au_features, joined, landmark_features
+    from tests.feat_standins import face_frame, write_standin_feat_weights
+    from tests.videos import write_video
+
+    hub = tmp_path / "hub"
+    write_standin_feat_weights(hub)
+    video = tmp_path / "face.mp4"
+    write_video(video, np.stack([face_frame(seed=i) for i in range(4)]), fps=10.0, codec="h264-lossless")
+    aus = au_features(video, None, FacialAnalyzer(weights_dir=hub, device="cpu", batch_size=4), tmp_path / "cache")
+    assert aus.values.shape == (4, len(aus.names)) and aus.names[0] == "AU01" and np.isfinite(aus.values).all()
+    both = joined(landmark_features(np.full((4, 68, 2), np.nan)), aus)
+    assert both.names[-len(aus.names):] == aus.names and both.values.shape == (4, 143 + len(aus.names))
+    assert not both.valid.any()  # no landmarks: not valid, whatever the AUs say

@@ -27,6 +27,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cleaned", type=Path, default=None, help="the cleaned-recordings manifest written by `clean` (for --source cleaned)")
     p.add_argument("--model", choices=("ridge", "mlp"), default="ridge", help="lagged ridge (default) or the small Lightning MLP")
     p.add_argument("--cache", type=Path, default=None, help="landmark cache folder (default: OUT/landmarks)")
+    p.add_argument("--aus", action="store_true", help="add py-feat's AU series to the landmark features (needs its weights: python -m evaluation fetch-weights)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +57,12 @@ def _load(args: argparse.Namespace, out: Path) -> tuple[list, Path]:
     subject = load_manifest(args.manifest, check_videos=False)
     cleaned = load_manifest(args.cleaned, check_videos=False, require_domains=("clean",)) if args.cleaned else None
     cache = args.cache or out / "landmarks"
-    return subject_takes(subject, cleaned, cache), cache
+    analyzer = None
+    if args.aus:
+        from evaluation.facial import FacialAnalyzer
+
+        analyzer = FacialAnalyzer(device="cpu")
+    return subject_takes(subject, cleaned, cache, au_analyzer=analyzer), cache
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -139,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:
         return 0 if exc.code in (0, None) else 2
+    from evaluation.weights import WeightsError
     from sensor_removal.emg.readers import EmgFileError
     from sensor_removal.manifest import ManifestError
     from sensor_removal.video import VideoError
 
     try:
         return {"fit": _fit, "predict": _predict, "report": _report}[args.action](args)
-    except (ManifestError, EmgFileError, VideoError, ValueError) as exc:
+    except (ManifestError, EmgFileError, VideoError, ValueError, WeightsError) as exc:
         print(f"{PROG} {args.action}: error: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,13 @@ import numpy as np
 
 from evaluation.face_geometry import GEOMETRY_FEATURES
 from sensor_removal.emg.chain import DEFAULT_CHAIN, ChainSettings
-from sensor_removal.emg.features import FeatureSeries, landmark_features, video_landmark_points
+from sensor_removal.emg.features import (
+    FeatureSeries,
+    au_features,
+    joined,
+    landmark_features,
+    video_landmark_points,
+)
 from sensor_removal.emg.mapping import DEFAULT_MAPPING, MappingSettings, cross_validate
 from sensor_removal.emg.metrics import channel_scores, pearson
 from sensor_removal.emg.recording import (
@@ -66,10 +72,13 @@ def _truth_path(rec: Recording) -> Path | None:
 
 
 def load_take(
-    rec: Recording, cleaned: Subject | None, cache: Path, chain: ChainSettings = DEFAULT_CHAIN, emg: EmgRecording | None = None
+    rec: Recording, cleaned: Subject | None, cache: Path, chain: ChainSettings = DEFAULT_CHAIN, emg: EmgRecording | None = None,
+    au_analyzer: object | None = None,
 ) -> Take:
     """Features of every available source of ``rec`` and its synchronised envelopes
-    (``emg``: the recording's checked sEMG, when already loaded)."""
+    (``emg``: the recording's checked sEMG, when already loaded; ``au_analyzer``: a
+    :class:`evaluation.facial.FacialAnalyzer` whose py-feat AUs are added to the
+    landmark features)."""
     info = probe(rec.path)
     emg = load_emg(rec, chain) if emg is None else emg
     check_long_enough(emg, info.frame_count, info.fps)
@@ -89,11 +98,16 @@ def load_take(
             points[source], _ = video_landmark_points(path, bbox, cache / f"{rec.name}.{source}.npz", boxes=boxes)
     n = min(len(p) for p in points.values())
     features = {s: landmark_features(p[:n]) for s, p in points.items()}
+    if au_analyzer is not None:
+        for source, (path, bbox) in videos.items():
+            features[source] = joined(features[source], au_features(path, bbox, au_analyzer, cache / "facial"))
+        n = min(len(f.values) for f in features.values())
+        features = {s: FeatureSeries(f.values[:n], f.names, f.valid[:n]) for s, f in features.items()}
     detection = {s: float(f.valid.mean()) for s, f in features.items()}
     for source, rate in detection.items():
         if rate == 0.0:
             raise ValueError(
-                f"{videos[source][0]} (recording {rec.name!r}, {source} video): no face landmarks in any of its {n} "
+                f"{videos[source][0]} (recording {rec.name!r}, {source} video): no face (landmarks{' or AUs' if au_analyzer is not None else ''}) in any of its {n} "
                 "frames; the mapping needs them (check the bbox, or give the cleaned manifest so its face boxes are used)"
             )
     sync_source = features[ref or "sensor"]
@@ -107,7 +121,9 @@ def load_take(
     return Take(rec.name, info.fps, env, features, detection, truth)
 
 
-def subject_takes(subject: Subject, cleaned: Subject | None, cache: Path, chain: ChainSettings = DEFAULT_CHAIN) -> list[Take]:
+def subject_takes(
+    subject: Subject, cleaned: Subject | None, cache: Path, chain: ChainSettings = DEFAULT_CHAIN, au_analyzer: object | None = None
+) -> list[Take]:
     """Every sensor recording of ``subject`` that has an ``emg:`` entry."""
     recs = [r for r in subject.by_condition("sensor") if r.emg is not None]
     if len(recs) < 2:
@@ -117,7 +133,9 @@ def subject_takes(subject: Subject, cleaned: Subject | None, cache: Path, chain:
     for r, e in zip(recs, emgs, strict=True):
         info = probe(r.path)
         check_long_enough(e, info.frame_count, info.fps)
-    return [load_take(r, cleaned, cache, chain, e) for r, e in zip(recs, emgs, strict=True)]
+    if au_analyzer is not None:
+        au_analyzer.require_weights()  # type: ignore[attr-defined]  # before any work
+    return [load_take(r, cleaned, cache, chain, e, au_analyzer) for r, e in zip(recs, emgs, strict=True)]
 
 
 def _pairs(takes: list[Take], source: str, direction: str) -> tuple[list[np.ndarray], list[np.ndarray], tuple[str, ...]]:
