@@ -29,9 +29,10 @@ BENCHES = [
     "bench_decode.py",
     "bench_landmarks.py",
     "bench_sweep.py",
+    "bench_emg.py",
 ]
 #: Benchmarks that write their numbers with --json.
-WITH_JSON = {"bench_fastpaths.py", "bench_facial.py"}
+WITH_JSON = {"bench_fastpaths.py", "bench_facial.py", "bench_emg.py"}
 
 
 def machine() -> dict:

@@ -66,6 +66,8 @@ COMMANDS: tuple[Command, ...] = (
             "sensor_removal.clean_cli:main"),
     Command("evaluate", "the paper's evaluation: run, report, fetch-weights, weights (= python -m evaluation)",
             "evaluation.cli:main"),
+    Command("emg", "synchronised sEMG: fit | predict | report the expression <-> muscle mapping (ours)",
+            "sensor_removal.emg.cli:main"),
     Command("sweep", "train many subjects / settings as a SLURM job array (submitit) or locally",
             "sensor_removal.sweep:main"),
 )

@@ -112,10 +112,32 @@ def main(argv: list[str] | None = None) -> int:
         print(landmarks)
     for line in groundtruth_lines(outcome.results_dir / "results.csv"):
         print(line)
+    emg = _emg_summary(args.out / "data" / "manifest.yaml", outcome)
+    if emg:
+        print(emg)
     picture = _comparison(outcome, args.out / "data" / "manifest.yaml")
     if picture is not None:
         print(f"picture         : {picture}  (sensor | repaint | composited | ground truth)")
     return 0
+
+
+def _emg_summary(manifest: Path, outcome: BenchmarkOutcome) -> str | None:
+    """Our extension: the expression <-> muscle mapping fitted from the ground-truth,
+    sensor and cleaned videos of the sensor recordings that carry sEMG (docs/emg.md)."""
+    from sensor_removal.emg.headline import subject_takes
+    from sensor_removal.emg.report import write_report
+    from sensor_removal.manifest import load_manifest
+
+    subject = load_manifest(manifest, check_videos=False)
+    if sum(r.emg is not None for r in subject.recordings) < 2:
+        return None
+    cleaned = load_manifest(outcome.clean_dir / "manifest.yaml", check_videos=False, require_domains=("clean",))
+    from evaluation.report import make_report
+
+    out = outcome.results_dir / "emg"  # beside results.csv: the report shows it as a table of ours
+    line = write_report(subject_takes(subject, cleaned, out / "landmarks"), out)
+    outcome.files = make_report([outcome.results_dir], outcome.report_dir)
+    return f"{line}  [{out / 'emg.md'}; in {outcome.report_dir / 'report.md'}]"
 
 
 def _comparison(outcome: BenchmarkOutcome, manifest: Path) -> Path | None:

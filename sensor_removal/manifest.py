@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
+from sensor_removal.manifest_emg import EmgEntry, EmgEntryError, parse_emg_entry
 from sensor_removal.video import (
     VideoError,
     VideoInfo,
@@ -35,6 +36,7 @@ TASKS: tuple[str, ...] = ("schaede", "sentence", "emotion")
 _FIELDS = {
     "name", "path", "session", "condition", "bbox", "segments", "ground_truth", "mask", "source",
     "source_id", "video_id",
+    "emg",  # optional synchronised sEMG (sensor_removal.manifest_emg, docs/emg.md)
 }
 
 
@@ -91,6 +93,7 @@ class Recording:
     #: (:func:`sensor_removal.content_id.content_id`) of its source video and of itself.
     source_id: str | None = None
     video_id: str | None = None
+    emg: EmgEntry | None = None
 
     def segment_frames(self, task: str, fps: float) -> tuple[int, int]:
         """Frame range ``[start, stop)`` of segment ``task`` at ``fps``."""
@@ -227,6 +230,12 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
         value = raw.get(key)
         if value is not None and (not isinstance(value, str) or not value.isalnum()):
             raise _err(file, f"{where}, field {key!r}", f"must be a content id (hex digits), got {value!r}")
+    emg = None
+    if raw.get("emg") is not None:
+        try:
+            emg = parse_emg_entry(raw["emg"], file.parent)
+        except EmgEntryError as exc:
+            raise _err(file, f"{where}, field {exc.field!r}", str(exc)) from None
     return Recording(
         name=name,
         path=rel("path"),  # type: ignore[arg-type]
@@ -239,6 +248,7 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
         source=source,
         source_id=raw.get("source_id"),
         video_id=raw.get("video_id"),
+        emg=emg,
     )
 
 
@@ -327,6 +337,8 @@ def manifest_dict(subject: Subject, base_dir: Path) -> dict[str, Any]:
         for key in ("source_id", "video_id"):
             if getattr(r, key) is not None:
                 d[key] = getattr(r, key)
+        if r.emg is not None:
+            d["emg"] = r.emg.to_dict(base_dir, _relpath)
         recs.append(d)
     return {"subject": subject.subject, "recordings": recs}
 

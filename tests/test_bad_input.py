@@ -399,6 +399,64 @@ def case_clean_missing_manifest(w: World):
     return sr_main, _clean(w, "--manifest", path, "--out", str(w.out / "c")), [path, "not found"]
 
 
+# sEMG (ours): the emg: entry's file checked before any work; one message naming file and channel.
+def _with_emg(w: World, seconds: float = 4.0, edit: Callable[[np.ndarray, list[str]], None] | None = None, **entry) -> list[str]:
+    """sEMG files for both sensor recordings (synthetic, 2,048 Hz) and their emg: entries;
+    ``edit(samples, labels)`` spoils the first one in place. Returns the emg report argv."""
+    from sensor_removal.synthetic import emg as synth_emg
+
+    doc = yaml.safe_load(w.manifest.read_text())
+    for i, rec in enumerate(doc["recordings"]):
+        if rec["condition"] != "sensor":
+            continue
+        sig = np.random.default_rng(i).uniform(0, 1, (int(seconds * 10), 7))
+        raw = synth_emg.synthesize(sig, 10.0, np.random.default_rng(i), offset_s=0.5)
+        samples, labels = raw.samples[: int(seconds * 2048)].copy(), [*synth_emg.LABELS, synth_emg.TRIGGER_CHANNEL]
+        if edit is not None and rec["name"] == "s1_sensor":
+            edit(samples, labels)
+        name = f"{rec['name']}.emg.npz"
+        np.savez(w.subject / name, samples=samples, rate_hz=2048.0, labels=np.array(labels))
+        rec["emg"] = {**synth_emg.manifest_entry(w.subject / name).to_dict(w.subject, os.path.relpath), **entry}
+    w.manifest.write_text(yaml.safe_dump(doc))
+    return ["emg", "report", "--manifest", str(w.manifest), "--out", str(w.out / "emg")]
+
+
+def case_emg_missing_channel(w: World):
+    def drop(samples: np.ndarray, labels: list[str]) -> None:
+        labels[labels.index("ZYG_L")] = "ZYG_LEFT"
+    return sr_main, _with_emg(w, edit=drop), [str(w.subject / "s1_sensor.emg.npz"), "'ZYG_L' (zygomaticus/left)", "not in the file"]
+
+
+def case_emg_wrong_rate(w: World):
+    return sr_main, _with_emg(w, rate_hz=4096), [str(w.subject / "s1_sensor.emg.npz"), "2048 Hz", "emg.rate_hz says 4096 Hz"]
+
+
+def case_emg_clipped_channel(w: World):
+    def clip(samples: np.ndarray, labels: list[str]) -> None:
+        c = labels.index("COR_R")
+        samples[:, c] = np.clip(samples[:, c], -20.0, 20.0)
+    return sr_main, _with_emg(w, edit=clip), [str(w.subject / "s1_sensor.emg.npz"), "'COR_R' (corrugator/right)", "clipped"]
+
+
+def case_emg_flat_channel(w: World):
+    def flat(samples: np.ndarray, labels: list[str]) -> None:
+        samples[:, labels.index("MEN_L")] = 3.0
+    return sr_main, _with_emg(w, edit=flat), [str(w.subject / "s1_sensor.emg.npz"), "'MEN_L' (mentalis/left)", "flat"]
+
+
+def case_emg_file_shorter_than_video(w: World):
+    # the videos have 24 frames at 10 fps (2.4 s)
+    return sr_main, _with_emg(w, seconds=1.5), [str(w.subject / "s1_sensor.emg.npz"), "shorter than the video"]
+
+
+def case_emg_unknown_muscle(w: World):
+    argv = _with_emg(w)
+    doc = yaml.safe_load(w.manifest.read_text())
+    doc["recordings"][1]["emg"]["channels"]["ZYG_L"] = "nose/left"
+    w.manifest.write_text(yaml.safe_dump(doc))
+    return sr_main, argv, [str(w.manifest), "recording 's1_sensor', field 'emg.channels.ZYG_L'", "not a muscle/side"]
+
+
 CASES = {name[len("case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
 
 

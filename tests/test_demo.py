@@ -120,3 +120,19 @@ def test_demo_reports_the_real_landmark_model(demo_run) -> None:
     assert 0 <= float(m.group("ds")) <= 100 and 0 <= float(m.group("dc")) <= 100
     text = Path(_field(proc.stdout, "report")).read_text()
     assert "Landmarks — geometry time series" in text and "Landmarks — error against the ground truth" in text
+
+
+def test_demo_reports_the_expression_muscle_mapping(demo_run) -> None:
+    """Our extension: one summary line with Exp2EMG / EMG2Exp R² from the ground-truth,
+    sensor and cleaned videos, and the table it comes from."""
+    proc, _ = demo_run
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("sEMG mapping (ours):")), None)
+    assert line is not None, proc.stdout
+    for part in ("Exp2EMG R² GT", "EMG2Exp R² GT", ", S ", ", C "):
+        assert part in line, line
+    table = Path(line.rsplit("[", 1)[1].split(";")[0])
+    assert table.is_file() and "| exp2emg | cleaned |" in table.read_text()
+    report = Path(line.rsplit(" in ", 1)[1].rstrip("]"))
+    text = report.read_text()
+    assert "## Expression <-> muscle mapping (ours" in text and "fig_emg_r_per_muscle.png" in text
+    assert (report.parent / "fig_emg_r_per_muscle.png").is_file()

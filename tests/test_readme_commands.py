@@ -43,6 +43,7 @@ COVERAGE: dict[str, list[str] | str] = {
                                        "tests/test_sweep.py::test_dry_run_multi_gpu_spec_prints_array_and_sbatch_parameters",
                                        "tests/test_sweep.py::test_example_sweep_file_dry_runs",
                                        "tests/test_sweep.py::test_resubmit_failed_runs_only_the_failed_tasks"],
+    "python -m sensor_removal emg": ["tests/test_emg_cli.py::test_emg_report_fit_predict"],
     "python -m sensor_removal bbox": ["tests/test_bbox.py::test_box_contains_the_face_in_every_frame"],
     "python -m evaluation run": ["tests/test_protocol.py::test_run_groundtruth_and_lpips_via_cli"],
     "python -m evaluation report": ["tests/test_protocol.py::test_run_groundtruth_and_lpips_via_cli",

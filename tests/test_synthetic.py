@@ -211,6 +211,10 @@ def test_deterministic_given_seed(built: Subject, tmp_path: Path) -> None:
     )
     assert again.recording("s2_sensor_b").segments == built.recording("s2_sensor_b").segments
     assert again.recording("s2_sensor_b").bbox == built.recording("s2_sensor_b").bbox
+    # the sEMG files are deterministic per seed, sample for sample
+    for key in ("samples", "labels"):
+        with np.load(again.recording("s1_sensor_b").emg.file) as a, np.load(built.recording("s1_sensor_b").emg.file) as b:
+            np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_render_recording_matches_the_recording_kinds() -> None:
@@ -270,3 +274,23 @@ def test_cli_builds_and_says_where(tmp_path: Path, capsys: pytest.CaptureFixture
     subject = load_manifest(out / "manifest.yaml")
     assert len(subject.recordings) == 6
     assert probe(subject.recordings[0].path).frame_count == 4
+
+
+def test_sensor_recordings_carry_synchronised_emg_with_truth(built: Subject) -> None:
+    """Only sensor recordings have sEMG (as in real labs); its file loads through the
+    manifest's emg: entry, covers the video and comes with its truth."""
+    from sensor_removal.emg import load_emg
+    from sensor_removal.manifest_emg import MUSCLE_CHANNELS
+    from sensor_removal.synthetic.emg import LAG_S, load_truth
+
+    for rec in built.recordings:
+        if rec.condition != "sensor":
+            assert rec.emg is None
+            continue
+        emg = load_emg(rec)
+        assert emg.channels == MUSCLE_CHANNELS and emg.rate_hz == 2048.0
+        truth = load_truth(rec.emg.file.with_name(f"{rec.name}.emg.truth.npz"))
+        n = int(round(SECONDS * FPS))
+        assert truth["drives"].shape == (n, 22) and float(truth["lag_s"]) == LAG_S
+        assert emg.duration_s > float(truth["offset_s"]) + SECONDS
+        assert rec.emg.file.stat().st_size < 400_000  # small: ~0.1 MB per second

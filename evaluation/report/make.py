@@ -161,6 +161,11 @@ def make_report(
         md += ["**Missing cleaned recordings** (evaluated with `--allow-missing`; the N–C rows leave them out): "
                + "; ".join(f"{subj}: {', '.join(names)}" for subj, names in missing.items()), ""]
     md += not_shown(df, [d for d in dirs if d.is_dir()])
+    from evaluation.report.emg import emg_sections  # ours: sEMG mapping, if measured
+
+    emg_md, emg_files = emg_sections([d for d in dirs if d.is_dir()], out)
+    md += emg_md
+    written.update(emg_files)
     if not nan_frames.empty:
         md += ["### Frames without a face (py-feat)", "", nan_frames.to_markdown(index=False) if _has_tabulate() else _plain_md(nan_frames), ""]
         written["no_face_frames"] = _write_csv(out / "no_face_frames.csv", nan_frames)

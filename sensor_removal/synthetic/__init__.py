@@ -34,13 +34,16 @@ complete)::
     DIR/s{k}_sensor_{a,b}.mask.npz    keys ``packed`` (np.packbits of the (T, H, W) bool
                                       mask along W) and ``shape`` ([T, H, W])
     DIR/<name>.expr.csv               frame, time_s, one column per signal in SIGNALS
+    DIR/s{k}_sensor_{a,b}.emg.npz     synchronised sEMG, 22 channels + trigger (:mod:`.emg`)
+    DIR/s{k}_sensor_{a,b}.emg.truth.npz  its truth: drives, clock offset, lag, mixing
 
 Command line: ``python -m sensor_removal synth --out DIR [--seconds S] [--fps F]
 [--size WxH] [--seed N]``.
 
 The package: :mod:`.arguments` (defaults, checks, :class:`SynthError`), :mod:`.script`
 (expression signals), :mod:`.faces` (face geometry and drawing), :mod:`.sensors`
-(electrodes, cables, swabs), :mod:`.render` (frames in memory), :mod:`.files`
+(electrodes, cables, swabs), :mod:`.render` (frames in memory), :mod:`.emg` (sEMG
+with ground truth), :mod:`.files`
 (:func:`make_subject`, the side files) and :mod:`.cli`.
 """
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sensor_removal.manifest import Recording, Subject, save_manifest
+from sensor_removal.synthetic import emg as synth_emg
 from sensor_removal.synthetic.arguments import (
     DEFAULT_FPS,
     DEFAULT_SECONDS,
@@ -40,6 +41,16 @@ def _write_expr(path: Path, take: _Take, fps: float) -> None:
 def _write_mask(path: Path, packed: list[np.ndarray], shape: tuple[int, int, int]) -> None:
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, packed=np.stack(packed), shape=np.array(shape, np.int64))
+
+
+def _rounded_signals(take: _Take) -> np.ndarray:
+    """The signals as ``.expr.csv`` stores them, so that file and sEMG agree exactly."""
+    return np.round(take.signals, 4)
+
+
+def _emg_rng(seed: int, session: int, take: int) -> np.random.Generator:
+    """The sEMG's own random stream (key 25 keeps it apart from the frames' streams)."""
+    return np.random.default_rng([seed, 25, session, take])
 
 
 def load_mask(path: str | Path) -> np.ndarray:
@@ -90,13 +101,17 @@ def make_subject(
     size: tuple[int, int] = DEFAULT_SIZE,
     seed: int = 0,
     subject: str = "synth01",
+    emg_rate_hz: float = synth_emg.RATE_HZ,
 ) -> Path:
     """Render the synthetic subject into ``out`` and return the manifest path.
 
     ``size`` is (width, height), both even and >= 64; every video has
     ``round(seconds * fps)`` frames. Two sessions x (``s{k}_normal``, ``s{k}_sensor_a``,
     ``s{k}_sensor_b``); for the sensor videos also ``.gt.mp4`` and ``.mask.npz``; for all
-    an ``.expr.csv``. The rendered frames are a deterministic function of the arguments
+    an ``.expr.csv``; for the sensor recordings also a synchronised sEMG file
+    ``.emg.npz`` at ``emg_rate_hz`` and its truth ``.emg.truth.npz``
+    (:mod:`sensor_removal.synthetic.emg`; their random numbers are a stream of their own,
+    so the frames do not depend on them). The rendered frames are a deterministic function of the arguments
     (:func:`render_recording`); the H.264 files are near-identical between runs (libx264
     is not bit-reproducible on every CPU). Raises :class:`SynthError` for invalid
     arguments, before anything is written.
@@ -105,6 +120,8 @@ def make_subject(
     n = _check_args(seconds, fps, size, seed)
     if not isinstance(subject, str) or not subject or "/" in subject:
         raise SynthError(f"subject must be a non-empty name without '/', got {subject!r}")
+    if isinstance(emg_rate_hz, bool) or not isinstance(emg_rate_hz, (int, float)) or not 1024 <= emg_rate_hz <= 16384:
+        raise SynthError(f"emg_rate_hz must be 1024-16384 Hz (the chain's band-pass ends at 500 Hz), got {emg_rate_hz!r}")
     if out.exists() and not out.is_dir():
         raise SynthError(f"output {out} exists and is not a directory")
     w, h = int(size[0]), int(size[1])
@@ -113,7 +130,7 @@ def make_subject(
     out = out.resolve()
     recordings: list[Recording] = []
     plans = _plans(n, fps, (w, h), int(seed))
-    for name, k, _, condition in RECORDINGS:
+    for name, k, j, condition in RECORDINGS:
         plan = plans[name]
         video = out / f"{name}.mp4"
         gt_path = out / f"{name}.gt.mp4" if plan.sensors else None
@@ -136,6 +153,14 @@ def make_subject(
         if mask_path is not None:
             _write_mask(mask_path, packed, (n, h, w))
         _write_expr(out / f"{name}.expr.csv", plan.take, fps)
+        emg_entry = None
+        if plan.sensors:
+            emg_path = out / f"{name}.emg.npz"
+            signals = _rounded_signals(plan.take)
+            sites = synth_emg.electrodes(_emg_rng(int(seed), 0, 0), _emg_rng(int(seed), k, 0))
+            raw = synth_emg.synthesize(signals, fps, _emg_rng(int(seed), k, j), sites, rate_hz=float(emg_rate_hz))
+            synth_emg.write_files(raw, emg_path, out / f"{name}.emg.truth.npz")
+            emg_entry = synth_emg.manifest_entry(emg_path)
         recordings.append(
             Recording(
                 name=name,
@@ -146,6 +171,7 @@ def make_subject(
                 segments=dict(plan.take.segments),
                 ground_truth=gt_path,
                 mask=mask_path,
+                emg=emg_entry,
             )
         )
     manifest = out / "manifest.yaml"
