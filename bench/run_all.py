@@ -45,9 +45,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    sys.path.insert(0, str(HERE.parent))
+    from sensor_removal.cpu import cpu_facts, cpu_line
+
     return {
         "cpu": cpu,
-        "cpus": os.cpu_count(),
+        **cpu_facts(),
+        "cpu_line": cpu_line(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "load_average_at_start": os.getloadavg()[0],
@@ -83,7 +87,7 @@ def main() -> int:
             if code:
                 failed.append(name)
     m = results["machine"]
-    print(f"\n=== summary | {m['cpu']}, {m['cpus']} CPUs, GPU: {m['gpu'] or 'none'} | load {m['load_average_at_start']:.1f} at start")
+    print(f"\n=== summary | {m['cpu']}, {m['cpu_line']}, GPU: {m['gpu'] or 'none'} | load {m['load_average_at_start']:.1f} at start")
     print("| what | ours | baseline | ratio |\n| --- | --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")

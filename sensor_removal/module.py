@@ -187,7 +187,8 @@ class CycleGAN(pl.LightningModule):
         lambda_mask_smooth: attention only — weight of the total variation of A.
 
     Precision is the Trainer's (``trainer.precision``): ``32-true`` (the paper) or
-    ``bf16-mixed`` (ours; CPU with AVX-512 BF16/AMX, or CUDA). Under bf16 autocast the
+    ``bf16-mixed`` (ours; CPU with AVX-512 BF16/AMX, or CUDA; on a CPU without native bf16
+    it is emulated, slower than fp32, and the fit warns once). Under bf16 autocast the
     convolutions run in bf16, while instance norm (:class:`InstanceNorm2dFP32`) and the
     losses stay float32 and the weights and Adam states stay float32 throughout.
     """
@@ -474,6 +475,10 @@ class CycleGAN(pl.LightningModule):
         return [opt_g, opt_d], [LambdaLR(opt_g, factor), LambdaLR(opt_d, factor)]
 
     def on_fit_start(self) -> None:
+        from sensor_removal.cpu import warn_if_bf16_emulated
+
+        if self.trainer.is_global_zero:  # one warning per fit, with the capability found
+            warn_if_bf16_emulated(str(self.trainer.precision), self.device.type)
         total = self.hparams.epochs_constant + self.hparams.epochs_decay
         max_epochs = self.trainer.max_epochs
         if max_epochs is not None and max_epochs != -1 and max_epochs != total:
