@@ -39,10 +39,10 @@ sys.path.insert(0, str(HERE))
 def child(args: argparse.Namespace) -> None:
     """One fit; prints a JSON line with its timings (run in a fresh process)."""
     import torch
+    from common import trainer_for
     from pytorch_lightning import Callback
     from torch.utils.data import DataLoader
 
-    from common import trainer_for
     from sensor_removal.compile_warmup import graphs_compiled
     from sensor_removal.module import CycleGAN
 
