@@ -36,7 +36,7 @@ class _Toy(torch.nn.Module):
 
     def forward(self, x):
         y = torch.relu(self.bn(self.conv(x)))
-        return {"map": y, "logits": self.head(y.mean(dim=(2, 3)))}
+        return {"map": y, "absent": None, "logits": self.head(y.mean(dim=(2, 3)))}  # py-feat v2 has None heads
 
 
 class _Holder(torch.nn.Module):  # a detector: its networks are its submodules
@@ -53,11 +53,11 @@ def test_runtime_matches_torch_and_caches_the_graph(backend: str, tmp_path: Path
         want, want2 = holder.net(x), holder.net(x2)
         (wrapper,) = rt.run_networks_in_runtime(holder, backend, tmp_path)
         first = holder.net(x)
-        assert all(torch.equal(first[k], want[k]) for k in want)  # the first call is torch's own
+        assert all(torch.equal(first[k], want[k]) for k in ("map", "logits"))  # the first call is torch's own
         assert wrapper.state == "runtime" and wrapper.reason == ""
         got = holder.net(x2)
-    assert set(got) == {"map", "logits"}
-    for k in want2:
+    assert set(got) == {"map", "absent", "logits"} and got["absent"] is None
+    for k in ("map", "logits"):
         assert got[k].dtype == torch.float32
         torch.testing.assert_close(got[k], want2[k], rtol=0, atol=1e-5)
     (graph,) = tmp_path.glob("*.onnx")
@@ -98,7 +98,7 @@ def test_disagreeing_runtime_falls_back_to_torch_with_one_warning(tmp_path: Path
         holder.net(x)
         got = holder.net(x)
     assert wrapper.state == "torch" and "differs by" in wrapper.reason
-    assert all(torch.equal(got[k], want[k]) for k in want)  # torch from then on, bit for bit
+    assert all(torch.equal(got[k], want[k]) for k in ("map", "logits"))  # torch from then on, bit for bit
     lines = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(lines) == 1 and "_Toy stays on torch" in lines[0].getMessage()
 

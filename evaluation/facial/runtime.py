@@ -129,14 +129,17 @@ class RuntimeForward:
 
         reference = self.torch_forward(*args)
         leaves, self._spec = tree_flatten(reference)
+        # The graph's outputs are the tensor leaves; None leaves (absent heads) stay None.
+        self._tensor_at = [i for i, t in enumerate(leaves) if t is not None]
+        self._leaves = len(leaves)
         name = type(self.net).__name__
         try:
-            if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in leaves):
-                raise RuntimeError("its output holds more than float tensors")
+            if not all(isinstance(leaves[i], torch.Tensor) and leaves[i].is_floating_point() for i in self._tensor_at):
+                raise RuntimeError("its output holds more than float tensors and None")
             self.graph_file = self._graph(args)
             self._run = _session(self.backend, self.graph_file)
             got = self._run(args)
-            problem = _disagreement(leaves, got)
+            problem = _disagreement([leaves[i] for i in self._tensor_at], got)
         except Exception as error:  # any failure of export or runtime: torch, said once
             problem = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
         if problem:
@@ -169,7 +172,10 @@ class RuntimeForward:
         import torch
         from torch.utils._pytree import tree_unflatten
 
-        return tree_unflatten([torch.from_numpy(a).to(device) for a in arrays], self._spec)
+        leaves: list = [None] * self._leaves
+        for i, array in zip(self._tensor_at, arrays, strict=True):
+            leaves[i] = torch.from_numpy(array).to(device)
+        return tree_unflatten(leaves, self._spec)
 
 
 def weights_digest(net) -> str:
