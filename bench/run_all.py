@@ -19,10 +19,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # bench_train.py (module vs plain loop, fp32, 128 and 256 px) is covered by the "module fp32"
-# rows of bench_fastpaths.py; run it by hand for the CPU-time columns.
+# rows of bench_fastpaths.py; run it by hand for the CPU-time columns. bench_layout.py
+# (channels_last vs NCHW, paper networks, native and AVX2 kernels) is minutes: by hand too.
 BENCHES = [
     "bench_frames.py",
     "bench_fastpaths.py",
+    "bench_compile.py",
     "bench_clean.py",
     "bench_facial.py",
     "bench_timeseries.py",
@@ -31,7 +33,7 @@ BENCHES = [
     "bench_sweep.py",
 ]
 #: Benchmarks that write their numbers with --json.
-WITH_JSON = {"bench_fastpaths.py", "bench_facial.py"}
+WITH_JSON = {"bench_fastpaths.py", "bench_compile.py", "bench_facial.py"}
 
 
 def machine() -> dict:
