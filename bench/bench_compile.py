@@ -79,7 +79,10 @@ def run_variant(args: argparse.Namespace, compile_: bool, cache: Path) -> dict:
     out = json.loads(line[len("RESULT "):])
     logged = proc.stdout + proc.stderr
     out["recompiles"] = logged.count("Recompiling function")
-    out["reasons"] = sorted({x.strip() for x in logged.splitlines() if "triggered by the following guard failure" in x or x.strip().startswith("- ")})[:8]
+    lines = logged.splitlines()
+    # the guard that failed is on the line after each "triggered by ..." line
+    reasons = [lines[i + 1].split("[__recompiles]")[-1].strip() for i, x in enumerate(lines[:-1]) if "triggered by the following guard failure" in x]
+    out["reasons"] = sorted(set(reasons))[:8]
     return out
 
 

@@ -58,3 +58,23 @@ def test_compiled_module_prints_the_line_once_per_fit(tmp_path: Path, monkeypatc
     err = capsys.readouterr().err
     assert err.count(cw.MESSAGE) == 1 and err.count("networks compiled: warm-up") == 1
     assert str(tmp_path / "inductor") in err and model.compile_warmup_s > 0
+
+
+@pytest.mark.slow  # Dynamo traces all four networks (eager backend, no Inductor): ~30 s on 2 loaded cores
+def test_a_compiled_fit_compiles_one_graph_per_network_and_grad_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four graphs and no more: G and D each with an input that does / does not require
+    grad (real images vs fakes: autograd differs, so those two are inherent). The pooled
+    fakes used to come back NCHW and recompiled D on a stride guard."""
+    import torch._dynamo
+
+    monkeypatch.setenv(cw.CACHE_ENV, str(tmp_path / "inductor"))
+    real = nn.Module.compile
+    monkeypatch.setattr(nn.Module, "compile", lambda self, *a, **k: real(self, backend="eager", **k))
+    torch._dynamo.reset()
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    from tests.test_precision import fit
+
+    fit(tiny(compile=True), tmp_path, batches=3)
+    assert cw.graphs_compiled() == 4
