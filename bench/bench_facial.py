@@ -8,10 +8,15 @@ HOG + xgboost AUs, ResMaskNet emotions) and v2 (RetinaFace + the multitask netwo
 * today: the path as of issue 15 (commit fc8c36f): ``batch_size=16`` through py-feat's
   tensor path, decode once, per-video cache — ``channels_last=False,
   fold_batchnorm=False, face_detectors=None`` reproduce it;
-* ours (default): the same batches, plus RetinaFace shared by the two AU models (the
-  second one's face detection answered from memory, bit-identical), channels_last
-  weights and BatchNorm folded into the convolutions (float rounding only);
-* ours + bf16 (opt in): plus bf16 autocast per network (values move; not the default).
+* ours, torch (issue 21's default, ``backend="torch"``): the same batches, plus
+  RetinaFace shared by the two AU models (the second one's face detection answered from
+  memory, bit-identical), channels_last weights and BatchNorm folded into the
+  convolutions (float rounding only);
+* ours + onnxruntime: plus py-feat's networks as ONNX graphs in ONNX Runtime, fp32
+  (checked against torch within 1e-4 on the first batch);
+* ours (default, OpenVINO): the same graphs in OpenVINO's CPU plugin, fp32;
+* ours + bf16 (opt in): torch with bf16 autocast per network (values move; not the
+  default; emulated, so slow, on CPUs without native bf16).
 
 Every analyzer is built and run once on other frames before the clock starts (oneDNN
 sets up its kernels per input shape on the first call; BatchNorm is folded then).
@@ -44,7 +49,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -53,12 +57,14 @@ from evaluation.facial import FaceDetectorPool, FacialAnalyzer, SharedFaceDetect
 
 CACHE = HERE / ".cache"
 MODELS = ("xgb", "v2")
-TODAY = {"channels_last": False, "fold_batchnorm": False, "face_detectors": None}
+TODAY = {"channels_last": False, "fold_batchnorm": False, "face_detectors": None, "backend": "torch"}
 CONFIGS = {
     "per frame (batch 1)": {"batch_size": 1, **TODAY},
     "today (batch 16, issue-time path)": {"batch_size": 16, **TODAY},
+    "ours, torch (channels_last + folded BN)": {"batch_size": 16, "backend": "torch"},
+    "ours + onnxruntime": {"batch_size": 16, "backend": "onnxruntime"},
     "ours (default)": {"batch_size": 16},
-    "ours + bf16 (opt in)": {"batch_size": 16, "precision": "bf16"},
+    "ours + bf16 (opt in)": {"batch_size": 16, "precision": "bf16", "backend": "torch"},
 }
 
 
@@ -149,10 +155,14 @@ def main() -> None:
     hub, torch_home = standin_weights()
     os.environ["TORCH_HOME"] = str(torch_home)
     os.environ["SENSOR_REMOVAL_FEAT_CACHE"] = str(hub)
+    from evaluation.facial.runtime import runtime_version
+    from sensor_removal.cpu import cpu_facts, cpu_line
+
     load = os.getloadavg()[0]
-    print(f"Facial analysis (py-feat {' + '.join(MODELS)}, stand-in weights) | {os.cpu_count()} CPUs, {torch.get_num_threads()} threads | "
+    runtimes = ", ".join(f"{b} {runtime_version(b) or 'missing'}" for b in ("openvino", "onnxruntime"))
+    print(f"Facial analysis (py-feat {' + '.join(MODELS)}, stand-in weights) | {cpu_line()} | {runtimes} | "
           f"{frames} frames of {args.size}x{args.size}, {rounds} rounds | load average {load:.1f} at start")  # fmt: skip
-    result: dict = {"machine": platform.node(), "load_at_start": load, "frames": frames, "size": args.size, "rounds": rounds}
+    result: dict = {"machine": platform.node(), **cpu_facts(), "runtimes": runtimes, "load_at_start": load, "frames": frames, "size": args.size, "rounds": rounds}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         video = face_video(tmp_path / "face.mp4", frames, args.size)
@@ -198,18 +208,22 @@ def main() -> None:
             print(f"  evaluation run, second (new cleaned set, shared facial cache): {walls['ours, second run (new cleaned set, shared --facial-cache)']:.1f} s", flush=True)
             result["evaluation_run_s"] = walls
     today, ours = rates["today (batch 16, issue-time path)"], rates["ours (default)"]
-    bf16 = rates["ours + bf16 (opt in)"]
+    bf16, ours_torch = rates["ours + bf16 (opt in)"], rates["ours, torch (channels_last + folded BN)"]
+    ort = rates["ours + onnxruntime"]
+    native = "" if cpu_facts()["bf16_native"] else "; not native here"
     t_today, t_ours = best["today (batch 16, issue-time path)"], best["ours (default)"]
     rows = [
-        ("facial analysis frames/s (xgb + v2 on each frame)", f"{ours:.2f}", f"today's batch-16 path {today:.2f}", f"{ours / today:.2f}x (goal >= 3x)"),
+        (f"facial analysis frames/s (xgb + v2 on each frame; {cpu_line()})", f"{ours:.2f}", f"today's batch-16 path {today:.2f}", f"{ours / today:.2f}x (goal >= 3x)"),
         *[(f"  {m} alone, s per {frames} frames", f"{t_ours[m]:.2f} s", f"{t_today[m]:.2f} s", f"{t_today[m] / t_ours[m]:.2f}x") for m in MODELS],
         ("  vs per frame (batch 1)", f"{ours:.2f}", f"{rates['per frame (batch 1)']:.2f}", f"{ours / rates['per frame (batch 1)']:.2f}x"),
-        ("  ours + bf16 (opt in; values move)", f"{bf16:.2f}", f"{today:.2f}", f"{bf16 / today:.2f}x"),
+        ("  ours, torch (facial_backend torch: channels_last + folded BN)", f"{ours_torch:.2f}", f"{today:.2f}", f"{ours_torch / today:.2f}x"),
+        ("  ours + onnxruntime (facial_backend onnxruntime)", f"{ort:.2f}", f"{today:.2f}", f"{ort / today:.2f}x"),
+        (f"  ours + bf16 (opt in; values move{native})", f"{bf16:.2f}", f"{today:.2f}", f"{bf16 / today:.2f}x"),
     ]  # fmt: skip
     if walls:
         a, b = walls["today (batch 16, issue-time path)"], walls["ours (default)"]
         c = walls["ours, second run (new cleaned set, shared --facial-cache)"]
-        rows.append(("`evaluation run` wall time, synthetic subject (lpips, fid, facial xgb + v2)", f"{b:.1f} s", f"today's {a:.1f} s", f"{a / b:.2f}x (goal >= 2x)"))
+        rows.append((f"`evaluation run` wall time ({cpu_line()}), synthetic subject (lpips, fid, facial xgb + v2)", f"{b:.1f} s", f"today's {a:.1f} s", f"{a / b:.2f}x (goal >= 2x)"))
         rows.append(("  second run, new cleaned set, shared --facial-cache (N, S cached)", f"{c:.1f} s", f"today's {a:.1f} s", f"{a / c:.2f}x"))
     result["rows"] = rows
     result["load_at_end"] = os.getloadavg()[0]

@@ -250,12 +250,15 @@ def main() -> None:
     real_iters = args.real_iters or (6 if quick else 16)
     quality_steps = args.quality_steps or (20 if quick else 300)
     load = os.getloadavg()[0]
+    from common import cpu_facts, cpu_line
+
     print(
-        f"Training fast paths | torch {torch.__version__} | {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, {torch.get_num_threads()} threads | cuda: {torch.cuda.is_available()} | "
+        f"Training fast paths | {cpu_line()} | {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads | cuda: {torch.cuda.is_available()} | "
         f"load average {load:.1f} at start"
     )
-    result: dict = {"machine": platform.node(), "cpus": os.cpu_count(), "load_at_start": load,
+    native = "" if cpu_facts()["bf16_native"] else " (bf16 not native here)"
+    result: dict = {"machine": platform.node(), **cpu_facts(), "load_at_start": load,
                     "cuda": torch.cuda.is_available(), "nets": hp, "size": size}  # fmt: skip
 
     rates = step_rates(hp, size, 1, args.iters, args.compile and not quick)
@@ -289,9 +292,9 @@ def main() -> None:
     result["quality"].update(tolerance_db=tolerance, bf16_minus_fp32_db=diff, bf16_equal=abs(diff) <= tolerance,
                              seed_noise_db=noise, decides=noise <= tolerance)
     rows = [
-        (f"training step {size} px ({'tiny' if quick else 'paper'} nets)", f"{best_name} {rates[best_name]:.3f} img/s",
+        (f"training step {size} px ({'tiny' if quick else 'paper'} nets; {cpu_line()})", f"{best_name} {rates[best_name]:.3f} img/s",
          f"plain fp32 eager batch 1 {base:.3f} img/s", f"{rates[best_name] / base:.2f}x (goal >= 1.5x)"),
-        *[(f"  {k}", f"{v:.3f} img/s", f"{base:.3f} img/s", f"{v / base:.2f}x") for k, v in rates.items() if k != "plain fp32 eager batch 1"],
+        *[(f"  {k}{native if 'bf16' in k else ''}", f"{v:.3f} img/s", f"{base:.3f} img/s", f"{v / base:.2f}x") for k, v in rates.items() if k != "plain fp32 eager batch 1"],
         ("loader alone", f"{loader_256:.1f} img/s", f"fastest step {rates[best_name]:.3f} img/s",
          f"{loader_256 / rates[best_name]:.0f}x (goal >= 10x)"),
         (f"real CLI fit, synthetic subject, {crop} px", f"{real['CLI fit (defaults)']:.3f} img/s",

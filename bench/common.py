@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
     from sensor_removal.manifest import Subject
 
+from sensor_removal.cpu import cpu_facts, cpu_line  # noqa: F401  (every benchmark prints the CPU)
+
 #: Frame size of the synthetic videos (``--size``), and with ``--quick``.
 SIZE, QUICK_SIZE = "640x480", "320x240"
 

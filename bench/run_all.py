@@ -19,10 +19,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # bench_train.py (module vs plain loop, fp32, 128 and 256 px) is covered by the "module fp32"
-# rows of bench_fastpaths.py; run it by hand for the CPU-time columns.
+# rows of bench_fastpaths.py; run it by hand for the CPU-time columns. bench_layout.py
+# (channels_last vs NCHW, paper networks, native and AVX2 kernels) is minutes: by hand too.
 BENCHES = [
     "bench_frames.py",
     "bench_fastpaths.py",
+    "bench_compile.py",
     "bench_clean.py",
     "bench_facial.py",
     "bench_timeseries.py",
@@ -32,7 +34,7 @@ BENCHES = [
     "bench_emg.py",
 ]
 #: Benchmarks that write their numbers with --json.
-WITH_JSON = {"bench_fastpaths.py", "bench_facial.py", "bench_emg.py"}
+WITH_JSON = {"bench_fastpaths.py", "bench_compile.py", "bench_facial.py", "bench_emg.py"}
 
 
 def machine() -> dict:
@@ -46,9 +48,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    sys.path.insert(0, str(HERE.parent))
+    from sensor_removal.cpu import cpu_facts, cpu_line
+
     return {
         "cpu": cpu,
-        "cpus": os.cpu_count(),
+        **cpu_facts(),
+        "cpu_line": cpu_line(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "load_average_at_start": os.getloadavg()[0],
@@ -84,7 +90,7 @@ def main() -> int:
             if code:
                 failed.append(name)
     m = results["machine"]
-    print(f"\n=== summary | {m['cpu']}, {m['cpus']} CPUs, GPU: {m['gpu'] or 'none'} | load {m['load_average_at_start']:.1f} at start")
+    print(f"\n=== summary | {m['cpu']}, {m['cpu_line']}, GPU: {m['gpu'] or 'none'} | load {m['load_average_at_start']:.1f} at start")
     print("| what | ours | baseline | ratio |\n| --- | --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")

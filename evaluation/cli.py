@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--au-models", type=_au_models, default=("xgb", "v2"), help=_AU_HELP)
     r.add_argument("--facial-stride", type=_positive_int, default=1, help="analyse every n-th frame with py-feat (default 1)")
     r.add_argument("--facial-cache", type=Path, default=None, help="py-feat series cache (default RESULTS/facial_cache)")
+    r.add_argument(
+        "--facial-backend", choices=("openvino", "onnxruntime", "torch"), default="openvino",
+        help="ours: run py-feat's networks as ONNX graphs in this runtime, fp32, checked against torch on the first batch (default openvino; torch opts out)",
+    )
     r.add_argument("--max-shift-s", type=float, default=20.0, help="MAPE shift range in seconds (paper: 20)")
     r.add_argument("--allow-missing", action="store_true", help="evaluate although some sensor recordings have no cleaned version (listed in summary.json and the report)")
     r.add_argument("--dtw-window-s", type=float, default=None, help="DTW Sakoe-Chiba band in seconds (default: none, plain DTW)")
@@ -153,6 +157,7 @@ def _settings(args: argparse.Namespace, segments: tuple[str, ...], cls: type):
         au_models=tuple(args.au_models),
         facial_stride=args.facial_stride,
         facial_cache=args.facial_cache,
+        facial_backend=args.facial_backend,
         max_shift_s=args.max_shift_s,
         dtw_window_s=args.dtw_window_s,
         shift=args.shift,

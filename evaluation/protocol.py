@@ -129,6 +129,9 @@ class ProtocolSettings:
     au_models: tuple[str, ...] = DEFAULT_AU_MODELS
     facial_stride: int = 1
     facial_cache: Path | None = None
+    #: Ours: where py-feat's networks run (:mod:`evaluation.facial.runtime`): an inference
+    #: runtime checked against torch within 1e-4 on the first batch, or torch itself.
+    facial_backend: str = "openvino"
     max_shift_s: float = MAX_SHIFT_S
     mape_eps: float = MAPE_EPS
     max_gap_frames: int = MAX_GAP_FRAMES
@@ -352,7 +355,7 @@ def _analyzer(model: str, settings: ProtocolSettings, face_detectors: object) ->
 
     return FacialAnalyzer(
         model_set=model, batch_size=settings.batch_size, device=settings.device, stride=settings.facial_stride,
-        face_detectors=face_detectors,
+        face_detectors=face_detectors, backend=settings.facial_backend,
     )
 
 

@@ -177,9 +177,12 @@ class CycleGAN(pl.LightningModule):
         channels_last: keep the four networks' weights and the batches in NHWC memory
             layout (ours), which oneDNN on CPU and cuDNN's tensor-core kernels run
             faster; the values are the same up to float summation order.
-        compile: ``torch.compile`` the four networks (ours, opt in): the first steps
-            compile (tens of seconds, cached in ``TORCHINDUCTOR_CACHE_DIR``), later ones
-            run fused kernels. The parameter names in checkpoints do not change.
+        compile: ``torch.compile`` the four networks (ours, opt in): the first step
+            compiles (tens of seconds to minutes on few cores; a progress line says so),
+            later ones run fused kernels. Compiled kernels are cached on disk
+            (``$TORCHINDUCTOR_CACHE_DIR``, default ``~/.cache/sensor-removal/inductor``;
+            :mod:`sensor_removal.compile_warmup`), so a later fit on the same machine
+            loads them. The parameter names in checkpoints do not change.
         generator: ``resnet`` (the paper's) or ``attention`` (our extension:
             :class:`~sensor_removal.networks.AttentionGenerator`, ``A·T(x) + (1 − A)·x``,
             which leaves the input untouched where its mask A is 0).
@@ -187,7 +190,8 @@ class CycleGAN(pl.LightningModule):
         lambda_mask_smooth: attention only — weight of the total variation of A.
 
     Precision is the Trainer's (``trainer.precision``): ``32-true`` (the paper) or
-    ``bf16-mixed`` (ours; CPU with AVX-512 BF16/AMX, or CUDA). Under bf16 autocast the
+    ``bf16-mixed`` (ours; CPU with AVX-512 BF16/AMX, or CUDA; on a CPU without native bf16
+    it is emulated, slower than fp32, and the fit warns once). Under bf16 autocast the
     convolutions run in bf16, while instance norm (:class:`InstanceNorm2dFP32`) and the
     losses stay float32 and the weights and Adam states stay float32 throughout.
     """
@@ -259,9 +263,23 @@ class CycleGAN(pl.LightningModule):
         # Compile in place (nn.Module.compile): parameter names, and so checkpoints,
         # stay those of the eager networks.
         if self.hparams.compile and not self._compiled:
-            for net in self.networks():
-                net.compile()
+            from sensor_removal.compile_warmup import CompileProgress, compile_networks
+
+            self._compile_cache = compile_networks(self.networks())
+            self._compile_progress = CompileProgress()
             self._compiled = True
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # The first compiled step compiles (minutes on 2 CPU cores): say so while it runs.
+        progress = getattr(self, "_compile_progress", None)
+        if progress is not None and not progress.started and self.trainer.is_global_zero:
+            progress.start(self._compile_cache)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        progress = getattr(self, "_compile_progress", None)
+        if progress is not None and progress.started:
+            self.compile_warmup_s = progress.done()
+            self._compile_progress = None
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 image batches (the DataModule's) → [-1, 1] float32, on the device, in
@@ -474,6 +492,10 @@ class CycleGAN(pl.LightningModule):
         return [opt_g, opt_d], [LambdaLR(opt_g, factor), LambdaLR(opt_d, factor)]
 
     def on_fit_start(self) -> None:
+        from sensor_removal.cpu import warn_if_bf16_emulated
+
+        if self.trainer.is_global_zero:  # one warning per fit, with the capability found
+            warn_if_bf16_emulated(str(self.trainer.precision), self.device.type)
         total = self.hparams.epochs_constant + self.hparams.epochs_decay
         max_epochs = self.trainer.max_epochs
         if max_epochs is not None and max_epochs != -1 and max_epochs != total:

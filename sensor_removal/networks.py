@@ -344,6 +344,10 @@ class ImagePool:
                 self.images[idx] = image
             else:
                 out.append(image)
-        return torch.cat(out, dim=0)
+        # In the input's memory layout: torch.cat hands back NCHW, which made the
+        # discriminators run NCHW kernels on pooled fakes under channels_last (and
+        # recompile under torch.compile: a stride guard).
+        layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        return torch.cat(out, dim=0).contiguous(memory_format=layout)
 
     __call__ = query

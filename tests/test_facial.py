@@ -574,12 +574,15 @@ def test_analyze_video_size_feeds_py_feat_one_resolution(feat_hub: Path, main_vi
 
 @pytest.mark.numerics
 def test_channels_last_keeps_the_series(v1_run, feat_hub: Path, main_video: Path) -> None:
-    """NHWC weights change only float summation order: the series stay within 1e-4 of the
-    plain NCHW, unfolded, batch-1 path on any CPU's kernels."""
+    """The default path (NHWC weights, folded BatchNorm, networks in OpenVINO) changes
+    the series only by float rounding: within 1e-4 of the plain NCHW, unfolded, batch-1
+    torch path on any CPU's kernels."""
     fast: FacialAnalyzer = v1_run["analyzer"]  # channels_last is the default
     convs = [m for net in facial._feat_networks(fast._get_detector()) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
-    today = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, channels_last=False, fold_batchnorm=False)
+    weighted = [n for n in facial._feat_networks(fast._get_detector()) if any(True for _ in n.parameters())]
+    assert weighted and all(n.forward.state == "runtime" for n in weighted)  # checked on the first batch, in use
+    today = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, channels_last=False, fold_batchnorm=False, backend="torch")
     plain = today.analyze_video(main_video)
     np.testing.assert_allclose(v1_run["series"].values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=1e-4)
     weights = today.require_weights()
@@ -690,7 +693,7 @@ def test_fast_path_matches_todays_path_for_both_au_models(feat_hub_v2: Path, mai
     the series of the issue-time path (batch 16, none of them) within 1e-4 for xgb and v2,
     with the same face / no-face frames; sharing RetinaFace alone changes nothing at all,
     and the second AU model's face detection is answered from memory."""
-    plain = dict(channels_last=False, fold_batchnorm=False)  # and no pool: its own RetinaFace
+    plain = dict(channels_last=False, fold_batchnorm=False, backend="torch")  # and no pool: its own RetinaFace
     kw = dict(weights_dir=feat_hub_v2, device="cpu", batch_size=16)
     pool = facial.FaceDetectorPool()
     ours = {m: FacialAnalyzer(model_set=m, face_detectors=pool, **kw) for m in ("xgb", "v2")}

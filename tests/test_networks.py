@@ -124,6 +124,18 @@ def test_pool_size_zero_passes_through() -> None:
     assert len(pool) == 0
 
 
+def test_pool_keeps_the_memory_layout() -> None:
+    """Pooled fakes come back channels_last when they went in so (the discriminators
+    keep their NHWC kernels, and a compiled one its graph), NCHW when NCHW."""
+    torch.manual_seed(0)
+    pool = ImagePool(2)
+    for _ in range(4):
+        x = torch.rand(1, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+        out = pool.query(x)
+        assert out.is_contiguous(memory_format=torch.channels_last) and out.shape == x.shape
+    assert pool.query(torch.rand(2, 3, 8, 8)).is_contiguous()
+
+
 def test_pool_fills_then_swaps_and_never_exceeds_size() -> None:
     torch.manual_seed(0)
     pool = ImagePool(4)

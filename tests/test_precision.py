@@ -159,7 +159,8 @@ def test_cuda_batches_arrive_as_float_channels_last() -> None:
 
 
 # --------------------------------------------------------------------------- compile
-def test_compile_option_compiles_all_four_networks_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compile_option_compiles_all_four_networks_in_place(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # the compile cache: never the user's in tests
     compiled: list[nn.Module] = []
     monkeypatch.setattr(nn.Module, "compile", lambda self, *a, **k: compiled.append(self))
     model = tiny(compile=True)

@@ -36,8 +36,15 @@ from evaluation.facial.models import (
     LandmarkModel,
     _model_set,
 )
+from evaluation.facial.runtime import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    GRAPH_DIR,
+    FacialBackend,
+    run_networks_in_runtime,
+)
 from evaluation.facial.series import FacialSeries, _normalise_columns, select_face, video_content_id
-from evaluation.facial.weights import feat_hub_offline, require_feat_weights
+from evaluation.facial.weights import feat_cache_dir, feat_hub_offline, require_feat_weights
 from sensor_removal.video import atomic_output, iter_frames, probe
 
 log = logging.getLogger(__name__)
@@ -77,6 +84,12 @@ class FacialAnalyzer:
     GPUs and on CPUs with AVX-512 BF16/AMX, but AU and emotion values move slightly, so the
     paper's float32 stays the default (the cache key records it). The py-feat detector is built on the first
     analysis that needs one (not on a cache hit) and reused by later ones.
+    ``backend`` (ours, default ``"openvino"``; ``"onnxruntime"``; ``"torch"`` opts out):
+    py-feat's networks run as exported ONNX graphs in that inference runtime on the CPU,
+    float32, each checked against torch on its first call (within 1e-4 of its scale) and
+    left on torch, with one warning saying why, where the runtime is missing or disagrees
+    (:mod:`evaluation.facial.runtime`). Like the other fast paths it keeps the cache key.
+    With ``precision="bf16"`` or on a GPU the networks stay on torch.
     """
 
     detector: Literal["v1", "v2"] = "v1"
@@ -92,6 +105,7 @@ class FacialAnalyzer:
     channels_last: bool = True
     precision: Literal["32", "bf16"] = "32"
     fold_batchnorm: bool = True
+    backend: FacialBackend = DEFAULT_BACKEND
     face_detectors: FaceDetectorPool | None = field(default=None, compare=False, repr=False)
     model_set: InitVar[FeatModelSet | str | None] = None
     _feat_detector: object = field(default=None, init=False, repr=False, compare=False)
@@ -110,6 +124,8 @@ class FacialAnalyzer:
             raise ValueError(f"facial analysis: stride must be >= 1, got {self.stride}")
         if self.precision not in ("32", "bf16"):
             raise ValueError(f"facial analysis: precision must be '32' or 'bf16', got {self.precision!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"facial analysis: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not 0.0 < self.face_threshold < 1.0:
             raise ValueError(f"facial analysis: face_threshold must lie in (0, 1), got {self.face_threshold}")
 
@@ -167,6 +183,9 @@ class FacialAnalyzer:
                 fold_batchnorm_on_first_call(detector)
             if self.precision == "bf16":
                 _run_networks_in_bf16(detector, str(getattr(detector, "device", "cpu")).split(":")[0])
+            elif self.backend != "torch":  # fp32 only: the runtime replaces torch's float32 kernels
+                graphs = feat_cache_dir(self.weights_dir) / GRAPH_DIR
+                run_networks_in_runtime(detector, self.backend, graphs, str(getattr(detector, "device", None) or self.device))
             if self.face_detectors is not None:
                 self.face_detectors.share(detector, self._face_detector_key(detector))
             object.__setattr__(self, "_feat_detector", detector)
@@ -178,7 +197,7 @@ class FacialAnalyzer:
         face = _FACE_FILES[ms.face_model][-1]
         path = require_feat_weights(ms, self.weights_dir)[face]
         device = str(getattr(detector, "device", None) or self.device)
-        return (ms.face_model, str(path.resolve()), device, self.channels_last, self.fold_batchnorm, self.precision)
+        return (ms.face_model, str(path.resolve()), device, self.channels_last, self.fold_batchnorm, self.precision, self.backend)
 
     # -- cache
 
