@@ -1,4 +1,4 @@
-"""Benchmark of the cleaning pipeline (sensor_removal.clean), one table per run.
+"""Benchmark of the cleaning pipeline (sensor_removal.cleaning), one table per run.
 
 Question it answers: does the streamed, batched pipeline keep the generator busy?
 
@@ -39,16 +39,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sensor_removal.clean import (
-    CleanSettings,
-    GeneratorRunner,
-    clean_video,
-    default_batch_size,
-    resolve_device,
-)  # noqa: E402
-from sensor_removal.data import to_tensor, to_uint8  # noqa: E402
-from sensor_removal.networks import ResnetGenerator  # noqa: E402
-from sensor_removal.video import (  # noqa: E402
+from sensor_removal.cleaning import CleanSettings, GeneratorRunner, clean_video, default_batch_size
+from sensor_removal.core.device import resolve_device  # noqa: E402
+from sensor_removal.core.tensors import to_tensor, to_uint8  # noqa: E402
+from sensor_removal.models.networks import ResnetGenerator  # noqa: E402
+from sensor_removal.core.video import (  # noqa: E402
     VideoWriter,
     crop_resize,
     iter_frames,

@@ -43,8 +43,8 @@ def child(args: argparse.Namespace) -> None:
     from pytorch_lightning import Callback
     from torch.utils.data import DataLoader
 
-    from sensor_removal.compile_warmup import graphs_compiled
-    from sensor_removal.module import CycleGAN
+    from sensor_removal.training.compile_warmup import graphs_compiled
+    from sensor_removal.training.module import CycleGAN
 
     class Clock(Callback):
         def __init__(self) -> None:
@@ -102,7 +102,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from sensor_removal.cpu import cpu_facts, cpu_line
+    from sensor_removal.core.cpu import cpu_facts, cpu_line
 
     load = os.getloadavg()[0]
     nets = "paper nets (ngf 64, 9 blocks)" if args.paper else "tiny nets (ngf 4, 1 block)"

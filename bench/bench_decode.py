@@ -20,9 +20,10 @@ from common import frame_size, subject_arguments, synthetic_subject
 
 from evaluation.framepass import decode_once
 from evaluation.pairs import build_pairs
-from evaluation.protocol import ProtocolSettings, draw_frames
-from sensor_removal.manifest import Recording
-from sensor_removal.video import crop_resize, iter_frames, probe
+from evaluation.settings import ProtocolSettings
+from evaluation.protocol import draw_frames
+from sensor_removal.core.manifest import Recording
+from sensor_removal.core.video import crop_resize, iter_frames, probe
 
 
 class Touch:

@@ -53,7 +53,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from evaluation.facial import FaceDetectorPool, FacialAnalyzer, SharedFaceDetector  # noqa: E402
+from evaluation.metrics.facial import FaceDetectorPool, FacialAnalyzer, SharedFaceDetector  # noqa: E402
 
 CACHE = HERE / ".cache"
 MODELS = ("xgb", "v2")
@@ -93,7 +93,7 @@ def standin_weights() -> tuple[Path, Path]:
 
 
 def face_video(path: Path, frames: int, size: int, seed: int = 0) -> Path:
-    from sensor_removal.video import VideoWriter
+    from sensor_removal.core.video import VideoWriter
     from tests.feat_standins import face_frame
 
     with VideoWriter(path, 30.0, size, size, codec="h264-lossless") as writer:
@@ -122,7 +122,8 @@ def timed_pass(pair: dict[str, FacialAnalyzer], video: Path) -> tuple[dict[str, 
 
 
 def evaluation_run(options: dict, manifest: Path, cleaned: Path, out: Path, hub: Path, facial_cache: Path | None = None) -> float:
-    from evaluation.protocol import ProtocolSettings, run_protocol
+    from evaluation.settings import ProtocolSettings
+    from evaluation.protocol import run_protocol
 
     # Small LPIPS/FID draws: the subject's videos are short, and the facial pass is what differs.
     settings = ProtocolSettings(metrics=("lpips", "fid", "facial"), au_models=MODELS, device="cpu",
@@ -155,8 +156,8 @@ def main() -> None:
     hub, torch_home = standin_weights()
     os.environ["TORCH_HOME"] = str(torch_home)
     os.environ["SENSOR_REMOVAL_FEAT_CACHE"] = str(hub)
-    from evaluation.facial.runtime import runtime_version
-    from sensor_removal.cpu import cpu_facts, cpu_line
+    from evaluation.metrics.facial.runtime import runtime_version
+    from sensor_removal.core.cpu import cpu_facts, cpu_line
 
     load = os.getloadavg()[0]
     runtimes = ", ".join(f"{b} {runtime_version(b) or 'missing'}" for b in ("openvino", "onnxruntime"))

@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_train import RandomPairs, plain_loop  # noqa: E402
 from common import trainer_for  # noqa: E402
 
-from sensor_removal.module import CycleGAN  # noqa: E402
+from sensor_removal.training.module import CycleGAN  # noqa: E402
 
 
 class StepClock(Callback):
@@ -109,7 +109,7 @@ def synthetic_subject(root: Path, seconds: float, size: int) -> Path:
 
 
 def loader_rate(manifest: Path, load: int, crop: int, batches: int) -> float:
-    from sensor_removal.data import FramesDataModule
+    from sensor_removal.training.data import FramesDataModule
 
     dm = FramesDataModule(str(manifest), fraction=0.5, load_size=load, crop_size=crop, batch_size=1)
     dm.prepare_data()
@@ -133,7 +133,7 @@ def cli_rate(manifest: Path, root: Path, hp: dict, load: int, crop: int, steps: 
     trained for ``steps`` steps; images/s over the second half (steady state)."""
     from pytorch_lightning.cli import LightningCLI
 
-    from sensor_removal.cli import build_cli
+    from sensor_removal.training.cli import build_cli
 
     args = [
         "fit",
@@ -171,7 +171,8 @@ def cli_rate(manifest: Path, root: Path, hp: dict, load: int, crop: int, steps: 
 
 def plain_on_frames(manifest: Path, hp: dict, load: int, crop: int, steps: int) -> float:
     """bench_train's plain loop fed the same cached frames (converted to float up front)."""
-    from sensor_removal.data import FramesDataModule, to_tensor
+    from sensor_removal.training.data import FramesDataModule
+    from sensor_removal.core.tensors import to_tensor
 
     dm = FramesDataModule(str(manifest), fraction=0.5, load_size=load, crop_size=crop, batch_size=1)
     dm.setup("fit")
@@ -193,11 +194,11 @@ def plain_on_frames(manifest: Path, hp: dict, load: int, crop: int, steps: int) 
 
 def psnr_in_mask(manifest: Path, model: CycleGAN, crop: int, load: int, frames: int) -> float:
     """Mean PSNR inside the sensor mask of G_S→N(sensor crop) vs the ground-truth crop."""
-    from evaluation.groundtruth import crop_mask, frame_scores
-    from sensor_removal.data import to_tensor, to_uint8
-    from sensor_removal.manifest import load_manifest
+    from evaluation.metrics.groundtruth import crop_mask, frame_scores
+    from sensor_removal.core.tensors import to_tensor, to_uint8
+    from sensor_removal.core.manifest import load_manifest
     from sensor_removal.synthetic import load_mask
-    from sensor_removal.video import crop_resize, read_frames
+    from sensor_removal.core.video import crop_resize, read_frames
 
     subject = load_manifest(manifest)
     rec = next(r for r in subject.recordings if r.condition == "sensor")
@@ -215,7 +216,7 @@ def psnr_in_mask(manifest: Path, model: CycleGAN, crop: int, load: int, frames: 
 
 
 def quality(manifest: Path, steps: int, load: int, crop: int) -> dict[str, float]:
-    from sensor_removal.data import FramesDataModule
+    from sensor_removal.training.data import FramesDataModule
 
     out = {}
     for name, precision, seed in (("fp32", "32-true", 0), ("bf16", "bf16-mixed", 0), ("fp32 seed 1", "32-true", 1)):

@@ -1,6 +1,6 @@
 """Landmark frames/s of the ``landmarks`` metric vs a plain dlib loop, side by side.
 
-Ours (:func:`evaluation.landmarks.video_landmarks`): decode, cut the recording's bbox,
+Ours (:func:`evaluation.metrics.landmarks.video_landmarks`): decode, cut the recording's bbox,
 resize to 256 px, HOG detector without upsampling, 68-point predictor. The baseline is
 the way dlib's examples (and ``face_recognition.face_landmarks``) are usually called:
 the whole frame, detector with one upsampling step, predictor. Both run on the same
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from common import frame_size, subject_arguments, synthetic_subject
 
-from evaluation.landmarks import LandmarkDetector, video_landmarks
-from sensor_removal.video import iter_frames
+from evaluation.metrics.landmarks import LandmarkDetector, video_landmarks
+from sensor_removal.core.video import iter_frames
 
 
 def plain_loop(path: Path, det: LandmarkDetector) -> tuple[int, int]:

@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    from sensor_removal.cpu import cpu_facts, cpu_line
+    from sensor_removal.core.cpu import cpu_facts, cpu_line
 
     print(f"Layout of the paper networks, training step {args.size} px fp32 | {cpu_line()} | load average {os.getloadavg()[0]:.1f} at start", flush=True)
     best: dict[tuple[str, bool], float] = {}

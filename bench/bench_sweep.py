@@ -36,9 +36,9 @@ trainer:
       save_dir: ${{...default_root_dir}}
       offline: true
   callbacks:
-    - class_path: sensor_removal.callbacks.RunCheckpoint
+    - class_path: sensor_removal.training.callbacks.RunCheckpoint
       init_args: {{save_last: true}}
-    - class_path: sensor_removal.postfit.PostFitBenchmark
+    - class_path: sensor_removal.workflows.postfit.PostFitBenchmark
       init_args: {{metrics: [groundtruth], device: cpu, batch_size: 8}}
 model: {{ngf: 4, ndf: 4, n_blocks: 1, epochs_constant: 1, epochs_decay: {decay}}}
 data: {{fraction: 0.5, load_size: 36, crop_size: 32, batch_size: 4, num_workers: 0}}

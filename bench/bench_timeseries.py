@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.timeseries import (  # noqa: E402
+from evaluation.metrics.timeseries import (  # noqa: E402
     MAPE_EPS,
     clean_series,
     dtw_distance,

@@ -32,9 +32,9 @@ from common import trainer_for
 from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
-from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
-from sensor_removal.module import CycleGAN
-from sensor_removal.networks import ImagePool
+from sensor_removal.models.losses import cycle_loss, gan_loss, identity_loss
+from sensor_removal.training.module import CycleGAN
+from sensor_removal.models.networks import ImagePool
 
 
 class RandomPairs(Dataset):

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pytorch_lightning as pl
 
-    from sensor_removal.manifest import Subject
+    from sensor_removal.core.manifest import Subject
 
-from sensor_removal.cpu import cpu_facts, cpu_line  # noqa: F401  (every benchmark prints the CPU)
+from sensor_removal.core.cpu import cpu_facts, cpu_line  # noqa: F401  (every benchmark prints the CPU)
 
 #: Frame size of the synthetic videos (``--size``), and with ``--quick``.
 SIZE, QUICK_SIZE = "640x480", "320x240"
@@ -50,7 +50,7 @@ def frame_size(args: argparse.Namespace, quick_seconds: float) -> tuple[int, int
 @contextmanager
 def synthetic_subject(seconds: float, fps: float, size: tuple[int, int]) -> Iterator[tuple[Path, Subject]]:
     """The synthetic subject (seed 0) in a temporary folder: ``(folder, subject)``."""
-    from sensor_removal.manifest import load_manifest
+    from sensor_removal.core.manifest import load_manifest
     from sensor_removal.synthetic import make_subject
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -49,7 +49,7 @@ def machine() -> dict:
     except OSError:
         pass
     sys.path.insert(0, str(HERE.parent))
-    from sensor_removal.cpu import cpu_facts, cpu_line
+    from sensor_removal.core.cpu import cpu_facts, cpu_line
 
     return {
         "cpu": cpu,

@@ -22,8 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from evaluation.weights import METRICS, WEIGHTED_METRICS, MissingWeightsError, WeightsError
-from sensor_removal.argtypes import int_at_least
+from evaluation.weight_files import METRICS, WEIGHTED_METRICS, MissingWeightsError, WeightsError
+from sensor_removal.core.argtypes import int_at_least
 
 PROG = "python -m evaluation"
 
@@ -45,7 +45,7 @@ _positive_int = int_at_least(1)
 
 
 def _au_models(text: str) -> tuple[str, ...]:
-    from evaluation.facial import AU_MODELS
+    from evaluation.metrics.facial import AU_MODELS
 
     return _names(text, tuple(AU_MODELS), "AU model")
 
@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from evaluation.pairs import SEGMENTS
-    from evaluation.protocol import ProtocolSettings, run_protocol
+    from evaluation.settings import ProtocolSettings
+    from evaluation.protocol import run_protocol
 
     segments = SEGMENTS if args.segments is None else tuple(s.strip() for s in args.segments.split(",") if s.strip())
     bad = [s for s in segments if s not in SEGMENTS]
@@ -166,7 +167,7 @@ def _settings(args: argparse.Namespace, segments: tuple[str, ...], cls: type):
 
 
 def _report(args: argparse.Namespace) -> int:
-    from evaluation.grid import make_grid_report
+    from evaluation.report.grid import make_grid_report
     from evaluation.report import missing_cleaned
 
     # Sweep run folders (<root>/<subject>/<point>) are grouped by grid point.
@@ -201,7 +202,7 @@ def _weights(args: argparse.Namespace) -> int:
     print(f"available metrics: {','.join(available_metrics() + ['groundtruth'])}")
     print(f"torch hub folder (LPIPS, FID): {_hub_dir()}  (TORCH_HOME moves it)")
     if "facial" in args.metrics:
-        from evaluation.facial import CACHE_ENV, feat_cache_dir
+        from evaluation.metrics.facial import CACHE_ENV, feat_cache_dir
 
         print(f"py-feat folder (facial): {feat_cache_dir()}  (default ~/.cache/sensor-removal/feat; {CACHE_ENV} moves it)")
     return 0
@@ -215,12 +216,12 @@ def _hub_dir() -> str:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is for the user (no traceback)."""
-    from evaluation.groundtruth import GroundTruthError
+    from evaluation.metrics.groundtruth import GroundTruthError
     from evaluation.pairs import PairingError
     from evaluation.report import ReportError
-    from sensor_removal.clean import CleanError
-    from sensor_removal.manifest import ManifestError
-    from sensor_removal.video import VideoError
+    from sensor_removal.cleaning import CleanError
+    from sensor_removal.core.manifest import ManifestError
+    from sensor_removal.core.video import VideoError
 
     errors: list[type[BaseException]] = [
         WeightsError, ManifestError, PairingError, GroundTruthError, ReportError, VideoError, FileNotFoundError,
@@ -228,7 +229,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         CleanError,  # e.g. --device cuda without CUDA
     ]
     try:
-        from evaluation.facial import FacialError, FacialWeightsMissing
+        from evaluation.metrics.facial import FacialError, FacialWeightsMissing
 
         errors += [FacialWeightsMissing, FacialError]
     except ImportError:  # pragma: no cover - facial module absent
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from sensor_removal.diskfull import disk_full, disk_full_message
+        from sensor_removal.core.diskfull import disk_full, disk_full_message
 
         full = disk_full(exc)
         if full is None:

@@ -3,9 +3,9 @@
 Decoding dominates a CPU evaluation of long recordings: a 5-minute 720p video at 30 fps
 is 9,000 frames, and every family (LPIPS/FID on sampled frames, py-feat on every
 ``stride``-th frame, and any family added later) used to decode it again. Here each
-video is decoded once (:func:`sensor_removal.video.iter_frames`, sequential, frames no
+video is decoded once (:func:`sensor_removal.core.video.iter_frames`, sequential, frames no
 family wants are only grabbed), every wanted frame is cut with the recording's fixed
-bbox and resized to one crop size once (:func:`sensor_removal.video.crop_resize`; the
+bbox and resized to one crop size once (:func:`sensor_removal.core.video.crop_resize`; the
 same resolution for normal, sensor and cleaned videos, so every model sees comparable
 faces), and handed to each family that asked for it.
 
@@ -26,8 +26,8 @@ from typing import Protocol
 
 import numpy as np
 
-from sensor_removal.manifest import Recording
-from sensor_removal.video import crop_resize, iter_frames
+from sensor_removal.core.manifest import Recording
+from sensor_removal.core.video import crop_resize, iter_frames
 
 
 class FrameConsumer(Protocol):

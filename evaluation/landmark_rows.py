@@ -1,15 +1,15 @@
 """The ``landmarks`` metric family of the protocol: results rows from dlib's 68 points.
 
 Ours, beside the paper's measures (``docs/landmarks.md``). For every video of the plan
-(:mod:`evaluation.landmarks`: face crop → 256 px → detector → 68 points, NaN without a
+(:mod:`evaluation.metrics.landmarks`: face crop → 256 px → detector → 68 points, NaN without a
 face) and, on synthetic subjects, every sensor recording's ground truth:
 
 Rows per comparison (N1–N2, N–S, N–C, per segment; ``reference``/``other`` as in the
 other families):
 
 * ``lm_dtw``, ``lm_mape``, ``lm_mape_shift_s`` / ``<geometry feature>`` — the landmark
-  geometry series (:data:`evaluation.face_geometry.GEOMETRY_FEATURES`) compared exactly
-  like the AU series (:func:`evaluation.timeseries.compare_series`: DTW, MAPE at the
+  geometry series (:data:`evaluation.metrics.face_geometry.GEOMETRY_FEATURES`) compared exactly
+  like the AU series (:func:`evaluation.metrics.timeseries.compare_series`: DTW, MAPE at the
   pair's one shift within ±20 s chosen over the geometry features, the full segment at
   every shift, the same NaN rule and settings; ``n`` of ``lm_mape`` and
   ``lm_mape_shift_s``: the frames compared at the shift);
@@ -50,9 +50,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from evaluation.face_geometry import GEOMETRY_FEATURES, normalised_mean_error
+from evaluation.metrics.face_geometry import GEOMETRY_FEATURES, normalised_mean_error
 from evaluation.framepass import decode_once
-from evaluation.landmarks import (
+from evaluation.metrics.landmarks import (
     ANALYSIS_SIZE,
     LandmarkDetector,
     LandmarkSeries,
@@ -60,12 +60,12 @@ from evaluation.landmarks import (
     write_table,
 )
 from evaluation.pairs import PairPlan, frame_range
-from evaluation.timeseries import compare_series
-from sensor_removal.manifest import Recording, Subject
-from sensor_removal.video import probe
+from evaluation.metrics.timeseries import compare_series
+from sensor_removal.core.manifest import Recording, Subject
+from sensor_removal.core.video import probe
 
 if TYPE_CHECKING:
-    from evaluation.protocol import ProtocolSettings
+    from evaluation.settings import ProtocolSettings
 
 LANDMARKS_DIR = "landmarks"
 #: ``metric`` values of this family in ``results.csv``.
@@ -94,7 +94,7 @@ class LandmarkFrames:
     ground truth of each sensor recording (so that its face boxes are known when the
     sensor and cleaned frames arrive), then the plan's videos, then the sensor and
     cleaned recordings of the ground-truth rows that take part in no pair. Each frame of
-    a sensor or cleaned video feeds two :class:`~evaluation.landmarks.LandmarkSeries`:
+    a sensor or cleaned video feeds two :class:`~evaluation.metrics.landmarks.LandmarkSeries`:
     the detector's own, and the predictor placed in the ground truth's box
     (``<recording>.at_gt_box``). The crops are :data:`ANALYSIS_SIZE` px whatever the
     pass's crop size, so the landmarks are measured in one coordinate frame.

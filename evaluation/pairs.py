@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Literal
 
-from sensor_removal.manifest import TASKS, Recording, Subject
-from sensor_removal.video import VideoInfo, probe
+from sensor_removal.core.manifest import TASKS, Recording, Subject
+from sensor_removal.core.video import VideoInfo, probe
 
 Kind = Literal["baseline", "sensor", "clean"]
 KINDS: tuple[str, ...] = ("baseline", "sensor", "clean")
@@ -199,7 +199,7 @@ def _check_provenance(c: Recording, src: Recording, cleaned: Subject) -> None:
     video (``source_id``). Frame counts alone miss a swap of two recordings of equal
     length, which would give other numbers without a word. Entries without ids (written
     by hand or by older versions) are checked by frame count only."""
-    from sensor_removal.content_id import content_id
+    from sensor_removal.core.content_id import content_id
 
     if c.video_id is not None and content_id(c.path) != c.video_id:
         raise PairingError(

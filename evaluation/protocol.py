@@ -20,12 +20,12 @@ Metrics (``metric`` / ``feature`` in the rows):
 
 * ``lpips`` / ``image`` — mean LPIPS over ``lpips_pairs`` frame pairs; ``std`` over pairs.
   With ``lpips_all_pairs`` (the paper's rule, "all frame pairs"): the exact mean over every
-  frame pair of the two segments (:func:`evaluation.perceptual.lpips_all_pairs`, one
+  frame pair of the two segments (:func:`evaluation.metrics.perceptual.lpips_all_pairs`, one
   AlexNet pass per frame); ``std`` empty, ``n`` the number of pairs.
 * ``fid`` / ``image`` — mean low-rank FID over ``fid_sets`` draws of ``fid_set_size``
   frames per side (the paper: 128); ``std`` over draws, ``n`` the set size used (smaller
   when a segment has fewer frames).
-* ``dtw``, ``mape`` / ``<AU or emotion>`` — :mod:`evaluation.timeseries` on the py-feat
+* ``dtw``, ``mape`` / ``<AU or emotion>`` — :mod:`evaluation.metrics.timeseries` on the py-feat
   series of each AU model (``model``: ``xgb``, ``v2``, ...); MAPE as a fraction at the
   pair's shift within ±20 s, over the full reference segment (the partner's series is
   read outside its segment; ``n`` of a ``mape`` row: the frames compared at the shift).
@@ -34,10 +34,10 @@ Metrics (``metric`` / ``feature`` in the rows):
   without AU43; Table 3: the emotions; default ``shift="joint"``); ``n``: the frames
   compared at it. With ``shift="per_series"`` one ``mape_shift_s`` row per feature instead.
 * ``psnr``, ``ssim`` / ``whole`` | ``mask`` | ``outside``, ``flicker`` / ``mask`` —
-  :mod:`evaluation.groundtruth`, synthetic subjects only (``reference`` is
+  :mod:`evaluation.metrics.groundtruth`, synthetic subjects only (``reference`` is
   ``<sensor>:ground_truth``).
 * ``temporal`` / ``excess`` (our extension; no ground truth needed) — mean frame-to-frame
-  change (:func:`evaluation.temporal.frame_change`, 8-bit levels) of the other video
+  change (:func:`evaluation.metrics.temporal.frame_change`, 8-bit levels) of the other video
   minus the reference's, per segment: how much more a sensor or cleaned video moves
   than the normal video of its session (flicker shows as a positive excess).
 * ``lm_*`` — the ``landmarks`` family (ours; dlib's 68 points, geometry series, NME vs
@@ -49,7 +49,7 @@ replacement and ``fid_sets`` sets of distinct frames, from a generator seeded by
 with the i-th of the other, i.e. independent uniform frame pairs. A video's draws are
 shared by all comparisons it takes part in (N1 uses the same frames against S1 and C1),
 which makes the N–S and N–C rows a paired comparison. Every frame is cut with the
-video's bbox by :func:`sensor_removal.video.crop_resize` to the crop size (default: the
+video's bbox by :func:`sensor_removal.core.video.crop_resize` to the crop size (default: the
 cleaned videos' size) — the same size for N, S and C and for LPIPS, FID and py-feat —
 and each video is decoded once, sequentially, for every family
 (:mod:`evaluation.framepass`).
@@ -70,10 +70,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from evaluation.facial import AU_MODELS, DEFAULT_AU_MODELS
+from evaluation.metrics.facial import AU_MODELS, DEFAULT_AU_MODELS
 from evaluation.framepass import OnlyVideos, decode_once
 from evaluation.pairs import SEGMENTS, Pair, PairPlan, build_pairs
-from evaluation.timeseries import (
+from evaluation.metrics.timeseries import (
     MAPE_EPS,
     MAX_GAP_FRAMES,
     MAX_SHIFT_S,
@@ -82,10 +82,12 @@ from evaluation.timeseries import (
     compare_series,
     is_au,
 )
-from evaluation.weights import METRICS, check_weights
-from sensor_removal.clean import resolve_device
-from sensor_removal.manifest import Recording, Subject, load_manifest, output_path
-from sensor_removal.video import atomic_output, probe
+from evaluation.weight_files import METRICS
+from evaluation.weights import check_weights
+from sensor_removal.core.device import resolve_device
+from sensor_removal.core.manifest import Recording, Subject, load_manifest, output_path
+from sensor_removal.core.video import atomic_output, probe
+from evaluation.settings import ProtocolSettings
 
 COLUMNS: tuple[str, ...] = ("subject", "session", "segment", "kind", "reference", "other", "metric", "feature", "value", "std", "n", "model")
 #: ``feature`` of the ``mape_shift_s`` rows with ``shift="joint"``: one shift per pair, AU
@@ -95,65 +97,6 @@ RESULTS_CSV = "results.csv"
 SUMMARY_JSON = "summary.json"
 SERIES_DIR = "series"
 DEFAULT_CROP = 256
-
-
-@dataclass(frozen=True)
-class ProtocolSettings:
-    """Everything that changes the numbers (written to ``summary.json``).
-
-    ``metrics``: any of ``lpips, fid, facial, groundtruth, landmarks``. ``lpips_pairs``: frame pairs
-    per comparison. ``fid_sets``/``fid_set_size``: FID draws and their size (paper:
-    N = 128). ``crop_size``: face-crop side for LPIPS/FID/ground truth (None: the
-    cleaned videos' size, else 256). ``device``: ``cpu``, ``cuda``, ``auto``.
-    ``au_models``: the py-feat AU models to run (:data:`evaluation.facial.AU_MODELS`;
-    default one classical and one deep model, as the paper's Table 2).
-    ``facial_*``: stride, cache folder (None: ``RESULTS/facial_cache``).
-    ``max_shift_s``, ``mape_eps``, ``max_gap_frames``: :mod:`evaluation.timeseries`;
-    ``shift``: ``joint`` (one MAPE shift per pair, the default) or ``per_series``.
-    ``dtw_window_s``: Sakoe-Chiba band of the DTW in seconds (None: unconstrained, the
-    default; a band of ±20 s makes 3,000-frame DTWs ~3x faster but changes the values).
-    """
-
-    metrics: tuple[str, ...] = METRICS
-    segments: tuple[str, ...] = SEGMENTS
-    seed: int = 0
-    lpips_pairs: int = 100
-    #: LPIPS over all frame pairs of the two segments (the paper's rule) instead of
-    #: ``lpips_pairs`` seeded pairs; costs one AlexNet pass per frame of every segment.
-    lpips_all_pairs: bool = False
-    fid_sets: int = 5
-    fid_set_size: int = 128
-    crop_size: int | None = None
-    device: str = "auto"
-    batch_size: int = 16
-    au_models: tuple[str, ...] = DEFAULT_AU_MODELS
-    facial_stride: int = 1
-    facial_cache: Path | None = None
-    #: Ours: where py-feat's networks run (:mod:`evaluation.facial.runtime`): an inference
-    #: runtime checked against torch within 1e-4 on the first batch, or torch itself.
-    facial_backend: str = "openvino"
-    max_shift_s: float = MAX_SHIFT_S
-    mape_eps: float = MAPE_EPS
-    max_gap_frames: int = MAX_GAP_FRAMES
-    dtw_window_s: float | None = None
-    shift: str = "joint"
-    #: Evaluate although some sensor recordings have no cleaned version (listed in
-    #: ``summary.json`` as ``missing_cleaned``); without it that is an error.
-    allow_missing: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.au_models or any(m not in AU_MODELS for m in self.au_models) or len(set(self.au_models)) < len(self.au_models):
-            raise ValueError(f"au_models must be distinct names out of {', '.join(AU_MODELS)}, got {list(self.au_models)}")
-        if self.shift not in SHIFT_MODES:
-            raise ValueError(f"shift must be one of {', '.join(SHIFT_MODES)}, got {self.shift!r}")
-        bad = [m for m in self.metrics if m not in METRICS]
-        if bad:
-            raise ValueError(f"unknown metric(s) {bad}; expected some of {', '.join(METRICS)}")
-        for name in ("lpips_pairs", "fid_sets", "batch_size", "facial_stride"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.fid_set_size < 2:
-            raise ValueError(f"fid_set_size must be >= 2, got {self.fid_set_size}")
 
 
 def _rng(seed: int, *keys: str | int) -> np.random.Generator:
@@ -215,7 +158,7 @@ class PerceptualFrames:
     crop_size: int | None = None  # the pass's
 
     def __init__(self, plan: PairPlan, settings: ProtocolSettings) -> None:
-        from evaluation.perceptual import load_inception, load_lpips
+        from evaluation.metrics.perceptual import load_inception, load_lpips
 
         device = resolve_device(settings.device)
         self.settings = settings
@@ -261,7 +204,7 @@ class PerceptualFrames:
     def _moments(self, video: str) -> None:
         """Add the pending crops to the LPIPS moments of every segment of ``video`` they lie
         in (one AlexNet pass per crop, however many segments hold it)."""
-        from evaluation.perceptual import add_moments, lpips_group_moments
+        from evaluation.metrics.perceptual import add_moments, lpips_group_moments
 
         keys = [k for k in self.draws.lpips if k[0] == video]
         index = np.array([i for i, _ in self._lp_batch])
@@ -274,7 +217,7 @@ class PerceptualFrames:
 
     def _features(self, video: str) -> None:
         """Inception features of the pending batch into ``feats[video]``."""
-        from evaluation.perceptual import inception_features
+        from evaluation.metrics.perceptual import inception_features
 
         f = inception_features(self.inc_net, np.stack([c for _, c in self._batch]), self.settings.batch_size).cpu()
         for (i, _), row in zip(self._batch, f, strict=True):
@@ -283,7 +226,7 @@ class PerceptualFrames:
 
     def rows(self, plan: PairPlan) -> list[dict]:
         """LPIPS and FID rows for every pair of ``plan``."""
-        from evaluation.perceptual import fid_lowrank, lpips_all_pairs, lpips_distances
+        from evaluation.metrics.perceptual import fid_lowrank, lpips_all_pairs, lpips_distances
 
         settings, draws, crops, feats = self.settings, self.draws, self.crops, self.feats
         rows = []
@@ -317,7 +260,7 @@ class PerceptualFrames:
 
 class FacialFrames:
     """One AU model's py-feat family in the shared decoding pass: per video, the cached
-    series, or a :class:`evaluation.facial.SeriesBuilder` fed every ``stride``-th crop
+    series, or a :class:`evaluation.metrics.facial.SeriesBuilder` fed every ``stride``-th crop
     (the crop size of LPIPS/FID, for N, S and C alike), then cached."""
 
     def __init__(self, model: str, analyzer: object, cache_dir: Path, crop_size: int, log: Callable[[str], None]) -> None:
@@ -351,7 +294,7 @@ class FacialFrames:
 
 
 def _analyzer(model: str, settings: ProtocolSettings, face_detectors: object) -> object:
-    from evaluation.facial import FacialAnalyzer
+    from evaluation.metrics.facial import FacialAnalyzer
 
     return FacialAnalyzer(
         model_set=model, batch_size=settings.batch_size, device=settings.device, stride=settings.facial_stride,
@@ -363,7 +306,7 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
     """DTW / MAPE rows per AU model, AU and emotion for every pair, the per-video series
     written to ``out/series/`` (first model; the others in ``out/series/<model>/``), and
     per-video frame counts for the summary (first model; all under ``by_model``)."""
-    from evaluation import facial
+    from evaluation.metrics import facial
 
     videos: dict[str, dict] = {}
     rows = []
@@ -425,7 +368,7 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
 
 class TemporalFrames:
     """The ``temporal`` family in the shared decoding pass: each video's frame-to-frame
-    change (:func:`evaluation.temporal.frame_change` of consecutive crops, NaN for the
+    change (:func:`evaluation.metrics.temporal.frame_change` of consecutive crops, NaN for the
     first frame), then :meth:`rows` compares the pairs (module docstring)."""
 
     family = "temporal"
@@ -440,7 +383,7 @@ class TemporalFrames:
         return range(probe(rec.path).frame_count)
 
     def consume(self, rec: Recording, index: int, crop: np.ndarray) -> None:
-        from evaluation.temporal import frame_change
+        from evaluation.metrics.temporal import frame_change
 
         self.series[rec.name].append(math.nan if self._before is None else frame_change(self._before, crop))
         self._before = crop
@@ -525,7 +468,7 @@ def _sanitize(obj: object) -> object:
 
 
 def _versions() -> dict[str, str]:
-    from evaluation.versions import library_versions
+    from sensor_removal.core.versions import library_versions
 
     return library_versions()
 
@@ -547,10 +490,10 @@ def run_protocol(
     that pass, all at the same crop size, and so are the dlib landmarks (at their own
     256 px, ground truths included). The ground-truth family reads its own aligned triples.
 
-    Raises :class:`~evaluation.weights.MissingWeightsError` before any work when a chosen
+    Raises :class:`~evaluation.weight_files.MissingWeightsError` before any work when a chosen
     metric's weights are absent; ``ManifestError`` / :class:`~evaluation.pairs.PairingError`
     for inconsistent manifests. ``facial_analyzer``: an object with py-feat's
-    :meth:`evaluation.facial.FacialAnalyzer.analyze_video` interface (default: a
+    :meth:`evaluation.metrics.facial.FacialAnalyzer.analyze_video` interface (default: a
     ``FacialAnalyzer`` from the settings)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t_start = time.perf_counter()
@@ -582,7 +525,7 @@ def run_protocol(
     if "facial" in metrics:
         cache = settings.facial_cache if settings.facial_cache is not None else out / "facial_cache"
         if facial_analyzer is None:
-            from evaluation.facial import FaceDetectorPool
+            from evaluation.metrics.facial import FaceDetectorPool
 
             pool = FaceDetectorPool()  # this run's AU models share one RetinaFace
             make = lambda model: _analyzer(model, settings, pool)  # noqa: E731
@@ -622,7 +565,7 @@ def run_protocol(
     if temporal is not None:
         rows += temporal.rows(plan)
     if "groundtruth" in metrics:
-        from evaluation.groundtruth import evaluate_subject
+        from evaluation.metrics.groundtruth import evaluate_subject
 
         t0 = time.perf_counter()
         step("groundtruth", len(plan.videos()))

@@ -18,11 +18,11 @@ Where the files are:
   (``torch.hub.get_dir()``); the LPIPS linear heads ship inside the ``lpips`` package.
 * ``fid`` — torch-fidelity's Inception-v3 (the TF-FID port), the same directory,
   ``weights-inception-2015-12-05-6726825d.pth``.
-* ``facial`` — py-feat's model files, listed and fetched by :mod:`evaluation.facial`
+* ``facial`` — py-feat's model files, listed and fetched by :mod:`evaluation.metrics.facial`
   into a user cache folder, ``~/.cache/sensor-removal/feat`` (``$SENSOR_REMOVAL_FEAT_CACHE``
   moves it; ``HF_HOME`` does not, py-feat passes its own folder).
 * ``landmarks`` — dlib's 68-point shape predictor, shipped inside the
-  ``face-recognition-models`` package (:mod:`evaluation.landmarks`): nothing to fetch.
+  ``face-recognition-models`` package (:mod:`evaluation.metrics.landmarks`): nothing to fetch.
 
 ``check_weights`` tests presence (like the libraries, which do not hash cached files);
 ``fetch_weights`` also verifies files that are already present and refuses ones whose
@@ -37,103 +37,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-#: Every metric the evaluation knows, in the order of the paper's tables.
-METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "groundtruth", "landmarks", "temporal")
-#: Metrics that load pretrained weights (``landmarks``: dlib's, shipped inside a package).
-WEIGHTED_METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "landmarks")
-
-ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
-INCEPTION_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
-)
-_HASH_RE = re.compile(r"-([a-f0-9]{6,})\.")
-
-
-class WeightsError(RuntimeError):
-    """Fetching or verifying weights failed; ``str(err)`` is the user's message."""
-
-
-class MissingWeightsError(WeightsError):
-    """Pretrained weights needed by the chosen metrics are not on this machine.
-
-    ``missing`` lists the :class:`WeightFile` s; the message names each file's full path
-    and the ``fetch-weights`` command."""
-
-    def __init__(self, missing: Sequence[WeightFile], metrics: Sequence[str], leave_out: str | None = None) -> None:
-        self.missing = list(missing)
-        self.metrics = list(metrics)
-        super().__init__(missing_message(self.missing, self.metrics, leave_out))
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One pretrained-weight file a metric loads.
-
-    ``url`` (torch hub files) is fetched with torch hub's downloader and checked against
-    ``sha256_prefix`` (the hash in the file name). ``bundled`` files ship inside an
-    installed package: a missing one means a broken install (reinstall). py-feat files
-    are fetched by :mod:`evaluation.facial`."""
-
-    metric: str
-    path: Path
-    description: str
-    url: str | None = None
-    sha256_prefix: str | None = None
-    bundled: bool = False
-
-    @property
-    def present(self) -> bool:
-        try:
-            return self.path.is_file() and self.path.stat().st_size > 0
-        except OSError:
-            return False
-
-
-def _hub_checkpoints() -> Path:
-    """``$TORCH_HOME/hub/checkpoints`` as torch hub resolves it now (env read per call)."""
-    import torch.hub
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _hash_prefix(url: str) -> str | None:
-    m = _HASH_RE.search(url.rsplit("/", 1)[-1])
-    return m.group(1) if m else None
-
-
-def _lpips_files() -> list[WeightFile]:
-    import lpips
-
-    heads = Path(lpips.__file__).resolve().parent / "weights" / "v0.1" / "alex.pth"
-    return [
-        WeightFile(
-            "lpips",
-            _hub_checkpoints() / ALEXNET_URL.rsplit("/", 1)[-1],
-            "AlexNet backbone of LPIPS (torchvision ImageNet weights)",
-            url=ALEXNET_URL,
-            sha256_prefix=_hash_prefix(ALEXNET_URL),
-        ),
-        WeightFile("lpips", heads, "LPIPS v0.1 linear heads (ship with the lpips package)", bundled=True),
-    ]
-
-
-def _fid_files() -> list[WeightFile]:
-    return [
-        WeightFile(
-            "fid",
-            _hub_checkpoints() / INCEPTION_URL.rsplit("/", 1)[-1],
-            "Inception-v3 of FID (torch-fidelity's port of the TF weights)",
-            url=INCEPTION_URL,
-            sha256_prefix=_hash_prefix(INCEPTION_URL),
-        )
-    ]
-
+from evaluation.weight_files import MissingWeightsError, WEIGHTED_METRICS, WeightFile, WeightsError, fid_files, lpips_files, normalise_metrics, fetch_command
+from evaluation.weight_files import require_present
 
 def _facial_files(model_set: str = "v1", weights_dir: str | os.PathLike | None = None) -> list[WeightFile]:
-    """py-feat's files, as :mod:`evaluation.facial` lists and resolves them (it owns the
+    """py-feat's files, as :mod:`evaluation.metrics.facial` lists and resolves them (it owns the
     list, the hub-cache layout and where the folder is)."""
-    from evaluation import facial
+    from evaluation.metrics import facial
 
     missing = facial.missing_feat_weights(model_set, weights_dir)
     if missing:
@@ -147,19 +57,6 @@ def _facial_files(model_set: str = "v1", weights_dir: str | os.PathLike | None =
     return out
 
 
-def _normalise(metrics: Iterable[str] | str) -> list[str]:
-    if isinstance(metrics, str):
-        metrics = [m for m in metrics.split(",") if m.strip()]
-    out: list[str] = []
-    for m in metrics:
-        m = m.strip().lower()
-        if m not in METRICS:
-            raise ValueError(f"unknown metric {m!r}; expected some of {', '.join(METRICS)}")
-        if m not in out:
-            out.append(m)
-    return out
-
-
 def required_weights(
     metrics: Iterable[str] | str, *, feat_model_set: str = "v1", feat_weights_dir: str | os.PathLike | None = None
 ) -> list[WeightFile]:
@@ -168,56 +65,18 @@ def required_weights(
     For ``facial`` the list holds the *missing* py-feat files when any is missing (their
     expected hub-cache paths), else all of them with their resolved paths."""
     out: list[WeightFile] = []
-    for m in _normalise(metrics):
+    for m in normalise_metrics(metrics):
         if m == "lpips":
-            out += _lpips_files()
+            out += lpips_files()
         elif m == "fid":
-            out += _fid_files()
+            out += fid_files()
         elif m == "facial":
             out += _facial_files(feat_model_set, feat_weights_dir)
         elif m == "landmarks":
-            from evaluation.landmarks import weight_files
+            from evaluation.metrics.landmarks import weight_files
 
             out += weight_files()
     return out
-
-
-def fetch_command(metrics: Iterable[str] | str) -> str:
-    ms = [m for m in _normalise(metrics) if m in WEIGHTED_METRICS] or list(WEIGHTED_METRICS)
-    return f"python -m evaluation fetch-weights --metrics {','.join(ms)}"
-
-
-#: How to do without the metrics, for the evaluation's command line.
-LEAVE_OUT_EVALUATION = "Or leave these metrics out (--metrics); `python -m evaluation run --help` lists them."
-
-
-def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str], leave_out: str | None = None) -> str:
-    """The message of :class:`MissingWeightsError`: every missing file and how to get it;
-    ``leave_out`` says how to do without them where the caller is (default: the
-    evaluation's ``--metrics``)."""
-    need = [m for m in dict.fromkeys(w.metric for w in missing)]
-    lines = [f"missing pretrained weights for {', '.join(need)} (nothing is downloaded automatically):"]
-    for w in missing:
-        src = f"; from {w.url}" if w.url else ""
-        lines.append(f"  - {w.path}  [{w.metric}: {w.description}{src}]")
-    bundled = [w for w in missing if w.bundled]
-    fetchable = [w for w in missing if not w.bundled]
-    if fetchable:
-        lines.append("Fetch them once on a machine with network access:")
-        lines.append(f"  {fetch_command(need)}")
-        lines.append(
-            "then copy them to the same paths here (torch hub files: TORCH_HOME="
-            f"{os.environ.get('TORCH_HOME', '<unset: ~/.cache/torch>')})."
-        )
-        if any(w.metric == "facial" for w in fetchable):
-            lines.append(
-                "py-feat files live in ~/.cache/sensor-removal/feat (py-feat ignores HF_HOME); "
-                "$SENSOR_REMOVAL_FEAT_CACHE points to another hub-cache folder."
-            )
-    if bundled:
-        lines.append("Files marked 'ship with' belong to an installed package: reinstall it (pip install --force-reinstall).")
-    lines.append(leave_out or LEAVE_OUT_EVALUATION)
-    return "\n".join(lines)
 
 
 def check_weights(
@@ -230,7 +89,7 @@ def check_weights(
     """Raise :class:`MissingWeightsError` unless every file the metrics load is present
     (``leave_out``: the message's last line, how to do without them). Returns the
     (present) files. Checks presence only; see :func:`verify_file`."""
-    ms = _normalise(metrics)
+    ms = normalise_metrics(metrics)
     files = required_weights(ms, feat_model_set=feat_model_set, feat_weights_dir=feat_weights_dir)
     missing = [w for w in files if not w.present]
     if missing:
@@ -295,19 +154,19 @@ def load_check(metric: str, device: str = "cpu", feat_model_set: str = "v1") -> 
     """Load the metric's network through the library's real code (the strongest check
     that the files fit: every tensor name and shape must match)."""
     if metric == "lpips":
-        from evaluation.perceptual import load_lpips
+        from evaluation.metrics.perceptual import load_lpips
 
         load_lpips(device=device)
     elif metric == "fid":
-        from evaluation.perceptual import load_inception
+        from evaluation.metrics.perceptual import load_inception
 
         load_inception(device=device)
     elif metric == "facial":
-        from evaluation import facial
+        from evaluation.metrics import facial
 
         facial.verify_feat_weights(feat_model_set, device=device)
     elif metric == "landmarks":
-        from evaluation.landmarks import LandmarkDetector
+        from evaluation.metrics.landmarks import LandmarkDetector
 
         LandmarkDetector()
 
@@ -322,10 +181,10 @@ def fetch_weights(
 
     Present torch hub files are verified, not replaced: a sha256 mismatch raises
     :class:`WeightsError` (delete the file and fetch again). py-feat's files are fetched
-    by :func:`evaluation.facial.fetch_feat_weights` (``huggingface_hub``; it skips files
+    by :func:`evaluation.metrics.facial.fetch_feat_weights` (``huggingface_hub``; it skips files
     already there). Then each metric's network is loaded once through the library's
     own code. Needs network only for absent files."""
-    ms = [m for m in _normalise(metrics) if m in WEIGHTED_METRICS]
+    ms = [m for m in normalise_metrics(metrics) if m in WEIGHTED_METRICS]
     files: list[WeightFile] = []
     for w in required_weights([m for m in ms if m != "facial"]):
         if w.present:
@@ -340,7 +199,7 @@ def fetch_weights(
             log(f"ok      {w.path}")
         files.append(w)
     if "facial" in ms:
-        from evaluation import facial
+        from evaluation.metrics import facial
 
         log(f"fetch   py-feat {feat_model_set} model files -> {facial.feat_cache_dir()}")
         for p in facial.fetch_feat_weights(feat_model_set):

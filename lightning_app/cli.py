@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from sensor_removal.argtypes import int_at_least
+from sensor_removal.core.argtypes import int_at_least
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation.timeseries import is_au
+from evaluation.metrics.timeseries import is_au
 from lightning_app.paths import ServedRoots
 from lightning_app.runs import run_config
-from sensor_removal.manifest import ManifestError, Recording, load_manifest
+from sensor_removal.core.manifest import ManifestError, Recording, load_manifest
 
 #: Line colours of N, S, C (as in the report's curve plots).
 COLORS = {"N": "black", "S": "tab:red", "C": "tab:blue"}
@@ -149,7 +149,7 @@ def review_html(run: Path, triplet: Triplet, feature: str | None, roots: ServedR
             + html.escape(", ".join(missing))
             + ": the app serves files only from under --runs and --data; start it with --data pointing at the recordings.</p>"
         )
-    from sensor_removal.video import probe
+    from sensor_removal.core.video import probe
 
     info = probe(triplet.sensor.path)
     names = {k: r.name for k, r in triplet.videos().items()}

@@ -20,9 +20,9 @@ import pandas as pd
 import yaml
 
 #: Checkpoint written when a fit is interrupted (SIGTERM from the app's Stop, Ctrl-C):
-#: :class:`sensor_removal.callbacks.InterruptCheckpoint` in the configs.
+#: :class:`sensor_removal.training.callbacks.InterruptCheckpoint` in the configs.
 INTERRUPTED_CKPT = "interrupted.ckpt"
-#: Losses shown in the table and the curves (logged by :class:`sensor_removal.module.CycleGAN`).
+#: Losses shown in the table and the curves (logged by :class:`sensor_removal.training.module.CycleGAN`).
 LOSS_COLUMNS = ("train/loss_g_step", "train/loss_d_step")
 #: A run whose files changed this recently counts as active when no app process owns it.
 ACTIVE_S = 120.0
@@ -82,7 +82,7 @@ def checkpoints(run: Path) -> list[Path]:
 def resume_checkpoint(run: Path) -> Path | None:
     """The checkpoint a resume starts from: the one ``fit --ckpt_path last`` takes, the
     run's checkpoint with the most training (``global_step``) that loads."""
-    from sensor_removal.checkpoint import resume_candidate, run_checkpoints
+    from sensor_removal.core.checkpoint import resume_candidate, run_checkpoints
 
     return resume_candidate(run_checkpoints(run))
 

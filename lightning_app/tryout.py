@@ -3,7 +3,7 @@
 The upload is checked before any work (file type by extension, size, then, decoded,
 duration), copied into a private temporary folder and deleted after cleaning, whatever
 happens. Cleaning is the project's one implementation,
-:func:`sensor_removal.clean.clean_video` with paste-back on: the cleaned face crop is put
+:func:`sensor_removal.cleaning.clean_video` with paste-back on: the cleaned face crop is put
 back into the full frame, so the result looks like the upload without electrodes.
 A check that fails gives a :class:`UploadRejected` whose message the page shows.
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sensor_removal.clean import CleanError, load_generator
-from sensor_removal.video import VideoError, probe
+from sensor_removal.cleaning import CleanError, load_generator
+from sensor_removal.core.video import VideoError, probe
+from sensor_removal.core.errors import UserError
 
 VIDEO_TYPES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 IMAGE_TYPES = (".png", ".jpg", ".jpeg")
@@ -77,7 +78,7 @@ def first_frame(path: Path) -> np.ndarray:
         if img is None:
             raise UploadRejected(f"{path.name}: not a readable image")
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    from sensor_removal.video import iter_frames
+    from sensor_removal.core.video import iter_frames
 
     try:
         for _, frame in iter_frames(path):
@@ -103,8 +104,8 @@ def _drop_old_results(out_dir: Path) -> None:
 def clean_upload(upload: Path, checkpoint: Path, bbox: tuple[int, int, int, int], limits: UploadLimits, out_dir: Path) -> Path:
     """Clean ``upload`` (deleted afterwards) into a new folder under ``out_dir``: an
     ``.mp4`` for a video, a ``.png`` for an image. Returns the result's path."""
-    from sensor_removal.clean import clean_video
-    from sensor_removal.video import iter_frames, write_video
+    from sensor_removal.cleaning import clean_video
+    from sensor_removal.core.video import iter_frames, write_video
 
     _drop_old_results(out_dir)
     work = Path(tempfile.mkdtemp(prefix="try-", dir=out_dir))

@@ -1,3 +1,3 @@
-from sensor_removal.commands import main
+from sensor_removal.cli.commands import main
 
 raise SystemExit(main())

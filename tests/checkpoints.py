@@ -14,7 +14,7 @@ TINY_DATA = {"fraction": 0.5, "seed": 0, "load_size": 36, "crop_size": 32, "val_
 
 def write_checkpoint(path: Path, manifest: Path, **model: object) -> Path:
     """A tiny CycleGAN's checkpoint at ``path`` (``model`` overrides its options)."""
-    from sensor_removal.module import CycleGAN
+    from sensor_removal.training.module import CycleGAN
 
     net = CycleGAN(**{"ngf": 4, "ndf": 4, "n_blocks": 1, **model})
     torch.save({"state_dict": net.state_dict(), "hyper_parameters": dict(net.hparams),

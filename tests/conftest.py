@@ -142,7 +142,7 @@ def _frames(n: int, w: int, h: int, seed: int, bright: int) -> np.ndarray:
 
 def make_tiny_subject(root: Path, fps: float = 10.0, size: tuple[int, int] = (48, 40), crop: int = 32) -> TinySubject:
     """Write the tiny subject under ``root`` (see :class:`TinySubject`)."""
-    from sensor_removal.video import crop_resize, write_video
+    from sensor_removal.core.video import crop_resize, write_video
 
     w, h = size
     bbox = [8, 4, 32, 32]
@@ -197,8 +197,8 @@ def write_cleaned_recordings(manifest: Path, out_dir: Path, size: int = 32, sour
     perfect cleaning) or of the sensor video itself (``source="sensor"``: no cleaning),
     written lossless, plus their manifest (``condition: clean``, ``source:``), as the
     clean step writes them. Returns the cleaned manifest's path."""
-    from sensor_removal.manifest import load_manifest
-    from sensor_removal.video import crop_resize, iter_frames, probe, write_video
+    from sensor_removal.core.manifest import load_manifest
+    from sensor_removal.core.video import crop_resize, iter_frames, probe, write_video
 
     subject = load_manifest(manifest, check_videos=False)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ laid out as a Hugging Face hub cache, so that py-feat's *real* constructors
 Never use these outside tests: every number they produce is meaningless.
 
 What each stand-in is (the file names and containers are exactly what py-feat 2.1.5
-loads; see ``evaluation.facial.FEAT_WEIGHTS``):
+loads; see ``evaluation.metrics.facial.FEAT_WEIGHTS``):
 
 * ``py-feat/retinaface_r34`` → ``model.safetensors``: a *hand-set* RetinaFace-R34 that
   detects bright blobs. Random RetinaFace weights give arbitrary boxes, so every weight
@@ -282,9 +282,9 @@ _WRITERS: dict[tuple[str, str], Callable[[Path], None]] = {
 
 
 def write_standin_feat_weights(cache_dir: Path, model_set: str = "v1") -> list[Path]:
-    """Write stand-ins for every file of ``evaluation.facial.FEAT_WEIGHTS[model_set]``
+    """Write stand-ins for every file of ``evaluation.metrics.facial.FEAT_WEIGHTS[model_set]``
     into the hub cache ``cache_dir`` (files already there are kept). Returns their paths."""
-    from evaluation.facial import FEAT_WEIGHTS
+    from evaluation.metrics.facial import FEAT_WEIGHTS
 
     paths = []
     for repo_id, filename in FEAT_WEIGHTS[model_set]:

@@ -48,13 +48,13 @@ trainer:
     - class_path: pytorch_lightning.loggers.CSVLogger
       init_args: {{save_dir: "${{....default_root_dir}}", name: csv}}
   callbacks:
-    - class_path: sensor_removal.callbacks.RunCheckpoint
+    - class_path: sensor_removal.training.callbacks.RunCheckpoint
       init_args: {{save_last: true, filename: "epoch{{epoch:03d}}", auto_insert_metric_name: false}}
-    - class_path: sensor_removal.callbacks.ImageGrid
+    - class_path: sensor_removal.training.callbacks.ImageGrid
       init_args: {{num_frames: 2}}
-    - class_path: sensor_removal.postfit.PostFitBenchmark
+    - class_path: sensor_removal.workflows.postfit.PostFitBenchmark
       init_args: {{metrics: [groundtruth], batch_size: 8, device: cpu}}
-    - class_path: sensor_removal.callbacks.InterruptCheckpoint
+    - class_path: sensor_removal.training.callbacks.InterruptCheckpoint
       init_args: {{dirpath: "${{....default_root_dir}}/checkpoints", filename: interrupted}}
 model: {{ngf: 4, ndf: 4, n_blocks: 1, epochs_constant: {constant}, epochs_decay: 0, pool_size: 4}}
 data: {{fraction: 0.25, load_size: 36, crop_size: 32, batch_size: 4, num_workers: 0}}
@@ -124,8 +124,8 @@ class _SeriesStandIn:
         import numpy as np
         import pandas as pd
 
-        from evaluation.facial import AU_COLUMNS, EMOTION_COLUMNS, FACE_COLUMNS, FacialSeries
-        from sensor_removal.video import probe
+        from evaluation.metrics.facial import AU_COLUMNS, EMOTION_COLUMNS, FACE_COLUMNS, FacialSeries
+        from sensor_removal.core.video import probe
 
         path = Path(path)
         info = probe(path)
@@ -142,9 +142,10 @@ def app_dirs(tmp_path_factory: pytest.TempPathFactory, chromium) -> dict[str, Pa
     """``data/`` (synthetic subject + tiny config) and ``runs/tiny`` (a trained, cleaned,
     evaluated and reported run)."""
     import evaluation.protocol as protocol
-    from evaluation.protocol import ProtocolSettings, run_protocol
+    from evaluation.settings import ProtocolSettings
+    from evaluation.protocol import run_protocol
     from evaluation.report import make_report
-    from sensor_removal.cli import main as cli_main
+    from sensor_removal.cli.commands import main as cli_main
     from sensor_removal.synthetic import make_subject
 
     base = tmp_path_factory.mktemp("app")

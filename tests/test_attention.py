@@ -8,15 +8,15 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from sensor_removal.clean import load_generator
-from sensor_removal.losses import (
+from sensor_removal.cleaning import load_generator
+from sensor_removal.models.losses import (
     cycle_loss,
     gan_loss,
     identity_loss,
     mask_smoothness,
     mask_sparsity,
 )
-from sensor_removal.networks import AttentionGenerator, ResnetGenerator, build_generator
+from sensor_removal.models.networks import AttentionGenerator, ResnetGenerator, build_generator
 from tests.test_module import loader, tiny, trainer
 
 
@@ -123,7 +123,7 @@ def test_attention_cyclegan_trains_in_a_tiny_fit_and_cleans(tmp_path: Path) -> N
 def test_a_fresh_attention_generator_repaints_almost_nothing() -> None:
     """The mask channel starts near ATTENTION_START, not at 0.5: A grows where the
     discriminator asks for a change instead of being pushed down everywhere."""
-    from sensor_removal.networks import ATTENTION_START
+    from sensor_removal.models.networks import ATTENTION_START
 
     torch.manual_seed(0)
     gen = AttentionGenerator(ngf=8, n_blocks=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from evaluation.facial import AU_MODELS
+from evaluation.metrics.facial import AU_MODELS
 from tests.feat_standins import _mean_face
 
 

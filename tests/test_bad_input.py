@@ -23,8 +23,8 @@ import torch
 import yaml
 
 from evaluation.cli import main as evaluation_main
-from sensor_removal.cli import main as sr_main
-from sensor_removal.manifest import ManifestError, load_manifest, output_path
+from sensor_removal.cli.commands import main as sr_main
+from sensor_removal.core.manifest import ManifestError, load_manifest, output_path
 from tests.checkpoints import write_checkpoint
 from tests.videos import make_video
 
@@ -494,7 +494,7 @@ def test_clean_video_overwrite_replaces_only_when_asked(world: World, capfd: pyt
     out.write_bytes(b"earlier result")
     args = _clean(world, "--video", str(world.subject / "s1_sensor.mp4"), "--bbox", "8,4,32,32", "--out", str(out))
     assert run_main(sr_main, [*args, "--overwrite"]) == 0
-    from sensor_removal.video import probe
+    from sensor_removal.core.video import probe
 
     assert probe(out).frame_count == 24
 
@@ -523,13 +523,13 @@ def test_allow_missing_is_printed_under_the_tables(tmp_path: Path, capfd: pytest
 
 
 def test_full_disk_while_caching_names_the_cache(world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
-    import sensor_removal.data as data
+    import sensor_removal.training.data as data
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(data.np, "save", full)
-    from sensor_removal.data import FramesDataModule
+    from sensor_removal.training.data import FramesDataModule
 
     dm = FramesDataModule(str(world.manifest), fraction=0.5, load_size=36, crop_size=32, num_workers=0,
                           cache_dir=str(world.out / "cache"))
@@ -547,8 +547,8 @@ def test_full_disk_while_caching_names_the_cache(world: World, monkeypatch: pyte
 
 
 def test_resume_with_the_checkpoints_options_passes_the_check(world: World) -> None:
-    from sensor_removal.checkpoint import read_checkpoint, resume_differences
-    from sensor_removal.module import CycleGAN
+    from sensor_removal.core.checkpoint import read_checkpoint, resume_differences
+    from sensor_removal.training.module import CycleGAN
 
     ckpt = read_checkpoint(world.ckpt)
     same = dict(CycleGAN(ngf=4, ndf=4, n_blocks=1).hparams)
@@ -559,7 +559,7 @@ def test_resume_with_the_checkpoints_options_passes_the_check(world: World) -> N
 
 def test_video_writer_that_cannot_open_leaves_no_temporary_file(tmp_path: Path) -> None:
     """Also what Ctrl-C / SIGTERM while a writer opens would leave: the same cleanup path."""
-    from sensor_removal.video import VideoError, VideoWriter
+    from sensor_removal.core.video import VideoError, VideoWriter
 
     with pytest.raises(VideoError, match="unknown codec"):
         VideoWriter(tmp_path / "x.mp4", 10.0, 32, 32, codec="h265")  # type: ignore[arg-type]
@@ -569,7 +569,7 @@ def test_video_writer_that_cannot_open_leaves_no_temporary_file(tmp_path: Path) 
 def test_full_disk_while_caching_writes_nothing_into_the_run(world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
     """With the shipped config's CSV logger and interrupt checkpoint: no interrupted.ckpt,
     no log files: the cache is built before anything of the run is written."""
-    import sensor_removal.data as data
+    import sensor_removal.training.data as data
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -580,7 +580,7 @@ def test_full_disk_while_caching_writes_nothing_into_the_run(world: World, monke
         "trainer:\n  max_epochs: 1\n  accelerator: cpu\n  enable_progress_bar: false\n"
         "  logger:\n    - class_path: pytorch_lightning.loggers.CSVLogger\n"
         "      init_args: {save_dir: '${....default_root_dir}', name: csv}\n"
-        "  callbacks:\n    - class_path: sensor_removal.callbacks.InterruptCheckpoint\n"
+        "  callbacks:\n    - class_path: sensor_removal.training.callbacks.InterruptCheckpoint\n"
         "      init_args: {dirpath: '${....default_root_dir}/checkpoints', filename: interrupted}\n"
     )
     code = run_main(sr_main, [*_fit(world, "--data.cache_dir", str(world.out / "cache")), "--config", str(config)])

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from sensor_removal import bbox
-from sensor_removal.cli import main as cli_main
-from sensor_removal.manifest import load_manifest
-from sensor_removal.video import iter_frames, probe, write_video
+from sensor_removal.cli import bbox
+from sensor_removal.cli.commands import main as cli_main
+from sensor_removal.core.manifest import load_manifest
+from sensor_removal.core.video import iter_frames, probe, write_video
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def _parse_box(out: str) -> list[tuple[int, int, int, int]]:
 
 
 def test_box_contains_the_face_in_every_frame(synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from evaluation.landmarks import LandmarkDetector
+    from evaluation.metrics.landmarks import LandmarkDetector
 
     subject = load_manifest(synth)
     session = [r for r in subject.recordings if r.session == 1]

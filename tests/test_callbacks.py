@@ -1,12 +1,12 @@
 """Training callbacks and the post-fit benchmark, inside tiny CPU fits.
 
-* :class:`~sensor_removal.callbacks.ImageGrid` — one PNG per epoch, rows
+* :class:`~sensor_removal.training.callbacks.ImageGrid` — one PNG per epoch, rows
   ``sensor | G_S→N | cycle`` and ``normal | G_N→S | cycle``, also in W&B (offline run).
-* :class:`~sensor_removal.callbacks.PerceptualMetrics` — ``val/{lpips,fid}_{clean,sensor}``
+* :class:`~sensor_removal.workflows.fit_metrics.PerceptualMetrics` — ``val/{lpips,fid}_{clean,sensor}``
   with stand-in weights; the checkpoint monitors ``val/fid_clean``; missing weights stop the
   fit before training; under 2-process DDP the logged values equal a one-process
   recomputation from the saved checkpoint.
-* :class:`~sensor_removal.postfit.PostFitBenchmark` — clean, evaluate, report after fit,
+* :class:`~sensor_removal.workflows.postfit.PostFitBenchmark` — clean, evaluate, report after fit,
   tables in W&B; a failure is reported and never costs the trained checkpoints.
 
 The subject is the built-in synthetic one, small (2 s at 6 fps, 64 px): 12 normal and 24
@@ -35,16 +35,12 @@ import yaml
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from evaluation.protocol import COLUMNS
-from sensor_removal.callbacks import (
-    ImageGrid,
-    PerceptualMetrics,
-    RunCheckpoint,
-    center_crop,
-    label_bands,
-)
-from sensor_removal.data import FramesDataModule, to_tensor, to_uint8
-from sensor_removal.module import CycleGAN
-from sensor_removal.postfit import PostFitBenchmark
+from sensor_removal.training.callbacks import ImageGrid, RunCheckpoint, center_crop, label_bands
+from sensor_removal.workflows.fit_metrics import PerceptualMetrics
+from sensor_removal.training.data import FramesDataModule
+from sensor_removal.core.tensors import to_tensor, to_uint8
+from sensor_removal.training.module import CycleGAN
+from sensor_removal.workflows.postfit import PostFitBenchmark
 from tests.conftest import ALEXNET_FILE, INCEPTION_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +167,7 @@ def check_grids(run: Path, model: CycleGAN, dm: FramesDataModule, num_frames: in
 
 def check_benchmark(run: Path, hook: PostFitBenchmark, best: Path) -> None:
     """The post-fit hook cleaned, evaluated (groundtruth) and reported into the run."""
-    from sensor_removal.manifest import load_manifest
+    from sensor_removal.core.manifest import load_manifest
 
     out = hook.outcome
     assert out is not None and out.error is None, out and out.error
@@ -214,7 +210,7 @@ def test_csv_fit_writes_grids_and_post_fit_benchmark(subject: Path, tmp_path: Pa
 
 
 def test_checkpoint_choice_last_by_default_best_as_option(tmp_path: Path) -> None:
-    from sensor_removal.postfit import checkpoint_for_benchmark
+    from sensor_removal.workflows.postfit import checkpoint_for_benchmark
 
     best, last = tmp_path / "epoch004-fid12.0.ckpt", tmp_path / "last.ckpt"
     best.write_bytes(b"b")
@@ -231,7 +227,7 @@ def test_checkpoint_choice_last_by_default_best_as_option(tmp_path: Path) -> Non
 
 
 def test_best_by_metric_needs_full_size_fid() -> None:
-    from sensor_removal.postfit import check_best_by_metric
+    from sensor_removal.workflows.postfit import check_best_by_metric
 
     hook = PostFitBenchmark(checkpoint="best")
     with pytest.raises(ValueError, match="needs the PerceptualMetrics"):
@@ -319,7 +315,7 @@ def test_wandb_offline_run_holds_grids_and_benchmark_tables(subject: Path, tmp_p
     doc = json.loads(results_json.read_text())
     assert doc["columns"] == list(COLUMNS) and len(doc["data"]) == len(pd.read_csv(run / "evaluation" / "results.csv"))
     (clip,) = (media / "videos" / "benchmark").glob("sample_*.mp4")
-    from sensor_removal.video import probe
+    from sensor_removal.core.video import probe
 
     info = probe(clip)
     assert info.width == 2 * info.height and info.frame_count >= 1  # sensor | cleaned, side by side
@@ -332,8 +328,8 @@ def test_benchmark_plots_and_tables_go_to_wandb(tmp_path: Path, offline_wandb) -
     (a groundtruth-only benchmark has no plots; py-feat's curves are PNGs)."""
     from pytorch_lightning.loggers import WandbLogger
 
-    from sensor_removal.callbacks import save_png
-    from sensor_removal.postfit import BenchmarkOutcome
+    from sensor_removal.training.callbacks import save_png
+    from sensor_removal.workflows.postfit import BenchmarkOutcome
 
     plot = save_png(tmp_path / "au_curves", np.tile(np.arange(48, dtype=np.uint8)[:, None, None], (1, 40, 3)))
     table = tmp_path / "table_lpips_fid.csv"
@@ -470,14 +466,14 @@ data: {data}
 """
 
 METRICS_CALLBACKS = """\
-    - class_path: sensor_removal.callbacks.PerceptualMetrics
+    - class_path: sensor_removal.workflows.fit_metrics.PerceptualMetrics
       init_args: {every_n_epochs: 1}
-    - class_path: sensor_removal.callbacks.RunCheckpoint
+    - class_path: sensor_removal.training.callbacks.RunCheckpoint
       init_args: {monitor: val/fid_clean, mode: min, save_last: true, filename: "epoch{epoch:03d}", auto_insert_metric_name: false}
 """
 
 PLAIN_CALLBACKS = """\
-    - class_path: sensor_removal.callbacks.RunCheckpoint
+    - class_path: sensor_removal.training.callbacks.RunCheckpoint
       init_args: {save_last: true, filename: "epoch{epoch:03d}", auto_insert_metric_name: false}
 """
 
@@ -490,7 +486,7 @@ def write_config(path: Path, manifest: Path, callbacks: str) -> Path:
 
 
 def test_missing_weights_stop_the_fit_before_training(subject: Path, tmp_path: Path, torch_home: Path, capsys: pytest.CaptureFixture) -> None:
-    from sensor_removal.cli import main
+    from sensor_removal.cli.commands import main
 
     run = tmp_path / "run"
     config = write_config(tmp_path / "metrics.yaml", subject, METRICS_CALLBACKS)
@@ -510,9 +506,9 @@ def test_missing_weights_stop_the_fit_before_training(subject: Path, tmp_path: P
 
 
 DDP_CALLBACKS = METRICS_CALLBACKS + """\
-    - class_path: sensor_removal.callbacks.ImageGrid
+    - class_path: sensor_removal.training.callbacks.ImageGrid
       init_args: {num_frames: 2}
-    - class_path: sensor_removal.postfit.PostFitBenchmark
+    - class_path: sensor_removal.workflows.postfit.PostFitBenchmark
       init_args: {metrics: [groundtruth], device: cpu}
 """
 
@@ -613,7 +609,7 @@ def test_benchmark_unreadable_video_keeps_checkpoints(tmp_path: Path) -> None:
     assert "cleaning failed" in text and str(broken) in text and "cannot open video" in text
     no_results(run)
     # What was cleaned is complete and says what it holds: the broken recording is not in it.
-    from sensor_removal.manifest import load_manifest
+    from sensor_removal.core.manifest import load_manifest
 
     cleaned = load_manifest(run / "clean" / "manifest.yaml", require_domains=("clean",))
     assert sorted(r.source for r in cleaned.recordings) == ["s1_sensor_a", "s1_sensor_b", "s2_sensor_a"]
@@ -623,7 +619,7 @@ def test_postfit_hands_compositing_and_the_steady_fill_to_the_cleaner(tmp_path: 
     """``PostFitBenchmark.steady`` (ours) reaches the cleaning, with the mask settings and
     the kept repaint the ground-truth table compares against; a bad value is a config
     error when the callback is built, not after the fit."""
-    from sensor_removal.steady import SteadySettings
+    from sensor_removal.cleaning.steady import SteadySettings
 
     with pytest.raises(ValueError, match="strength"):
         PostFitBenchmark(steady=1.5)
@@ -633,7 +629,7 @@ def test_postfit_hands_compositing_and_the_steady_fill_to_the_cleaner(tmp_path: 
         seen.update(kwargs, ckpt=ckpt)
         raise RuntimeError("stop after the call")
 
-    monkeypatch.setattr("sensor_removal.clean.clean_subject", clean_subject)
+    monkeypatch.setattr("sensor_removal.cleaning.clean_subject", clean_subject)
     last = tmp_path / "last.ckpt"
     last.write_bytes(b"x")
     trainer = SimpleNamespace(default_root_dir=str(tmp_path), checkpoint_callback=SimpleNamespace(last_model_path=str(last)),

@@ -1,4 +1,4 @@
-"""Cleaning whole videos (sensor_removal.clean): frames, pixels, failures, manifest."""
+"""Cleaning whole videos (sensor_removal.cleaning): frames, pixels, failures, manifest."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import yaml
 from torch import nn
 
-from sensor_removal.clean import (
+from sensor_removal.cleaning import (
     CLEAN_MANIFEST_LOCK,
     CleanError,
     CleanSettings,
@@ -23,15 +23,15 @@ from sensor_removal.clean import (
     load_generator,
     paste_back,
 )
-from sensor_removal.clean_cli import main
-from sensor_removal.data import to_uint8
-from sensor_removal.manifest import load_manifest
-from sensor_removal.networks import ResnetGenerator
-from sensor_removal.steady import SteadySettings
-from sensor_removal.video import VideoError, crop_resize, probe, read_frames, write_video
+from sensor_removal.cli.clean import main
+from sensor_removal.core.tensors import to_uint8
+from sensor_removal.core.manifest import load_manifest
+from sensor_removal.models.networks import ResnetGenerator
+from sensor_removal.cleaning.steady import SteadySettings
+from sensor_removal.core.video import VideoError, crop_resize, probe, read_frames, write_video
 
 # Non-square boxes on purpose (real resizes): their manifest warning is expected here.
-pytestmark = pytest.mark.filterwarnings("ignore::sensor_removal.manifest.ManifestWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::sensor_removal.core.manifest.ManifestWarning")
 
 W, H = 64, 48
 BBOX = (10, 6, 40, 36)  # x, y, w, h: not square, not the crop size -> real resizes
@@ -425,7 +425,7 @@ def test_main_single_video(subject: Path, ckpt: Path, tmp_path: Path, capsys) ->
 
 def test_unexpected_error_keeps_finished_recordings(subject: Path, ckpt: Path, tmp_path: Path) -> None:
     """A bug-type error (not a bad video) propagates, but what was finished is listed."""
-    from sensor_removal.clean import clean_recordings
+    from sensor_removal.cleaning import clean_recordings
 
     subj = load_manifest(subject, check_videos=False, require_domains=("sensor",))
     out = tmp_path / "clean"
@@ -442,7 +442,7 @@ def test_memory_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     """The reader never runs more than a few batches ahead of the generator."""
     import time
 
-    import sensor_removal.clean.pipeline as clean_mod
+    import sensor_removal.cleaning.pipeline as clean_mod
 
     decoded = [0]
     real_iter = clean_mod.iter_frames

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from sensor_removal.cli import main
+from sensor_removal.cli.commands import main
 from tests.videos import make_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +39,9 @@ trainer:
     init_args:
       save_dir: ${{...default_root_dir}}
   callbacks:
-    - class_path: sensor_removal.callbacks.RunCheckpoint
+    - class_path: sensor_removal.training.callbacks.RunCheckpoint
       init_args: {{save_last: true, filename: "epoch{{epoch:03d}}", auto_insert_metric_name: false}}
-    - class_path: sensor_removal.callbacks.ImageGrid
+    - class_path: sensor_removal.training.callbacks.ImageGrid
 model: {{ngf: 4, ndf: 4, n_blocks: 1, epochs_constant: 1, epochs_decay: 2}}
 data: {{manifest: {d / 'manifest.yaml'}, fraction: 0.5, load_size: 36, crop_size: 32, batch_size: 4, num_workers: 0}}
 """
@@ -242,7 +242,7 @@ def test_missing_lpips_fid_weights_name_the_fit_side_switch(tiny: Path, tmp_path
                                                             capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "with_metrics.yaml"
     doc = yaml.safe_load((tiny / "tiny.yaml").read_text())
-    doc["trainer"]["callbacks"].append({"class_path": "sensor_removal.callbacks.PerceptualMetrics"})
+    doc["trainer"]["callbacks"].append({"class_path": "sensor_removal.workflows.fit_metrics.PerceptualMetrics"})
     config.write_text(yaml.safe_dump(doc))
     code = main(["fit", "--config", str(config), "--trainer.default_root_dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
@@ -255,8 +255,9 @@ def test_missing_lpips_fid_weights_name_the_fit_side_switch(tiny: Path, tmp_path
 def test_perceptual_metrics_switch_removes_the_callback_and_its_ranking(tiny: Path, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """One switch: the paper's default config without LPIPS/FID trains with no weights."""
-    from sensor_removal.callbacks import PerceptualMetrics, RunCheckpoint
-    from sensor_removal.cli import SensorRemovalCLI, build_cli
+    from sensor_removal.workflows.fit_metrics import PerceptualMetrics
+    from sensor_removal.training.callbacks import RunCheckpoint
+    from sensor_removal.training.cli import SensorRemovalCLI, build_cli
 
     monkeypatch.setattr(SensorRemovalCLI, "_run_subcommand", lambda self, subcommand: None)  # build, don't fit
     args = ["fit", "--data.manifest", str(tiny / "manifest.yaml"), "--trainer.default_root_dir", str(tmp_path / "run"),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sensor_removal import commands
-from sensor_removal.commands import COMMANDS, Command, main, top_level_help
+from sensor_removal.cli import commands
+from sensor_removal.cli.commands import COMMANDS, Command, main, top_level_help
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Modules a help screen must not load: each costs seconds (torch alone 1.5-4 s here).
@@ -39,7 +39,7 @@ def test_commands_whose_module_is_absent_are_not_listed(monkeypatch: pytest.Monk
     assert "ghost" not in top_level_help()
     assert main(["ghost"]) == 2
     # The planned commands appear exactly when their modules exist.
-    for name, module in (("bbox", "sensor_removal.bbox"), ("sweep", "sensor_removal.sweep")):
+    for name, module in (("bbox", "sensor_removal.cli.bbox"), ("sweep", "sensor_removal.cluster.submit")):
         exists = (ROOT / Path(*module.split("."))).with_suffix(".py").is_file()
         assert (f"\n  {name} " in top_level_help()) == exists
 
@@ -78,8 +78,8 @@ def test_help_imports_nothing_heavy(args: list[str]) -> None:
 
 
 def test_plain_commands_accept_the_lightning_spelling() -> None:
-    from sensor_removal.argtypes import unify_option_names
-    from sensor_removal.clean_cli import build_parser
+    from sensor_removal.core.argtypes import unify_option_names
+    from sensor_removal.cli.clean import build_parser
 
     parser = build_parser()
     argv = ["--ckpt_path", "a.ckpt", "--manifest", "m.yaml", "--out", "o", "--batch_size=4", "--paste_back"]
@@ -92,7 +92,7 @@ def test_plain_commands_accept_the_lightning_spelling() -> None:
 def test_weights_command_says_where_each_library_looks(torch_home: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture) -> None:
-    from evaluation import facial
+    from evaluation.metrics import facial
 
     monkeypatch.delenv(facial.CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -1,4 +1,4 @@
-"""torch.compile that warms up once (sensor_removal.compile_warmup): a persistent cache
+"""torch.compile that warms up once (sensor_removal.training.compile_warmup): a persistent cache
 folder the user can move, a progress line while the first step compiles, and the
 module wiring (compiled networks, the line printed once per fit)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from torch import nn
 
-import sensor_removal.compile_warmup as cw
+import sensor_removal.training.compile_warmup as cw
 from tests.test_precision import tiny
 
 

@@ -1,4 +1,4 @@
-"""What the CPU offers (sensor_removal.cpu): bf16 on a CPU that would emulate it warns
+"""What the CPU offers (sensor_removal.core.cpu): bf16 on a CPU that would emulate it warns
 once, with the capability found; benchmarks get the CPU facts they print."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import sensor_removal.cpu as cpu
+import sensor_removal.core.cpu as cpu
 from tests.test_precision import fit, tiny
 
 

@@ -9,19 +9,11 @@ import pytest
 import torch
 import yaml
 
-import sensor_removal.data as data
-from sensor_removal.data import (
-    FramesDataModule,
-    UnpairedFrames,
-    augment,
-    sample_frames,
-    split_train_val,
-    to_tensor,
-    to_uint8,
-    to_unit_range,
-)
-from sensor_removal.manifest import load_manifest
-from sensor_removal.video import VideoError, crop_resize, read_frames
+import sensor_removal.training.data as data
+from sensor_removal.training.data import FramesDataModule, UnpairedFrames, augment, sample_frames, split_train_val
+from sensor_removal.core.tensors import to_tensor, to_uint8, to_unit_range
+from sensor_removal.core.manifest import load_manifest
+from sensor_removal.core.video import VideoError, crop_resize, read_frames
 from tests.videos import make_video
 
 

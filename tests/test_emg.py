@@ -18,8 +18,8 @@ from sensor_removal.emg.metrics import pearson, r2
 from sensor_removal.emg.readers import EmgFileError, read_emg
 from sensor_removal.emg.recording import envelopes as recording_envelopes
 from sensor_removal.emg.recording import load_emg
-from sensor_removal.manifest import ManifestError, Recording, load_manifest
-from sensor_removal.manifest_emg import MUSCLE_CHANNELS, EmgEntry, EmgSync
+from sensor_removal.core.manifest import ManifestError, Recording, load_manifest
+from sensor_removal.core.manifest_emg import MUSCLE_CHANNELS, EmgEntry, EmgSync
 from sensor_removal.synthetic import emg as synth_emg
 from sensor_removal.synthetic.script import SIGNALS, _make_take
 
@@ -250,7 +250,7 @@ def _manifest(tmp_path: Path, emg: object) -> Path:
 
 
 def test_manifest_emg_entry_loads_and_round_trips(tmp_path: Path) -> None:
-    from sensor_removal.manifest import save_manifest
+    from sensor_removal.core.manifest import save_manifest
 
     entry = {"file": "x.edf", "rate_hz": 4096, "channels": {"ZYG_L": "zygomaticus/left"},
              "sync": {"method": "trigger", "channel": "TRIG", "frame": 3}}
@@ -324,7 +324,7 @@ def test_report_shows_the_emg_table_of_a_result_folder(tmp_path: Path) -> None:
 def test_au_features_come_from_pyfeat_through_its_real_loading_code(tmp_path: Path) -> None:
     """--aus: py-feat's AU series (stand-in weights of the right shapes, loaded by the
     library's own code) join the landmark features frame by frame."""
-    from evaluation.facial import FacialAnalyzer
+    from evaluation.metrics.facial import FacialAnalyzer
     from sensor_removal.emg.features import au_features, joined, landmark_features
     from tests.feat_standins import face_frame, write_standin_feat_weights
     from tests.videos import write_video

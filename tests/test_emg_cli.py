@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sensor_removal.commands import main
+from sensor_removal.cli.commands import main
 from sensor_removal.synthetic import make_subject
 
 

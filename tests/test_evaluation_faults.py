@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from evaluation.cli import main as evaluation_main
-from sensor_removal.cli import main as sr_main
+from sensor_removal.cli.commands import main as sr_main
 from tests.checkpoints import write_checkpoint
 from tests.videos import make_video
 
@@ -85,7 +85,7 @@ def test_report_is_complete_only_with_all_its_files(cleaned, tmp_path: Path, mon
     """Fault-injecting writer: the disk fills between report.md and tables.tex."""
     import evaluation.report.make as make
     from evaluation.report import report_is_complete
-    from sensor_removal.sweep_task import report_complete
+    from sensor_removal.cluster.task import report_complete
 
     res = tmp_path / "run" / "evaluation"
     assert _run(cleaned, cleaned["cleaned"], res) == 0

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 import torch
 
-import evaluation.facial as facial
-import evaluation.facial.analyzer as facial_analyzer
-from evaluation.facial import (
+import evaluation.metrics.facial as facial
+import evaluation.metrics.facial.analyzer as facial_analyzer
+from evaluation.metrics.facial import (
     AU_COLUMNS,
     EMOTION_COLUMNS,
     EXCLUDED_AUS,
@@ -34,7 +34,7 @@ from evaluation.facial import (
     missing_feat_weights,
     select_face,
 )
-from sensor_removal.video import write_video
+from sensor_removal.core.video import write_video
 from tests.feat_standins import (
     STANDIN_BOX,
     STANDIN_REVISION,
@@ -513,7 +513,8 @@ def test_two_au_models_give_one_table2_block_each(feat_hub_v2: Path, tmp_path: P
     Building each detector from the stand-ins is also covered by the default run
     (``v1_run``, ``v2_analyzer``); the protocol's two-model plumbing by
     tests/test_protocol.py with a stub analyzer."""
-    from evaluation.protocol import ProtocolSettings, run_protocol
+    from evaluation.settings import ProtocolSettings
+    from evaluation.protocol import run_protocol
     from evaluation.report import make_report
 
     monkeypatch.setenv(facial.CACHE_ENV, str(feat_hub_v2))

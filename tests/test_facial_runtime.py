@@ -1,4 +1,4 @@
-"""py-feat's networks through an inference runtime (evaluation.facial.runtime): exported
+"""py-feat's networks through an inference runtime (evaluation.metrics.facial.runtime): exported
 once, cached by weights and versions, checked against torch on the first call, and
 left on torch with one warning when the runtime is missing or disagrees.
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-import evaluation.facial.runtime as rt
-from evaluation.facial import FacialAnalyzer, _feat_networks
+import evaluation.metrics.facial.runtime as rt
+from evaluation.metrics.facial import FacialAnalyzer, _feat_networks
 
 RUNTIMES = [b for b in ("openvino", "onnxruntime") if rt.runtime_version(b) is not None]
 
@@ -130,7 +130,7 @@ def test_gpu_and_bf16_keep_torch(tmp_path: Path, caplog) -> None:
 def test_standin_series_match_torch_for_both_au_models(backend: str, tmp_path: Path) -> None:
     """Every AU and emotion series of xgb and v2 through the runtime equals torch's
     within 1e-4, with the same face / no-face frames, on the py-feat stand-ins."""
-    from sensor_removal.video import write_video
+    from sensor_removal.core.video import write_video
     from tests.feat_standins import face_frame, write_standin_feat_weights
 
     hub = tmp_path / "hub"

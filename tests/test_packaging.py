@@ -61,7 +61,7 @@ def _run(python: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_wheel_ships_the_configs_and_finds_them(installed: Path, tmp_path: Path) -> None:
-    where = _run(installed, tmp_path, "-c", "import sensor_removal, sensor_removal.configs as c; "
+    where = _run(installed, tmp_path, "-c", "import sensor_removal, sensor_removal.core.configs as c; "
                  "print(sensor_removal.__file__); print(c.config_file('default.yaml'))")
     assert where.returncode == 0, where.stderr[-2000:]
     package, default = where.stdout.split()

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from evaluation.pairs import SEGMENTS, PairingError, build_pairs, frame_range
-from sensor_removal.manifest import load_manifest
-from sensor_removal.video import iter_frames, probe
+from sensor_removal.core.manifest import load_manifest
+from sensor_removal.core.video import iter_frames, probe
 
 
 def _key(p) -> tuple:

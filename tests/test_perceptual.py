@@ -15,7 +15,7 @@ import scipy.linalg
 import torch
 
 from evaluation import available_metrics
-from evaluation.perceptual import (
+from evaluation.metrics.perceptual import (
     FIDLowRank,
     LPIPSMean,
     fid_exact,
@@ -27,13 +27,8 @@ from evaluation.perceptual import (
     to_float_images,
     to_uint8_images,
 )
-from evaluation.weights import (
-    MissingWeightsError,
-    WeightsError,
-    check_weights,
-    fetch_weights,
-    required_weights,
-)
+from evaluation.weight_files import MissingWeightsError, WeightsError
+from evaluation.weights import check_weights, fetch_weights, required_weights
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -171,7 +166,7 @@ def test_lpips_mean_through_real_loading(fake_torch_weights: Path) -> None:
 def test_lpips_all_pairs_equals_the_mean_over_every_pair(fake_torch_weights: Path) -> None:
     """The moment form of the all-pairs mean LPIPS equals the brute-force mean over all
     n_a x n_b pairs, also when a set is fed in batches."""
-    from evaluation.perceptual import add_moments, lpips_all_pairs, lpips_distances, lpips_moments
+    from evaluation.metrics.perceptual import add_moments, lpips_all_pairs, lpips_distances, lpips_moments
 
     net = load_lpips()
     rng = np.random.default_rng(1)

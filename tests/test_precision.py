@@ -16,10 +16,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sensor_removal.data import to_tensor
-from sensor_removal.losses import cycle_loss, gan_loss, identity_loss
-from sensor_removal.module import CycleGAN, scaled_lr
-from sensor_removal.networks import InstanceNorm2dFP32, ResnetGenerator
+from sensor_removal.core.tensors import to_tensor
+from sensor_removal.models.losses import cycle_loss, gan_loss, identity_loss
+from sensor_removal.training.module import CycleGAN, scaled_lr
+from sensor_removal.models.networks import InstanceNorm2dFP32, ResnetGenerator
 from tests.test_module import trainer
 
 NETS = ("gen_s2n", "gen_n2s", "disc_s", "disc_n")
@@ -215,7 +215,7 @@ def test_a_batch_size_the_lr_was_not_scaled_for_is_reported(tmp_path: Path) -> N
 def test_cli_links_data_batch_size_to_the_lr_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import yaml
 
-    from sensor_removal.cli import build_cli
+    from sensor_removal.training.cli import build_cli
     from tests.videos import make_video
 
     recs = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
-from sensor_removal.progress import TextProgress, format_duration
-from sensor_removal.progress_bars import TerminalProgressBar, TextProgressBar, progress_bar_for
+from sensor_removal.core.progress import TextProgress, format_duration
+from sensor_removal.training.progress_bars import TerminalProgressBar, TextProgressBar, progress_bar_for
 
 
 class Clock:

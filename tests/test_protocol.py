@@ -11,8 +11,9 @@ import pytest
 
 from evaluation.cli import main
 from evaluation.pairs import build_pairs
-from evaluation.protocol import COLUMNS, ProtocolSettings, draw_frames, run_protocol
-from sensor_removal.manifest import load_manifest
+from evaluation.protocol import COLUMNS, draw_frames, run_protocol
+from evaluation.settings import ProtocolSettings
+from sensor_removal.core.manifest import load_manifest
 from tests.conftest import write_cleaned_recordings
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -107,9 +108,9 @@ def test_fid_rows_through_protocol(tiny_subject, fake_torch_weights: Path, tmp_p
 def test_lpips_all_pairs_through_protocol(tiny_subject, fake_torch_weights: Path, tmp_path: Path) -> None:
     """--lpips-all-pairs: each row is the exact mean over every frame pair of the two
     segments (checked against the brute-force mean on the same crops), n = the pairs."""
-    from evaluation.perceptual import load_lpips, lpips_distances
-    from sensor_removal.manifest import load_manifest
-    from sensor_removal.video import crop_resize, iter_frames
+    from evaluation.metrics.perceptual import load_lpips, lpips_distances
+    from sensor_removal.core.manifest import load_manifest
+    from sensor_removal.core.video import crop_resize, iter_frames
 
     s = ProtocolSettings(metrics=("lpips",), segments=("sentence", "whole"), lpips_all_pairs=True, batch_size=3)
     df = pd.read_csv(run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "r", s, log=lambda _: None))
@@ -133,7 +134,7 @@ def test_lpips_all_pairs_through_protocol(tiny_subject, fake_torch_weights: Path
 
 
 class _StubAnalyzer:
-    """Stands in for :class:`evaluation.facial.FacialAnalyzer` (py-feat is tested in
+    """Stands in for :class:`evaluation.metrics.facial.FacialAnalyzer` (py-feat is tested in
     tests/test_facial.py): deterministic series per video, one no-face frame each; it
     records the crops the shared decoding pass hands it."""
 
@@ -165,7 +166,7 @@ class _StubAnalyzer:
         return Builder()
 
     def _series(self, path: Path, frames: list[int], fps: float):
-        from evaluation.facial import AU_COLUMNS, EMOTION_COLUMNS, FACE_COLUMNS, FacialSeries
+        from evaluation.metrics.facial import AU_COLUMNS, EMOTION_COLUMNS, FACE_COLUMNS, FacialSeries
 
         t = np.array(frames)
         phase = {"normal": 0.0, "sensor": 2.0, "clean": 0.5}[next(c for c in ("clean", "sensor", "normal") if c in path.stem)]
@@ -180,7 +181,7 @@ class _StubAnalyzer:
 def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> None:
     import evaluation.protocol as protocol
 
-    # The facial weights check belongs to evaluation.facial; the stub needs none.
+    # The facial weights check belongs to evaluation.metrics.facial; the stub needs none.
     monkeypatch.setattr(protocol, "check_weights", lambda metrics, **kw: [])
     stubs: dict[str, _StubAnalyzer] = {}
     out = tmp_path / "r"
@@ -188,7 +189,7 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
     assert s.au_models == ("xgb", "v2") and s.shift == "joint"  # the paper's two kinds of AU model
     run_protocol(tiny_subject.manifest, tiny_subject.cleaned, out, s, facial_analyzer=lambda m: stubs.setdefault(m, _StubAnalyzer(m)), log=lambda _: None)
     df = pd.read_csv(out / "results.csv", dtype={"session": str})
-    from evaluation.facial import AU_COLUMNS, EMOTION_COLUMNS
+    from evaluation.metrics.facial import AU_COLUMNS, EMOTION_COLUMNS
 
     assert set(df["metric"]) == {"dtw", "mape", "mape_shift_s"}
     assert set(df["model"]) == {"xgb", "v2"}
@@ -236,7 +237,7 @@ def test_settings_reject_unknown_au_models_and_shift_modes() -> None:
 def test_facial_through_real_py_feat_standins(tiny_subject, tmp_path: Path, monkeypatch) -> None:
     """The protocol with the real FacialAnalyzer and py-feat (v2) on stand-in weights
     (tests/feat_standins.py): wiring only, the numbers are meaningless."""
-    from evaluation import facial
+    from evaluation.metrics import facial
     from tests.feat_standins import write_standin_feat_weights
 
     hub = tmp_path / "feat-hub"

@@ -134,7 +134,7 @@ def test_make_test_all_selects_the_slow_tests() -> None:
 def test_subject_config_parses_with_other_manifest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The README's second ``fit`` line: the example subject's config with another
     manifest, subject and run folder."""
-    from sensor_removal.cli import main
+    from sensor_removal.cli.commands import main
 
     with pytest.raises(SystemExit) as done:
         main(["fit", "--config", str(ROOT / "conf" / "subjects" / "subj07.yaml"),

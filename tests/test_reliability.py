@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 
-from sensor_removal.cli import main
+from sensor_removal.cli.commands import main
 from tests.videos import make_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +39,9 @@ trainer:
     class_path: pytorch_lightning.loggers.CSVLogger
     init_args: {{save_dir: "${{...default_root_dir}}", name: csv}}
   callbacks:
-    - class_path: sensor_removal.callbacks.RunCheckpoint
+    - class_path: sensor_removal.training.callbacks.RunCheckpoint
       init_args: {{save_last: true, filename: "epoch{{epoch:03d}}", auto_insert_metric_name: false}}
-    - class_path: sensor_removal.callbacks.InterruptCheckpoint
+    - class_path: sensor_removal.training.callbacks.InterruptCheckpoint
       init_args: {{dirpath: "${{....default_root_dir}}/checkpoints", filename: interrupted}}
 model: {{ngf: 4, ndf: 4, n_blocks: 1, epochs_constant: 1000, epochs_decay: 0}}
 data: {{manifest: {manifest}, fraction: 0.5, load_size: 36, crop_size: 32, batch_size: 4, num_workers: 0, cache_dir: {cache}}}
@@ -97,7 +97,7 @@ def test_resume_failing_in_setup_writes_no_checkpoint(tiny: Path, trained: Path,
 
 def test_resume_prefers_most_training_over_newest(tmp_path: Path) -> None:
     from lightning_app.runs import resume_checkpoint
-    from sensor_removal.cli import _checkpoint_file
+    from sensor_removal.training.cli import _checkpoint_file
 
     ckpts = tmp_path / "checkpoints"
     ckpts.mkdir()
@@ -145,7 +145,7 @@ def _cache_folder(tiny: Path) -> Path:
 
 @pytest.mark.parametrize("damage", ["truncate", "zero", "missing", "empty-index", "bad-index"])
 def test_damaged_frame_cache_is_rebuilt_with_one_line(tiny: Path, trained: Path, damage: str, caplog) -> None:
-    from sensor_removal.data import FramesDataModule
+    from sensor_removal.training.data import FramesDataModule
 
     dm = FramesDataModule(str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache"))
     dm.setup("fit")
@@ -161,7 +161,7 @@ def test_damaged_frame_cache_is_rebuilt_with_one_line(tiny: Path, trained: Path,
         npy.unlink()
     else:
         (folder / "index.json").write_text("" if damage == "empty-index" else "{not json")
-    caplog.set_level(logging.WARNING, logger="sensor_removal.data")
+    caplog.set_level(logging.WARNING, logger="sensor_removal.training.data")
     again = FramesDataModule(str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache"))
     again.setup("fit")
     lines = [r.getMessage() for r in caplog.records if "rebuilding" in r.getMessage()]
@@ -178,7 +178,7 @@ def test_damaged_frame_cache_is_rebuilt_with_one_line(tiny: Path, trained: Path,
 
 def test_atomic_checkpoint_keeps_old_file_when_the_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fault-injecting writer: the disk fills after some bytes of the new checkpoint."""
-    import sensor_removal.atomic_checkpoint as atomic
+    import sensor_removal.training.atomic_checkpoint as atomic
 
     target = tmp_path / "last.ckpt"
     io = atomic.AtomicCheckpointIO()
@@ -213,8 +213,8 @@ def small_disk(tmp_path: Path):
 
 
 def test_full_disk_during_checkpoint_leaves_loadable_files_and_exit_2(tiny: Path, trained: Path, small_disk: Path, capsys) -> None:
-    from sensor_removal.cli import _checkpoint_file
-    from sensor_removal.data import FramesDataModule
+    from sensor_removal.training.cli import _checkpoint_file
+    from sensor_removal.training.data import FramesDataModule
 
     FramesDataModule(str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache")).setup("fit")
     size = (trained / "checkpoints" / "last.ckpt").stat().st_size
@@ -236,7 +236,7 @@ def test_fresh_start_drops_an_earlier_attempts_interrupted_checkpoint(tmp_path: 
     """It would out-step the new run's checkpoints and be taken by the next resume."""
     from types import SimpleNamespace
 
-    from sensor_removal.callbacks import InterruptCheckpoint
+    from sensor_removal.training.callbacks import InterruptCheckpoint
 
     cb = InterruptCheckpoint(dirpath=str(tmp_path), filename="interrupted")
     stale = tmp_path / "interrupted.ckpt"

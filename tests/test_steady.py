@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.temporal import flicker
-from sensor_removal.steady import SteadyFill, SteadySettings
+from evaluation.metrics.temporal import flicker
+from sensor_removal.cleaning.steady import SteadyFill, SteadySettings
 
 
 def _noisy_still(n: int = 20, size: int = 24, noise: float = 4.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

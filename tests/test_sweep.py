@@ -16,10 +16,10 @@ import pytest
 import torch
 import yaml
 
-from sensor_removal.cli import main
-from sensor_removal.sweep import task_status
-from sensor_removal.sweep_spec import load_sweep
-from sensor_removal.sweep_task import PROGRESS_FILE, STATE_FILE, WANDB_ID_FILE, read_json
+from sensor_removal.cli.commands import main
+from sensor_removal.cluster.submit import task_status
+from sensor_removal.cluster.spec import load_sweep
+from sensor_removal.cluster.task import PROGRESS_FILE, STATE_FILE, WANDB_ID_FILE, read_json
 from tests.slurm import SlurmCluster, start_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,12 +39,12 @@ trainer:
       offline: true
       tags: [test]
   callbacks:
-    - class_path: sensor_removal.callbacks.RunCheckpoint
+    - class_path: sensor_removal.training.callbacks.RunCheckpoint
       init_args: {{save_last: true, filename: "epoch{{epoch:03d}}", auto_insert_metric_name: false}}
 {postfit}model: {{ngf: 4, ndf: 4, n_blocks: 1, epochs_constant: {constant}, epochs_decay: {decay}}}
 data: {{fraction: {fraction}, load_size: 36, crop_size: 32, batch_size: 4, num_workers: 0}}
 """
-POSTFIT = """    - class_path: sensor_removal.postfit.PostFitBenchmark
+POSTFIT = """    - class_path: sensor_removal.workflows.postfit.PostFitBenchmark
       init_args: {metrics: [groundtruth], device: cpu, batch_size: 8}
 """
 
@@ -148,8 +148,8 @@ def test_frame_cache_is_built_once_by_concurrent_processes(subjects: Path, tmp_p
 
 
 def _build_cache(manifest: Path, cache: Path, log: Path) -> None:
-    import sensor_removal.data as data
-    from sensor_removal.manifest import load_manifest
+    import sensor_removal.training.data as data
+    from sensor_removal.core.manifest import load_manifest
 
     decode = data.decode_crops
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sensor_removal.manifest import TASKS, Subject, load_manifest
+from sensor_removal.core.manifest import TASKS, Subject, load_manifest
 from sensor_removal.synthetic import (
     MASK_KEYS,
     SIGNALS,
@@ -20,7 +20,7 @@ from sensor_removal.synthetic import (
     make_subject,
     render_recording,
 )
-from sensor_removal.video import probe, read_frames
+from sensor_removal.core.video import probe, read_frames
 
 SECONDS, FPS, SIZE = 3.0, 4.0, (224, 192)  # (width, height): non-square on purpose
 N = 12
@@ -280,7 +280,7 @@ def test_sensor_recordings_carry_synchronised_emg_with_truth(built: Subject) -> 
     """Only sensor recordings have sEMG (as in real labs); its file loads through the
     manifest's emg: entry, covers the video and comes with its truth."""
     from sensor_removal.emg import load_emg
-    from sensor_removal.manifest_emg import MUSCLE_CHANNELS
+    from sensor_removal.core.manifest_emg import MUSCLE_CHANNELS
     from sensor_removal.synthetic.emg import LAG_S, load_truth
 
     for rec in built.recordings:

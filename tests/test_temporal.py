@@ -1,4 +1,4 @@
-"""Temporal stability figures (evaluation.temporal; our extension)."""
+"""Temporal stability figures (evaluation.metrics.temporal; our extension)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.temporal import flicker, frame_change, video_changes
+from evaluation.metrics.temporal import flicker, frame_change, video_changes
 
 
 def _moving(n: int = 6, seed: int = 0) -> np.ndarray:
@@ -64,8 +64,9 @@ def test_protocol_temporal_rows_compare_with_the_normal_video(tiny_subject, tmp_
     import pandas as pd
     import yaml
 
-    from evaluation.protocol import ProtocolSettings, run_protocol
-    from sensor_removal.video import write_video
+    from evaluation.settings import ProtocolSettings
+    from evaluation.protocol import run_protocol
+    from sensor_removal.core.video import write_video
 
     s = ProtocolSettings(metrics=("temporal",), device="cpu")
     df = pd.read_csv(run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "r", s, log=lambda _: None))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.timeseries import (
+from evaluation.metrics.timeseries import (
     au_features_for_average,
     clean_series,
     compare_series,
@@ -161,7 +161,7 @@ def test_joint_shift_recovers_common_lag_despite_per_series_noise() -> None:
 
 
 def test_joint_best_shift_means_curves_and_breaks_ties_towards_zero() -> None:
-    from evaluation.timeseries import joint_best_shift
+    from evaluation.metrics.timeseries import joint_best_shift
 
     shifts = np.arange(-2, 3)
     a = np.array([0.5, 0.1, 0.3, 0.25, np.nan])
@@ -176,12 +176,12 @@ def test_joint_best_shift_means_curves_and_breaks_ties_towards_zero() -> None:
 
 @pytest.fixture(scope="module")
 def produced_geometry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
-    """Series the project produces: dlib's landmark geometry (evaluation.landmarks) of the
+    """Series the project produces: dlib's landmark geometry (evaluation.metrics.landmarks) of the
     synthetic subject's session-1 normal video (N), its sensor videos (S: the predictor at
     the ground truth's face boxes — dlib's detector finds no face on these sensor frames)
     and their sensor-free renderings (C: a perfect cleaning)."""
-    from evaluation.landmarks import LandmarkDetector, video_landmarks
-    from sensor_removal.manifest import load_manifest
+    from evaluation.metrics.landmarks import LandmarkDetector, video_landmarks
+    from sensor_removal.core.manifest import load_manifest
     from sensor_removal.synthetic import make_subject
 
     subject = load_manifest(make_subject(tmp_path_factory.mktemp("eps") / "s", seconds=4.0, fps=8.0, size=(96, 96), seed=0))
@@ -203,7 +203,7 @@ def test_ranking_clean_below_sensor_holds_for_eps_range(produced_geometry: dict[
     Measured (4 s at 8 fps, 96 px, both sensor videos of session 1): N–S 0.51–0.52 vs
     N–C 0.12–0.16 for eps up to 0.03, 0.33–0.34 vs 0.10–0.14 at 0.1 (the geometry values
     lie mostly above 0.03, so the floor changes nothing below that)."""
-    from evaluation.face_geometry import GEOMETRY_FEATURES
+    from evaluation.metrics.face_geometry import GEOMETRY_FEATURES
 
     g = produced_geometry
     fps = 8.0
@@ -230,7 +230,7 @@ def test_unrelated_series_gain_little_and_shifts_are_not_drawn_to_the_ends() -> 
     lowers the mean MAPE by only a few percent and its shifts spread over the range
     (about 1/6 of them with |s| >= 5/6 S); comparing only the frames inside the segment
     piles the picks up at the far shifts (short overlaps scatter more)."""
-    from evaluation.timeseries import joint_best_shift, shift_curve
+    from evaluation.metrics.timeseries import joint_best_shift, shift_curve
 
     L, S, start = 600, 300, 400
     rng = np.random.default_rng(7)
@@ -250,7 +250,7 @@ def test_unrelated_series_gain_little_and_shifts_are_not_drawn_to_the_ends() -> 
 
 @pytest.mark.parametrize("k", [0, 23, -40])
 def test_known_lag_found_exactly_with_context_and_at_the_video_ends(k: int) -> None:
-    from evaluation.timeseries import shift_curve
+    from evaluation.metrics.timeseries import shift_curve
 
     rng = np.random.default_rng(11)
     whole = np.abs(np.cumsum(rng.normal(size=900))) * 0.02 + 0.05

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sensor_removal.video import write_video
+from sensor_removal.core.video import write_video
 
 
 def indexed_frames(n: int, width: int = 64, height: int = 48, seed: int = 0) -> np.ndarray:

@@ -20,7 +20,7 @@ subject — and writes into ``out``:
     the results have ground-truth rows (synthetic subjects), and a temporal-stability
     table (frame-to-frame change beyond the normal video's) with ``temporal`` rows;
   - the frames without a face per video (py-feat NaN rows);
-  - the landmark tables (ours, :mod:`evaluation.landmark_report`) when the results have
+  - the landmark tables (ours, :mod:`evaluation.report.landmarks`) when the results have
     ``lm_*`` rows;
   - an appendix with every subject's own Tables 1–3 in the paper's layout
     (``subjects/<subject>_table*.csv``);

@@ -122,7 +122,7 @@ def make_report(
         raise ReportError(f"{out}: --out exists and is not a folder; the report goes into a folder")
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_COMPLETE).unlink(missing_ok=True)  # incomplete until this run's last write
-    from evaluation.landmark_report import landmark_tables
+    from evaluation.report.landmarks import landmark_tables
 
     nan_frames = no_face_table([d for d in dirs if d.is_dir()])
     written: dict[str, Path] = {}
@@ -211,7 +211,8 @@ def not_shown(df: pd.DataFrame, dirs: Sequence[Path]) -> list[str]:
     """Markdown lines naming each paper table that is missing from the report and why:
     its metrics were not run (and whether their weights are on this machine), or they ran
     but gave no rows (the evaluation's skipped comparisons)."""
-    from evaluation.weights import MissingWeightsError, check_weights, fetch_command
+    from evaluation.weight_files import MissingWeightsError, fetch_command
+    from evaluation.weights import check_weights
 
     ran: set[str] = set()
     skipped: list[str] = []

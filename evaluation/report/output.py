@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation.report.tables import METRIC_LABELS, SEGMENT_LABELS, Table
-from sensor_removal.video import atomic_output
+from sensor_removal.core.video import atomic_output
 
 
 def _md_table(t: Table) -> str:

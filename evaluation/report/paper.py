@@ -12,7 +12,7 @@ import pandas as pd
 
 from evaluation.pairs import KIND_LABELS
 from evaluation.report.tables import Table, build_table
-from evaluation.timeseries import EXCLUDED_AUS, is_au
+from evaluation.metrics.timeseries import EXCLUDED_AUS, is_au
 
 #: The paper's task columns, in its order (Tables 1–3: Schaede | Emotion | Sentence).
 PAPER_SEGMENTS: tuple[str, ...] = ("schaede", "emotion", "sentence")
@@ -78,7 +78,7 @@ def paper_perceptual_table(df: pd.DataFrame, name: str = "table1_perceptual") ->
 def au_model_note(d: pd.DataFrame, model: str) -> str:
     """Caption text for one AU model: which paper model it stands for, its AUs (AU43
     excluded) with their count, and the paper model's AUs it lacks."""
-    from evaluation.facial import PAPER_AU_LIST, PAPER_AUS, PAPER_COUNTERPART
+    from evaluation.metrics.facial import PAPER_AU_LIST, PAPER_AUS, PAPER_COUNTERPART
 
     aus = sorted({f for f in d.loc[d["value"].notna(), "feature"] if is_au(f) and f not in EXCLUDED_AUS})
     text = f"py-feat AU model `{model}`" if model else "py-feat"

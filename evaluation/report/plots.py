@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from evaluation.protocol import SERIES_DIR, SUMMARY_JSON
-from evaluation.timeseries import EXCLUDED_AUS, is_au
-from sensor_removal.video import atomic_output
+from evaluation.metrics.timeseries import EXCLUDED_AUS, is_au
+from sensor_removal.core.video import atomic_output
 
 
 def _plot_videos(d: Path, session: int = 1) -> dict[str, str] | None:

@@ -95,13 +95,13 @@ def _header_line(path: Path) -> int:
 
 def paper_model(table: int, our_model: str) -> str:
     """The paper's model that our AU model's block is set against: Table 1 none, Table 2
-    the paper's AU model it stands for (:data:`evaluation.facial.PAPER_AU_LIST`), Table 3
+    the paper's AU model it stands for (:data:`evaluation.metrics.facial.PAPER_AU_LIST`), Table 3
     the paper's one emotion model."""
     if table == 1:
         return ""
     if table == 3:
         return PAPER_EMOTION_MODEL
-    from evaluation.facial import PAPER_AU_LIST
+    from evaluation.metrics.facial import PAPER_AU_LIST
 
     return PAPER_AU_LIST.get(our_model, "")
 

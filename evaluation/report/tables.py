@@ -17,13 +17,13 @@ from evaluation.pairs import KIND_LABELS, KINDS, SEGMENTS
 SEGMENT_LABELS: dict[str, str] = {"schaede": "Schaede", "sentence": "Sentence", "emotion": "Emotion", "whole": "Whole"}
 METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM", "mask": "Mask", "outside": "Outside", "flicker": "flicker", "temporal": "Δ change"}
 _FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}", "flicker": "{:.2f}", "temporal": "{:+.2f}"}
-METRIC_LABELS.update({"nme": "NME", "detection": "Det. rate"})  # landmarks (evaluation.landmark_report)
+METRIC_LABELS.update({"nme": "NME", "detection": "Det. rate"})  # landmarks (evaluation.report.landmarks)
 _FORMATS.update({"nme": "{:.3f}", "detection": "{:.2f}"})
 GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "repaint": "C full repaint (paper)", "clean": "C (cleaned)"}
 #: Rows N1–N2, N–S, N–C: comparison kind → label, in table order.
 KIND_ROWS: dict[str, str] = {k: KIND_LABELS[k] for k in KINDS}
 #: The cleaned row's label when a full repaint was kept next to it: the cleaned video is
-#: our extension's (composited, steadied or both; sensor_removal.mask, sensor_removal.steady).
+#: our extension's (composited, steadied or both; sensor_removal.cleaning.mask, sensor_removal.cleaning.steady).
 GT_COMPOSITED_LABEL = "C cleaned (ours)"
 
 

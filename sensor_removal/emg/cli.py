@@ -52,14 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace, out: Path) -> tuple[list, Path]:
     from sensor_removal.emg.headline import subject_takes
-    from sensor_removal.manifest import load_manifest
+    from sensor_removal.core.manifest import load_manifest
 
     subject = load_manifest(args.manifest, check_videos=False)
     cleaned = load_manifest(args.cleaned, check_videos=False, require_domains=("clean",)) if args.cleaned else None
     cache = args.cache or out / "landmarks"
     analyzer = None
     if args.aus:
-        from evaluation.facial import FacialAnalyzer
+        from evaluation.metrics.facial import FacialAnalyzer
 
         analyzer = FacialAnalyzer(device="cpu")
     return subject_takes(subject, cleaned, cache, au_analyzer=analyzer), cache
@@ -72,7 +72,7 @@ def _fit(args: argparse.Namespace) -> int:
     from sensor_removal.emg.mapping import DEFAULT_MAPPING
     from sensor_removal.emg.persist import save_mapping
     from sensor_removal.emg.report import fit_all
-    from sensor_removal.video import atomic_output
+    from sensor_removal.core.video import atomic_output
 
     if args.source == "cleaned" and args.cleaned is None:
         print(f"{PROG} fit: error: --source cleaned needs the cleaned-recordings manifest (--cleaned, written by `clean`)", file=sys.stderr)
@@ -110,7 +110,7 @@ def _predict(args: argparse.Namespace) -> int:
     from sensor_removal.emg.mapping import predict
     from sensor_removal.emg.persist import load_mapping
     from sensor_removal.emg.report import inputs_of
-    from sensor_removal.video import atomic_output
+    from sensor_removal.core.video import atomic_output
 
     mapping, meta = load_mapping(args.mapping)
     takes, _ = _load(args, args.out.parent)
@@ -145,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:
         return 0 if exc.code in (0, None) else 2
-    from evaluation.weights import WeightsError
+    from evaluation.weight_files import WeightsError
     from sensor_removal.emg.readers import EmgFileError
-    from sensor_removal.manifest import ManifestError
-    from sensor_removal.video import VideoError
+    from sensor_removal.core.manifest import ManifestError
+    from sensor_removal.core.video import VideoError
 
     try:
         return {"fit": _fit, "predict": _predict, "report": _report}[args.action](args)

@@ -2,11 +2,11 @@
 normalised, plus the project's landmark geometry series.
 
 Why landmarks and not a 3DMM: EIFER fits FLAME expression parameters (via SMIRK), whose
-weights cannot be had offline; dlib's 68 points (:mod:`evaluation.landmarks`) ship in a
+weights cannot be had offline; dlib's 68 points (:mod:`evaluation.metrics.landmarks`) ship in a
 wheel. Each frame's points are aligned to the video's mean shape by a similarity
 transform (translation, scale, rotation: ordinary Procrustes), which removes head motion
 and leaves the shape the muscles change; the geometry series
-(:func:`evaluation.face_geometry.geometry_features`) add the distances the AUs move.
+(:func:`evaluation.metrics.face_geometry.geometry_features`) add the distances the AUs move.
 NaN frames (no face) are filled by linear interpolation and reported in ``valid``.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.face_geometry import GEOMETRY_FEATURES, N_POINTS, geometry_features
+from evaluation.metrics.face_geometry import GEOMETRY_FEATURES, N_POINTS, geometry_features
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def video_landmark_points(
     video: Path, bbox: Sequence[int], cache: Path | None = None, boxes: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """dlib landmarks ``(T, 68, 2)`` and face boxes ``(T, 4)`` of a video
-    (:mod:`evaluation.landmarks`), cached in ``cache`` (an ``.npz``) when given.
+    (:mod:`evaluation.metrics.landmarks`), cached in ``cache`` (an ``.npz``) when given.
 
     ``boxes``: run the predictor in these face boxes (e.g. those found on the
     ground-truth or cleaned video of the same frames) instead of the detector's: on a
@@ -95,8 +95,8 @@ def video_landmark_points(
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
             return z["points"], z["boxes"]
-    from evaluation.landmarks import LandmarkDetector, video_landmarks
-    from sensor_removal.video import atomic_output
+    from evaluation.metrics.landmarks import LandmarkDetector, video_landmarks
+    from sensor_removal.core.video import atomic_output
 
     lm = video_landmarks(video, bbox, LandmarkDetector(), boxes=boxes)
     if cache is not None:
@@ -108,9 +108,9 @@ def video_landmark_points(
 
 def au_features(video: Path, bbox: Sequence[int] | None, analyzer: object, cache_dir: Path | None = None) -> FeatureSeries:
     """py-feat's AU series of a video (``analyzer``: an
-    :class:`evaluation.facial.FacialAnalyzer`; its weights must be present — a missing
+    :class:`evaluation.metrics.facial.FacialAnalyzer`; its weights must be present — a missing
     file is its clear error, never a silent fallback), NaN frames interpolated."""
-    from evaluation.landmarks import ANALYSIS_SIZE
+    from evaluation.metrics.landmarks import ANALYSIS_SIZE
 
     series = analyzer.analyze_video(video, tuple(bbox) if bbox is not None else None, cache_dir=cache_dir, size=ANALYSIS_SIZE)  # type: ignore[attr-defined]
     cols = [c for c in series.values.columns if str(c).startswith("AU")]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.face_geometry import GEOMETRY_FEATURES
+from evaluation.metrics.face_geometry import GEOMETRY_FEATURES
 from sensor_removal.emg.chain import DEFAULT_CHAIN, ChainSettings
 from sensor_removal.emg.features import (
     FeatureSeries,
@@ -38,8 +38,8 @@ from sensor_removal.emg.recording import (
     envelopes,
     load_emg,
 )
-from sensor_removal.manifest import Recording, Subject
-from sensor_removal.video import probe
+from sensor_removal.core.manifest import Recording, Subject
+from sensor_removal.core.video import probe
 
 SOURCES: tuple[str, ...] = ("ground_truth", "sensor", "cleaned")
 DIRECTIONS: tuple[str, ...] = ("exp2emg", "emg2exp")
@@ -77,7 +77,7 @@ def load_take(
 ) -> Take:
     """Features of every available source of ``rec`` and its synchronised envelopes
     (``emg``: the recording's checked sEMG, when already loaded; ``au_analyzer``: a
-    :class:`evaluation.facial.FacialAnalyzer` whose py-feat AUs are added to the
+    :class:`evaluation.metrics.facial.FacialAnalyzer` whose py-feat AUs are added to the
     landmark features)."""
     info = probe(rec.path)
     emg = load_emg(rec, chain) if emg is None else emg

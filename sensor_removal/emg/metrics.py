@@ -1,5 +1,5 @@
 """Scores of a mapping per channel: Pearson r, R², lag of the peak cross-correlation,
-and DTW (the project's :func:`evaluation.timeseries.dtw_distance`).
+and DTW (the project's :func:`evaluation.metrics.timeseries.dtw_distance`).
 
 R² is ``1 - SS_res / SS_tot`` on the held-out frames (it can be negative: worse than
 predicting the mean), as in the literature that predicted EMG RMS from OpenFace AUs
@@ -46,7 +46,7 @@ def peak_lag_s(measured: np.ndarray, predicted: np.ndarray, fps: float, max_lag_
 
 
 def dtw_scaled(measured: np.ndarray, predicted: np.ndarray) -> float:
-    from evaluation.timeseries import dtw_distance
+    from evaluation.metrics.timeseries import dtw_distance
 
     s = float(np.std(measured)) or 1.0
     return dtw_distance(np.asarray(measured) / s, np.asarray(predicted) / s)

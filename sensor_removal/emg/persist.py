@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sensor_removal.emg.mapping import Mapping, MappingSettings
-from sensor_removal.video import atomic_output
+from sensor_removal.core.video import atomic_output
 
 _ARRAYS = ("in_mean", "in_std", "basis", "out_mean", "out_std")
 

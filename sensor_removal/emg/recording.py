@@ -26,8 +26,8 @@ from sensor_removal.emg.chain import (
 )
 from sensor_removal.emg.readers import EmgFileError, read_emg
 from sensor_removal.emg.sync import SyncError, offset_from_trigger, scan_shifts
-from sensor_removal.manifest import Recording
-from sensor_removal.manifest_emg import MUSCLE_CHANNELS, EmgEntry
+from sensor_removal.core.manifest import Recording
+from sensor_removal.core.manifest_emg import MUSCLE_CHANNELS, EmgEntry
 
 #: A channel is clipped when more than this share of its samples sit at its extremes.
 CLIP_SHARE = 0.005

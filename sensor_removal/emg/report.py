@@ -24,7 +24,7 @@ from sensor_removal.emg.mapping import (
     cross_validate,
     fit_mapping,
 )
-from sensor_removal.video import atomic_output
+from sensor_removal.core.video import atomic_output
 
 #: The muscles plotted over time (the most-studied facial sEMG sites).
 MAIN_MUSCLES: tuple[str, ...] = ("zygomaticus/left", "corrugator/left", "orbicularis_oculi/left", "frontalis_medial/left")

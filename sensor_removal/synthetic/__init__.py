@@ -7,7 +7,7 @@ draws one subject from scratch (numpy + OpenCV primitives, no photos):
 
 * a face with skin, hair, brows, eyes with lids, nose and mouth, animated by per-frame
   expression signals (:data:`SIGNALS`) that follow the paper's three tasks in
-  consecutive segments (:data:`sensor_removal.manifest.TASKS`): Schaede's mimic tasks
+  consecutive segments (:data:`sensor_removal.core.manifest.TASKS`): Schaede's mimic tasks
   (held isolated movements), read sentences (fast mouth movement) and emotional
   expressions; plus blinks, small head motion and gaze;
 * two sessions, each with one ``normal`` and two ``sensor`` recordings, so that the

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from sensor_removal.manifest import TASKS
+from sensor_removal.core.manifest import TASKS
 
 DEFAULT_SECONDS = 20.0
 DEFAULT_FPS = 15.0

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from sensor_removal.argtypes import int_at_least
+from sensor_removal.core.argtypes import int_at_least
 from sensor_removal.synthetic.arguments import (
     DEFAULT_FPS,
     DEFAULT_SECONDS,
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except SynthError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    from sensor_removal.manifest import load_manifest
+    from sensor_removal.core.manifest import load_manifest
 
     subj = load_manifest(manifest, check_videos=False)
     base = manifest.parent

@@ -2,7 +2,7 @@
 
 Why: real facial sEMG cannot be shipped, and a real recording never tells what the
 muscles really did. Here the expression script (:mod:`.script`) that moves the rendered
-face also drives 22 bipolar channels (:data:`~sensor_removal.manifest_emg.MUSCLE_CHANNELS`,
+face also drives 22 bipolar channels (:data:`~sensor_removal.core.manifest_emg.MUSCLE_CHANNELS`,
 Fridlund & Cacioppo's montage as in EIFER's dataset, Büchner et al., CVPR 2025), so that
 every later step (chain, sync, mapping) can be checked against the truth:
 
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sensor_removal.manifest_emg import MUSCLE_CHANNELS, MUSCLES, SIDES, EmgEntry, EmgSync
+from sensor_removal.core.manifest_emg import MUSCLE_CHANNELS, MUSCLES, SIDES, EmgEntry, EmgSync
 from sensor_removal.synthetic.script import SIGNALS
-from sensor_removal.video import atomic_output
+from sensor_removal.core.video import atomic_output
 
 #: Sampling rate of the synthetic recordings: the low end of facial sEMG amplifiers
 #: (EIFER's dataset: 4,096 Hz), which keeps the demo's files to ~1 MB per recording.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sensor_removal.manifest import Recording, Subject, save_manifest
+from sensor_removal.core.manifest import Recording, Subject, save_manifest
 from sensor_removal.synthetic import emg as synth_emg
 from sensor_removal.synthetic.arguments import (
     DEFAULT_FPS,
@@ -23,7 +23,7 @@ from sensor_removal.synthetic.arguments import (
 from sensor_removal.synthetic.faces import _face_bbox
 from sensor_removal.synthetic.render import RECORDINGS, _frames, _plans
 from sensor_removal.synthetic.script import SIGNALS, _Take
-from sensor_removal.video import VideoWriter, atomic_output
+from sensor_removal.core.video import VideoWriter, atomic_output
 
 #: Keys of the ``.mask.npz`` files (see :func:`load_mask`).
 MASK_KEYS: tuple[str, str] = ("packed", "shape")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sensor_removal.manifest import TASKS
+from sensor_removal.core.manifest import TASKS
 
 #: Expression signals, each in [0, 1], one column each in ``<name>.expr.csv``.
 SIGNALS: tuple[str, ...] = (

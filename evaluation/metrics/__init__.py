@@ -1,0 +1,3 @@
+"""The metric families of the evaluation: perceptual, facial, landmarks, ground truth,
+temporal, time series.
+"""

@@ -1,0 +1,93 @@
+"""The manifest of cleaned recordings (``OUT/manifest.yaml``): one entry per cleaned
+video (``condition: clean``, ``source:`` its sensor recording), merged under a file
+lock with what is already there, and the files it owns or must never overwrite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from sensor_removal.cleaning.paste_back import full_output_path
+from sensor_removal.cleaning.pipeline import CleanResult
+from sensor_removal.cleaning.settings import CLEAN_MANIFEST_LOCK, CleanError
+from sensor_removal.core.manifest import (
+    ManifestError,
+    Recording,
+    Subject,
+    load_manifest,
+    save_manifest,
+)
+
+
+def clean_recording_entry(rec: Recording, out: Path, crop_size: int) -> Recording:
+    """The manifest entry of ``rec``'s cleaned crop video at ``out``, with the content ids
+    of both videos: evaluation checks that each cleaned video is still the file written
+    here, from that very sensor video (a swapped or replaced file is refused)."""
+    from sensor_removal.core.content_id import content_id
+
+    return Recording(
+        name=f"{rec.name}_clean",
+        path=out.resolve(),
+        session=rec.session,
+        condition="clean",
+        bbox=(0, 0, crop_size, crop_size),
+        segments=dict(rec.segments),
+        source=rec.name,
+        source_id=content_id(rec.path),
+        video_id=content_id(out),
+    )
+
+
+def _existing_clean_manifest(path: Path, subject: str) -> list[Recording]:
+    if not path.is_file():
+        return []
+    try:
+        old = load_manifest(path, check_videos=False, require_domains=())
+    except ManifestError as exc:
+        raise CleanError(f"{path}: existing manifest of cleaned recordings is invalid: {exc}") from None
+    if old.subject != subject:
+        raise CleanError(
+            f"{path}: belongs to subject {old.subject!r}, not {subject!r}; use another output folder"
+        )
+    other = [r.name for r in old.recordings if r.condition != "clean"]
+    if other:
+        raise CleanError(
+            f"{path}: not a manifest of cleaned recordings (recording(s) {other} are not condition "
+            "'clean'); it is left untouched: choose another --out"
+        )
+    return list(old.recordings)
+
+
+def _outputs_of(recs: Sequence[Recording]) -> set[Path]:
+    """Files a cleaned manifest's entries own: each video and its pasted-back version."""
+    return {p.resolve() for r in recs for p in (r.path, full_output_path(r.path))}
+
+
+def _inputs_of(subject: Subject) -> set[Path]:
+    """Every file a subject manifest refers to (never to be written by a clean)."""
+    files = {subject.manifest_path.resolve()}
+    for r in subject.recordings:
+        files |= {p.resolve() for p in (r.path, r.ground_truth, r.mask) if p is not None}
+    return files
+
+
+def _merge_manifest(
+    manifest_path: Path, subject: Subject, results: dict[str, CleanResult]
+) -> Path:
+    """Add the entries of ``results`` to the cleaned manifest at ``manifest_path``.
+
+    Runs under a file lock and re-reads the manifest inside it, so that concurrent cleans
+    of disjoint recordings into one folder all keep their entries (last writer no longer
+    wins). Earlier entries stay unless re-cleaned now or their video is gone."""
+    from filelock import FileLock
+
+    new = [clean_recording_entry(subject.recording(n), r.out, r.crop_size) for n, r in results.items()]
+    new_names = {r.name for r in new}
+    with FileLock(str(manifest_path.parent / CLEAN_MANIFEST_LOCK)):
+        existing = _existing_clean_manifest(manifest_path, subject.subject)
+        merged = [r for r in existing if r.name not in new_names and r.path.is_file()] + new
+        return save_manifest(
+            Subject(subject=subject.subject, recordings=tuple(merged), manifest_path=manifest_path),
+            manifest_path,
+        )

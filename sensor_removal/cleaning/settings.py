@@ -1,0 +1,70 @@
+"""What cleaning is told and what it needs to know: the options' types and defaults,
+:class:`CleanSettings` (read from the training run), the device and batch size, and
+:class:`CleanError`, the one error every part of the package raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from sensor_removal.core.errors import UserError
+
+Precision = Literal["auto", "fp32", "bf16"]
+Composite = Literal["auto", "off"]
+#: Default of ``--composite`` (chosen by measurement on the synthetic subject, docs/compositing.md).
+DEFAULT_COMPOSITE: Composite = "off"
+DeviceArg = Literal["auto", "cpu", "cuda"]
+#: Name of the manifest of cleaned recordings inside the output folder.
+CLEAN_MANIFEST = "manifest.yaml"
+#: Lock file next to the cleaned manifest: concurrent cleans into one folder merge
+#: their entries one after the other (each re-reads the manifest inside the lock).
+CLEAN_MANIFEST_LOCK = f".{CLEAN_MANIFEST}.lock"
+#: Default width of the paste-back blend ramp, in pixels of the full frame.
+DEFAULT_FEATHER = 8
+
+class CleanError(RuntimeError):
+    """Cleaning cannot proceed; the message names the file (and recording) at fault."""
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class CleanSettings:
+    """What inference needs to know about the training run.
+
+    Every frame is cut with ``crop_resize(frame, bbox, inference_size)``, where
+    ``inference_size`` is the training cache's ``load_size`` (286 in the paper): exactly
+    the crop the training frames were taken from, so faces have the scale the generator
+    learnt (the random ``crop_size`` = 256 training crops cut pieces out of it without
+    rescaling). The generator is fully convolutional; the runner pads the input to a
+    multiple of ``2 ** n_downsampling`` and crops the output back.
+    ``manifest`` is the training manifest recorded in the checkpoint (may be relative to
+    the directory training ran in), used when no manifest is given.
+    """
+
+    crop_size: int
+    load_size: int | None = None
+    ngf: int | None = None
+    n_blocks: int | None = None
+    n_downsampling: int = 2
+    manifest: Path | None = None
+    checkpoint: Path | None = None
+
+    @property
+    def inference_size(self) -> int:
+        """Side of the face crop fed to the generator (and of the cleaned crop video)."""
+        return int(self.load_size) if self.load_size else int(self.crop_size)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Frames per generator call when none is given.
+
+    CUDA: 16 (fills the GPU; the pipeline keeps it fed). CPU: 2 — measured on 2 cores,
+    256 px: larger batches are *slower* per frame (activations of 8 frames no longer fit
+    in cache; ngf 64: 2.2 frames/s at batch 1, 2.1 at 2, 1.75 at 8).
+    """
+    return 16 if device.type == "cuda" else 2

@@ -1,0 +1,1 @@
+"""The networks and losses of the CycleGAN (models, no training loop)."""

@@ -1,0 +1,541 @@
+"""Training frames (docs/design.md "Training"; paper Sec. 3.2).
+
+The paper trains each subject's CycleGAN on a *uniformly random* 2 % of all frames of
+each domain — random rather than equidistant, because equidistant sampling at a fixed
+stride can systematically miss short events such as blinks. The frames are cut with the
+recording's fixed bbox, resized to the load size (286) and cached once as uint8 on
+disk, so that 30 epochs and every later run of the same subject decode nothing.
+Augmentation follows the CycleGAN recipe: random 256 crop, horizontal flip, [-1, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from filelock import FileLock
+from torch.utils.data import DataLoader, Dataset
+
+from sensor_removal.core.argtypes import HalfOpenShare, NonNegativeInt, PositiveInt, UnitShare
+from sensor_removal.core.manifest import ManifestError, Recording, Subject, load_manifest, output_path
+from sensor_removal.core.video import VideoError, crop_resize, iter_frames, probe
+
+log = logging.getLogger(__name__)
+
+Domain = Literal["sensor", "normal"]
+DOMAINS: tuple[Domain, ...] = ("sensor", "normal")
+#: Frames each domain needs at least: one to train on, one to validate on.
+MIN_FRAMES_PER_DOMAIN = 2
+
+
+class DataSettingsError(ValueError):
+    """Data options that do not fit together; the message names the options."""
+
+
+class FrameCacheError(RuntimeError):
+    """The frame cache cannot be written (full disk, permissions); names the folder."""
+
+
+#: Bump when the cache layout or the crop changes, so stale caches are not reused.
+#: (2: ``index.json`` records each array's size and BLAKE2b digest.)
+CACHE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """One sampled frame: which recording, which frame."""
+
+    recording: str
+    frame: int
+
+
+def sample_size(total: int, fraction: float) -> int:
+    """Frames drawn from a domain of ``total`` frames: ``fraction`` of them, at least one."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    return max(1, int(round(fraction * total))) if total > 0 else 0
+
+
+def sample_frames(frame_counts: dict[str, int], fraction: float, seed: int) -> list[FrameRef]:
+    """Draw a uniformly random, seeded ``fraction`` of all frames of one domain.
+
+    The frames of all the domain's recordings form one pool (paper Sec. 3.2: 2 % of the
+    frames, random so that blinks are not missed by a fixed stride). At least one frame is
+    drawn. The result is sorted by recording then frame, ready for one sequential decode
+    pass per video. The same counts, fraction and seed always give the same frames.
+    """
+    names = sorted(frame_counts)
+    sizes = np.array([frame_counts[n] for n in names], dtype=np.int64)
+    total = int(sizes.sum())
+    if total <= 0:
+        return []
+    k = sample_size(total, fraction)
+    rng = np.random.default_rng(seed)
+    flat = np.sort(rng.choice(total, size=k, replace=False))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    which = np.searchsorted(starts, flat, side="right") - 1
+    return [FrameRef(names[w], int(f - starts[w])) for w, f in zip(which, flat, strict=True)]
+
+
+def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``range(n)`` into train and validation indices (paper: 90 / 10).
+    Keeps at least one training item, and one validation item when n >= 2."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(val_fraction * n))
+    if n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    else:
+        n_val = 0
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _domain_seed(seed: int, domain: Domain) -> int:
+    """Independent, reproducible stream per domain derived from the run's seed."""
+    return int(np.random.SeedSequence([seed, DOMAINS.index(domain)]).generate_state(1)[0])
+
+
+def _file_identity(path: Path) -> dict[str, object]:
+    st = path.stat()
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def cache_key(subject: Subject, fraction: float, seed: int, load_size: int, frame_counts: dict[str, int]) -> str:
+    """Key of a frame cache: the manifest's content (recordings, bboxes, video files) and
+    the sampling parameters. Anything that changes the cached pixels changes the key."""
+    doc = {
+        "version": CACHE_VERSION,
+        "subject": subject.subject,
+        "recordings": [
+            {
+                "name": r.name,
+                "condition": r.condition,
+                "bbox": list(r.bbox),
+                "video": _file_identity(r.path),
+                "frames": frame_counts[r.name],
+            }
+            for r in subject.recordings
+            if r.condition in DOMAINS
+        ],
+        "fraction": fraction,
+        "seed": seed,
+        "load_size": load_size,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def decode_crops(rec: Recording, frames: list[int], load_size: int) -> np.ndarray:
+    """Decode ``frames`` of ``rec`` in one sequential pass, crop with the bbox and resize
+    to ``load_size``. Returns ``(len(frames), load_size, load_size, 3)`` uint8."""
+    out = np.empty((len(frames), load_size, load_size, 3), dtype=np.uint8)
+    pos = {f: i for i, f in enumerate(frames)}
+    done = 0
+    for index, frame in iter_frames(rec.path, frames):
+        out[pos[index]] = crop_resize(frame, rec.bbox, load_size)
+        done += 1
+    if done != len(frames):
+        raise VideoError(f"{rec.path}: decoded {done} of the {len(frames)} sampled frames of recording {rec.name!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class FrameCache:
+    """The cached crops of one subject: per domain an ``(N, S, S, 3)`` uint8 array
+    (memory-mapped) and the :class:`FrameRef` of each row."""
+
+    path: Path
+    frames: dict[str, np.ndarray]
+    refs: dict[str, list[FrameRef]]
+
+
+def build_frame_cache(
+    subject: Subject,
+    cache_root: Path,
+    fraction: float,
+    seed: int,
+    load_size: int,
+    workers: int = 2,
+) -> FrameCache:
+    """Sample, decode and store the training frames of ``subject`` unless an identical
+    cache already exists (then nothing is decoded). Writes into a temporary folder that
+    is renamed into place when complete, so an interrupted build leaves no cache.
+
+    A cache found on disk is used only after :func:`frame_cache_problem` finds it whole
+    (truncated, missing, zeroed or edited files, an unreadable ``index.json``); otherwise
+    it is rebuilt under the lock, with one warning saying why."""
+    recs = [r for r in subject.recordings if r.condition in DOMAINS]
+    counts = {r.name: probe(r.path).frame_count for r in recs}
+    key = cache_key(subject, fraction, seed, load_size, counts)
+    final = output_path(cache_root, f"{subject.subject}-{key}")
+    if final.exists() and frame_cache_problem(final) is None:
+        return load_frame_cache(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FrameCacheError(f"{final.parent}: cannot create the frame cache folder ({exc.strerror or exc})") from None
+    # One builder per cache: DDP ranks on several nodes and sweep tasks of the same subject
+    # start together; the first takes the lock and decodes, the others wait and reuse it.
+    # The lock file is removed afterwards; every holder re-checks index.json under the lock,
+    # so at worst a failed build is retried twice, and the rename keeps any cache whole.
+    lock = final.parent / f"{final.name}.lock"
+    try:
+        with FileLock(str(lock)):
+            if final.exists():
+                problem = frame_cache_problem(final)
+                if problem is None:  # another process built it while we waited
+                    return load_frame_cache(final)
+                log.warning("frame cache %s: %s; rebuilding it", final, problem)
+                _remove_cache(final)
+            return _write_frame_cache(recs, counts, final, fraction, seed, load_size, workers, subject)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _write_frame_cache(
+    recs: list[Recording],
+    counts: dict[str, int],
+    final: Path,
+    fraction: float,
+    seed: int,
+    load_size: int,
+    workers: int,
+    subject: Subject,
+) -> FrameCache:
+    """Decode the sampled frames into a temporary folder and rename it to ``final``."""
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    except OSError as exc:
+        raise FrameCacheError(f"{final.parent}: cannot create the frame cache folder ({exc.strerror or exc})") from None
+    try:
+        by_name = {r.name: r for r in recs}
+        refs: dict[str, list[FrameRef]] = {}
+        jobs: list[tuple[str, Recording, list[int]]] = []
+        for domain in DOMAINS:
+            domain_counts = {r.name: counts[r.name] for r in recs if r.condition == domain}
+            refs[domain] = sample_frames(domain_counts, fraction, _domain_seed(seed, domain))
+            for name in sorted(domain_counts):
+                wanted = [ref.frame for ref in refs[domain] if ref.recording == name]
+                if wanted:
+                    jobs.append((domain, by_name[name], wanted))
+        # Videos decode independently; OpenCV releases the GIL, so threads overlap them.
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            crops = list(pool.map(lambda job: decode_crops(job[1], job[2], load_size), jobs))
+        for domain in DOMAINS:
+            parts = [c for (d, _, _), c in zip(jobs, crops, strict=True) if d == domain]
+            arr = np.concatenate(parts) if parts else np.empty((0, load_size, load_size, 3), np.uint8)
+            np.save(tmp / f"{domain}.npy", arr)
+        index = {
+            "files": {d: _file_record(tmp / f"{d}.npy") for d in DOMAINS},
+            "subject": subject.subject,
+            "manifest": str(subject.manifest_path),
+            "fraction": fraction,
+            "seed": seed,
+            "load_size": load_size,
+            "refs": {d: [[r.recording, r.frame] for r in refs[d]] for d in DOMAINS},
+        }
+        (tmp / "index.json").write_text(json.dumps(index))
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished the same cache first
+            if not (final / "index.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FrameCacheError(
+            f"{final}: cannot write the frame cache ({exc.strerror or exc}); free disk space or point "
+            "--data.cache_dir at another disk"
+        ) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("frame cache written: %s", final)
+    return load_frame_cache(final)
+
+
+def _file_record(path: Path) -> dict[str, object]:
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "blake2b").hexdigest()
+    return {"bytes": path.stat().st_size, "blake2b": digest}
+
+
+def frame_cache_problem(path: Path) -> str | None:
+    """What is wrong with the frame cache folder ``path``, or None when every array has
+    the size and BLAKE2b digest its ``index.json`` recorded at build time. The digest
+    reads each file once (a fraction of a second for a paper-size cache), which also
+    catches damage that keeps the size, such as zeroed blocks."""
+    path = Path(path)
+    try:
+        index = json.loads((path / "index.json").read_text())
+    except FileNotFoundError:
+        return "index.json is missing"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"index.json is unreadable ({type(exc).__name__})"
+    files = index.get("files") if isinstance(index, dict) else None
+    if not isinstance(files, dict) or not isinstance(index.get("refs"), dict):
+        return "index.json lacks the file records (written by another version)"
+    for domain in DOMAINS:
+        npy, want = path / f"{domain}.npy", files.get(domain)
+        if not isinstance(want, dict) or not npy.is_file():
+            return f"{npy.name} is missing"
+        size = npy.stat().st_size
+        if size != want.get("bytes"):
+            return f"{npy.name} has {size} bytes, {want.get('bytes')} when built"
+        if _file_record(npy)["blake2b"] != want.get("blake2b"):
+            return f"{npy.name} has other content than when built (checksum differs)"
+    return None
+
+
+def _remove_cache(path: Path) -> None:
+    """Remove a damaged cache folder, or a file standing where the folder should be."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError as exc:
+        raise FrameCacheError(f"{path}: damaged frame cache cannot be removed ({exc.strerror or exc})") from None
+
+
+def load_frame_cache(path: Path) -> FrameCache:
+    index = json.loads((Path(path) / "index.json").read_text())
+    frames = {d: np.load(Path(path) / f"{d}.npy", mmap_mode="r") for d in DOMAINS}
+    refs = {d: [FrameRef(n, int(f)) for n, f in index["refs"][d]] for d in DOMAINS}
+    return FrameCache(path=Path(path), frames=frames, refs=refs)
+
+
+def augment(image: torch.Tensor, crop_size: int, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """CycleGAN augmentation of one ``(3, S, S)`` image (any dtype; the loader passes
+    uint8): a random ``crop_size`` crop and a random horizontal flip when training; the
+    centre crop otherwise (deterministic validation). Crop and flip only move pixels, so
+    doing them on uint8 gives the same values as on float, at a quarter of the bytes."""
+    _, h, w = image.shape
+    if train:
+        top = int(torch.randint(0, h - crop_size + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - crop_size + 1, (1,), generator=generator))
+    else:
+        top, left = (h - crop_size) // 2, (w - crop_size) // 2
+    out = image[:, top : top + crop_size, left : left + crop_size]
+    if train and bool(torch.rand((), generator=generator) < 0.5):
+        out = out.flip(-1)
+    return out
+
+
+class UnpairedFrames(Dataset):
+    """Items ``{"sensor": x, "normal": y}``: a sensor frame and an *independently drawn*
+    normal frame (unpaired training, as in CycleGAN). Length is the larger domain.
+    For validation the normal frame is chosen by index, so batches are reproducible.
+
+    Items are uint8 ``(3, crop, crop)`` tensors straight from the uint8 cache (cropped and
+    flipped, never converted to float on the host); :func:`to_unit_range` turns a batch
+    into the networks' [-1, 1] floats on the training device."""
+
+    def __init__(
+        self,
+        sensor: np.ndarray,
+        normal: np.ndarray,
+        crop_size: int,
+        train: bool,
+        sensor_rows: np.ndarray | None = None,
+        normal_rows: np.ndarray | None = None,
+    ) -> None:
+        # ``*_rows`` select rows of (memory-mapped) cache arrays without copying them.
+        self.sensor, self.normal = sensor, normal
+        self.sensor_rows = np.arange(len(sensor)) if sensor_rows is None else np.asarray(sensor_rows)
+        self.normal_rows = np.arange(len(normal)) if normal_rows is None else np.asarray(normal_rows)
+        if len(self.sensor_rows) == 0 or len(self.normal_rows) == 0:
+            raise ValueError("both domains need at least one frame; raise `fraction` or add recordings")
+        self.crop_size, self.train = crop_size, train
+
+    def __len__(self) -> int:
+        return max(len(self.sensor_rows), len(self.normal_rows))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s = self.sensor[self.sensor_rows[i % len(self.sensor_rows)]]
+        if self.train:
+            j = int(torch.randint(0, len(self.normal_rows), (1,)))
+        else:
+            j = i % len(self.normal_rows)
+        n = self.normal[self.normal_rows[j]]
+        return {"sensor": self._item(s), "normal": self._item(n)}
+
+    def _item(self, frame: np.ndarray) -> torch.Tensor:
+        chw = torch.from_numpy(np.array(frame, copy=True)).permute(2, 0, 1)  # memmap rows are read-only
+        return augment(chw, self.crop_size, self.train).contiguous()
+
+
+def check_sizes(load_size: int, crop_size: int) -> None:
+    """The crop sizes the networks and the video writer can use (raises
+    :class:`DataSettingsError` naming the options)."""
+    if crop_size > load_size:
+        raise DataSettingsError(f"data.crop_size ({crop_size}) must not exceed data.load_size ({load_size})")
+    if load_size % 2:
+        raise DataSettingsError(f"data.load_size ({load_size}) must be even: cleaned crops are written as H.264 video")
+    if crop_size % 4:
+        raise DataSettingsError(f"data.crop_size ({crop_size}) must be a multiple of 4 (two stride-2 stages)")
+
+
+def check_domain_sizes(subject: Subject, fraction: float) -> None:
+    """Each domain must yield :data:`MIN_FRAMES_PER_DOMAIN` sampled frames; checked from
+    the videos' headers before a cache, a logger folder or a config file is written."""
+    for domain in DOMAINS:
+        recs = subject.by_condition(domain)
+        total = sum(probe(r.path).frame_count for r in recs)
+        drawn = sample_size(total, fraction)
+        if drawn < MIN_FRAMES_PER_DOMAIN:
+            raise ManifestError(
+                f"{subject.manifest_path}: the {domain} recordings {[r.name for r in recs]} have {total} "
+                f"frame(s); data.fraction {fraction} draws {drawn}, but training needs at least "
+                f"{MIN_FRAMES_PER_DOMAIN} per domain (one to train, one to validate): raise "
+                "--data.fraction or add longer recordings"
+            )
+
+
+class FramesDataModule(pl.LightningDataModule):
+    """One subject's training frames.
+
+    Args:
+        manifest: the subject's manifest (YAML/JSON). ``--data.manifest PATH`` points any
+            config at another subject.
+        fraction: share of each domain's frames used for training (paper: 0.02).
+        seed: seed of the frame sample and the train/validation split; a resumed run
+            draws the same frames.
+        load_size: side of the cached crop (paper: 286).
+        crop_size: side of the random training crop (paper: 256); also the resolution
+            the cleaner runs the generator at.
+        val_fraction: share of the sampled frames held out for validation (paper: 0.1).
+        batch_size: images per domain per step (the paper and CycleGAN use 1). An epoch
+            is still one pass over the training frames (``len / batch_size`` steps), so
+            ``max_epochs`` and the lr schedule keep their meaning; the CLI passes this
+            value to the model, whose ``lr_scaling`` adapts the learning rate.
+        num_workers: DataLoader worker processes.
+        cache_dir: where frame caches live; default ``<manifest folder>/.frame_cache``.
+        decode_workers: videos decoded in parallel while building the cache.
+    """
+
+    def __init__(
+        self,
+        manifest: str,
+        fraction: UnitShare = 0.02,
+        seed: int = 0,
+        load_size: PositiveInt = 286,
+        crop_size: PositiveInt = 256,
+        val_fraction: HalfOpenShare = 0.1,
+        batch_size: PositiveInt = 1,
+        num_workers: NonNegativeInt = 2,
+        cache_dir: str | None = None,
+        decode_workers: PositiveInt = 2,
+    ) -> None:
+        super().__init__()
+        # Plain numbers in the checkpoint's hyper-parameters (the CLI passes the range types).
+        fraction, val_fraction, seed = float(fraction), float(val_fraction), int(seed)
+        load_size, crop_size, batch_size = int(load_size), int(crop_size), int(batch_size)
+        num_workers, decode_workers = int(num_workers), int(decode_workers)
+        check_sizes(load_size, crop_size)
+        for name, value, ok in (
+            ("fraction", fraction, 0.0 < fraction <= 1.0),
+            ("val_fraction", val_fraction, 0.0 <= val_fraction < 1.0),
+        ):
+            if not ok:
+                raise DataSettingsError(f"data.{name} must be in {'(0, 1]' if name == 'fraction' else '[0, 1)'}, got {value}")
+        self.save_hyperparameters(logger=False)  # the CLI logs the full config (cli.RunConfig)
+        # Validate once, at construction: a bad manifest stops the CLI before any work.
+        self.subject = load_manifest(manifest)
+        check_domain_sizes(self.subject, fraction)
+        self.cache_root = Path(cache_dir) if cache_dir else self.subject.manifest_path.parent / ".frame_cache"
+        self.cache: FrameCache | None = None
+        self._splits: dict[str, dict[str, np.ndarray]] = {}
+
+    def prepare_data(self) -> None:
+        """Build the frame cache (Lightning calls this on one process per node)."""
+        self._build()
+
+    def _build(self) -> FrameCache:
+        hp = self.hparams
+        return build_frame_cache(
+            self.subject, self.cache_root, hp.fraction, hp.seed, hp.load_size, hp.decode_workers
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.cache is not None:
+            return
+        self.cache = self._build()  # found on disk: decodes nothing
+        for domain in DOMAINS:
+            arr = self.cache.frames[domain]
+            train, val = split_train_val(len(arr), self.hparams.val_fraction, _domain_seed(self.hparams.seed, domain) + 1)
+            self._splits[domain] = {"train": train, "val": val}
+
+    def frames(self, domain: Domain, split: Literal["train", "val"]) -> np.ndarray:
+        """The cached uint8 crops ``(N, load, load, 3)`` of ``domain`` in ``split``."""
+        if self.cache is None:
+            self.setup()
+        assert self.cache is not None
+        return np.asarray(self.cache.frames[domain][self._splits[domain][split]])
+
+    def heldout_frames(self, domain: Domain, n: int) -> np.ndarray:
+        """``n`` extra frames of ``domain`` drawn (seeded, uniformly) from the frames
+        *outside* the training sample, as ``(n, load, load, 3)`` uint8 crops. They let a
+        validation FID use a full set of frames (the paper's N = 128) where the
+        validation split (10 % of a 2 % sample) is smaller. Decoded on each call."""
+        if self.cache is None:
+            self.setup()
+        assert self.cache is not None
+        recs = sorted((r for r in self.subject.recordings if r.condition == domain), key=lambda r: r.name)
+        taken = {(ref.recording, ref.frame) for ref in self.cache.refs[domain]}
+        pool = [(r, f) for r in recs for f in range(probe(r.path).frame_count) if (r.name, f) not in taken]
+        if not pool:
+            return np.empty((0, self.hparams.load_size, self.hparams.load_size, 3), np.uint8)
+        rng = np.random.default_rng(_domain_seed(self.hparams.seed, domain) + 2)
+        pick = sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))
+        parts = []
+        for r in recs:
+            frames = [pool[i][1] for i in pick if pool[i][0] is r]
+            if frames:
+                parts.append(decode_crops(r, frames, self.hparams.load_size))
+        return np.concatenate(parts)
+
+    def _dataset(self, split: Literal["train", "val"]) -> UnpairedFrames:
+        if self.cache is None:
+            self.setup()
+        assert self.cache is not None
+        return UnpairedFrames(
+            self.cache.frames["sensor"],
+            self.cache.frames["normal"],
+            self.hparams.crop_size,
+            split == "train",
+            sensor_rows=self._splits["sensor"][split],
+            normal_rows=self._splits["normal"][split],
+        )
+
+    def _loader(self, split: Literal["train", "val"]) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self._dataset(split),
+            batch_size=self.hparams.batch_size,
+            shuffle=split == "train",
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            # Page-locked host batches let Lightning's host-to-GPU copy run non-blocking
+            # (it passes non_blocking=True for CUDA targets).
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("val")
