@@ -45,8 +45,12 @@ DATA ?= data
 app: setup
 	$(BIN)/python -m lightning_app --runs $(RUNS) $(if $(wildcard $(DATA)),--data $(DATA),)
 
+## ruff (lint + format), mypy, the import contracts of the layers (docs/design.md). CI runs it.
 lint: setup
 	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 
 clean-demo:
 	rm -rf demo

@@ -219,14 +219,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from evaluation.metrics.groundtruth import GroundTruthError
     from evaluation.pairs import PairingError
     from evaluation.report import ReportError
-    from sensor_removal.cleaning import CleanError
+    from sensor_removal.core.errors import UserError
     from sensor_removal.core.manifest import ManifestError
     from sensor_removal.core.video import VideoError
 
     errors: list[type[BaseException]] = [
         WeightsError, ManifestError, PairingError, GroundTruthError, ReportError, VideoError, FileNotFoundError,
         FileExistsError,  # --out names a file
-        CleanError,  # e.g. --device cuda without CUDA
+        UserError,  # e.g. DeviceError: --device cuda without CUDA
     ]
     try:
         from evaluation.metrics.facial import FacialError, FacialWeightsMissing

@@ -37,7 +37,7 @@ INCEPTION_URL = (
 _HASH_RE = re.compile(r"-([a-f0-9]{6,})\.")
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError):
     """Fetching or verifying weights failed; ``str(err)`` is the user's message."""
 
 
@@ -90,6 +90,7 @@ def _hash_prefix(url: str) -> str | None:
 
 
 def lpips_files() -> list[WeightFile]:
+    """LPIPS: torchvision's AlexNet backbone (torch hub cache) and the linear heads."""
     import lpips
 
     heads = Path(lpips.__file__).resolve().parent / "weights" / "v0.1" / "alex.pth"
@@ -106,6 +107,7 @@ def lpips_files() -> list[WeightFile]:
 
 
 def fid_files() -> list[WeightFile]:
+    """FID: torch-fidelity's Inception-v3 (torch hub cache)."""
     return [
         WeightFile(
             "fid",
@@ -166,3 +168,11 @@ def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str], leave
         lines.append("Files marked 'ship with' belong to an installed package: reinstall it (pip install --force-reinstall).")
     lines.append(leave_out or LEAVE_OUT_EVALUATION)
     return "\n".join(lines)
+
+
+def require_present(files: Sequence[WeightFile], metrics: Sequence[str], leave_out: str | None = None) -> list[WeightFile]:
+    """Raise :class:`MissingWeightsError` unless every one of ``files`` is present; returns them."""
+    missing = [w for w in files if not w.present]
+    if missing:
+        raise MissingWeightsError(missing, metrics, leave_out)
+    return list(files)

@@ -91,10 +91,7 @@ def check_weights(
     (present) files. Checks presence only; see :func:`verify_file`."""
     ms = normalise_metrics(metrics)
     files = required_weights(ms, feat_model_set=feat_model_set, feat_weights_dir=feat_weights_dir)
-    missing = [w for w in files if not w.present]
-    if missing:
-        raise MissingWeightsError(missing, ms, leave_out)
-    return files
+    return require_present(files, ms, leave_out)
 
 
 def available_metrics() -> list[str]:

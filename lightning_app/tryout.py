@@ -126,7 +126,7 @@ def clean_upload(upload: Path, checkpoint: Path, bbox: tuple[int, int, int, int]
                 generator, settings, src, bbox, work / "crop.mp4", paste_back=True,
                 device="auto", progress=False, codec="h264-lossless" if kind == "image" else "h264",
             )
-        except (CleanError, VideoError) as exc:
+        except (UserError, VideoError) as exc:  # CleanError, DeviceError
             raise UploadRejected(str(exc).replace(str(work) + "/", "")) from None
         name = f"cleaned-{upload.stem[:40]}"
         if kind == "image":

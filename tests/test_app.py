@@ -249,6 +249,7 @@ def _choose(pg, elem_id: str, text: str) -> None:
 # ----------------------------------------------------------------------------- tests
 
 
+@pytest.mark.browser
 def test_runs_table_lists_run_and_loss_plot_renders(page, shots: Path) -> None:
     from playwright.sync_api import expect
 
@@ -270,6 +271,7 @@ def test_runs_table_lists_run_and_loss_plot_renders(page, shots: Path) -> None:
     _screenshot(page, shots, "runs")
 
 
+@pytest.mark.browser
 def test_review_plays_three_videos_and_slider_moves_cursor(page, shots: Path) -> None:
     from playwright.sync_api import expect
 
@@ -305,6 +307,7 @@ def test_review_plays_three_videos_and_slider_moves_cursor(page, shots: Path) ->
     _screenshot(page, shots, "review", full_page=False)
 
 
+@pytest.mark.browser
 def test_train_starts_fit_then_stop_leaves_resumable_checkpoint(page, shots: Path, app_dirs) -> None:
     from playwright.sync_api import expect
 
@@ -337,6 +340,7 @@ def test_train_starts_fit_then_stop_leaves_resumable_checkpoint(page, shots: Pat
     expect(page.locator("#runs-table")).to_contain_text("fromapp")
 
 
+@pytest.mark.browser
 def test_try_cleans_an_upload_and_rejects_bad_ones(page, shots: Path, app_dirs, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 

@@ -147,6 +147,7 @@ def test_channels_last_computes_the_same_generator() -> None:
     torch.testing.assert_close(c(x), a(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_batches_arrive_as_float_channels_last() -> None:
     model = tiny().cuda()

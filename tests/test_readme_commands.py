@@ -114,8 +114,11 @@ def _env() -> dict[str, str]:
 
 
 def test_make_lint_is_clean() -> None:
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    """ruff's lint and format checks (mypy and the import contracts: ``make lint`` in CI;
+    the contracts also tests/test_layout.py)."""
+    for args in (["check", "."], ["format", "--check", "."]):
+        proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:]
 
 
 def test_make_test_all_selects_the_slow_tests() -> None:

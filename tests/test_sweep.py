@@ -196,6 +196,7 @@ def wandb_record(run: Path) -> tuple[str, list[bytes]]:
     return run_id, [f.read_bytes() for f in files if f.name == f"run-{run_id}.wandb"]
 
 
+@pytest.mark.slurm
 def test_slurm_sweep_two_subjects_two_grid_points(slurm: SlurmCluster, subjects: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture) -> None:
     fit = write_fit(tmp_path / "fit.yaml", epochs=1)
@@ -226,6 +227,7 @@ def test_slurm_sweep_two_subjects_two_grid_points(slurm: SlurmCluster, subjects:
 
 
 @pytest.mark.slow
+@pytest.mark.slurm
 @pytest.mark.parametrize("how", ["scontrol", "signal"])
 def test_slurm_requeue_resumes_same_epoch_lr_sample_and_wandb_run(slurm: SlurmCluster, subjects: Path,
                                                                   tmp_path: Path, how: str) -> None:

@@ -93,13 +93,13 @@ def to_uint8_images(images: ImagesLike) -> Tensor:
 def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> nn.Module:
     """``lpips.LPIPS(net="alex")`` (the paper's variant), frozen, in eval mode.
 
-    Checks the weight files first (:func:`evaluation.weights.check_weights`): a missing
+    Checks the weight files first (:func:`evaluation.weight_files.lpips_files`): a missing
     AlexNet backbone raises :class:`~evaluation.weight_files.MissingWeightsError` instead of a
     download attempt. The backbone then loads through torchvision's hub cache
     (``$TORCH_HOME/hub/checkpoints``), the linear heads from the lpips package."""
     if net != "alex":
         raise ValueError(f"only LPIPS net='alex' (the paper's variant) is supported, got {net!r}")
-    check_weights(["lpips"])
+    require_present(lpips_files(), ["lpips"])
     import lpips
 
     with warnings.catch_warnings():
@@ -117,7 +117,7 @@ def load_inception(device: str | torch.device = "cpu", antialias: bool = True) -
 
     ``antialias=True`` is torchmetrics' default resize to 299 px (torch-fidelity's own
     TF-compatible resize is ``antialias=False``). Weight files are checked first."""
-    check_weights(["fid"])
+    require_present(fid_files(), ["fid"])
     from torchmetrics.image.fid import NoTrainInceptionV3
 
     model = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], antialias=antialias)

@@ -1,5 +1,5 @@
 """What cleaning is told and what it needs to know: the options' types and defaults,
-:class:`CleanSettings` (read from the training run), the device and batch size, and
+:class:`CleanSettings` (read from the training run), the batch size, and
 :class:`CleanError`, the one error every part of the package raises.
 """
 
@@ -25,7 +25,7 @@ CLEAN_MANIFEST_LOCK = f".{CLEAN_MANIFEST}.lock"
 #: Default width of the paste-back blend ramp, in pixels of the full frame.
 DEFAULT_FEATHER = 8
 
-class CleanError(RuntimeError):
+class CleanError(UserError):
     """Cleaning cannot proceed; the message names the file (and recording) at fault."""
 
 

@@ -190,6 +190,7 @@ def _signals_interrupt() -> Iterator[None]:
 def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
     from sensor_removal.cleaning import CleanError, check_video_outputs, clean_subject, clean_video, full_output_path, load_generator
     from sensor_removal.core.device import resolve_device
+    from sensor_removal.core.errors import UserError
     from sensor_removal.core.manifest import ManifestError
     from sensor_removal.core.video import VideoError, check_bbox, probe
 
@@ -207,7 +208,7 @@ def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
             report = clean_subject(
                 args.ckpt, args.manifest, args.out, args.recordings, device=args.device, **common
             )
-    except (CleanError, VideoError, ManifestError, OSError) as exc:
+    except (UserError, VideoError, ManifestError, OSError) as exc:  # CleanError, DeviceError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.video is None:
@@ -215,7 +216,7 @@ def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
         return 0 if report.ok else 1
     try:
         result = clean_video(generator, settings, args.video, args.bbox, args.out, device=dev, **common)
-    except (CleanError, VideoError, OSError) as exc:
+    except (UserError, VideoError, OSError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     extra = f" and {result.full_out}" if result.full_out else ""

@@ -17,5 +17,5 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CleanError(f"device {device!r} requested but CUDA is not available on this machine")
+        raise DeviceError(f"device {device!r} requested but CUDA is not available on this machine")
     return dev

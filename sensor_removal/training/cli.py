@@ -262,7 +262,8 @@ INTERRUPTED_EXIT = {"SIGTERM": 143, "SIGINT": 130}
 RESUME_HINT = " (checkpoints/interrupted.ckpt once training had begun); continue with --ckpt_path last"
 
 #: Errors a user can cause before or during a fit: one message, exit code 2.
-USER_ERRORS = (ManifestError, VideoError, WeightsError, CheckpointError, DataSettingsError, FrameCacheError)
+#: ``UserError``: every layer's own (``WeightsError`` of the fit-time metrics, ``CleanError``, ...).
+USER_ERRORS = (UserError, ManifestError, VideoError, CheckpointError, DataSettingsError, FrameCacheError)
 
 
 def run_cli(argv: list[str] | None) -> tuple[int, SensorRemovalCLI | None]:
@@ -322,13 +323,5 @@ def lightning_main(argv: list[str] | None = None) -> int:
     return _lightning_main(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Every command (see :mod:`sensor_removal.cli.commands`); kept for scripts and tests
-    that call ``sensor_removal.cli.commands.main``."""
-    from sensor_removal.cli.commands import main as dispatch
-
-    return dispatch(argv)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(lightning_main())

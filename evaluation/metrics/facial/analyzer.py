@@ -383,7 +383,5 @@ class SeriesBuilder:
 def verify_feat_weights(model_set: ModelSetLike = "v1", cache_dir: str | os.PathLike | None = None, device: str = "cpu") -> None:
     """Build the py-feat detector from the weights folder, offline, through its real
     loading code (raises on a missing, truncated or mismatched file)."""
-    from evaluation.metrics.facial.analyzer import FacialAnalyzer
-
     weights_dir = None if cache_dir is None else Path(cache_dir)
     FacialAnalyzer(model_set=model_set, device=device, weights_dir=weights_dir)._build_detector()
