@@ -42,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sensor_removal.cleaning import CleanSettings, GeneratorRunner, clean_video, default_batch_size
 from sensor_removal.core.device import resolve_device  # noqa: E402
 from sensor_removal.core.tensors import to_tensor, to_uint8  # noqa: E402
-from sensor_removal.models.networks import ResnetGenerator  # noqa: E402
 from sensor_removal.core.video import (  # noqa: E402
     VideoWriter,
     crop_resize,
@@ -51,6 +50,7 @@ from sensor_removal.core.video import (  # noqa: E402
     read_frames,
     write_video,
 )
+from sensor_removal.models.networks import ResnetGenerator  # noqa: E402
 
 
 @dataclass
@@ -115,8 +115,19 @@ def generator_fps(runner: GeneratorRunner, crops: np.ndarray, batch_size: int) -
 
 
 def end_to_end_fps(gen, settings, src, bbox, out, batch_size, device, precision="auto") -> float:
-    res = clean_video(gen, settings, src, bbox, out, batch_size=batch_size, device=device,
-                      precision=precision, codec="h264", progress=False, overwrite=True)
+    res = clean_video(
+        gen,
+        settings,
+        src,
+        bbox,
+        out,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        codec="h264",
+        progress=False,
+        overwrite=True,
+    )
     assert res.frames == probe(src).frame_count
     return res.frames_per_s
 
@@ -185,8 +196,12 @@ def main(argv: list[str] | None = None) -> int:
             ios.append(end_to_end_fps(Identity(), settings, src, bbox, tmp_path / "io.mp4", cfg.batch_size, device))
             if not args.skip_naive:
                 ns.append(naive_fps(gen, cfg.size, src, bbox, tmp_path / "naive.mp4", device))
-            print(f"round {i + 1}: generator {gs[-1]:.2f}, clean {es[-1]:.2f}, io only {ios[-1]:.2f}"
-                  + (f", naive {ns[-1]:.2f}" if ns else "") + " frames/s", flush=True)
+            print(
+                f"round {i + 1}: generator {gs[-1]:.2f}, clean {es[-1]:.2f}, io only {ios[-1]:.2f}"
+                + (f", naive {ns[-1]:.2f}" if ns else "")
+                + " frames/s",
+                flush=True,
+            )
         g, e2e = max(gs), max(es)
 
         def paired(num: list[float], den: list[float]) -> float:
@@ -201,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             "|----------------------------------------------|-----------|--------------------------------------|",
             row(f"generator only (batch {cfg.batch_size}, in memory)", g, spread(gs)),
             row(f"clean end to end (batch {cfg.batch_size})", e2e, spread(es)),
-            row("  pipeline efficiency (clean / generator)", paired(es, gs), "median of per-round ratios; target >= 0.9"),
+            row(
+                "  pipeline efficiency (clean / generator)", paired(es, gs), "median of per-round ratios; target >= 0.9"
+            ),
             row("IO only (identity generator, same pipeline)", max(ios), spread(ios)),
             row("  serial estimate (no overlap)", 1 / (1 / g + 1 / max(ios)), "1 / (1/generator + 1/IO only)"),
         ]

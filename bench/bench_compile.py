@@ -76,12 +76,16 @@ def run_variant(args: argparse.Namespace, compile_: bool, cache: Path) -> dict:
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         raise SystemExit(f"bench_compile child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
     logged = proc.stdout + proc.stderr
     out["recompiles"] = logged.count("Recompiling function")
     lines = logged.splitlines()
     # the guard that failed is on the line after each "triggered by ..." line
-    reasons = [lines[i + 1].split("[__recompiles]")[-1].strip() for i, x in enumerate(lines[:-1]) if "triggered by the following guard failure" in x]
+    reasons = [
+        lines[i + 1].split("[__recompiles]")[-1].strip()
+        for i, x in enumerate(lines[:-1])
+        if "triggered by the following guard failure" in x
+    ]
     out["reasons"] = sorted(set(reasons))[:8]
     return out
 
@@ -108,7 +112,13 @@ def main() -> None:
     nets = "paper nets (ngf 64, 9 blocks)" if args.paper else "tiny nets (ngf 4, 1 block)"
     print(f"torch.compile warm-up | {cpu_line()} | {nets}, {args.size} px, {args.precision}, {args.steps} steps per fit | "
           f"load average {load:.1f} at start", flush=True)  # fmt: skip
-    result: dict = {**cpu_facts(), "load_at_start": load, "paper": args.paper, "size": args.size, "precision": args.precision}
+    result: dict = {
+        **cpu_facts(),
+        "load_at_start": load,
+        "paper": args.paper,
+        "size": args.size,
+        "precision": args.precision,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "inductor"
         runs = {"eager": run_variant(args, False, cache)}
@@ -134,7 +144,9 @@ def main() -> None:
         ("  compile warm-up, warm cache (next fit on the node)", f"{warm['first_s']:.1f} s", f"cold {cold['first_s']:.1f} s", f"{cold['first_s'] / warm['first_s']:.1f}x faster start; break-even after {breakeven(warm)}"),
     ]  # fmt: skip
     result.update(runs=runs, rows=rows, load_at_end=os.getloadavg()[0])
-    print(f"\n(load average {result['load_at_end']:.1f} at end)\n| what | ours | baseline | ratio |\n| --- | --- | --- | --- |")
+    print(
+        f"\n(load average {result['load_at_end']:.1f} at end)\n| what | ours | baseline | ratio |\n| --- | --- | --- | --- |"
+    )
     for row in rows:
         print("| " + " | ".join(row) + " |")
     if args.json:

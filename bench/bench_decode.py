@@ -20,8 +20,8 @@ from common import frame_size, subject_arguments, synthetic_subject
 
 from evaluation.framepass import decode_once
 from evaluation.pairs import build_pairs
-from evaluation.settings import ProtocolSettings
 from evaluation.protocol import draw_frames
+from evaluation.settings import ProtocolSettings
 from sensor_removal.core.manifest import Recording
 from sensor_removal.core.video import crop_resize, iter_frames, probe
 
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         t_new = time.perf_counter() - t0
     assert [f.total for f in old] == [f.total for f in new], "both ways must hand the families the same crops"
     frames = sum(len(v) for v in every.values())
-    print(f"decode once: {len(videos)} videos, {frames} frames {w}x{h}, crop {args.crop}, 3 families (LPIPS/FID draws, 2 AU models)")
+    print(
+        f"decode once: {len(videos)} videos, {frames} frames {w}x{h}, crop {args.crop}, 3 families (LPIPS/FID draws, 2 AU models)"
+    )
     print(f"  one pass per family : {t_old:7.2f} s  ({n_old} frames decoded + cut)")
     print(f"  one pass per video  : {t_new:7.2f} s  ({sum(decoded.values())} frames decoded + cut)")
     print(f"  ratio once/per-family: {t_new / t_old:6.2f}")

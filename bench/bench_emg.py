@@ -61,9 +61,11 @@ def main() -> int:
     sig = _make_take(n, FPS, (256, 256), np.random.default_rng(0)).signals
     raw = synth_emg.synthesize(sig, FPS, np.random.default_rng(1), rate_hz=args.rate)
     x, trig = raw.samples[:, :22], raw.samples[:, 22]
-    print(f"workload: 22 channels x {args.rate:g} Hz x {raw.samples.shape[0] / args.rate:.0f} s "
-          f"({x.size / 1e6:.1f} M samples), {n} frames at {FPS:g} fps; CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
+    print(
+        f"workload: 22 channels x {args.rate:g} Hz x {raw.samples.shape[0] / args.rate:.0f} s "
+        f"({x.size / 1e6:.1f} M samples), {n} frames at {FPS:g} fps; CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
+    )
 
     t0 = time.perf_counter()
     cleaned = clean(x, args.rate, DEFAULT_CHAIN)
@@ -82,8 +84,9 @@ def main() -> int:
 
     t0 = time.perf_counter()
     squares = running_squares(cleaned)
-    scan = scan_shifts(lambda t: rms_from_squares(squares, args.rate, t, DEFAULT_CHAIN.rms_window_s), sig, FPS,
-                       offset - 0.25, 0.75)
+    scan = scan_shifts(
+        lambda t: rms_from_squares(squares, args.rate, t, DEFAULT_CHAIN.rms_window_s), sig, FPS, offset - 0.25, 0.75
+    )
     t_sync = time.perf_counter() - t0
     lag = offset - scan.best_s
 
@@ -100,16 +103,37 @@ def main() -> int:
     total = t_clean + t_rms + t_sync + t_map
     print(f"chain (mean, notch, FIR band-pass, filtfilt): {t_clean:6.2f} s")
     print(f"RMS at {n} frames, running sums (ours):     {t_rms:6.3f} s")
-    print(f"RMS, plain loop per frame and channel:     {t_loop:6.2f} s (scaled from {loop_frames} frames; max rel. diff {diff:.1e})")
-    print(f"trigger sync + lag scan:                   {t_sync:6.2f} s (lag {lag * 1000:.0f} ms, truth {raw.lag_s * 1000:.0f} ms)")
+    print(
+        f"RMS, plain loop per frame and channel:     {t_loop:6.2f} s (scaled from {loop_frames} frames; max rel. diff {diff:.1e})"
+    )
+    print(
+        f"trigger sync + lag scan:                   {t_sync:6.2f} s (lag {lag * 1000:.0f} ms, truth {raw.lag_s * 1000:.0f} ms)"
+    )
     print(f"mapping: 4-fold held-out ridge + final fit {t_map:6.2f} s (held-out R² {r2:.3f})")
     print(f"total {total:.1f} s (goal < 60 s on 2 cores)")
     rows = [
-        [f"sEMG {raw.samples.shape[0] / args.rate:.0f} s x 22 ch x {args.rate:g} Hz: chain + sync + mapping", f"{total:.1f} s", "goal < 60 s", f"{60 / total:.1f}× under"],
-        ["sEMG RMS envelope at the frame times", f"running sums {t_rms * 1000:.0f} ms", f"plain loop {t_loop:.2f} s", f"{t_loop / t_rms:.0f}×"],
+        [
+            f"sEMG {raw.samples.shape[0] / args.rate:.0f} s x 22 ch x {args.rate:g} Hz: chain + sync + mapping",
+            f"{total:.1f} s",
+            "goal < 60 s",
+            f"{60 / total:.1f}× under",
+        ],
+        [
+            "sEMG RMS envelope at the frame times",
+            f"running sums {t_rms * 1000:.0f} ms",
+            f"plain loop {t_loop:.2f} s",
+            f"{t_loop / t_rms:.0f}×",
+        ],
     ]
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "seconds": {"chain": t_clean, "rms": t_rms, "rms_loop": t_loop, "sync": t_sync, "mapping": t_map}}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "seconds": {"chain": t_clean, "rms": t_rms, "rms_loop": t_loop, "sync": t_sync, "mapping": t_map},
+                }
+            )
+        )
     return 0
 
 

@@ -110,7 +110,9 @@ def analyzers(hub: Path, options: dict) -> dict[str, FacialAnalyzer]:
 def timed_pass(pair: dict[str, FacialAnalyzer], video: Path) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Seconds per model (xgb first, as the evaluation feeds them) and the series values."""
     for a in pair.values():
-        face = getattr(a._get_detector(), "facepose_detector", None) or getattr(a._get_detector(), "face_detector", None)
+        face = getattr(a._get_detector(), "facepose_detector", None) or getattr(
+            a._get_detector(), "face_detector", None
+        )
         if isinstance(face, SharedFaceDetector):
             face.clear()  # the frames of the last round must not be answered from memory
     seconds, values = {}, {}
@@ -121,9 +123,11 @@ def timed_pass(pair: dict[str, FacialAnalyzer], video: Path) -> tuple[dict[str, 
     return seconds, values
 
 
-def evaluation_run(options: dict, manifest: Path, cleaned: Path, out: Path, hub: Path, facial_cache: Path | None = None) -> float:
-    from evaluation.settings import ProtocolSettings
+def evaluation_run(
+    options: dict, manifest: Path, cleaned: Path, out: Path, hub: Path, facial_cache: Path | None = None
+) -> float:
     from evaluation.protocol import run_protocol
+    from evaluation.settings import ProtocolSettings
 
     # Small LPIPS/FID draws: the subject's videos are short, and the facial pass is what differs.
     settings = ProtocolSettings(metrics=("lpips", "fid", "facial"), au_models=MODELS, device="cpu",
@@ -145,7 +149,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--frames", type=int, default=None, help="default 32 (16 with --quick)")
-    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds, fastest counts (default 3, 2 with --quick)")
+    ap.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds, fastest counts (default 3, 2 with --quick)"
+    )
     ap.add_argument("--size", type=int, default=256, help="frame side in pixels (the face crop)")
     ap.add_argument("--skip-eval", action="store_true", help="only the frames/s rows")
     ap.add_argument("--json", type=Path, default=None)
@@ -163,7 +169,15 @@ def main() -> None:
     runtimes = ", ".join(f"{b} {runtime_version(b) or 'missing'}" for b in ("openvino", "onnxruntime"))
     print(f"Facial analysis (py-feat {' + '.join(MODELS)}, stand-in weights) | {cpu_line()} | {runtimes} | "
           f"{frames} frames of {args.size}x{args.size}, {rounds} rounds | load average {load:.1f} at start")  # fmt: skip
-    result: dict = {"machine": platform.node(), **cpu_facts(), "runtimes": runtimes, "load_at_start": load, "frames": frames, "size": args.size, "rounds": rounds}
+    result: dict = {
+        "machine": platform.node(),
+        **cpu_facts(),
+        "runtimes": runtimes,
+        "load_at_start": load,
+        "frames": frames,
+        "size": args.size,
+        "rounds": rounds,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         video = face_video(tmp_path / "face.mp4", frames, args.size)
@@ -179,13 +193,18 @@ def main() -> None:
                 seconds, values[name] = timed_pass(pair, video)
                 if name not in best or sum(seconds.values()) < sum(best[name].values()):
                     best[name] = seconds
-            print(f"  round {r + 1}: " + ", ".join(f"{n.split(' (')[0]} {sum(best[n].values()):.1f} s" for n in pairs), flush=True)
+            print(
+                f"  round {r + 1}: " + ", ".join(f"{n.split(' (')[0]} {sum(best[n].values()):.1f} s" for n in pairs),
+                flush=True,
+            )
         rates = {name: frames / sum(s.values()) for name, s in best.items()}
         ref = values["today (batch 16, issue-time path)"]
         diffs = {name: max(float(np.nanmax(np.abs(v[m] - ref[m]))) for m in MODELS) for name, v in values.items()}
         for name in pairs:
             per_model = ", ".join(f"{m} {best[name][m]:.2f} s" for m in MODELS)
-            print(f"  {name}: {rates[name]:.2f} frames/s ({per_model}; max |value - today| {diffs[name]:.2g})", flush=True)
+            print(
+                f"  {name}: {rates[name]:.2f} frames/s ({per_model}; max |value - today| {diffs[name]:.2g})", flush=True
+            )
         result["frames_per_s"] = rates
         result["seconds_per_model"] = best
         result["max_abs_diff_vs_today"] = diffs
@@ -206,7 +225,10 @@ def main() -> None:
             other = write_cleaned_recordings(manifest, tmp_path / "cleaned2", size=64, source="sensor")
             walls["ours, second run (new cleaned set, shared --facial-cache)"] = evaluation_run(
                 CONFIGS["ours (default)"], manifest, other, tmp_path / "second", hub, facial_cache=shared)  # fmt: skip
-            print(f"  evaluation run, second (new cleaned set, shared facial cache): {walls['ours, second run (new cleaned set, shared --facial-cache)']:.1f} s", flush=True)
+            print(
+                f"  evaluation run, second (new cleaned set, shared facial cache): {walls['ours, second run (new cleaned set, shared --facial-cache)']:.1f} s",
+                flush=True,
+            )
             result["evaluation_run_s"] = walls
     today, ours = rates["today (batch 16, issue-time path)"], rates["ours (default)"]
     bf16, ours_torch = rates["ours + bf16 (opt in)"], rates["ours, torch (channels_last + folded BN)"]
@@ -224,11 +246,27 @@ def main() -> None:
     if walls:
         a, b = walls["today (batch 16, issue-time path)"], walls["ours (default)"]
         c = walls["ours, second run (new cleaned set, shared --facial-cache)"]
-        rows.append((f"`evaluation run` wall time ({cpu_line()}), synthetic subject (lpips, fid, facial xgb + v2)", f"{b:.1f} s", f"today's {a:.1f} s", f"{a / b:.2f}x (goal >= 2x)"))
-        rows.append(("  second run, new cleaned set, shared --facial-cache (N, S cached)", f"{c:.1f} s", f"today's {a:.1f} s", f"{a / c:.2f}x"))
+        rows.append(
+            (
+                f"`evaluation run` wall time ({cpu_line()}), synthetic subject (lpips, fid, facial xgb + v2)",
+                f"{b:.1f} s",
+                f"today's {a:.1f} s",
+                f"{a / b:.2f}x (goal >= 2x)",
+            )
+        )
+        rows.append(
+            (
+                "  second run, new cleaned set, shared --facial-cache (N, S cached)",
+                f"{c:.1f} s",
+                f"today's {a:.1f} s",
+                f"{a / c:.2f}x",
+            )
+        )
     result["rows"] = rows
     result["load_at_end"] = os.getloadavg()[0]
-    print(f"\n(load average {result['load_at_end']:.1f} at end)\n| what | ours | baseline | ratio |\n| --- | --- | --- | --- |")
+    print(
+        f"\n(load average {result['load_at_end']:.1f} at end)\n| what | ours | baseline | ratio |\n| --- | --- | --- | --- |"
+    )
     for row in rows:
         print("| " + " | ".join(row) + " |")
     if args.json:

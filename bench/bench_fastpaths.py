@@ -171,8 +171,8 @@ def cli_rate(manifest: Path, root: Path, hp: dict, load: int, crop: int, steps: 
 
 def plain_on_frames(manifest: Path, hp: dict, load: int, crop: int, steps: int) -> float:
     """bench_train's plain loop fed the same cached frames (converted to float up front)."""
-    from sensor_removal.training.data import FramesDataModule
     from sensor_removal.core.tensors import to_tensor
+    from sensor_removal.training.data import FramesDataModule
 
     dm = FramesDataModule(str(manifest), fraction=0.5, load_size=load, crop_size=crop, batch_size=1)
     dm.setup("fit")
@@ -195,10 +195,10 @@ def plain_on_frames(manifest: Path, hp: dict, load: int, crop: int, steps: int) 
 def psnr_in_mask(manifest: Path, model: CycleGAN, crop: int, load: int, frames: int) -> float:
     """Mean PSNR inside the sensor mask of G_S→N(sensor crop) vs the ground-truth crop."""
     from evaluation.metrics.groundtruth import crop_mask, frame_scores
-    from sensor_removal.core.tensors import to_tensor, to_uint8
     from sensor_removal.core.manifest import load_manifest
-    from sensor_removal.synthetic import load_mask
+    from sensor_removal.core.tensors import to_tensor, to_uint8
     from sensor_removal.core.video import crop_resize, read_frames
+    from sensor_removal.synthetic import load_mask
 
     subject = load_manifest(manifest)
     rec = next(r for r in subject.recordings if r.condition == "sensor")
@@ -239,8 +239,16 @@ def main() -> None:
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     args = ap.parse_args()
-    for pattern in (".*does not have many workers", ".*lr schedule has", ".*smaller than the logging interval",
-                    ".*no `val_dataloader`", ".*LeafSpec", ".*srun", ".*args parameter", ".*lr_batch_size"):
+    for pattern in (
+        ".*does not have many workers",
+        ".*lr schedule has",
+        ".*smaller than the logging interval",
+        ".*no `val_dataloader`",
+        ".*LeafSpec",
+        ".*srun",
+        ".*args parameter",
+        ".*lr_batch_size",
+    ):
         warnings.filterwarnings("ignore", pattern)  # fmt: skip
     for name in ("pytorch_lightning", "lightning_fabric", "sensor_removal"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -290,8 +298,13 @@ def main() -> None:
     noise = abs(q["fp32"] - q["fp32 seed 1"])
     tolerance = 0.5
     diff = q["bf16"] - q["fp32"]
-    result["quality"].update(tolerance_db=tolerance, bf16_minus_fp32_db=diff, bf16_equal=abs(diff) <= tolerance,
-                             seed_noise_db=noise, decides=noise <= tolerance)
+    result["quality"].update(
+        tolerance_db=tolerance,
+        bf16_minus_fp32_db=diff,
+        bf16_equal=abs(diff) <= tolerance,
+        seed_noise_db=noise,
+        decides=noise <= tolerance,
+    )
     rows = [
         (f"training step {size} px ({'tiny' if quick else 'paper'} nets; {cpu_line()})", f"{best_name} {rates[best_name]:.3f} img/s",
          f"plain fp32 eager batch 1 {base:.3f} img/s", f"{rates[best_name] / base:.2f}x (goal >= 1.5x)"),

@@ -53,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 1 if args.quick else args.epochs
     from sensor_removal.synthetic import make_subject
 
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         d = Path(tmp)
         t0 = time.monotonic()
@@ -66,13 +70,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         env["SLURM_CONF"] = str(d / "slurm" / "slurm.conf")
         try:
-            manifests = [make_subject(d / f"s{i}", seconds=1.5, fps=8.0, size=(64, 64), seed=i, subject=f"synth0{i}")
-                         for i in ((1,) if args.quick else (1, 2))]
+            manifests = [
+                make_subject(d / f"s{i}", seconds=1.5, fps=8.0, size=(64, 64), seed=i, subject=f"synth0{i}")
+                for i in ((1,) if args.quick else (1, 2))
+            ]
             (d / "fit.yaml").write_text(FIT.format(epochs=epochs, decay=max(0, epochs - 1)))
             lrs = [0.0003, 0.0001]
-            sweep = {"subjects": [str(m) for m in manifests], "configs": [str(d / "fit.yaml")], "grid": {"model.lr": lrs},
-                     "root": str(d / "sweep"), "slurm": {"gpus_per_node": 0, "cpus_per_task": 1, "time_min": 60,
-                                                        "array_parallelism": 1}}
+            sweep = {
+                "subjects": [str(m) for m in manifests],
+                "configs": [str(d / "fit.yaml")],
+                "grid": {"model.lr": lrs},
+                "root": str(d / "sweep"),
+                "slurm": {"gpus_per_node": 0, "cpus_per_task": 1, "time_min": 60, "array_parallelism": 1},
+            }
             (d / "sweep.yaml").write_text(yaml.safe_dump(sweep))
             # Warm the frame caches and the OS file cache for both sides alike.
             for m in manifests:
@@ -81,8 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             by_hand = [_fit(env, d, m, lr, d / "hand" / f"{m.parent.name}-{lr}") for m in manifests for lr in lrs]
             hand_s = time.monotonic() - t
             t = time.monotonic()
-            proc = subprocess.run([sys.executable, "-m", "sensor_removal", "sweep", "--config", str(d / "sweep.yaml"), "--wait"],
-                                  cwd=ROOT, env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "sensor_removal", "sweep", "--config", str(d / "sweep.yaml"), "--wait"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             sweep_s = time.monotonic() - t
             if proc.returncode != 0 or not all(by_hand):
                 print(proc.stdout[-2000:], proc.stderr[-3000:])
@@ -98,9 +113,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fit(env: dict[str, str], d: Path, manifest: Path, lr: float, run: Path, epochs: int | None = None) -> bool:
-    cmd = [sys.executable, "-m", "sensor_removal", "fit", "--config", str(d / "fit.yaml"), "--subject",
-           manifest.parent.name, "--data.manifest", str(manifest), "--trainer.default_root_dir", str(run),
-           f"--model.lr={lr}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sensor_removal",
+        "fit",
+        "--config",
+        str(d / "fit.yaml"),
+        "--subject",
+        manifest.parent.name,
+        "--data.manifest",
+        str(manifest),
+        "--trainer.default_root_dir",
+        str(run),
+        f"--model.lr={lr}",
+    ]
     if epochs is not None:
         cmd.append(f"--trainer.max_epochs={epochs}")
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True).returncode == 0

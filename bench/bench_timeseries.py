@@ -51,7 +51,9 @@ def make_series(frames: int, features: int, rng: np.random.Generator) -> np.ndar
     return x
 
 
-def mape_loop_numpy(ref: np.ndarray, oth: np.ndarray, S: int, eps: float = MAPE_EPS, min_overlap: float = 0.5) -> np.ndarray:
+def mape_loop_numpy(
+    ref: np.ndarray, oth: np.ndarray, S: int, eps: float = MAPE_EPS, min_overlap: float = 0.5
+) -> np.ndarray:
     """The straightforward version: a Python loop over shifts, one numpy slice each."""
     r, o = clean_series(ref).values, clean_series(oth).values
     need = max(1, math.ceil(min_overlap * min((~np.isnan(r)).sum(), (~np.isnan(o)).sum())))
@@ -101,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     S = max_shift_frames(args.fps)  # ±20 s
     n_pairs = len(PAIRS)
     n_series = n_pairs * args.segments * feats
-    print(f"workload: {n_pairs} comparisons x {args.segments} segments x {feats} features = {n_series} series pairs, "
-          f"{seg_len} frames each, shifts ±{S} ({2 * S + 1})")
+    print(
+        f"workload: {n_pairs} comparisons x {args.segments} segments x {feats} features = {n_series} series pairs, "
+        f"{seg_len} frames each, shifts ±{S} ({2 * S + 1})"
+    )
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.processor() or platform.machine()}")
 
     def seg(v: str, f: int, k: int) -> np.ndarray:
@@ -174,21 +178,52 @@ def main(argv: list[str] | None = None) -> int:
         ("DTW (dtaidistance C), all", f"{t_dtw:8.2f}", f"{1e3 * t_dtw / n_series:8.2f}", "measured"),
         (f"DTW, band ±{S} frames (option)", f"{t_dtw_band:8.2f}", f"{1e3 * t_dtw_band / n_series:8.2f}", "measured"),
         ("MAPE vectorised, all", f"{t_vec:8.2f}", f"{1e3 * t_vec / n_series:8.2f}", "measured"),
-        ("MAPE numpy loop over shifts", f"{t_loop:8.2f}", f"{1e3 * t_loop / n_series:8.2f}",
-         f"{'measured' if loop_series == n_series else f'scaled from {loop_series} series ({t_loop_sub:.2f} s)'}"),
-        ("MAPE pure-Python double loop", f"{t_py:8.1f}", f"{1e3 * t_py_one:8.0f}", f"scaled from 1 series ({t_py_one:.2f} s)"),
-        ("DTW + MAPE (vectorised), all", f"{t_dtw + t_vec:8.2f}", f"{1e3 * (t_dtw + t_vec) / n_series:8.2f}", "measured"),
-        (f"whole video ({args.frames} fr): DTW", f"{t_dtw_whole:8.2f}", f"{1e3 * t_dtw_whole / (n_pairs * feats):8.2f}", f"scaled x{n_pairs} from 1 comparison"),
-        (f"whole video ({args.frames} fr): MAPE vec.", f"{t_vec_whole:8.2f}", f"{1e3 * t_vec_whole / (n_pairs * feats):8.2f}", f"scaled x{n_pairs} from 1 comparison"),
-        (f"whole video ({args.frames} fr): MAPE loop", f"{t_loop_whole:8.2f}", f"{1e3 * t_loop_whole / (n_pairs * feats):8.2f}", f"scaled x{n_pairs} from 1 comparison"),
+        (
+            "MAPE numpy loop over shifts",
+            f"{t_loop:8.2f}",
+            f"{1e3 * t_loop / n_series:8.2f}",
+            f"{'measured' if loop_series == n_series else f'scaled from {loop_series} series ({t_loop_sub:.2f} s)'}",
+        ),
+        (
+            "MAPE pure-Python double loop",
+            f"{t_py:8.1f}",
+            f"{1e3 * t_py_one:8.0f}",
+            f"scaled from 1 series ({t_py_one:.2f} s)",
+        ),
+        (
+            "DTW + MAPE (vectorised), all",
+            f"{t_dtw + t_vec:8.2f}",
+            f"{1e3 * (t_dtw + t_vec) / n_series:8.2f}",
+            "measured",
+        ),
+        (
+            f"whole video ({args.frames} fr): DTW",
+            f"{t_dtw_whole:8.2f}",
+            f"{1e3 * t_dtw_whole / (n_pairs * feats):8.2f}",
+            f"scaled x{n_pairs} from 1 comparison",
+        ),
+        (
+            f"whole video ({args.frames} fr): MAPE vec.",
+            f"{t_vec_whole:8.2f}",
+            f"{1e3 * t_vec_whole / (n_pairs * feats):8.2f}",
+            f"scaled x{n_pairs} from 1 comparison",
+        ),
+        (
+            f"whole video ({args.frames} fr): MAPE loop",
+            f"{t_loop_whole:8.2f}",
+            f"{1e3 * t_loop_whole / (n_pairs * feats):8.2f}",
+            f"scaled x{n_pairs} from 1 comparison",
+        ),
     ]
     w = max(len(r[0]) for r in rows)
     print(f"\n{'step':<{w}}  {'total s':>8}  {'ms/series':>9}  note")
     print("-" * (w + 40))
     for name, tot, per, note in rows:
         print(f"{name:<{w}}  {tot}  {per:>9}  {note}")
-    print(f"\nspeed-up of the vectorised MAPE: x{t_loop / t_vec:.1f} vs the numpy loop over shifts "
-          f"(x{t_loop_whole / t_vec_whole:.1f} on {args.frames}-frame series), x{t_py / t_vec:.0f} vs pure Python")
+    print(
+        f"\nspeed-up of the vectorised MAPE: x{t_loop / t_vec:.1f} vs the numpy loop over shifts "
+        f"(x{t_loop_whole / t_vec_whole:.1f} on {args.frames}-frame series), x{t_py / t_vec:.0f} vs pure Python"
+    )
     print(f"max relative difference vectorised vs loop: {max_diff:.1e}")
     return 0
 

@@ -33,8 +33,8 @@ from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
 from sensor_removal.models.losses import cycle_loss, gan_loss, identity_loss
-from sensor_removal.training.module import CycleGAN
 from sensor_removal.models.networks import ImagePool
+from sensor_removal.training.module import CycleGAN
 
 
 class RandomPairs(Dataset):
@@ -102,12 +102,8 @@ def plain_loop(hp: dict, size: int, warmup: int, iters: int, seed: int) -> Rate:
     for net in (g_s2n, g_n2s, d_s, d_n):
         net.train()
     betas = (nets.hparams.beta1, nets.hparams.beta2)
-    opt_g = torch.optim.Adam(
-        itertools.chain(g_s2n.parameters(), g_n2s.parameters()), lr=nets.hparams.lr, betas=betas
-    )
-    opt_d = torch.optim.Adam(
-        itertools.chain(d_s.parameters(), d_n.parameters()), lr=nets.hparams.lr, betas=betas
-    )
+    opt_g = torch.optim.Adam(itertools.chain(g_s2n.parameters(), g_n2s.parameters()), lr=nets.hparams.lr, betas=betas)
+    opt_d = torch.optim.Adam(itertools.chain(d_s.parameters(), d_n.parameters()), lr=nets.hparams.lr, betas=betas)
     pool_s, pool_n = ImagePool(nets.hparams.pool_size), ImagePool(nets.hparams.pool_size)
     lam, lam_id = nets.hparams.lambda_cycle, nets.hparams.lambda_identity
 
@@ -167,12 +163,8 @@ def main() -> None:
     parser.add_argument("--n-blocks", type=int, default=None, help="default 9 (3 with --quick)")
     parser.add_argument("--warmup", type=int, default=None, help="default 1 (2 with --quick)")
     parser.add_argument("--iters", type=int, default=None, help="timed iterations, default 3")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's)"
-    )
-    parser.add_argument(
-        "--repeat", type=int, default=2, help="rounds per size, alternating order; best kept"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds per size, alternating order; best kept")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

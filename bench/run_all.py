@@ -90,7 +90,9 @@ def main() -> int:
             if code:
                 failed.append(name)
     m = results["machine"]
-    print(f"\n=== summary | {m['cpu']}, {m['cpu_line']}, GPU: {m['gpu'] or 'none'} | load {m['load_average_at_start']:.1f} at start")
+    print(
+        f"\n=== summary | {m['cpu']}, {m['cpu_line']}, GPU: {m['gpu'] or 'none'} | load {m['load_average_at_start']:.1f} at start"
+    )
     print("| what | ours | baseline | ratio |\n| --- | --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")

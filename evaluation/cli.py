@@ -57,44 +57,90 @@ _AU_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Evaluate sensor removal: LPIPS, FID, facial time series, ground truth (Büchner et al., VISAPP 2023).")
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Evaluate sensor removal: LPIPS, FID, facial time series, ground truth (Büchner et al., VISAPP 2023).",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="evaluate one subject: results.csv, summary.json, series/")
     r.add_argument("--manifest", type=Path, required=True, help="the subject's manifest (normal and sensor recordings)")
-    r.add_argument("--cleaned", type=Path, default=None, help="manifest of the cleaned recordings (condition clean, source: sensor name)")
+    r.add_argument(
+        "--cleaned",
+        type=Path,
+        default=None,
+        help="manifest of the cleaned recordings (condition clean, source: sensor name)",
+    )
     r.add_argument("--out", type=Path, required=True, help="results folder (created)")
-    r.add_argument("--metrics", type=_metrics, default=METRICS, help=f"comma-separated subset of {','.join(METRICS)} (default: all)")
+    r.add_argument(
+        "--metrics",
+        type=_metrics,
+        default=METRICS,
+        help=f"comma-separated subset of {','.join(METRICS)} (default: all)",
+    )
     r.add_argument("--seed", type=int, default=0, help="seed of the frame draws (default 0)")
-    r.add_argument("--lpips-pairs", type=_positive_int, default=100, help="LPIPS frame pairs per comparison (default 100)")
-    r.add_argument("--lpips-all-pairs", action="store_true",
-                   help="LPIPS over all frame pairs of the two segments (the paper's rule; one AlexNet pass per frame) "
-                        "instead of --lpips-pairs seeded pairs")
-    r.add_argument("--fid-sets", type=_positive_int, default=5, help="FID draws per comparison, reported as mean (default 5)")
+    r.add_argument(
+        "--lpips-pairs", type=_positive_int, default=100, help="LPIPS frame pairs per comparison (default 100)"
+    )
+    r.add_argument(
+        "--lpips-all-pairs",
+        action="store_true",
+        help="LPIPS over all frame pairs of the two segments (the paper's rule; one AlexNet pass per frame) "
+        "instead of --lpips-pairs seeded pairs",
+    )
+    r.add_argument(
+        "--fid-sets", type=_positive_int, default=5, help="FID draws per comparison, reported as mean (default 5)"
+    )
     r.add_argument("--fid-set-size", type=_positive_int, default=128, help="frames per FID set (paper: 128)")
-    r.add_argument("--crop-size", type=_positive_int, default=None, help="face-crop side in px (default: the cleaned videos' size, else 256)")
+    r.add_argument(
+        "--crop-size",
+        type=_positive_int,
+        default=None,
+        help="face-crop side in px (default: the cleaned videos' size, else 256)",
+    )
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 (default auto)")
     r.add_argument("--batch-size", type=_positive_int, default=16, help="frames per network batch (default 16)")
     r.add_argument("--segments", default=None, help="comma-separated tasks (default: schaede,sentence,emotion,whole)")
     r.add_argument("--au-models", type=_au_models, default=("xgb", "v2"), help=_AU_HELP)
-    r.add_argument("--facial-stride", type=_positive_int, default=1, help="analyse every n-th frame with py-feat (default 1)")
-    r.add_argument("--facial-cache", type=Path, default=None, help="py-feat series cache (default RESULTS/facial_cache)")
     r.add_argument(
-        "--facial-backend", choices=("openvino", "onnxruntime", "torch"), default="openvino",
+        "--facial-stride", type=_positive_int, default=1, help="analyse every n-th frame with py-feat (default 1)"
+    )
+    r.add_argument(
+        "--facial-cache", type=Path, default=None, help="py-feat series cache (default RESULTS/facial_cache)"
+    )
+    r.add_argument(
+        "--facial-backend",
+        choices=("openvino", "onnxruntime", "torch"),
+        default="openvino",
         help="ours: run py-feat's networks as ONNX graphs in this runtime, fp32, checked against torch on the first batch (default openvino; torch opts out)",
     )
     r.add_argument("--max-shift-s", type=float, default=20.0, help="MAPE shift range in seconds (paper: 20)")
-    r.add_argument("--allow-missing", action="store_true", help="evaluate although some sensor recordings have no cleaned version (listed in summary.json and the report)")
-    r.add_argument("--dtw-window-s", type=float, default=None, help="DTW Sakoe-Chiba band in seconds (default: none, plain DTW)")
     r.add_argument(
-        "--shift", choices=("joint", "per_series"), default="joint",
+        "--allow-missing",
+        action="store_true",
+        help="evaluate although some sensor recordings have no cleaned version (listed in summary.json and the report)",
+    )
+    r.add_argument(
+        "--dtw-window-s", type=float, default=None, help="DTW Sakoe-Chiba band in seconds (default: none, plain DTW)"
+    )
+    r.add_argument(
+        "--shift",
+        choices=("joint", "per_series"),
+        default="joint",
         help="MAPE shift: one per recording pair, chosen over all series (default), or one per series",
     )
 
     rep = sub.add_parser("report", help="aggregate result folders into paper-style tables and plots")
-    rep.add_argument("results", type=Path, nargs="+", help="result folders of `run` (one per subject), or sweep run folders ROOT/*/<point>; several grid points are also compared")
+    rep.add_argument(
+        "results",
+        type=Path,
+        nargs="+",
+        help="result folders of `run` (one per subject), or sweep run folders ROOT/*/<point>; several grid points are also compared",
+    )
     rep.add_argument("--out", type=Path, required=True, help="report folder (created)")
-    rep.add_argument("--plot-subject", default=None, help="subject whose AU/emotion curves are plotted (default: the first)")
+    rep.add_argument(
+        "--plot-subject", default=None, help="subject whose AU/emotion curves are plotted (default: the first)"
+    )
 
     f = sub.add_parser("fetch-weights", help="download and verify pretrained weights (needs network)")
     f.add_argument("--metrics", type=_metrics, default=WEIGHTED_METRICS, help=f"default: {','.join(WEIGHTED_METRICS)}")
@@ -108,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from evaluation.pairs import SEGMENTS
-    from evaluation.settings import ProtocolSettings
     from evaluation.protocol import run_protocol
+    from evaluation.settings import ProtocolSettings
 
     segments = SEGMENTS if args.segments is None else tuple(s.strip() for s in args.segments.split(",") if s.strip())
     bad = [s for s in segments if s not in SEGMENTS]
@@ -131,8 +177,11 @@ def _run(args: argparse.Namespace) -> int:
     try:
         lock.acquire()
     except Timeout:
-        print(f"{PROG} run: error: {out}: another `evaluation run` is writing there (lock {lock_path}); "
-              "wait for it to finish or choose another --out", file=sys.stderr)
+        print(
+            f"{PROG} run: error: {out}: another `evaluation run` is writing there (lock {lock_path}); "
+            "wait for it to finish or choose another --out",
+            file=sys.stderr,
+        )
         return 2
     try:
         path = run_protocol(args.manifest, args.cleaned, out, settings)
@@ -167,8 +216,8 @@ def _settings(args: argparse.Namespace, segments: tuple[str, ...], cls: type):
 
 
 def _report(args: argparse.Namespace) -> int:
-    from evaluation.report.grid import make_grid_report
     from evaluation.report import missing_cleaned
+    from evaluation.report.grid import make_grid_report
 
     # Sweep run folders (<root>/<subject>/<point>) are grouped by grid point.
     written = make_grid_report(args.results, args.out, plot_subject=args.plot_subject)
@@ -204,7 +253,9 @@ def _weights(args: argparse.Namespace) -> int:
     if "facial" in args.metrics:
         from evaluation.metrics.facial import CACHE_ENV, feat_cache_dir
 
-        print(f"py-feat folder (facial): {feat_cache_dir()}  (default ~/.cache/sensor-removal/feat; {CACHE_ENV} moves it)")
+        print(
+            f"py-feat folder (facial): {feat_cache_dir()}  (default ~/.cache/sensor-removal/feat; {CACHE_ENV} moves it)"
+        )
     return 0
 
 
@@ -224,7 +275,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from sensor_removal.core.video import VideoError
 
     errors: list[type[BaseException]] = [
-        WeightsError, ManifestError, PairingError, GroundTruthError, ReportError, VideoError, FileNotFoundError,
+        WeightsError,
+        ManifestError,
+        PairingError,
+        GroundTruthError,
+        ReportError,
+        VideoError,
+        FileNotFoundError,
         FileExistsError,  # --out names a file
         UserError,  # e.g. DeviceError: --device cuda without CUDA
     ]

@@ -81,7 +81,9 @@ def decode_once(
             consumer.video_done(rec)
         decoded[rec.name] = n
         families = ", ".join(c.family for c, _ in wants) or "nothing (cached)"
-        log(f"  ({number}/{len(videos)}) {rec.name}: {n} frames decoded once for {families} in {time.perf_counter() - t0:.1f} s")
+        log(
+            f"  ({number}/{len(videos)}) {rec.name}: {n} frames decoded once for {families} in {time.perf_counter() - t0:.1f} s"
+        )
     return decoded
 
 

@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from evaluation.metrics.face_geometry import GEOMETRY_FEATURES, normalised_mean_error
 from evaluation.framepass import decode_once
+from evaluation.metrics.face_geometry import GEOMETRY_FEATURES, normalised_mean_error
 from evaluation.metrics.landmarks import (
     ANALYSIS_SIZE,
     LandmarkDetector,
@@ -59,8 +59,8 @@ from evaluation.metrics.landmarks import (
     VideoLandmarks,
     write_table,
 )
-from evaluation.pairs import PairPlan, frame_range
 from evaluation.metrics.timeseries import compare_series
+from evaluation.pairs import PairPlan, frame_range
 from sensor_removal.core.manifest import Recording, Subject
 from sensor_removal.core.video import probe
 
@@ -73,7 +73,19 @@ LANDMARK_METRICS: tuple[str, ...] = ("lm_dtw", "lm_mape", "lm_mape_shift_s", "lm
 GT_SUFFIX = ":ground_truth"
 
 
-def _row(subject: str, session: str, segment: str, kind: str, reference: str, other: str, metric: str, feature: str, value: float, std: float = math.nan, n: int = 0) -> dict:
+def _row(
+    subject: str,
+    session: str,
+    segment: str,
+    kind: str,
+    reference: str,
+    other: str,
+    metric: str,
+    feature: str,
+    value: float,
+    std: float = math.nan,
+    n: int = 0,
+) -> dict:
     return {
         "subject": subject, "session": session, "segment": segment, "kind": kind, "reference": reference,
         "other": other, "metric": metric, "feature": feature, "value": float(value), "std": float(std), "n": int(n),
@@ -125,11 +137,22 @@ class LandmarkFrames:
         truths, extra = [], []
         for sensor, kinds in ground_truth_kinds(subject, cleaned):
             gt_key = _gt_key(sensor)
-            truths.append(replace(sensor, name=gt_key, path=sensor.ground_truth, ground_truth=None, mask=None, source=sensor.name))
-            self._add(truths[-1], gt_key, None, {"condition": "ground_truth", "session": sensor.session, "source": sensor.name})
+            truths.append(
+                replace(sensor, name=gt_key, path=sensor.ground_truth, ground_truth=None, mask=None, source=sensor.name)
+            )
+            self._add(
+                truths[-1],
+                gt_key,
+                None,
+                {"condition": "ground_truth", "session": sensor.session, "source": sensor.name},
+            )
             for _, rec in kinds:
                 extra.append(rec)
-                meta = {"condition": f"{rec.condition} (ground-truth face boxes)", "session": sensor.session, "source": sensor.name}
+                meta = {
+                    "condition": f"{rec.condition} (ground-truth face boxes)",
+                    "session": sensor.session,
+                    "source": sensor.name,
+                }
                 self._add(rec, f"{rec.name}.at_gt_box", gt_key, meta)
         for rec in [*plan.videos(), *extra]:
             self._add(rec, rec.name, None, {"condition": rec.condition, "session": rec.session, "source": rec.source})
@@ -152,7 +175,10 @@ class LandmarkFrames:
         if rec.name not in self._jobs:
             return range(0)
         info = probe(rec.path)
-        series = [(key, LandmarkSeries(self.detector, None if gt is None else self.done[gt].boxes)) for key, gt in self._jobs[rec.name]]
+        series = [
+            (key, LandmarkSeries(self.detector, None if gt is None else self.done[gt].boxes))
+            for key, gt in self._jobs[rec.name]
+        ]
         self._open[rec.name] = (series, info.fps, time.perf_counter())
         return range(info.frame_count)
 
@@ -192,7 +218,9 @@ def _gt_key(sensor: Recording) -> str:
     return f"{sensor.name}.ground_truth"
 
 
-def ground_truth_kinds(subject: Subject, cleaned: Subject | None) -> list[tuple[Recording, list[tuple[str, Recording]]]]:
+def ground_truth_kinds(
+    subject: Subject, cleaned: Subject | None
+) -> list[tuple[Recording, list[tuple[str, Recording]]]]:
     """Each sensor recording with a ground truth, and what is measured against it:
     ``("sensor", the recording)`` and, when cleaned, ``("clean", its cleaned version)``."""
     clean_by_source = {} if cleaned is None else {c.source: c for c in cleaned.recordings if c.condition == "clean"}
@@ -222,9 +250,16 @@ def pair_rows(plan: PairPlan, videos: LandmarkFrames, settings: ProtocolSettings
         gb = gb_whole.iloc[slice(*p.other_frames)]
         base = (p.subject, p.session_label, p.segment, p.kind, p.reference.name, p.other.name)
         cmp = compare_series(
-            ga, gb, a.fps, GEOMETRY_FEATURES,
-            max_shift_s=settings.max_shift_s, eps=settings.mape_eps, max_gap_frames=settings.max_gap_frames,
-            dtw_window_s=settings.dtw_window_s, other_context=gb_whole, other_start=p.other_frames[0],
+            ga,
+            gb,
+            a.fps,
+            GEOMETRY_FEATURES,
+            max_shift_s=settings.max_shift_s,
+            eps=settings.mape_eps,
+            max_gap_frames=settings.max_gap_frames,
+            dtw_window_s=settings.dtw_window_s,
+            other_context=gb_whole,
+            other_start=p.other_frames[0],
         )  # fmt: skip  (one shift over the geometry features: the landmark table's own)
         for r in cmp.itertuples(index=False):
             n = min(r.n_ref - r.nan_ref, r.n_other - r.nan_other)
@@ -237,7 +272,9 @@ def pair_rows(plan: PairPlan, videos: LandmarkFrames, settings: ProtocolSettings
     return rows
 
 
-def groundtruth_rows(subject: Subject, cleaned: Subject | None, videos: LandmarkFrames, segments: Sequence[str]) -> list[dict]:
+def groundtruth_rows(
+    subject: Subject, cleaned: Subject | None, videos: LandmarkFrames, segments: Sequence[str]
+) -> list[dict]:
     """NME of S and C against the ground-truth landmarks, and detection rates."""
     rows = []
     for sensor, kinds in ground_truth_kinds(subject, cleaned):
@@ -247,9 +284,14 @@ def groundtruth_rows(subject: Subject, cleaned: Subject | None, videos: Landmark
         for kind, rec in kinds:
             lm = videos.get(rec.name)
             if len(lm.points) != len(gt.points):
-                raise ValueError(f"{rec.path}: {len(lm.points)} frames, its ground truth {sensor.ground_truth} has {len(gt.points)}")
+                raise ValueError(
+                    f"{rec.path}: {len(lm.points)} frames, its ground truth {sensor.ground_truth} has {len(gt.points)}"
+                )
             at_box = videos.get(f"{rec.name}.at_gt_box")
-            nme = {"detected": normalised_mean_error(lm.points, gt.points), "gt_box": normalised_mean_error(at_box.points, gt.points)}
+            nme = {
+                "detected": normalised_mean_error(lm.points, gt.points),
+                "gt_box": normalised_mean_error(at_box.points, gt.points),
+            }
             for segment in segments:
                 rng = frame_range(sensor, segment, info)
                 if rng is None:
@@ -294,7 +336,9 @@ def headline(results: pd.DataFrame) -> dict[str, float]:
         }
         for key, sel in pick.items():
             out[key] = float(g.loc[sel, "value"].mean())
-        out["detection_gt"] = float(d.loc[(d["metric"] == "lm_detection") & (d["feature"] == "reference"), "value"].mean())
+        out["detection_gt"] = float(
+            d.loc[(d["metric"] == "lm_detection") & (d["feature"] == "reference"), "value"].mean()
+        )
     return out
 
 

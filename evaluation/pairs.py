@@ -176,7 +176,9 @@ def _check_cleaned(subject: Subject, cleaned: Subject) -> list[Recording]:
     for c in cleaned.recordings:
         where = f"{file}: recording {c.name!r}"
         if c.condition != "clean":
-            raise PairingError(f"{where}, field 'condition': expected 'clean' in a cleaned-recordings manifest, got {c.condition!r}")
+            raise PairingError(
+                f"{where}, field 'condition': expected 'clean' in a cleaned-recordings manifest, got {c.condition!r}"
+            )
         if c.source is None:
             raise PairingError(f"{where}, field 'source': missing; name the sensor recording it was cleaned from")
         src = by_name.get(c.source)

@@ -70,26 +70,33 @@ import numpy as np
 import pandas as pd
 import torch
 
-from evaluation.metrics.facial import AU_MODELS, DEFAULT_AU_MODELS
 from evaluation.framepass import OnlyVideos, decode_once
-from evaluation.pairs import SEGMENTS, Pair, PairPlan, build_pairs
 from evaluation.metrics.timeseries import (
-    MAPE_EPS,
-    MAX_GAP_FRAMES,
-    MAX_SHIFT_S,
-    SHIFT_MODES,
     au_features_for_average,
     compare_series,
     is_au,
 )
-from evaluation.weight_files import METRICS
+from evaluation.pairs import Pair, PairPlan, build_pairs
+from evaluation.settings import ProtocolSettings
 from evaluation.weights import check_weights
 from sensor_removal.core.device import resolve_device
 from sensor_removal.core.manifest import Recording, Subject, load_manifest, output_path
 from sensor_removal.core.video import atomic_output, probe
-from evaluation.settings import ProtocolSettings
 
-COLUMNS: tuple[str, ...] = ("subject", "session", "segment", "kind", "reference", "other", "metric", "feature", "value", "std", "n", "model")
+COLUMNS: tuple[str, ...] = (
+    "subject",
+    "session",
+    "segment",
+    "kind",
+    "reference",
+    "other",
+    "metric",
+    "feature",
+    "value",
+    "std",
+    "n",
+    "model",
+)
 #: ``feature`` of the ``mape_shift_s`` rows with ``shift="joint"``: one shift per pair, AU
 #: model and table — the AUs of Table 2 (chosen without AU43) and the emotions of Table 3.
 SHIFT_GROUPS: tuple[str, ...] = ("au", "emotion")
@@ -104,7 +111,9 @@ def _rng(seed: int, *keys: str | int) -> np.random.Generator:
     return np.random.default_rng([int(seed)] + [zlib.crc32(str(k).encode()) for k in keys])
 
 
-def _row(pair: Pair, metric: str, feature: str, value: float, std: float = math.nan, n: int = 0, model: str = "") -> dict:
+def _row(
+    pair: Pair, metric: str, feature: str, value: float, std: float = math.nan, n: int = 0, model: str = ""
+) -> dict:
     return {
         "subject": pair.subject,
         "session": pair.session_label,
@@ -141,11 +150,15 @@ def draw_frames(plan: PairPlan, settings: ProtocolSettings) -> _Draws:
         if "lpips" in settings.metrics and settings.lpips_all_pairs:
             draws.lpips[(name, segment)] = np.arange(a, b)
         elif "lpips" in settings.metrics:
-            draws.lpips[(name, segment)] = _rng(settings.seed, name, segment, "lpips").integers(a, b, size=settings.lpips_pairs)
+            draws.lpips[(name, segment)] = _rng(settings.seed, name, segment, "lpips").integers(
+                a, b, size=settings.lpips_pairs
+            )
         if "fid" in settings.metrics:
             g = _rng(settings.seed, name, segment, "fid")
             k = min(settings.fid_set_size, b - a)
-            draws.fid[(name, segment)] = [np.sort(g.choice(np.arange(a, b), size=k, replace=False)) for _ in range(settings.fid_sets)]
+            draws.fid[(name, segment)] = [
+                np.sort(g.choice(np.arange(a, b), size=k, replace=False)) for _ in range(settings.fid_sets)
+            ]
     return draws
 
 
@@ -209,7 +222,9 @@ class PerceptualFrames:
         keys = [k for k in self.draws.lpips if k[0] == video]
         index = np.array([i for i, _ in self._lp_batch])
         masks = [(index >= self.draws.lpips[k][0]) & (index <= self.draws.lpips[k][-1]) for k in keys]
-        parts = lpips_group_moments(self.lp_net, np.stack([c for _, c in self._lp_batch]), masks, self.settings.batch_size)
+        parts = lpips_group_moments(
+            self.lp_net, np.stack([c for _, c in self._lp_batch]), masks, self.settings.batch_size
+        )
         for key, m in zip(keys, parts, strict=True):
             if m is not None:
                 self.moments[key] = m if key not in self.moments else add_moments(self.moments[key], m)
@@ -234,7 +249,9 @@ class PerceptualFrames:
             ka, kb = (p.reference.name, p.segment), (p.other.name, p.segment)
             if self.want_lpips and settings.lpips_all_pairs:
                 ma, mb = self.moments[ka], self.moments[kb]
-                rows.append(_row(p, "lpips", "image", lpips_all_pairs(self.lp_net, ma, mb), math.nan, ma[0][2] * mb[0][2]))
+                rows.append(
+                    _row(p, "lpips", "image", lpips_all_pairs(self.lp_net, ma, mb), math.nan, ma[0][2] * mb[0][2])
+                )
             elif self.want_lpips:
                 a = np.stack([crops[ka[0]][int(i)] for i in draws.lpips[ka]])
                 b = np.stack([crops[kb[0]][int(i)] for i in draws.lpips[kb]])
@@ -263,7 +280,9 @@ class FacialFrames:
     series, or a :class:`evaluation.metrics.facial.SeriesBuilder` fed every ``stride``-th crop
     (the crop size of LPIPS/FID, for N, S and C alike), then cached."""
 
-    def __init__(self, model: str, analyzer: object, cache_dir: Path, crop_size: int, log: Callable[[str], None]) -> None:
+    def __init__(
+        self, model: str, analyzer: object, cache_dir: Path, crop_size: int, log: Callable[[str], None]
+    ) -> None:
         self.model, self.analyzer, self.cache_dir, self.crop_size, self.log = model, analyzer, cache_dir, crop_size, log
         self.family = f"facial:{model}"
         self.series: dict[str, object] = {}
@@ -277,7 +296,11 @@ class FacialFrames:
             self.series[rec.name] = cached
             return range(0)
         wanted = range(0, info.frame_count, self.analyzer.stride)
-        self._builders[rec.name] = (self.analyzer.series_builder(rec.path, info.fps, len(wanted)), cache_file, time.perf_counter())
+        self._builders[rec.name] = (
+            self.analyzer.series_builder(rec.path, info.fps, len(wanted)),
+            cache_file,
+            time.perf_counter(),
+        )
         return wanted
 
     def consume(self, rec: Recording, index: int, crop: np.ndarray) -> None:
@@ -290,19 +313,27 @@ class FacialFrames:
         s = builder.finish()
         self.analyzer.save_series(s, cache_file)
         self.series[rec.name] = s
-        self.log(f"  {rec.name}: {self.model} series of {len(s.values)} frames ({s.no_face_frames} without a face) in {time.perf_counter() - t0:.1f} s")
+        self.log(
+            f"  {rec.name}: {self.model} series of {len(s.values)} frames ({s.no_face_frames} without a face) in {time.perf_counter() - t0:.1f} s"
+        )
 
 
 def _analyzer(model: str, settings: ProtocolSettings, face_detectors: object) -> object:
     from evaluation.metrics.facial import FacialAnalyzer
 
     return FacialAnalyzer(
-        model_set=model, batch_size=settings.batch_size, device=settings.device, stride=settings.facial_stride,
-        face_detectors=face_detectors, backend=settings.facial_backend,
+        model_set=model,
+        batch_size=settings.batch_size,
+        device=settings.device,
+        stride=settings.facial_stride,
+        face_detectors=face_detectors,
+        backend=settings.facial_backend,
     )
 
 
-def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families: Sequence[FacialFrames]) -> tuple[list[dict], dict[str, dict]]:
+def facial_rows(
+    plan: PairPlan, settings: ProtocolSettings, out: Path, families: Sequence[FacialFrames]
+) -> tuple[list[dict], dict[str, dict]]:
     """DTW / MAPE rows per AU model, AU and emotion for every pair, the per-video series
     written to ``out/series/`` (first model; the others in ``out/series/<model>/``), and
     per-video frame counts for the summary (first model; all under ``by_model``)."""
@@ -326,8 +357,14 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
             counts = {"analysed_frames": int(len(s.values)), "no_face_frames": int(s.no_face_frames)}
             if k == 0:
                 videos[rec.name] = {
-                    "condition": rec.condition, "session": rec.session, "source": rec.source, "fps": s.fps,
-                    "stride": s.stride, **counts, "no_face_by_segment": {}, "by_model": {},
+                    "condition": rec.condition,
+                    "session": rec.session,
+                    "source": rec.source,
+                    "fps": s.fps,
+                    "stride": s.stride,
+                    **counts,
+                    "no_face_by_segment": {},
+                    "by_model": {},
                 }
             videos[rec.name]["by_model"][fam.model] = counts
         for p in plan.pairs:
@@ -359,7 +396,16 @@ def facial_rows(plan: PairPlan, settings: ProtocolSettings, out: Path, families:
                         rows.append(_row(p, "mape_shift_s", r.feature, r.best_shift_s, n=r.overlap, model=fam.model))
                 if settings.shift == "joint" and len(cmp):
                     # One delay per pair, AU model and table: every series of the group was taken at it.
-                    rows.append(_row(p, "mape_shift_s", group, cmp["best_shift_s"].iloc[0], n=int(cmp["overlap"].max()), model=fam.model))
+                    rows.append(
+                        _row(
+                            p,
+                            "mape_shift_s",
+                            group,
+                            cmp["best_shift_s"].iloc[0],
+                            n=int(cmp["overlap"].max()),
+                            model=fam.model,
+                        )
+                    )
     return rows, videos
 
 
@@ -439,7 +485,10 @@ def summarize(df: pd.DataFrame) -> dict:
             continue
         for key, gg in groups.items():
             table = gg.groupby(["kind", "segment"])["value"].mean()
-            out[key] = {k: {s: _json_float(v) for (kk, s), v in table.items() if kk == k} for k in table.index.get_level_values(0).unique()}
+            out[key] = {
+                k: {s: _json_float(v) for (kk, s), v in table.items() if kk == k}
+                for k in table.index.get_level_values(0).unique()
+            }
     return out
 
 
@@ -569,7 +618,9 @@ def run_protocol(
 
         t0 = time.perf_counter()
         step("groundtruth", len(plan.videos()))
-        gt = evaluate_subject(subject, clean_subject, settings.segments, crop_size=crop_size, batch_size=settings.batch_size)
+        gt = evaluate_subject(
+            subject, clean_subject, settings.segments, crop_size=crop_size, batch_size=settings.batch_size
+        )
         if not gt:
             plan.skipped.append(f"{subject.manifest_path}: no sensor recording has 'ground_truth': no groundtruth rows")
         rows += gt
@@ -623,4 +674,3 @@ def read_results(paths: Sequence[str | Path]) -> pd.DataFrame:
         df["model"] = df["model"].fillna("")
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
-

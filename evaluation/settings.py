@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
 from evaluation.metrics.facial import AU_MODELS, DEFAULT_AU_MODELS
-from evaluation.pairs import SEGMENTS
 from evaluation.metrics.timeseries import MAPE_EPS, MAX_GAP_FRAMES, MAX_SHIFT_S, SHIFT_MODES
+from evaluation.pairs import SEGMENTS
 from evaluation.weight_files import METRICS
 
 
@@ -58,8 +59,14 @@ class ProtocolSettings:
     allow_missing: bool = False
 
     def __post_init__(self) -> None:
-        if not self.au_models or any(m not in AU_MODELS for m in self.au_models) or len(set(self.au_models)) < len(self.au_models):
-            raise ValueError(f"au_models must be distinct names out of {', '.join(AU_MODELS)}, got {list(self.au_models)}")
+        if (
+            not self.au_models
+            or any(m not in AU_MODELS for m in self.au_models)
+            or len(set(self.au_models)) < len(self.au_models)
+        ):
+            raise ValueError(
+                f"au_models must be distinct names out of {', '.join(AU_MODELS)}, got {list(self.au_models)}"
+            )
         if self.shift not in SHIFT_MODES:
             raise ValueError(f"shift must be one of {', '.join(SHIFT_MODES)}, got {self.shift!r}")
         bad = [m for m in self.metrics if m not in METRICS]

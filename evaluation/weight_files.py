@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from sensor_removal.core.errors import UserError
 
+from sensor_removal.core.errors import UserError
 
 #: Every metric the evaluation knows, in the order of the paper's tables.
 METRICS: tuple[str, ...] = ("lpips", "fid", "facial", "groundtruth", "landmarks", "temporal")
@@ -165,12 +165,16 @@ def missing_message(missing: Sequence[WeightFile], metrics: Sequence[str], leave
                 "$SENSOR_REMOVAL_FEAT_CACHE points to another hub-cache folder."
             )
     if bundled:
-        lines.append("Files marked 'ship with' belong to an installed package: reinstall it (pip install --force-reinstall).")
+        lines.append(
+            "Files marked 'ship with' belong to an installed package: reinstall it (pip install --force-reinstall)."
+        )
     lines.append(leave_out or LEAVE_OUT_EVALUATION)
     return "\n".join(lines)
 
 
-def require_present(files: Sequence[WeightFile], metrics: Sequence[str], leave_out: str | None = None) -> list[WeightFile]:
+def require_present(
+    files: Sequence[WeightFile], metrics: Sequence[str], leave_out: str | None = None
+) -> list[WeightFile]:
     """Raise :class:`MissingWeightsError` unless every one of ``files`` is present; returns them."""
     missing = [w for w in files if not w.present]
     if missing:

@@ -33,12 +33,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from evaluation.weight_files import MissingWeightsError, WEIGHTED_METRICS, WeightFile, WeightsError, fid_files, lpips_files, normalise_metrics, fetch_command
-from evaluation.weight_files import require_present
+
+from evaluation.weight_files import (
+    WEIGHTED_METRICS,
+    MissingWeightsError,
+    WeightFile,
+    WeightsError,
+    fetch_command,
+    fid_files,
+    lpips_files,
+    normalise_metrics,
+    require_present,
+)
+
 
 def _facial_files(model_set: str = "v1", weights_dir: str | os.PathLike | None = None) -> list[WeightFile]:
     """py-feat's files, as :mod:`evaluation.metrics.facial` lists and resolves them (it owns the
@@ -52,7 +61,9 @@ def _facial_files(model_set: str = "v1", weights_dir: str | os.PathLike | None =
         paths = list(facial.require_feat_weights(model_set, weights_dir).values())
     out = []
     for path in paths:
-        repo = next((p[len("models--"):].replace("--", "/") for p in Path(path).parts if p.startswith("models--")), "py-feat")
+        repo = next(
+            (p[len("models--") :].replace("--", "/") for p in Path(path).parts if p.startswith("models--")), "py-feat"
+        )
         out.append(WeightFile("facial", Path(path), f"py-feat {model_set} model file {repo}/{Path(path).name}"))
     return out
 

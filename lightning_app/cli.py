@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         "videos with AU curves, clean an uploaded clip.",
     )
     p.add_argument("--runs", type=Path, required=True, help="folder of run folders (fits started here go there too)")
-    p.add_argument("--data", type=Path, default=None, help="folder of recordings and manifests (served read-only to the page)")
+    p.add_argument(
+        "--data", type=Path, default=None, help="folder of recordings and manifests (served read-only to the page)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int_at_least(1), default=7860)
     p.add_argument("--conf", type=Path, default=CONF_DIR, help="folder of fit configs offered in the Train tab")
@@ -49,11 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"error: {exc.name} is missing: install the app extra (pip install -e '.[app]')", file=sys.stderr)
         return 2
-    ctx = AppContext(ServedRoots.create(args.runs, args.data), args.conf.resolve(), UploadLimits(args.max_upload_mb, args.max_upload_seconds))
+    ctx = AppContext(
+        ServedRoots.create(args.runs, args.data),
+        args.conf.resolve(),
+        UploadLimits(args.max_upload_mb, args.max_upload_seconds),
+    )
     # Uploads go into the app's private folder (mode 0700, removed at exit), not into a
     # /tmp/gradio shared with every other Gradio app of the node; GRADIO_TEMP_DIR wins.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(ctx.work / "uploads"))
-    print(f"sensor-removal app: http://{args.host}:{args.port}  (runs {ctx.roots.runs}, data {ctx.roots.data})", flush=True)
+    print(
+        f"sensor-removal app: http://{args.host}:{args.port}  (runs {ctx.roots.runs}, data {ctx.roots.data})",
+        flush=True,
+    )
     serve(ctx, args.host, args.port)
     return 0
 

@@ -96,7 +96,9 @@ def series_features(series: dict[str, pd.DataFrame]) -> list[str]:
     return aus + [c for c in cols if not is_au(c)]
 
 
-def series_svg(series: dict[str, pd.DataFrame], feature: str, names: dict[str, str]) -> tuple[str, float, float, float, float]:
+def series_svg(
+    series: dict[str, pd.DataFrame], feature: str, names: dict[str, str]
+) -> tuple[str, float, float, float, float]:
     """SVG of ``feature`` over time for N, S, C, with a vertical cursor drawn at the
     first time point. Returns the SVG and the mapping ``(t0, t1, x0, x1)`` from seconds
     to SVG x coordinates that the page script uses to move the cursor."""
@@ -129,7 +131,7 @@ def series_svg(series: dict[str, pd.DataFrame], feature: str, names: dict[str, s
     fig.savefig(buf, format="svg")
     plt.close(fig)
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]  # drop the XML prologue: the SVG goes inline into HTML
+    svg = svg[svg.index("<svg") :]  # drop the XML prologue: the SVG goes inline into HTML
     return svg, t_min, t_max, x0, x1
 
 

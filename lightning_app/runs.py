@@ -50,7 +50,10 @@ def run_config(run: Path) -> dict:
     """The run's resolved ``config.yaml`` (empty when absent or unreadable). LightningCLI
     writes it into the first logger's folder: ``csv/version_N`` (the newest start) with
     the project's configs, the run folder when W&B is the only logger."""
-    found = [run / "config.yaml", *sorted(run.glob("*/version_*/config.yaml"), key=lambda p: p.stat().st_mtime, reverse=True)]
+    found = [
+        run / "config.yaml",
+        *sorted(run.glob("*/version_*/config.yaml"), key=lambda p: p.stat().st_mtime, reverse=True),
+    ]
     path = next((p for p in found if p.is_file()), None)
     if path is None:
         return {}
@@ -116,7 +119,15 @@ class RunSummary:
         losses = ", ".join(f"{k.split('/')[-1].removesuffix('_step')} {v:.3f}" for k, v in self.last_losses.items())
         vals = ", ".join(f"{k.removeprefix('val/')} {v:.3f}" for k, v in self.val_metrics.items())
         planned = "?" if self.epochs_planned is None else str(self.epochs_planned)
-        return [self.path.relative_to(root).as_posix(), self.subject, f"{self.epochs_done}/{planned}", self.state, losses, vals, "yes" if self.report else "no"]
+        return [
+            self.path.relative_to(root).as_posix(),
+            self.subject,
+            f"{self.epochs_done}/{planned}",
+            self.state,
+            losses,
+            vals,
+            "yes" if self.report else "no",
+        ]
 
 
 TABLE_HEADERS = ["run", "subject", "epochs", "state", "last losses", "val metrics", "report"]
@@ -140,7 +151,9 @@ def summarize_run(run: Path, running: bool = False, now: float | None = None) ->
         state = "benchmark failed"
     elif report or (planned is not None and epochs_done >= int(planned)):
         state = "finished"
-    elif (run / "checkpoints" / INTERRUPTED_CKPT).is_file() and resume_checkpoint(run) == run / "checkpoints" / INTERRUPTED_CKPT:
+    elif (run / "checkpoints" / INTERRUPTED_CKPT).is_file() and resume_checkpoint(
+        run
+    ) == run / "checkpoints" / INTERRUPTED_CKPT:
         state = "stopped (resumable)"
     else:
         # What a training fit touches often: its CSV logs, checkpoints and grids (not a
@@ -148,7 +161,16 @@ def summarize_run(run: Path, running: bool = False, now: float | None = None) ->
         touched = [*run.glob("*/version_*/metrics.csv"), *run.glob("checkpoints/*.ckpt"), *run.glob("grids/*.png")]
         newest = max((p.stat().st_mtime for p in touched), default=0.0)
         state = "active" if (time.time() if now is None else now) - newest < ACTIVE_S else "incomplete"
-    return RunSummary(run, str(cfg.get("subject") or run.name), epochs_done, None if planned is None else int(planned), state, losses, vals, report)
+    return RunSummary(
+        run,
+        str(cfg.get("subject") or run.name),
+        epochs_done,
+        None if planned is None else int(planned),
+        state,
+        losses,
+        vals,
+        report,
+    )
 
 
 def loss_figure(df: pd.DataFrame, title: str):

@@ -79,4 +79,3 @@ def serve(ctx: AppContext, host: str = "127.0.0.1", port: int = 7860) -> None:
         signal.signal(signal.SIGTERM, previous)
         ctx.launcher.shutdown()
         shutil.rmtree(ctx.work, ignore_errors=True)
-

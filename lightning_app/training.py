@@ -180,7 +180,9 @@ class FitLauncher:
         fit = self.fits.get(name)
         return fit is not None and fit.alive
 
-    def start(self, name: str, config: Path, manifest: Path, epochs: int, overrides: str = "", resume: bool = False) -> FitProcess:
+    def start(
+        self, name: str, config: Path, manifest: Path, epochs: int, overrides: str = "", resume: bool = False
+    ) -> FitProcess:
         run = self.run_dir(name)
         if self.running(name):
             raise LaunchError(f"{name}: a fit is already running in {run}")
@@ -192,11 +194,18 @@ class FitLauncher:
             raise LaunchError(f"epochs must be >= 1, got {epochs}")
         extra = parse_overrides(overrides)
         command = [
-            self.python, "-m", "sensor_removal", "fit",
-            "--config", str(Path(config).resolve()),
-            "--subject", name,
-            "--data.manifest", str(Path(manifest).resolve()),
-            "--trainer.default_root_dir", str(run),
+            self.python,
+            "-m",
+            "sensor_removal",
+            "fit",
+            "--config",
+            str(Path(config).resolve()),
+            "--subject",
+            name,
+            "--data.manifest",
+            str(Path(manifest).resolve()),
+            "--trainer.default_root_dir",
+            str(run),
             f"--trainer.max_epochs={int(epochs)}",
             *extra,
         ]
@@ -213,7 +222,9 @@ class FitLauncher:
         try:
             log.write(f"\n$ {shlex.join(command)}\n".encode())
             log.flush()
-            popen = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=str(self.runs))
+            popen = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=str(self.runs)
+            )
         finally:
             log.close()
         fit = FitProcess(name, run, command, popen)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sensor_removal.cleaning import CleanError, load_generator
-from sensor_removal.core.video import VideoError, probe
+from sensor_removal.cleaning import load_generator
 from sensor_removal.core.errors import UserError
+from sensor_removal.core.video import VideoError, probe
 
 VIDEO_TYPES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 IMAGE_TYPES = (".png", ".jpg", ".jpeg")
@@ -53,7 +53,9 @@ def check_upload(path: Path, limits: UploadLimits) -> str:
         raise UploadRejected(f"{path.name}: not a video or image file (allowed: {limits.describe()})")
     size = path.stat().st_size
     if size > limits.max_bytes:
-        raise UploadRejected(f"{path.name}: {size / 1024 / 1024:.1f} MB exceeds the upload limit of {limits.max_mb:g} MB")
+        raise UploadRejected(
+            f"{path.name}: {size / 1024 / 1024:.1f} MB exceeds the upload limit of {limits.max_mb:g} MB"
+        )
     if suffix in IMAGE_TYPES:
         import cv2
 
@@ -65,7 +67,9 @@ def check_upload(path: Path, limits: UploadLimits) -> str:
     except VideoError:
         raise UploadRejected(f"{path.name}: not a readable video") from None
     if info.duration_s > limits.max_seconds:
-        raise UploadRejected(f"{path.name}: {info.duration_s:.1f} s exceeds the limit of {limits.max_seconds:g} s per clip")
+        raise UploadRejected(
+            f"{path.name}: {info.duration_s:.1f} s exceeds the limit of {limits.max_seconds:g} s per clip"
+        )
     return "video"
 
 
@@ -101,7 +105,9 @@ def _drop_old_results(out_dir: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def clean_upload(upload: Path, checkpoint: Path, bbox: tuple[int, int, int, int], limits: UploadLimits, out_dir: Path) -> Path:
+def clean_upload(
+    upload: Path, checkpoint: Path, bbox: tuple[int, int, int, int], limits: UploadLimits, out_dir: Path
+) -> Path:
     """Clean ``upload`` (deleted afterwards) into a new folder under ``out_dir``: an
     ``.mp4`` for a video, a ``.png`` for an image. Returns the result's path."""
     from sensor_removal.cleaning import clean_video
@@ -123,8 +129,15 @@ def clean_upload(upload: Path, checkpoint: Path, bbox: tuple[int, int, int, int]
         try:
             generator, settings = load_generator(checkpoint, "cpu")
             result = clean_video(
-                generator, settings, src, bbox, work / "crop.mp4", paste_back=True,
-                device="auto", progress=False, codec="h264-lossless" if kind == "image" else "h264",
+                generator,
+                settings,
+                src,
+                bbox,
+                work / "crop.mp4",
+                paste_back=True,
+                device="auto",
+                progress=False,
+                codec="h264-lossless" if kind == "image" else "h264",
             )
         except (UserError, VideoError) as exc:  # CleanError, DeviceError
             raise UploadRejected(str(exc).replace(str(work) + "/", "")) from None

@@ -174,13 +174,17 @@ def live_choices(timer: gr.Timer, dropdown: gr.Dropdown, fetch, initial: list) -
 # ------------------------------------------------------------------------ Train tab
 
 
-def start_fit(ctx: AppContext, name: str, config: str, manifest: str, epochs: float, overrides: str, resume: bool = False) -> str:
+def start_fit(
+    ctx: AppContext, name: str, config: str, manifest: str, epochs: float, overrides: str, resume: bool = False
+) -> str:
     if config not in {v for _, v in ctx.configs()}:
         return "Pick a config from the list."
     if manifest not in {v for _, v in ctx.manifests()}:
         return "Pick a manifest from the list (manifests under --data)."
     try:
-        fit = ctx.launcher.start((name or "").strip(), Path(config), Path(manifest), int(epochs or 0), overrides or "", resume=resume)
+        fit = ctx.launcher.start(
+            (name or "").strip(), Path(config), Path(manifest), int(epochs or 0), overrides or "", resume=resume
+        )
     except training.LaunchError as exc:
         return f"Not started: {exc}"
     verb = "Resumed" if resume else "Started"
@@ -286,8 +290,16 @@ def try_clean(ctx: AppContext, upload: str | None, checkpoint: str | None, x: fl
     if out.suffix == ".png":
         image = _read_rgb(out)
         out.unlink()
-        return gr.update(value=None, visible=False), gr.update(value=image, visible=True), f"Cleaned frame with `{ckpt.name}`."
-    return gr.update(value=str(out), visible=True), gr.update(value=None, visible=False), f"Cleaned clip with `{ckpt.name}` (face crop pasted back)."
+        return (
+            gr.update(value=None, visible=False),
+            gr.update(value=image, visible=True),
+            f"Cleaned frame with `{ckpt.name}`.",
+        )
+    return (
+        gr.update(value=str(out), visible=True),
+        gr.update(value=None, visible=False),
+        f"Cleaned clip with `{ckpt.name}` (face crop pasted back).",
+    )
 
 
 # ---------------------------------------------------------------------------- page
@@ -300,12 +312,20 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
         gr.Markdown("## sensor-removal — train, watch and review")
         with gr.Tabs():
             with gr.Tab("Runs", id="runs"):
-                table = gr.Dataframe(headers=runs.TABLE_HEADERS, value=lambda: runs_table(ctx), interactive=False, elem_id="runs-table", wrap=True)
+                table = gr.Dataframe(
+                    headers=runs.TABLE_HEADERS,
+                    value=lambda: runs_table(ctx),
+                    interactive=False,
+                    elem_id="runs-table",
+                    wrap=True,
+                )
                 pick = gr.Dropdown(choices=names, value=names[0] if names else None, label="run", elem_id="runs-pick")
                 note = gr.Markdown(elem_id="runs-note")
                 with gr.Row():
                     loss = gr.Plot(label="loss curves", elem_id="runs-loss")
-                    grid = gr.Image(label="latest image grid (input | translated | cycle)", interactive=False, elem_id="runs-grid")
+                    grid = gr.Image(
+                        label="latest image grid (input | translated | cycle)", interactive=False, elem_id="runs-grid"
+                    )
                 timer = gr.Timer(2.0)
                 timer.tick(lambda: runs_table(ctx), outputs=table, show_progress="hidden")
                 live_choices(timer, pick, ctx.run_names, names)
@@ -315,12 +335,25 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Train", id="train"):
                 configs, manifests = ctx.configs(), ctx.manifests()
                 with gr.Row():
-                    config = gr.Dropdown(choices=configs, value=configs[0][1] if configs else None, label="config", elem_id="train-config")
-                    manifest = gr.Dropdown(choices=manifests, value=manifests[0][1] if manifests else None, label="manifest (under --data)", elem_id="train-manifest")
+                    config = gr.Dropdown(
+                        choices=configs,
+                        value=configs[0][1] if configs else None,
+                        label="config",
+                        elem_id="train-config",
+                    )
+                    manifest = gr.Dropdown(
+                        choices=manifests,
+                        value=manifests[0][1] if manifests else None,
+                        label="manifest (under --data)",
+                        elem_id="train-manifest",
+                    )
                 with gr.Row():
                     run_name = gr.Textbox(label="run name (folder under --runs)", value="subject", elem_id="train-name")
                     epochs = gr.Number(label="epochs", value=30, precision=0, minimum=1, elem_id="train-epochs")
-                overrides = gr.Textbox(label="overrides (model/data options, e.g. --model.ngf 32 --data.fraction 0.05)", elem_id="train-overrides")
+                overrides = gr.Textbox(
+                    label="overrides (model/data options, e.g. --model.ngf 32 --data.fraction 0.05)",
+                    elem_id="train-overrides",
+                )
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="train-start")
                     stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -329,15 +362,32 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                 progress = gr.Textbox(label="progress", interactive=False, elem_id="train-progress")
                 with gr.Row():
                     tgrid = gr.Image(label="newest grid", interactive=False, elem_id="train-grid")
-                    tail = gr.Textbox(label="console (tail)", lines=10, max_lines=12, interactive=False, elem_id="train-log")
-                start.click(lambda *a: start_fit(ctx, *a), inputs=[run_name, config, manifest, epochs, overrides], outputs=status)
-                resume.click(lambda *a: start_fit(ctx, *a, resume=True), inputs=[run_name, config, manifest, epochs, overrides], outputs=status)
+                    tail = gr.Textbox(
+                        label="console (tail)", lines=10, max_lines=12, interactive=False, elem_id="train-log"
+                    )
+                start.click(
+                    lambda *a: start_fit(ctx, *a),
+                    inputs=[run_name, config, manifest, epochs, overrides],
+                    outputs=status,
+                )
+                resume.click(
+                    lambda *a: start_fit(ctx, *a, resume=True),
+                    inputs=[run_name, config, manifest, epochs, overrides],
+                    outputs=status,
+                )
                 stop.click(lambda n: stop_fit(ctx, n), inputs=run_name, outputs=status)
-                gr.Timer(1.0).tick(lambda n: fit_progress(ctx, n), inputs=run_name, outputs=[progress, tgrid, tail], show_progress="hidden")
+                gr.Timer(1.0).tick(
+                    lambda n: fit_progress(ctx, n),
+                    inputs=run_name,
+                    outputs=[progress, tgrid, tail],
+                    show_progress="hidden",
+                )
 
             with gr.Tab("Review", id="review"):
                 with gr.Row():
-                    rrun = gr.Dropdown(choices=names, value=names[0] if names else None, label="run", elem_id="review-run")
+                    rrun = gr.Dropdown(
+                        choices=names, value=names[0] if names else None, label="run", elem_id="review-run"
+                    )
                     which = gr.Dropdown(label="session: sensor recording", elem_id="review-which")
                     feature = gr.Dropdown(label="AU / emotion", elem_id="review-feature")
                 live_choices(timer, rrun, ctx.run_names, names)
@@ -345,15 +395,26 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                 report = gr.Markdown(elem_id="review-report")
                 rrun.change(lambda n: review_choices(ctx, n), inputs=rrun, outputs=[which, feature])
                 for comp in (rrun, which, feature):
-                    comp.change(lambda n, w, f: review_view(ctx, n, w, f), inputs=[rrun, which, feature], outputs=[view, report])
+                    comp.change(
+                        lambda n, w, f: review_view(ctx, n, w, f), inputs=[rrun, which, feature], outputs=[view, report]
+                    )
                 blocks.load(lambda n: review_choices(ctx, n), inputs=rrun, outputs=[which, feature])
 
             with gr.Tab("Try", id="try"):
-                gr.Markdown(f"Upload a short clip or one frame ({ctx.limits.describe()}), pick a checkpoint and the face box.")
+                gr.Markdown(
+                    f"Upload a short clip or one frame ({ctx.limits.describe()}), pick a checkpoint and the face box."
+                )
                 with gr.Row():
-                    upload = gr.File(label="clip or frame", file_types=list(tryout.VIDEO_TYPES + tryout.IMAGE_TYPES), type="filepath", elem_id="try-upload")
+                    upload = gr.File(
+                        label="clip or frame",
+                        file_types=list(tryout.VIDEO_TYPES + tryout.IMAGE_TYPES),
+                        type="filepath",
+                        elem_id="try-upload",
+                    )
                     ckpts = ctx.checkpoints()
-                    ckpt = gr.Dropdown(choices=ckpts, value=ckpts[0][1] if ckpts else None, label="checkpoint", elem_id="try-ckpt")
+                    ckpt = gr.Dropdown(
+                        choices=ckpts, value=ckpts[0][1] if ckpts else None, label="checkpoint", elem_id="try-ckpt"
+                    )
                 with gr.Row():
                     bx = gr.Number(label="bbox x", precision=0, elem_id="try-x")
                     by = gr.Number(label="bbox y", precision=0, elem_id="try-y")
@@ -365,7 +426,17 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                     preview = gr.Image(label="first frame and face box", interactive=False, elem_id="try-preview")
                     out_video = gr.Video(label="cleaned clip", interactive=False, elem_id="try-video")
                     out_image = gr.Image(label="cleaned frame", interactive=False, visible=False, elem_id="try-image")
-                upload.upload(lambda f: try_preview(ctx, f), inputs=upload, outputs=[preview, message, bx, by, bw, bh], api_name="try_preview")
-                clean.click(lambda *a: try_clean(ctx, *a), inputs=[upload, ckpt, bx, by, bw, bh], outputs=[out_video, out_image, message], api_name="try_clean")
+                upload.upload(
+                    lambda f: try_preview(ctx, f),
+                    inputs=upload,
+                    outputs=[preview, message, bx, by, bw, bh],
+                    api_name="try_preview",
+                )
+                clean.click(
+                    lambda *a: try_clean(ctx, *a),
+                    inputs=[upload, ckpt, bx, by, bw, bh],
+                    outputs=[out_video, out_image, message],
+                    api_name="try_clean",
+                )
                 live_choices(timer, ckpt, ctx.checkpoints, ckpts)
     return blocks

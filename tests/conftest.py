@@ -41,7 +41,9 @@ def write_fake_alexnet(path: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     sd = torchvision.models.alexnet(weights=None).state_dict()
-    small = {k: (v if k.startswith("features") else torch.zeros(1, dtype=v.dtype).expand(v.shape)) for k, v in sd.items()}
+    small = {
+        k: (v if k.startswith("features") else torch.zeros(1, dtype=v.dtype).expand(v.shape)) for k, v in sd.items()
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(small, path)
     return path
@@ -165,7 +167,9 @@ def make_tiny_subject(root: Path, fps: float = 10.0, size: tuple[int, int] = (48
             write_video(root / f"{name}.mp4", fr, fps=fps, codec="h264-lossless")
             frames[name] = fr
             segments[name] = seg[k]
-            recs.append({"name": name, "path": f"{name}.mp4", "session": k, "condition": cond, "bbox": bbox, "segments": seg[k]})
+            recs.append(
+                {"name": name, "path": f"{name}.mp4", "session": k, "condition": cond, "bbox": bbox, "segments": seg[k]}
+            )
             if cond == "sensor":
                 cname = f"{name}_clean"
                 cl = np.stack([crop_resize(f, tuple(bbox), crop) for f in frames[f"s{k}_normal"][: counts[k]]])
@@ -173,7 +177,15 @@ def make_tiny_subject(root: Path, fps: float = 10.0, size: tuple[int, int] = (48
                 frames[cname] = cl
                 segments[cname] = seg[k]
                 clean_recs.append(
-                    {"name": cname, "path": f"{cname}.mp4", "session": k, "condition": "clean", "bbox": [0, 0, crop, crop], "segments": seg[k], "source": name}
+                    {
+                        "name": cname,
+                        "path": f"{cname}.mp4",
+                        "session": k,
+                        "condition": "clean",
+                        "bbox": [0, 0, crop, crop],
+                        "segments": seg[k],
+                        "source": name,
+                    }
                 )
     manifest = root / "manifest.yaml"
     manifest.write_text(yaml.safe_dump({"subject": "tiny01", "recordings": recs}, sort_keys=False))
@@ -211,8 +223,13 @@ def write_cleaned_recordings(manifest: Path, out_dir: Path, size: int = 32, sour
         write_video(out_dir / f"{name}.mp4", frames, fps=fps, codec="h264-lossless")
         recs.append(
             {
-                "name": name, "path": f"{name}.mp4", "session": r.session, "condition": "clean",
-                "bbox": [0, 0, size, size], "segments": {k: list(v) for k, v in r.segments.items()}, "source": r.name,
+                "name": name,
+                "path": f"{name}.mp4",
+                "session": r.session,
+                "condition": "clean",
+                "bbox": [0, 0, size, size],
+                "segments": {k: list(v) for k, v in r.segments.items()},
+                "source": r.name,
             }
         )
     path = out_dir / "manifest.yaml"

@@ -143,7 +143,9 @@ def draw_face(frame: np.ndarray, cx: int, cy: int, gray: int = 220, half: int = 
     return frame
 
 
-def face_frame(width: int = 128, height: int = 128, faces: tuple[tuple[int, int, int], ...] = ((64, 64, 220),), seed: int = 0) -> np.ndarray:
+def face_frame(
+    width: int = 128, height: int = 128, faces: tuple[tuple[int, int, int], ...] = ((64, 64, 220),), seed: int = 0
+) -> np.ndarray:
     """A dark textured RGB frame (all pixels < 100, so never a face) with the given
     ``(cx, cy, gray)`` faces drawn on it."""
     rng = np.random.default_rng(seed)

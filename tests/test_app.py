@@ -31,8 +31,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 #: Upload limits the test server runs with (small, so "oversized" is cheap to make).
 MAX_UPLOAD_MB = 1
@@ -132,7 +138,9 @@ class _SeriesStandIn:
         t = np.arange(info.frame_count)
         phase = 1.5 if "clean" in str(path.parent) else (3.0 if "sensor" in path.stem else 0.0)
         cols = list(AU_COLUMNS) + list(EMOTION_COLUMNS)
-        values = pd.DataFrame({c: 0.5 + 0.4 * np.sin((t + phase + i) / 2.0) for i, c in enumerate(cols)}, index=pd.Index(t, name="frame"))
+        values = pd.DataFrame(
+            {c: 0.5 + 0.4 * np.sin((t + phase + i) / 2.0) for i, c in enumerate(cols)}, index=pd.Index(t, name="frame")
+        )
         faces = pd.DataFrame(1.0, index=values.index, columns=list(FACE_COLUMNS))
         return FacialSeries(values=values, faces=faces, stride=1, fps=info.fps, path=path)
 
@@ -142,9 +150,9 @@ def app_dirs(tmp_path_factory: pytest.TempPathFactory, chromium) -> dict[str, Pa
     """``data/`` (synthetic subject + tiny config) and ``runs/tiny`` (a trained, cleaned,
     evaluated and reported run)."""
     import evaluation.protocol as protocol
-    from evaluation.settings import ProtocolSettings
     from evaluation.protocol import run_protocol
     from evaluation.report import make_report
+    from evaluation.settings import ProtocolSettings
     from sensor_removal.cli.commands import main as cli_main
     from sensor_removal.synthetic import make_subject
 
@@ -157,11 +165,23 @@ def app_dirs(tmp_path_factory: pytest.TempPathFactory, chromium) -> dict[str, Pa
     yaml.safe_load(config.read_text())
     run = runs / "tiny"
     torch.set_num_threads(1)
-    assert cli_main(["fit", "--config", str(config), "--data.manifest", str(manifest), "--trainer.default_root_dir", str(run)]) == 0
+    assert (
+        cli_main(
+            ["fit", "--config", str(config), "--data.manifest", str(manifest), "--trainer.default_root_dir", str(run)]
+        )
+        == 0
+    )
     with pytest.MonkeyPatch.context() as mp:  # the stand-in needs no py-feat weights
         mp.setattr(protocol, "check_weights", lambda metrics, **kw: [])
         settings = ProtocolSettings(metrics=("groundtruth", "facial"), max_shift_s=0.5)
-        run_protocol(manifest, run / "clean" / "manifest.yaml", run / "evaluation", settings, facial_analyzer=lambda model: _SeriesStandIn(), log=lambda _: None)
+        run_protocol(
+            manifest,
+            run / "clean" / "manifest.yaml",
+            run / "evaluation",
+            settings,
+            facial_analyzer=lambda model: _SeriesStandIn(),
+            log=lambda _: None,
+        )
     make_report([run / "evaluation"], run / "report")
     assert (run / "evaluation" / "series" / "s1_normal.csv").is_file()
     return {"data": data, "runs": runs, "run": run, "manifest": manifest, "config": config}
@@ -174,15 +194,34 @@ def server(app_dirs: dict[str, Path]):
     # One OpenMP thread: the fits the app starts are tiny, and spinning threads on a
     # busy CI box make them many times slower.
     env = {
-        **os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline",
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "offline",
         "GRADIO_TEMP_DIR": str(app_dirs["runs"].parent / "gradio_tmp"),
     }
     log = open(app_dirs["runs"].parent / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lightning_app", "--runs", str(app_dirs["runs"]), "--data", str(app_dirs["data"]),
-         "--port", str(port), "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-upload-seconds", "5"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "lightning_app",
+            "--runs",
+            str(app_dirs["runs"]),
+            "--data",
+            str(app_dirs["data"]),
+            "--port",
+            str(port),
+            "--max-upload-mb",
+            str(MAX_UPLOAD_MB),
+            "--max-upload-seconds",
+            "5",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
@@ -259,7 +298,9 @@ def test_runs_table_lists_run_and_loss_plot_renders(page, shots: Path) -> None:
     img = page.locator("#runs-loss img")
     expect(img).to_be_visible(timeout=30_000)
     # A rendered, non-blank image: real pixel size and more than one colour.
-    page.wait_for_function("() => { const i = document.querySelector('#runs-loss img'); return i && i.complete && i.naturalWidth > 100; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#runs-loss img'); return i && i.complete && i.naturalWidth > 100; }"
+    )
     distinct = page.evaluate(
         """() => { const i = document.querySelector('#runs-loss img'); const c = document.createElement('canvas');
         c.width = i.naturalWidth; c.height = i.naturalHeight; const g = c.getContext('2d'); g.drawImage(i, 0, 0);
@@ -278,7 +319,8 @@ def test_review_plays_three_videos_and_slider_moves_cursor(page, shots: Path) ->
     _tab(page, "Review")
     expect(page.locator("#review-html video")).to_have_count(3, timeout=30_000)
     page.wait_for_function(
-        "() => [...document.querySelectorAll('#review-html video')].every(v => v.readyState >= 1 && v.duration > 0)", timeout=30_000
+        "() => [...document.querySelectorAll('#review-html video')].every(v => v.readyState >= 1 && v.duration > 0)",
+        timeout=30_000,
     )
     durations = page.evaluate("() => [...document.querySelectorAll('#review-html video')].map(v => v.duration)")
     assert len(durations) == 3 and all(d > 0 for d in durations)
@@ -303,7 +345,9 @@ def test_review_plays_three_videos_and_slider_moves_cursor(page, shots: Path) ->
     assert min(times) > 0.2 and max(times) - min(times) < 0.3, times
     slider.fill(str(last // 2))  # the README's picture: cursor mid-way
     expect(page.locator("#review-html .review-frame")).to_contain_text(f"frame {last // 2}")
-    page.wait_for_function("() => [...document.querySelectorAll('#review-html video')].every(v => !v.seeking && v.readyState >= 2)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#review-html video')].every(v => !v.seeking && v.readyState >= 2)"
+    )
     _screenshot(page, shots, "review", full_page=False)
 
 
@@ -366,7 +410,9 @@ def test_try_cleans_an_upload_and_rejects_bad_ones(page, shots: Path, app_dirs, 
     expect(page.locator("#try-w input")).to_have_value("64", timeout=30_000)  # centred square box proposed
     page.locator("#try-clean").click()
     expect(page.locator("#try-message")).to_contain_text("Cleaned clip", timeout=120_000)
-    page.wait_for_function("() => { const v = document.querySelector('#try-video video'); return v && v.duration > 0; }", timeout=30_000)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#try-video video'); return v && v.duration > 0; }", timeout=30_000
+    )
     assert "Traceback" not in page.content()
     _screenshot(page, shots, "try")
     # Every upload is gone from the server once used or rejected.
@@ -392,8 +438,14 @@ def _raw_get(url: str, path: str) -> tuple[int, bytes]:
 
 @pytest.mark.parametrize(
     "path",
-    ["/files/runs/../../etc/passwd", "/files/runs/%2e%2e/%2e%2e/etc/passwd", "/files/data/..%2f..%2f..%2fetc%2fpasswd",
-     "/files/runs/tiny/../../../../../../etc/passwd", "/files/etc/passwd", "/files/runs//etc/passwd"],
+    [
+        "/files/runs/../../etc/passwd",
+        "/files/runs/%2e%2e/%2e%2e/etc/passwd",
+        "/files/data/..%2f..%2f..%2fetc%2fpasswd",
+        "/files/runs/tiny/../../../../../../etc/passwd",
+        "/files/etc/passwd",
+        "/files/runs//etc/passwd",
+    ],
 )
 def test_file_route_refuses_paths_outside_the_served_folders(server, path: str) -> None:
     status, body = _raw_get(server, path)
@@ -417,4 +469,6 @@ def test_make_app_runs_the_app_command() -> None:
         pytest.skip("make is not installed")
     proc = subprocess.run(["make", "-n", "app", "RUNS=some/runs", "DATA=."], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"python -m lightning_app --runs some/runs --data \.$", proc.stdout, flags=re.MULTILINE), proc.stdout
+    assert re.search(r"python -m lightning_app --runs some/runs --data \.$", proc.stdout, flags=re.MULTILINE), (
+        proc.stdout
+    )

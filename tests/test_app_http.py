@@ -50,11 +50,22 @@ def app(tmp_path_factory: pytest.TempPathFactory):
     cv2.imwrite(str(secret / "private.png"), np.full((40, 48, 3), 77, np.uint8))
     port = _free_port()
     # TMPDIR: the app's private folder and Gradio's uploads land where the test can look.
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "OMP_NUM_THREADS": "1",
+        "TMPDIR": str(tmp),
+    }
     env.pop("GRADIO_TEMP_DIR", None)
     log = open(base / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "lightning_app", "--runs", str(runs), "--data", str(data), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightning_app", "--runs", str(runs), "--data", str(data), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         try:
@@ -67,7 +78,15 @@ def app(tmp_path_factory: pytest.TempPathFactory):
     if proc.poll() is not None or time.time() >= deadline:
         proc.kill()
         pytest.fail("app did not start:\n" + (base / "server.log").read_text()[-3000:])
-    yield {"port": port, "proc": proc, "secret": secret, "tmp": tmp, "data": data, "runs": runs, "log": base / "server.log"}
+    yield {
+        "port": port,
+        "proc": proc,
+        "secret": secret,
+        "tmp": tmp,
+        "data": data,
+        "runs": runs,
+        "log": base / "server.log",
+    }
     if proc.poll() is None:
         proc.kill()
         proc.wait(30)
@@ -102,7 +121,11 @@ def _file_endpoints(port: int) -> dict[str, list[int]]:
     assert status == 200
     out = {}
     for name, ep in json.loads(body)["named_endpoints"].items():
-        files = [i for i, p in enumerate(ep["parameters"]) if p.get("component") in ("File", "Video", "Image", "Audio", "Model3D", "Gallery")]
+        files = [
+            i
+            for i, p in enumerate(ep["parameters"])
+            if p.get("component") in ("File", "Video", "Image", "Audio", "Model3D", "Gallery")
+        ]
         if files:
             out[name.lstrip("/")] = files
     return out
@@ -112,8 +135,13 @@ def test_every_file_endpoint_refuses_a_path_outside_the_uploads(app) -> None:
     endpoints = _file_endpoints(app["port"])
     assert {"try_preview", "try_clean"} <= set(endpoints), endpoints
     ckpt = str(app["runs"] / "r1" / "checkpoints" / "last.ckpt")
-    outside = [app["secret"] / "private.mp4", app["secret"] / "private.png", app["data"] / "clip.mp4",
-               app["secret"] / ".." / "elsewhere" / "private.mp4", "/etc/passwd"]
+    outside = [
+        app["secret"] / "private.mp4",
+        app["secret"] / "private.png",
+        app["data"] / "clip.mp4",
+        app["secret"] / ".." / "elsewhere" / "private.mp4",
+        "/etc/passwd",
+    ]
     for name, positions in endpoints.items():
         status, body = _request(app["port"], "GET", "/gradio_api/info")
         n = len(json.loads(body)["named_endpoints"]["/" + name]["parameters"])
@@ -129,8 +157,12 @@ def test_every_file_endpoint_refuses_a_path_outside_the_uploads(app) -> None:
     # Also through the page's own route (the queue) and with a symbolic link into the uploads.
     link = app["tmp"] / "link.mp4"
     link.symlink_to(app["secret"] / "private.mp4")
-    status, body = _request(app["port"], "POST", "/gradio_api/queue/join",
-                            {"data": [_file(link)], "fn_index": 0, "session_hash": "x", "event_data": None, "trigger_id": 1})
+    status, body = _request(
+        app["port"],
+        "POST",
+        "/gradio_api/queue/join",
+        {"data": [_file(link)], "fn_index": 0, "session_hash": "x", "event_data": None, "trigger_id": 1},
+    )
     assert status == 403, body[:300]
 
 
@@ -138,9 +170,17 @@ def test_a_real_upload_is_accepted(app) -> None:
     """The positive control: a file sent through Gradio's upload route is previewed."""
     boundary = "xxBOUNDARYxx"
     content = (app["data"] / "clip.mp4").read_bytes()
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"clip.mp4\"\r\n"
-            "Content-Type: video/mp4\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    status, resp = _request(app["port"], "POST", "/gradio_api/upload", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="clip.mp4"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    status, resp = _request(
+        app["port"], "POST", "/gradio_api/upload", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert status == 200, resp[:300]
     (uploaded,) = json.loads(resp)
     status, text = _call(app["port"], "try_preview", [_file(uploaded)])

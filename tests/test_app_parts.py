@@ -27,8 +27,16 @@ def roots(tmp_path: Path) -> ServedRoots:
 
 @pytest.mark.parametrize(
     "root, rel",
-    [("runs", "../secret.txt"), ("runs", "r1/../../secret.txt"), ("runs", "/etc/passwd"), ("data", "../runs/r1/a.txt"),
-     ("runs", "r1/link.txt"), ("etc", "passwd"), ("runs", ""), ("runs", "r1/\x00a.txt")],
+    [
+        ("runs", "../secret.txt"),
+        ("runs", "r1/../../secret.txt"),
+        ("runs", "/etc/passwd"),
+        ("data", "../runs/r1/a.txt"),
+        ("runs", "r1/link.txt"),
+        ("etc", "passwd"),
+        ("runs", ""),
+        ("runs", "r1/\x00a.txt"),
+    ],
 )
 def test_paths_outside_the_roots_are_refused(roots: ServedRoots, root: str, rel: str) -> None:
     with pytest.raises(PathRefused):
@@ -45,9 +53,20 @@ def test_paths_inside_resolve_and_map_to_urls(roots: ServedRoots) -> None:
 
 def test_overrides_pass_model_and_data_options_only() -> None:
     assert parse_overrides("--model.ngf 32 --data.fraction=0.05 --trainer.devices 2") == [
-        "--model.ngf=32", "--data.fraction=0.05", "--trainer.devices=2"]
-    for bad in ("--trainer.default_root_dir /tmp/x", "--config other.yaml", "--data.manifest /etc/m.yaml",
-                "--trainer.logger false", "--ckpt_path x", "--model.ngf", "--model.ngf ${oc.env:HOME}", "plain"):
+        "--model.ngf=32",
+        "--data.fraction=0.05",
+        "--trainer.devices=2",
+    ]
+    for bad in (
+        "--trainer.default_root_dir /tmp/x",
+        "--config other.yaml",
+        "--data.manifest /etc/m.yaml",
+        "--trainer.logger false",
+        "--ckpt_path x",
+        "--model.ngf",
+        "--model.ngf ${oc.env:HOME}",
+        "plain",
+    ):
         with pytest.raises(LaunchError):
             parse_overrides(bad)
 
@@ -62,8 +81,16 @@ def test_run_names_stay_under_runs(tmp_path: Path) -> None:
 
 def test_summary_reads_versions_in_order_and_states(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    for v, rows in ((0, [{"epoch": 0, "step": 1, "train/loss_g_step": 3.0}, {"epoch": 0, "step": 1, "train/loss_g": 2.5}]),
-                    (1, [{"epoch": 1, "step": 3, "train/loss_g_step": 2.0}, {"epoch": 1, "step": 3, "train/loss_g": 1.5, "val/cycle": 0.4}])):
+    for v, rows in (
+        (0, [{"epoch": 0, "step": 1, "train/loss_g_step": 3.0}, {"epoch": 0, "step": 1, "train/loss_g": 2.5}]),
+        (
+            1,
+            [
+                {"epoch": 1, "step": 3, "train/loss_g_step": 2.0},
+                {"epoch": 1, "step": 3, "train/loss_g": 1.5, "val/cycle": 0.4},
+            ],
+        ),
+    ):
         (run / "csv" / f"version_{v}").mkdir(parents=True)
         pd.DataFrame(rows).to_csv(run / "csv" / f"version_{v}" / "metrics.csv", index=False)
     (run / "csv" / "version_1" / "config.yaml").write_text("subject: s9\ntrainer: {max_epochs: 4}\n")

@@ -36,8 +36,14 @@ MODEL = ["--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1"]
 
 
 def _rec(name: str, condition: str, session: int = 1, path: str | None = None) -> dict:
-    return {"name": name, "path": path or f"{name}.mp4", "session": session, "condition": condition,
-            "bbox": BBOX, "segments": SEGMENTS}
+    return {
+        "name": name,
+        "path": path or f"{name}.mp4",
+        "session": session,
+        "condition": condition,
+        "bbox": BBOX,
+        "segments": SEGMENTS,
+    }
 
 
 def _write(path: Path, subject: str, recs: list[dict]) -> Path:
@@ -59,7 +65,8 @@ class World:
         """Every file under root with size and mtime: 'no new or changed files' checks."""
         return {
             str(p.relative_to(self.root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(self.root.rglob("*")) if p.is_file()
+            for p in sorted(self.root.rglob("*"))
+            if p.is_file()
         }
 
 
@@ -107,8 +114,16 @@ def _clean(w: World, *extra: str) -> list[str]:
 
 
 def _fit(w: World, *extra: str) -> list[str]:
-    return ["fit", "--data.manifest", str(w.manifest), *DATA, *MODEL,
-            "--trainer.default_root_dir", str(w.out / "run"), *extra]
+    return [
+        "fit",
+        "--data.manifest",
+        str(w.manifest),
+        *DATA,
+        *MODEL,
+        "--trainer.default_root_dir",
+        str(w.out / "run"),
+        *extra,
+    ]
 
 
 def case_name_with_separators(w: World):
@@ -117,7 +132,11 @@ def case_name_with_separators(w: World):
     doc["recordings"][1]["name"] = "../s1_normal"
     bad = w.subject / "evil.yaml"
     bad.write_text(yaml.safe_dump(doc))
-    return sr_main, _clean(w, "--manifest", str(bad), "--out", str(w.subject / "clean")), [str(bad), "../s1_normal", "name"]
+    return (
+        sr_main,
+        _clean(w, "--manifest", str(bad), "--out", str(w.subject / "clean")),
+        [str(bad), "../s1_normal", "name"],
+    )
 
 
 def case_subject_outside_cache(w: World):
@@ -137,8 +156,11 @@ def case_clean_out_holds_subject_manifest(w: World):
 
 def case_clean_video_out_exists(w: World):
     (w.out / "done.mp4").write_bytes(b"earlier result")
-    return sr_main, _clean(w, "--video", str(w.subject / "s1_sensor.mp4"), "--bbox", "8,4,32,32",
-                           "--out", str(w.out / "done.mp4")), [str(w.out / "done.mp4"), "--overwrite"]
+    return (
+        sr_main,
+        _clean(w, "--video", str(w.subject / "s1_sensor.mp4"), "--bbox", "8,4,32,32", "--out", str(w.out / "done.mp4")),
+        [str(w.out / "done.mp4"), "--overwrite"],
+    )
 
 
 def case_clean_video_out_is_input(w: World):
@@ -148,8 +170,11 @@ def case_clean_video_out_is_input(w: World):
 
 def case_clean_output_is_other_input(w: World):
     """A sensor recording whose output name is the file of a normal recording."""
-    recs = [_rec("s1_sensor", "sensor"), _rec("s1_normal", "normal", path="nothing_here.mp4"),
-            _rec("n1", "normal", path="s1_sensor.mp4")]
+    recs = [
+        _rec("s1_sensor", "sensor"),
+        _rec("s1_normal", "normal", path="nothing_here.mp4"),
+        _rec("n1", "normal", path="s1_sensor.mp4"),
+    ]
     recs[0]["path"] = "s2_sensor.mp4"
     d = w.root / "subj2"
     d.mkdir()
@@ -163,12 +188,19 @@ def case_clean_out_has_a_foreign_file(w: World):
     """A file in --out that the cleaned manifest does not list is the user's: not replaced."""
     (w.out / "c").mkdir()
     (w.out / "c" / "s1_sensor.mp4").write_bytes(b"someone's video")
-    return sr_main, _clean(w, "--manifest", str(w.manifest), "--out", str(w.out / "c")), [
-        str(w.out / "c" / "s1_sensor.mp4"), "--overwrite"]
+    return (
+        sr_main,
+        _clean(w, "--manifest", str(w.manifest), "--out", str(w.out / "c")),
+        [str(w.out / "c" / "s1_sensor.mp4"), "--overwrite"],
+    )
 
 
 def case_resume_with_other_model_options(w: World):
-    return sr_main, _fit(w, "--model.ngf", "8", "--ckpt_path", str(w.ckpt)), [str(w.ckpt), "--model.ngf: 8 now, 4 in the checkpoint"]
+    return (
+        sr_main,
+        _fit(w, "--model.ngf", "8", "--ckpt_path", str(w.ckpt)),
+        [str(w.ckpt), "--model.ngf: 8 now, 4 in the checkpoint"],
+    )
 
 
 def case_val_fraction_above_one(w: World):
@@ -210,11 +242,19 @@ def case_nan_loss_weight(w: World):
 def case_fifo_as_video(w: World):
     fifo = w.out / "pipe.mp4"
     os.mkfifo(fifo)  # opening it would block forever: it must be refused unopened
-    return sr_main, _clean(w, "--video", str(fifo), "--bbox", "8,4,32,32", "--out", str(w.out / "x.mp4")), [str(fifo), "named pipe"]
+    return (
+        sr_main,
+        _clean(w, "--video", str(fifo), "--bbox", "8,4,32,32", "--out", str(w.out / "x.mp4")),
+        [str(fifo), "named pipe"],
+    )
 
 
 def case_device_as_video(w: World):
-    return sr_main, _clean(w, "--video", "/dev/zero", "--bbox", "8,4,32,32", "--out", str(w.out / "x.mp4")), ["/dev/zero", "character device"]
+    return (
+        sr_main,
+        _clean(w, "--video", "/dev/zero", "--bbox", "8,4,32,32", "--out", str(w.out / "x.mp4")),
+        ["/dev/zero", "character device"],
+    )
 
 
 def case_segment_name_with_separators(w: World):
@@ -230,7 +270,11 @@ def case_crf_too_high(w: World):
 
 
 def case_crf_negative(w: World):
-    return sr_main, _clean(w, "--manifest", str(w.manifest), "--out", str(w.out / "c"), "--crf", "-5"), ["--crf", ">= 0"]
+    return (
+        sr_main,
+        _clean(w, "--manifest", str(w.manifest), "--out", str(w.out / "c"), "--crf", "-5"),
+        ["--crf", ">= 0"],
+    )
 
 
 def _vfr_video(path: Path, n: int = 24) -> None:
@@ -268,7 +312,11 @@ def case_manifest_not_utf8_clean(w: World):
 
 def case_manifest_not_utf8_evaluation(w: World):
     w.manifest.write_bytes("subject: caf\u00e9\n".encode("latin-1"))
-    return evaluation_main, ["run", "--manifest", str(w.manifest), "--out", str(w.out / "r"), "--metrics", "groundtruth"], [str(w.manifest), "UTF-8"]
+    return (
+        evaluation_main,
+        ["run", "--manifest", str(w.manifest), "--out", str(w.out / "r"), "--metrics", "groundtruth"],
+        [str(w.manifest), "UTF-8"],
+    )
 
 
 def case_recording_too_short(w: World):
@@ -277,7 +325,11 @@ def case_recording_too_short(w: World):
     for r in recs:
         r["segments"] = {}
     bad = _write(w.subject / "short.yaml", "subj01", recs)
-    return sr_main, _fit(w, "--data.manifest", str(bad), "--data.fraction", "0.02"), [str(bad), "sensor", "--data.fraction"]
+    return (
+        sr_main,
+        _fit(w, "--data.manifest", str(bad), "--data.fraction", "0.02"),
+        [str(bad), "sensor", "--data.fraction"],
+    )
 
 
 def case_ckpt_missing(w: World):
@@ -306,16 +358,26 @@ def case_ckpt_pickle_runs_code(w: World):
 
 def case_evaluation_run_out_is_file(w: World):
     (w.out / "results").write_text("x")
-    return evaluation_main, ["run", "--manifest", str(w.manifest), "--out", str(w.out / "results"), "--metrics", "groundtruth"], [str(w.out / "results"), "not a folder"]
+    return (
+        evaluation_main,
+        ["run", "--manifest", str(w.manifest), "--out", str(w.out / "results"), "--metrics", "groundtruth"],
+        [str(w.out / "results"), "not a folder"],
+    )
 
 
 def case_evaluation_report_out_is_file(w: World):
     res = w.out / "res"
     res.mkdir()
-    (res / "results.csv").write_text("subject,session,segment,kind,reference,other,metric,feature,value,std,n\n"
-                                     "subj01,1,whole,sensor,a,b,lpips,image,0.5,0.1,3\n")
+    (res / "results.csv").write_text(
+        "subject,session,segment,kind,reference,other,metric,feature,value,std,n\n"
+        "subj01,1,whole,sensor,a,b,lpips,image,0.5,0.1,3\n"
+    )
     (w.out / "report").write_text("x")
-    return evaluation_main, ["report", str(res), "--out", str(w.out / "report")], [str(w.out / "report"), "not a folder"]
+    return (
+        evaluation_main,
+        ["report", str(res), "--out", str(w.out / "report")],
+        [str(w.out / "report"), "not a folder"],
+    )
 
 
 def case_directory_as_video(w: World):
@@ -326,20 +388,41 @@ def case_directory_as_video(w: World):
 
 def case_directory_as_video_to_clean(w: World):
     (w.subject / "takes").mkdir()
-    return sr_main, _clean(w, "--video", str(w.subject / "takes"), "--bbox", "8,4,32,32", "--out", str(w.out / "c.mp4")), [
-        str(w.subject / "takes"), "is a directory"]
+    return (
+        sr_main,
+        _clean(w, "--video", str(w.subject / "takes"), "--bbox", "8,4,32,32", "--out", str(w.out / "c.mp4")),
+        [str(w.subject / "takes"), "is a directory"],
+    )
 
 
 def case_clean_video_bbox_outside(w: World):
-    return sr_main, _clean(w, "--video", str(w.subject / "s1_sensor.mp4"), "--bbox", "30,4,32,32", "--out", str(w.out / "c.mp4")), [
-        str(w.subject / "s1_sensor.mp4"), "--bbox", "outside"]
+    return (
+        sr_main,
+        _clean(w, "--video", str(w.subject / "s1_sensor.mp4"), "--bbox", "30,4,32,32", "--out", str(w.out / "c.mp4")),
+        [str(w.subject / "s1_sensor.mp4"), "--bbox", "outside"],
+    )
 
 
 def case_clean_video_reference_mask_without_normal_recordings(w: World):
     """Mask method 'reference' takes its colours from a subject's normal recordings; a
     lone --video has none."""
-    return sr_main, _clean(w, "--video", str(w.subject / "s1_sensor.mp4"), "--bbox", "8,4,32,32", "--out", str(w.out / "c.mp4"),
-                           "--composite", "auto", "--mask-method", "reference"), ["normal recordings", "change"]
+    return (
+        sr_main,
+        _clean(
+            w,
+            "--video",
+            str(w.subject / "s1_sensor.mp4"),
+            "--bbox",
+            "8,4,32,32",
+            "--out",
+            str(w.out / "c.mp4"),
+            "--composite",
+            "auto",
+            "--mask-method",
+            "reference",
+        ),
+        ["normal recordings", "change"],
+    )
 
 
 def _evaluation_cleaned(w: World, keep: list[str], frames: int = 24) -> Path:
@@ -357,14 +440,40 @@ def _evaluation_cleaned(w: World, keep: list[str], frames: int = 24) -> Path:
 
 def case_evaluation_missing_cleaned(w: World):
     cleaned = _evaluation_cleaned(w, ["s1_sensor"])
-    return evaluation_main, ["run", "--manifest", str(w.manifest), "--cleaned", str(cleaned), "--out", str(w.out / "r"),
-                             "--metrics", "groundtruth"], [str(cleaned), "s2_sensor", "--allow-missing"]
+    return (
+        evaluation_main,
+        [
+            "run",
+            "--manifest",
+            str(w.manifest),
+            "--cleaned",
+            str(cleaned),
+            "--out",
+            str(w.out / "r"),
+            "--metrics",
+            "groundtruth",
+        ],
+        [str(cleaned), "s2_sensor", "--allow-missing"],
+    )
 
 
 def case_evaluation_frame_count_mismatch(w: World):
     cleaned = _evaluation_cleaned(w, ["s1_sensor", "s2_sensor"], frames=10)
-    return evaluation_main, ["run", "--manifest", str(w.manifest), "--cleaned", str(cleaned), "--out", str(w.out / "r"),
-                             "--metrics", "groundtruth"], [str(w.out / "cleaned" / "s1_sensor.mp4"), "10 frames", "24"]
+    return (
+        evaluation_main,
+        [
+            "run",
+            "--manifest",
+            str(w.manifest),
+            "--cleaned",
+            str(cleaned),
+            "--out",
+            str(w.out / "r"),
+            "--metrics",
+            "groundtruth",
+        ],
+        [str(w.out / "cleaned" / "s1_sensor.mp4"), "10 frames", "24"],
+    )
 
 
 # Cases that already ended with a clear message: they must stay that way.
@@ -400,7 +509,9 @@ def case_clean_missing_manifest(w: World):
 
 
 # sEMG (ours): the emg: entry's file checked before any work; one message naming file and channel.
-def _with_emg(w: World, seconds: float = 4.0, edit: Callable[[np.ndarray, list[str]], None] | None = None, **entry) -> list[str]:
+def _with_emg(
+    w: World, seconds: float = 4.0, edit: Callable[[np.ndarray, list[str]], None] | None = None, **entry
+) -> list[str]:
     """sEMG files for both sensor recordings (synthetic, 2,048 Hz) and their emg: entries;
     ``edit(samples, labels)`` spoils the first one in place. Returns the emg report argv."""
     from sensor_removal.synthetic import emg as synth_emg
@@ -424,23 +535,38 @@ def _with_emg(w: World, seconds: float = 4.0, edit: Callable[[np.ndarray, list[s
 def case_emg_missing_channel(w: World):
     def drop(samples: np.ndarray, labels: list[str]) -> None:
         labels[labels.index("ZYG_L")] = "ZYG_LEFT"
-    return sr_main, _with_emg(w, edit=drop), [str(w.subject / "s1_sensor.emg.npz"), "'ZYG_L' (zygomaticus/left)", "not in the file"]
+
+    return (
+        sr_main,
+        _with_emg(w, edit=drop),
+        [str(w.subject / "s1_sensor.emg.npz"), "'ZYG_L' (zygomaticus/left)", "not in the file"],
+    )
 
 
 def case_emg_wrong_rate(w: World):
-    return sr_main, _with_emg(w, rate_hz=4096), [str(w.subject / "s1_sensor.emg.npz"), "2048 Hz", "emg.rate_hz says 4096 Hz"]
+    return (
+        sr_main,
+        _with_emg(w, rate_hz=4096),
+        [str(w.subject / "s1_sensor.emg.npz"), "2048 Hz", "emg.rate_hz says 4096 Hz"],
+    )
 
 
 def case_emg_clipped_channel(w: World):
     def clip(samples: np.ndarray, labels: list[str]) -> None:
         c = labels.index("COR_R")
         samples[:, c] = np.clip(samples[:, c], -20.0, 20.0)
-    return sr_main, _with_emg(w, edit=clip), [str(w.subject / "s1_sensor.emg.npz"), "'COR_R' (corrugator/right)", "clipped"]
+
+    return (
+        sr_main,
+        _with_emg(w, edit=clip),
+        [str(w.subject / "s1_sensor.emg.npz"), "'COR_R' (corrugator/right)", "clipped"],
+    )
 
 
 def case_emg_flat_channel(w: World):
     def flat(samples: np.ndarray, labels: list[str]) -> None:
         samples[:, labels.index("MEN_L")] = 3.0
+
     return sr_main, _with_emg(w, edit=flat), [str(w.subject / "s1_sensor.emg.npz"), "'MEN_L' (mentalis/left)", "flat"]
 
 
@@ -457,7 +583,7 @@ def case_emg_unknown_muscle(w: World):
     return sr_main, argv, [str(w.manifest), "recording 's1_sensor', field 'emg.channels.ZYG_L'", "not a muscle/side"]
 
 
-CASES = {name[len("case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
+CASES = {name[len("case_") :]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -489,7 +615,9 @@ def test_names_are_safe_file_names(tmp_path: Path) -> None:
     assert output_path(tmp_path, "s1_sensor-2.v1.mp4") == (tmp_path / "s1_sensor-2.v1.mp4").resolve()
 
 
-def test_clean_video_overwrite_replaces_only_when_asked(world: World, capfd: pytest.CaptureFixture, single_thread) -> None:
+def test_clean_video_overwrite_replaces_only_when_asked(
+    world: World, capfd: pytest.CaptureFixture, single_thread
+) -> None:
     out = world.out / "done.mp4"
     out.write_bytes(b"earlier result")
     args = _clean(world, "--video", str(world.subject / "s1_sensor.mp4"), "--bbox", "8,4,32,32", "--out", str(out))
@@ -502,8 +630,21 @@ def test_clean_video_overwrite_replaces_only_when_asked(world: World, capfd: pyt
 def test_allow_missing_lists_missing_recordings(world: World, capfd: pytest.CaptureFixture) -> None:
     cleaned = _evaluation_cleaned(world, ["s1_sensor"])
     out = world.out / "r"
-    code = run_main(evaluation_main, ["run", "--manifest", str(world.manifest), "--cleaned", str(cleaned),
-                                      "--out", str(out), "--metrics", "groundtruth", "--allow-missing"])
+    code = run_main(
+        evaluation_main,
+        [
+            "run",
+            "--manifest",
+            str(world.manifest),
+            "--cleaned",
+            str(cleaned),
+            "--out",
+            str(out),
+            "--metrics",
+            "groundtruth",
+            "--allow-missing",
+        ],
+    )
     assert code == 0, capfd.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["missing_cleaned"] == ["s2_sensor"]
@@ -513,8 +654,10 @@ def test_allow_missing_lists_missing_recordings(world: World, capfd: pytest.Capt
 def test_allow_missing_is_printed_under_the_tables(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     res = tmp_path / "res"
     res.mkdir()
-    (res / "results.csv").write_text("subject,session,segment,kind,reference,other,metric,feature,value,std,n\n"
-                                     "subj01,1,whole,sensor,a,b,lpips,image,0.5,0.1,3\n")
+    (res / "results.csv").write_text(
+        "subject,session,segment,kind,reference,other,metric,feature,value,std,n\n"
+        "subj01,1,whole,sensor,a,b,lpips,image,0.5,0.1,3\n"
+    )
     (res / "summary.json").write_text(json.dumps({"subject": "subj01", "missing_cleaned": ["s2_sensor"]}))
     assert evaluation_main(["report", str(res), "--out", str(tmp_path / "rep")]) == 0
     assert "s2_sensor" in capfd.readouterr().out
@@ -522,7 +665,9 @@ def test_allow_missing_is_printed_under_the_tables(tmp_path: Path, capfd: pytest
     assert "s2_sensor" in (tmp_path / "rep" / "report.md").read_text()
 
 
-def test_full_disk_while_caching_names_the_cache(world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+def test_full_disk_while_caching_names_the_cache(
+    world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
     import sensor_removal.training.data as data
 
     def full(*args, **kwargs):
@@ -531,16 +676,30 @@ def test_full_disk_while_caching_names_the_cache(world: World, monkeypatch: pyte
     monkeypatch.setattr(data.np, "save", full)
     from sensor_removal.training.data import FramesDataModule
 
-    dm = FramesDataModule(str(world.manifest), fraction=0.5, load_size=36, crop_size=32, num_workers=0,
-                          cache_dir=str(world.out / "cache"))
+    dm = FramesDataModule(
+        str(world.manifest), fraction=0.5, load_size=36, crop_size=32, num_workers=0, cache_dir=str(world.out / "cache")
+    )
     with pytest.raises(data.FrameCacheError, match="No space left on device") as info:
         dm.prepare_data()
     assert str(world.out / "cache") in str(info.value)
     assert list((world.out / "cache").iterdir()) == []  # no half-written cache
     # Through the CLI: exit 2 and the message, no traceback.
-    code = run_main(sr_main, _fit(world, "--trainer.logger", "false", "--trainer.callbacks", "[]",
-                                  "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
-                                  "--data.cache_dir", str(world.out / "cache")))
+    code = run_main(
+        sr_main,
+        _fit(
+            world,
+            "--trainer.logger",
+            "false",
+            "--trainer.callbacks",
+            "[]",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.accelerator",
+            "cpu",
+            "--data.cache_dir",
+            str(world.out / "cache"),
+        ),
+    )
     err = capfd.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert str(world.out / "cache") in err and "No space left on device" in err
@@ -566,7 +725,9 @@ def test_video_writer_that_cannot_open_leaves_no_temporary_file(tmp_path: Path) 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_full_disk_while_caching_writes_nothing_into_the_run(world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+def test_full_disk_while_caching_writes_nothing_into_the_run(
+    world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
     """With the shipped config's CSV logger and interrupt checkpoint: no interrupted.ckpt,
     no log files: the cache is built before anything of the run is written."""
     import sensor_removal.training.data as data

@@ -35,11 +35,11 @@ import yaml
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from evaluation.protocol import COLUMNS
-from sensor_removal.training.callbacks import ImageGrid, RunCheckpoint, center_crop, label_bands
-from sensor_removal.workflows.fit_metrics import PerceptualMetrics
-from sensor_removal.training.data import FramesDataModule
 from sensor_removal.core.tensors import to_tensor, to_uint8
+from sensor_removal.training.callbacks import ImageGrid, RunCheckpoint, center_crop, label_bands
+from sensor_removal.training.data import FramesDataModule
 from sensor_removal.training.module import CycleGAN
+from sensor_removal.workflows.fit_metrics import PerceptualMetrics
 from sensor_removal.workflows.postfit import PostFitBenchmark
 from tests.conftest import ALEXNET_FILE, INCEPTION_FILE
 
@@ -67,7 +67,9 @@ def datamodule(manifest: Path) -> FramesDataModule:
     return FramesDataModule(str(manifest), **DATA)
 
 
-def fit(run: Path, manifest: Path, callbacks: list[pl.Callback], logger: Logger | None = None, max_epochs: int = 2) -> tuple[pl.Trainer, CycleGAN, FramesDataModule]:
+def fit(
+    run: Path, manifest: Path, callbacks: list[pl.Callback], logger: Logger | None = None, max_epochs: int = 2
+) -> tuple[pl.Trainer, CycleGAN, FramesDataModule]:
     """A tiny fit into ``run`` (CSV logger unless ``logger``)."""
     pl.seed_everything(0, workers=True)
     model, dm = CycleGAN(**{**MODEL, "epochs_decay": max_epochs - 1}), datamodule(manifest)
@@ -102,10 +104,17 @@ def tiles(grid: np.ndarray, n_rows: int, n_cols: int = 3) -> np.ndarray:
     """Cut a grid written by ImageGrid back into ``(rows, cols, CROP, CROP, 3)`` tiles."""
     step = CROP + PAD
     y0, x0 = TOP + PAD, LEFT + PAD
-    return np.stack([
-        np.stack([grid[y0 + i * step : y0 + i * step + CROP, x0 + j * step : x0 + j * step + CROP] for j in range(n_cols)])
-        for i in range(n_rows)
-    ])
+    return np.stack(
+        [
+            np.stack(
+                [
+                    grid[y0 + i * step : y0 + i * step + CROP, x0 + j * step : x0 + j * step + CROP]
+                    for j in range(n_cols)
+                ]
+            )
+            for i in range(n_rows)
+        ]
+    )
 
 
 def check_labels(grid: np.ndarray, rows: int) -> None:
@@ -116,7 +125,9 @@ def check_labels(grid: np.ndarray, rows: int) -> None:
     for j in range(3):
         assert dark[:TOP, LEFT + PAD + j * step : LEFT + PAD + j * step + CROP].sum() >= 5, f"column {j} has no title"
     for i in range(rows):
-        assert dark[TOP + PAD + i * step : TOP + PAD + i * step + min(TOP, CROP), :LEFT].sum() >= 5, f"row {i} has no label"
+        assert dark[TOP + PAD + i * step : TOP + PAD + i * step + min(TOP, CROP), :LEFT].sum() >= 5, (
+            f"row {i} has no label"
+        )
         below = TOP + PAD + i * step + min(TOP, CROP) + 1
         assert not dark[below : TOP + PAD + (i + 1) * step - 1, :LEFT].any()
     assert not dark[:TOP, :LEFT].any()
@@ -153,7 +164,10 @@ def check_grids(run: Path, model: CycleGAN, dm: FramesDataModule, num_frames: in
     model.eval()
     with torch.no_grad():
         expect = []
-        for domain, forward, back in (("sensor", model.gen_s2n, model.gen_n2s), ("normal", model.gen_n2s, model.gen_s2n)):
+        for domain, forward, back in (
+            ("sensor", model.gen_s2n, model.gen_n2s),
+            ("normal", model.gen_n2s, model.gen_s2n),
+        ):
             y = forward(to_tensor(frames[domain]))
             expect += list(np.stack([frames[domain], to_uint8(y), to_uint8(back(y))], axis=1))
     got = tiles(grids[-1], rows)
@@ -336,7 +350,9 @@ def test_benchmark_plots_and_tables_go_to_wandb(tmp_path: Path, offline_wandb) -
     pd.DataFrame({"row": ["N1-N2", "Nk-Ck"], "mean": [0.25, 0.5]}).to_csv(table, index=False)
     logger = WandbLogger(project="sensor-removal-test", save_dir=str(tmp_path / "run"), offline=True)
     trainer = SimpleNamespace(loggers=[CSVLogger(str(tmp_path / "csv")), logger])
-    PostFitBenchmark._log(trainer, BenchmarkOutcome(files={"au_curves": plot, "table_lpips_fid": table, "report.md": tmp_path / "x.md"}))
+    PostFitBenchmark._log(
+        trainer, BenchmarkOutcome(files={"au_curves": plot, "table_lpips_fid": table, "report.md": tmp_path / "x.md"})
+    )
     offline_wandb.finish()
 
     (wb_run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
@@ -356,7 +372,9 @@ def effective_callbacks(config: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "config", sorted((ROOT / "conf").glob("*.yaml")) + sorted((ROOT / "conf" / "subjects").glob("*.yaml")), ids=lambda p: p.name
+    "config",
+    sorted((ROOT / "conf").glob("*.yaml")) + sorted((ROOT / "conf" / "subjects").glob("*.yaml")),
+    ids=lambda p: p.name,
 )
 def test_configs_monitor_fid_only_with_the_metrics_callback(config: Path) -> None:
     callbacks = effective_callbacks(config)
@@ -402,11 +420,16 @@ def epoch_metrics(metrics_csv: Path) -> pd.DataFrame:
     return df.dropna(subset=["val/fid_clean"]).set_index("epoch")[list(KEYS)]
 
 
-def test_perceptual_metrics_logged_and_best_checkpoint_is_min_fid(subject: Path, tmp_path: Path, fake_torch_weights: Path) -> None:
+def test_perceptual_metrics_logged_and_best_checkpoint_is_min_fid(
+    subject: Path, tmp_path: Path, fake_torch_weights: Path
+) -> None:
     run = tmp_path / "run"
     ckpt = RunCheckpoint(
-        monitor="val/fid_clean", mode="min", save_last=True,
-        filename="epoch{epoch:03d}-fid{val/fid_clean:.6f}", auto_insert_metric_name=False,
+        monitor="val/fid_clean",
+        mode="min",
+        save_last=True,
+        filename="epoch{epoch:03d}-fid{val/fid_clean:.6f}",
+        auto_insert_metric_name=False,
     )
     trainer, model, dm = fit(run, subject, [PerceptualMetrics(every_n_epochs=1), ckpt], max_epochs=3)
 
@@ -485,7 +508,9 @@ def write_config(path: Path, manifest: Path, callbacks: str) -> Path:
     return path
 
 
-def test_missing_weights_stop_the_fit_before_training(subject: Path, tmp_path: Path, torch_home: Path, capsys: pytest.CaptureFixture) -> None:
+def test_missing_weights_stop_the_fit_before_training(
+    subject: Path, tmp_path: Path, torch_home: Path, capsys: pytest.CaptureFixture
+) -> None:
     from sensor_removal.cli.commands import main
 
     run = tmp_path / "run"
@@ -505,12 +530,15 @@ def test_missing_weights_stop_the_fit_before_training(subject: Path, tmp_path: P
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
-DDP_CALLBACKS = METRICS_CALLBACKS + """\
+DDP_CALLBACKS = (
+    METRICS_CALLBACKS
+    + """\
     - class_path: sensor_removal.training.callbacks.ImageGrid
       init_args: {num_frames: 2}
     - class_path: sensor_removal.workflows.postfit.PostFitBenchmark
       init_args: {metrics: [groundtruth], device: cpu}
 """
+)
 
 
 def test_ddp_metrics_equal_one_process_recomputation(subject: Path, tmp_path: Path, fake_torch_weights: Path) -> None:
@@ -521,11 +549,29 @@ def test_ddp_metrics_equal_one_process_recomputation(subject: Path, tmp_path: Pa
     datamodule(subject).setup()  # the frame cache exists before the processes start
     run = tmp_path / "ddp"
     config = write_config(tmp_path / "ddp.yaml", subject, DDP_CALLBACKS)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TORCH_HOME": str(fake_torch_weights.parent.parent)}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+        "TORCH_HOME": str(fake_torch_weights.parent.parent),
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "sensor_removal", "fit", "--config", str(config),
-         "--trainer.default_root_dir", str(run), "--trainer.devices=2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
+        [
+            sys.executable,
+            "-m",
+            "sensor_removal",
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.default_root_dir",
+            str(run),
+            "--trainer.devices=2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -632,9 +678,14 @@ def test_postfit_hands_compositing_and_the_steady_fill_to_the_cleaner(tmp_path: 
     monkeypatch.setattr("sensor_removal.cleaning.clean_subject", clean_subject)
     last = tmp_path / "last.ckpt"
     last.write_bytes(b"x")
-    trainer = SimpleNamespace(default_root_dir=str(tmp_path), checkpoint_callback=SimpleNamespace(last_model_path=str(last)),
-                              datamodule=SimpleNamespace(hparams=SimpleNamespace(manifest=str(tmp_path / "m.yaml"))))
-    hook = PostFitBenchmark(metrics=["groundtruth"], composite="auto", mask_method="reference", steady=0.9, steady_motion=25.0)
+    trainer = SimpleNamespace(
+        default_root_dir=str(tmp_path),
+        checkpoint_callback=SimpleNamespace(last_model_path=str(last)),
+        datamodule=SimpleNamespace(hparams=SimpleNamespace(manifest=str(tmp_path / "m.yaml"))),
+    )
+    hook = PostFitBenchmark(
+        metrics=["groundtruth"], composite="auto", mask_method="reference", steady=0.9, steady_motion=25.0
+    )
     outcome = hook.run(trainer)
     assert "stop after the call" in str(outcome.error)
     assert seen["ckpt"] == last and seen["composite"] == "auto" and seen["keep_repaint"]

@@ -23,12 +23,12 @@ from sensor_removal.cleaning import (
     load_generator,
     paste_back,
 )
-from sensor_removal.cli.clean import main
-from sensor_removal.core.tensors import to_uint8
-from sensor_removal.core.manifest import load_manifest
-from sensor_removal.models.networks import ResnetGenerator
 from sensor_removal.cleaning.steady import SteadySettings
+from sensor_removal.cli.clean import main
+from sensor_removal.core.manifest import load_manifest
+from sensor_removal.core.tensors import to_uint8
 from sensor_removal.core.video import VideoError, crop_resize, probe, read_frames, write_video
+from sensor_removal.models.networks import ResnetGenerator
 
 # Non-square boxes on purpose (real resizes): their manifest warning is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::sensor_removal.core.manifest.ManifestWarning")
@@ -47,9 +47,7 @@ def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
     yy, xx = np.mgrid[0:H, 0:W]
     out = []
     for t in range(n):
-        base = np.stack(
-            [(xx * 4 + t * 7) % 256, (yy * 5 + t * 3) % 256, ((xx + yy) * 3 + t * 11) % 256], axis=-1
-        )
+        base = np.stack([(xx * 4 + t * 7) % 256, (yy * 5 + t * 3) % 256, ((xx + yy) * 3 + t * 11) % 256], axis=-1)
         out.append(np.clip(base + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8))
     return out
 
@@ -170,8 +168,18 @@ def test_load_generator_rejects_other_files(tmp_path: Path) -> None:
 def test_frames_fps_and_generator_input(tmp_path: Path) -> None:
     src = _video(tmp_path / "in.mp4", n=13)
     rec = Recorder(_tiny_generator())
-    res = clean_video(rec, SETTINGS, src, BBOX, tmp_path / "out" / "c.mp4", paste_back=True,
-                      batch_size=4, device="cpu", codec="h264-lossless", progress=False)
+    res = clean_video(
+        rec,
+        SETTINGS,
+        src,
+        BBOX,
+        tmp_path / "out" / "c.mp4",
+        paste_back=True,
+        batch_size=4,
+        device="cpu",
+        codec="h264-lossless",
+        progress=False,
+    )
     assert res.frames == 13
     for path, size in ((res.out, (CROP, CROP)), (res.full_out, (W, H))):
         info = probe(path)
@@ -190,8 +198,17 @@ def test_frames_fps_and_generator_input(tmp_path: Path) -> None:
 @pytest.mark.numerics
 def test_identity_generator_reproduces_crop(tmp_path: Path) -> None:
     src = _video(tmp_path / "in.mp4", n=9)
-    res = clean_video(Identity(), SETTINGS, src, BBOX, tmp_path / "c.mp4", batch_size=3,
-                      device="cpu", codec="h264-lossless", progress=False)
+    res = clean_video(
+        Identity(),
+        SETTINGS,
+        src,
+        BBOX,
+        tmp_path / "c.mp4",
+        batch_size=3,
+        device="cpu",
+        codec="h264-lossless",
+        progress=False,
+    )
     out = read_frames(res.out, range(9)).astype(int)
     expected = np.stack([crop_resize(f, BBOX, CROP) for f in read_frames(src, range(9))]).astype(int)
     assert np.abs(out - expected).max() <= 1
@@ -199,8 +216,18 @@ def test_identity_generator_reproduces_crop(tmp_path: Path) -> None:
 
 def test_paste_back_video_keeps_outside_pixels(tmp_path: Path) -> None:
     src = _video(tmp_path / "in.mp4", n=11)
-    res = clean_video(_tiny_generator(), SETTINGS, src, BBOX, tmp_path / "c.mp4", paste_back=True,
-                      batch_size=4, device="cpu", codec="h264-lossless", progress=False)
+    res = clean_video(
+        _tiny_generator(),
+        SETTINGS,
+        src,
+        BBOX,
+        tmp_path / "c.mp4",
+        paste_back=True,
+        batch_size=4,
+        device="cpu",
+        codec="h264-lossless",
+        progress=False,
+    )
     assert res.full_out == tmp_path / "c.full.mp4"
     decoded = read_frames(src, range(11))
     full = read_frames(res.full_out, range(11))
@@ -262,9 +289,18 @@ def test_batch_size_does_not_change_output(tmp_path: Path) -> None:
         for bs in (1, 4):
             # The raw generator's rounding step may flip a pixel of the compositing mask at
             # its threshold; compare its full repaint (the compositing is per frame, in order).
-            res = clean_video(model, SETTINGS, src, BBOX, tmp_path / f"{kind}{bs}.mp4", batch_size=bs,
-                              device="cpu", codec="h264-lossless", progress=False,
-                              composite="off" if kind == "raw" else "auto")
+            res = clean_video(
+                model,
+                SETTINGS,
+                src,
+                BBOX,
+                tmp_path / f"{kind}{bs}.mp4",
+                batch_size=bs,
+                device="cpu",
+                codec="h264-lossless",
+                progress=False,
+                composite="off" if kind == "raw" else "auto",
+            )
             outs[kind, bs] = read_frames(res.out, range(10)).astype(int)
     np.testing.assert_array_equal(outs["per-sample", 1], outs["per-sample", 4])
     diff = np.abs(outs["raw", 1] - outs["raw", 4])
@@ -276,8 +312,17 @@ def test_generator_error_propagates_and_leaves_nothing(tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     before = threading.active_count()
     with pytest.raises(RuntimeError, match="boom in the generator"):
-        clean_video(Exploding(after=2), SETTINGS, src, BBOX, out_dir / "c.mp4", paste_back=True,
-                    batch_size=2, device="cpu", progress=False)
+        clean_video(
+            Exploding(after=2),
+            SETTINGS,
+            src,
+            BBOX,
+            out_dir / "c.mp4",
+            paste_back=True,
+            batch_size=2,
+            device="cpu",
+            progress=False,
+        )
     assert _all_files(out_dir) == set()
 
     class WrongShape(nn.Module):  # fails in the writer thread
@@ -285,8 +330,7 @@ def test_generator_error_propagates_and_leaves_nothing(tmp_path: Path) -> None:
             return x[:, :, :16, :16]
 
     with pytest.raises(CleanError, match="in.mp4.*16x16"):
-        clean_video(WrongShape(), SETTINGS, src, BBOX, out_dir / "c.mp4", batch_size=2,
-                    device="cpu", progress=False)
+        clean_video(WrongShape(), SETTINGS, src, BBOX, out_dir / "c.mp4", batch_size=2, device="cpu", progress=False)
     assert _all_files(out_dir) == set()
     assert threading.active_count() == before  # reader and writer threads are gone
 
@@ -310,8 +354,17 @@ def test_truncated_stream_with_valid_header_fails_cleanly(tmp_path: Path) -> Non
     assert probe(cut).frame_count == 30  # the header still says 30
     out_dir = tmp_path / "out"
     with pytest.raises(VideoError, match="cut.mp4.*decoded only"):
-        clean_video(_tiny_generator(), SETTINGS, cut, BBOX, out_dir / "c.mp4", paste_back=True,
-                    batch_size=4, device="cpu", progress=False)
+        clean_video(
+            _tiny_generator(),
+            SETTINGS,
+            cut,
+            BBOX,
+            out_dir / "c.mp4",
+            paste_back=True,
+            batch_size=4,
+            device="cpu",
+            progress=False,
+        )
     assert _all_files(out_dir) == set()
 
 
@@ -352,8 +405,23 @@ def subject(tmp_path: Path) -> Path:
 
 def test_main_cleans_good_reports_bad(subject: Path, ckpt: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "clean"
-    rc = main(["--ckpt", str(ckpt), "--manifest", str(subject), "--out", str(out), "--paste-back",
-               "--codec", "h264-lossless", "--batch_size", "4", "--device", "cpu"])
+    rc = main(
+        [
+            "--ckpt",
+            str(ckpt),
+            "--manifest",
+            str(subject),
+            "--out",
+            str(out),
+            "--paste-back",
+            "--codec",
+            "h264-lossless",
+            "--batch_size",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 1
     assert _all_files(out) == {"s1_good.mp4", "s1_good.full.mp4", "s2_good.mp4", "s2_good.full.mp4", "manifest.yaml"}
     text = capsys.readouterr()
@@ -431,8 +499,17 @@ def test_unexpected_error_keeps_finished_recordings(subject: Path, ckpt: Path, t
     out = tmp_path / "clean"
     gen = Exploding(after=3)  # s1_good: 12 frames = 3 batches of 4; s2_good explodes
     with pytest.raises(RuntimeError, match="boom"):
-        clean_recordings(gen, SETTINGS, subj, out, ["s1_good", "s2_good"], batch_size=4,
-                         device="cpu", codec="h264-lossless", progress=False)
+        clean_recordings(
+            gen,
+            SETTINGS,
+            subj,
+            out,
+            ["s1_good", "s2_good"],
+            batch_size=4,
+            device="cpu",
+            codec="h264-lossless",
+            progress=False,
+        )
     assert _all_files(out) == {"s1_good.mp4", "manifest.yaml"}
     names = [r.name for r in load_manifest(out / "manifest.yaml", require_domains=("clean",)).recordings]
     assert names == ["s1_good_clean"]
@@ -520,8 +597,20 @@ class PaintSquare(nn.Module):
 @pytest.mark.numerics
 def test_composite_keeps_every_pixel_outside_the_mask(tmp_path: Path) -> None:
     src = _video(tmp_path / "in.mp4", n=10)
-    res = clean_video(PaintSquare(), SETTINGS, src, BBOX, tmp_path / "c.mp4", batch_size=4, device="cpu",
-                      codec="h264-lossless", progress=False, composite="auto", mask_video=True, keep_repaint=True)
+    res = clean_video(
+        PaintSquare(),
+        SETTINGS,
+        src,
+        BBOX,
+        tmp_path / "c.mp4",
+        batch_size=4,
+        device="cpu",
+        codec="h264-lossless",
+        progress=False,
+        composite="auto",
+        mask_video=True,
+        keep_repaint=True,
+    )
     assert res.composited and res.mask_out == tmp_path / "c.mask.mp4" and res.repaint_out == tmp_path / "c.repaint.mp4"
     inputs = np.stack([crop_resize(f, BBOX, CROP) for f in read_frames(src, range(10))])
     out = read_frames(res.out, range(10))
@@ -542,8 +631,19 @@ def test_composite_keeps_every_pixel_outside_the_mask(tmp_path: Path) -> None:
         changed &= (255 - inputs[t].astype(int)).max(-1) > 60
         assert changed.sum() > 20 and (mask[t][changed] > 0).all()
     # composite="off" is the paper's full repaint.
-    off = clean_video(PaintSquare(), SETTINGS, src, BBOX, tmp_path / "o.mp4", batch_size=4, device="cpu",
-                      codec="h264-lossless", progress=False, composite="off", mask_video=True)
+    off = clean_video(
+        PaintSquare(),
+        SETTINGS,
+        src,
+        BBOX,
+        tmp_path / "o.mp4",
+        batch_size=4,
+        device="cpu",
+        codec="h264-lossless",
+        progress=False,
+        composite="off",
+        mask_video=True,
+    )
     assert not off.composited and off.mask_out is None and not (tmp_path / "o.mask.mp4").exists()
     np.testing.assert_array_equal(read_frames(off.out, range(10)), repaint)
 
@@ -570,8 +670,16 @@ def test_steady_fill_damps_the_shimmer_and_keeps_the_rest(tmp_path: Path) -> Non
     src = _video(tmp_path / "in.mp4", n=12)
     kw = dict(batch_size=4, device="cpu", codec="h264-lossless", progress=False, composite="auto", mask_video=True)
     plain = clean_video(ShimmerSquare(), SETTINGS, src, BBOX, tmp_path / "p.mp4", **kw)
-    steady = clean_video(ShimmerSquare(), SETTINGS, src, BBOX, tmp_path / "s.mp4", keep_repaint=True,
-                         steady=SteadySettings(strength=0.85), **kw)
+    steady = clean_video(
+        ShimmerSquare(),
+        SETTINGS,
+        src,
+        BBOX,
+        tmp_path / "s.mp4",
+        keep_repaint=True,
+        steady=SteadySettings(strength=0.85),
+        **kw,
+    )
     assert steady.steadied and not plain.steadied
     a, b = (read_frames(r.out, range(12)).astype(np.float32) for r in (plain, steady))
     square = (slice(None), slice(9, 15), slice(11, 17))
@@ -586,16 +694,62 @@ def test_steady_fill_damps_the_shimmer_and_keeps_the_rest(tmp_path: Path) -> Non
 
 
 def test_main_composite_options(subject: Path, ckpt: Path, tmp_path: Path, capsys) -> None:
-    assert main(["--ckpt", str(ckpt), "--manifest", str(subject), "--out", str(tmp_path / "x"),
-                 "--mask-threshold", "0", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "--ckpt",
+                str(ckpt),
+                "--manifest",
+                str(subject),
+                "--out",
+                str(tmp_path / "x"),
+                "--mask-threshold",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "--mask-threshold" in capsys.readouterr().err
-    assert main(["--ckpt", str(ckpt), "--manifest", str(subject), "--out", str(tmp_path / "x"),
-                 "--steady", "1", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "--ckpt",
+                str(ckpt),
+                "--manifest",
+                str(subject),
+                "--out",
+                str(tmp_path / "x"),
+                "--steady",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "--steady must be in [0, 1)" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     out = tmp_path / "c"
-    assert main(["--ckpt", str(ckpt), "--manifest", str(subject), "--out", str(out), "--composite", "auto",
-                 "--recordings", "s1_good", "--mask-video", "--keep-repaint", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--ckpt",
+                str(ckpt),
+                "--manifest",
+                str(subject),
+                "--out",
+                str(out),
+                "--composite",
+                "auto",
+                "--recordings",
+                "s1_good",
+                "--mask-video",
+                "--keep-repaint",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     names = _all_files(out)
     assert any(n.endswith(".mask.mp4") for n in names) and any(n.endswith(".repaint.mp4") for n in names)
     cleaned = load_manifest(out / "manifest.yaml", require_domains=("clean",))
@@ -613,9 +767,31 @@ def test_main_reference_mask_takes_the_subjects_normal_recordings(subject: Path,
     masks = {}
     for method in ("change", "reference"):
         out = tmp_path / method
-        assert main(["--ckpt", str(ckpt), "--manifest", str(subject), "--out", str(out), "--composite", "auto",
-                     "--mask-method", method, "--mask-threshold", "200", "--mask-rank", "1", "--recordings", "s1_good",
-                     "--mask-video", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "--ckpt",
+                    str(ckpt),
+                    "--manifest",
+                    str(subject),
+                    "--out",
+                    str(out),
+                    "--composite",
+                    "auto",
+                    "--mask-method",
+                    method,
+                    "--mask-threshold",
+                    "200",
+                    "--mask-rank",
+                    "1",
+                    "--recordings",
+                    "s1_good",
+                    "--mask-video",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         (mask_file,) = [p for p in out.iterdir() if p.name.endswith(".mask.mp4")]
         masks[method] = read_frames(mask_file, range(4))[..., 0]
     assert (masks["reference"] < 8).mean() > 0.95

@@ -43,7 +43,7 @@ trainer:
       init_args: {{save_last: true, filename: "epoch{{epoch:03d}}", auto_insert_metric_name: false}}
     - class_path: sensor_removal.training.callbacks.ImageGrid
 model: {{ngf: 4, ndf: 4, n_blocks: 1, epochs_constant: 1, epochs_decay: 2}}
-data: {{manifest: {d / 'manifest.yaml'}, fraction: 0.5, load_size: 36, crop_size: 32, batch_size: 4, num_workers: 0}}
+data: {{manifest: {d / "manifest.yaml"}, fraction: 0.5, load_size: 36, crop_size: 32, batch_size: 4, num_workers: 0}}
 """
     )
     return d
@@ -73,8 +73,17 @@ def test_fit_writes_run_and_resumes_from_last(tiny: Path, tmp_path: Path) -> Non
 
 def test_subject_and_overrides_reach_interpolations(tiny: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as done:
-        main(["fit", "--config", str(ROOT / "conf" / "demo.yaml"), "--subject", "subj99",
-              "--trainer.max_epochs=2", "--print_config"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "conf" / "demo.yaml"),
+                "--subject",
+                "subj99",
+                "--trainer.max_epochs=2",
+                "--print_config",
+            ]
+        )
     assert done.value.code == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["trainer"]["default_root_dir"] == "demo/runs/subj99"
@@ -87,15 +96,26 @@ def test_subject_and_overrides_reach_interpolations(tiny: Path, capsys: pytest.C
     assert cfg["weights_only"] is True  # --ckpt_path loads without unpickling code
 
 
-def test_bad_manifest_exits_with_message_and_no_traceback(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_manifest_exits_with_message_and_no_traceback(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     bad = tmp_path / "bad.yaml"
     doc = yaml.safe_load((tiny / "manifest.yaml").read_text())
     doc["recordings"][1]["condition"] = "electrodes"
     for r in doc["recordings"]:
         r["path"] = str(tiny / r["path"])
     bad.write_text(yaml.safe_dump(doc))
-    code = main(["fit", "--config", str(tiny / "tiny.yaml"), "--data.manifest", str(bad),
-                 "--trainer.default_root_dir", str(tmp_path / "run")])
+    code = main(
+        [
+            "fit",
+            "--config",
+            str(tiny / "tiny.yaml"),
+            "--data.manifest",
+            str(bad),
+            "--trainer.default_root_dir",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert f"{bad}: recording 's1', field 'condition': unknown condition 'electrodes'" in err
@@ -108,9 +128,23 @@ def test_ddp_two_cpu_processes_train_and_write_one_checkpoint(tiny: Path, tmp_pa
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "sensor_removal", "fit", "--config", str(tiny / "tiny.yaml"),
-         "--trainer.default_root_dir", str(run), "--trainer.devices=2", "--trainer.max_epochs=1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "sensor_removal",
+            "fit",
+            "--config",
+            str(tiny / "tiny.yaml"),
+            "--trainer.default_root_dir",
+            str(run),
+            "--trainer.devices=2",
+            "--trainer.max_epochs=1",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in proc.stderr + proc.stdout
@@ -120,8 +154,9 @@ def test_ddp_two_cpu_processes_train_and_write_one_checkpoint(tiny: Path, tmp_pa
     assert ckpt["epoch"] == 0 and ckpt["global_step"] > 0
 
 
-def test_wandb_without_login_says_how_to_go_offline(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_wandb_without_login_says_how_to_go_offline(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
@@ -129,9 +164,21 @@ def test_wandb_without_login_says_how_to_go_offline(tiny: Path, tmp_path: Path, 
     import wandb
 
     wandb.teardown()  # forget settings (e.g. offline mode) that earlier tests left in this process
-    code = main(["fit", "--config", str(tiny / "tiny.yaml"), "--trainer.default_root_dir", str(tmp_path / "run"),
-                 "--trainer.logger", "pytorch_lightning.loggers.WandbLogger",
-                 "--trainer.logger.init_args.offline", "false", "--trainer.logger.init_args.project", "t"])
+    code = main(
+        [
+            "fit",
+            "--config",
+            str(tiny / "tiny.yaml"),
+            "--trainer.default_root_dir",
+            str(tmp_path / "run"),
+            "--trainer.logger",
+            "pytorch_lightning.loggers.WandbLogger",
+            "--trainer.logger.init_args.offline",
+            "false",
+            "--trainer.logger.init_args.project",
+            "t",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "Weights & Biases" in err and "WANDB_MODE=offline" in err
@@ -184,8 +231,13 @@ def test_fit_off_a_terminal_prints_progress_lines_and_wandb_holds_the_run(tiny: 
 
     # A separate process, as on a cluster node: stdout is a pipe, and W&B's process-wide
     # state (its service, settings) is this run's alone.
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb_dir"), "WANDB_SILENT": "false",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(tmp_path / "wandb_dir"),
+        "WANDB_SILENT": "false",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     run = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "sensor_removal", "fit", "--config", str(tiny / "tiny.yaml"), "--trainer.default_root_dir", str(run),
@@ -221,15 +273,22 @@ def test_fit_off_a_terminal_prints_progress_lines_and_wandb_holds_the_run(tiny: 
     assert {"trainer", "model", "data", "subject", "versions", "seed_everything"} <= set(config)
     assert config["subject"] == "subj42" and config["trainer"]["max_epochs"] == 2
     assert config["model"]["ngf"] == 4 and config["data"]["crop_size"] == 32
-    assert [c["class_path"].rsplit(".", 1)[-1] for c in config["trainer"]["callbacks"]] == ["RunCheckpoint", "ImageGrid"]
-    assert config["versions"]["torch"] == torch.__version__.split("+")[0] or config["versions"]["torch"] == torch.__version__
+    assert [c["class_path"].rsplit(".", 1)[-1] for c in config["trainer"]["callbacks"]] == [
+        "RunCheckpoint",
+        "ImageGrid",
+    ]
+    assert (
+        config["versions"]["torch"] == torch.__version__.split("+")[0]
+        or config["versions"]["torch"] == torch.__version__
+    )
     assert "pytorch-lightning" in config["versions"] and "python" in config["versions"]
     assert not [k for k in config if "_instantiator" in k]
     assert "_instantiator" not in json.dumps(config)
 
 
-def test_fit_without_a_manifest_says_which_option_sets_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_fit_without_a_manifest_says_which_option_sets_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.chdir(tmp_path)
     code = main(["fit", "--trainer.default_root_dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
@@ -238,8 +297,9 @@ def test_fit_without_a_manifest_says_which_option_sets_it(tmp_path: Path, monkey
     assert "???" not in err
 
 
-def test_missing_lpips_fid_weights_name_the_fit_side_switch(tiny: Path, tmp_path: Path, torch_home: Path,
-                                                            capsys: pytest.CaptureFixture) -> None:
+def test_missing_lpips_fid_weights_name_the_fit_side_switch(
+    tiny: Path, tmp_path: Path, torch_home: Path, capsys: pytest.CaptureFixture
+) -> None:
     config = tmp_path / "with_metrics.yaml"
     doc = yaml.safe_load((tiny / "tiny.yaml").read_text())
     doc["trainer"]["callbacks"].append({"class_path": "sensor_removal.workflows.fit_metrics.PerceptualMetrics"})
@@ -252,16 +312,26 @@ def test_missing_lpips_fid_weights_name_the_fit_side_switch(tiny: Path, tmp_path
     assert "(--metrics)" not in err  # the evaluation's option is not a fit option
 
 
-def test_perceptual_metrics_switch_removes_the_callback_and_its_ranking(tiny: Path, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_perceptual_metrics_switch_removes_the_callback_and_its_ranking(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One switch: the paper's default config without LPIPS/FID trains with no weights."""
-    from sensor_removal.workflows.fit_metrics import PerceptualMetrics
     from sensor_removal.training.callbacks import RunCheckpoint
     from sensor_removal.training.cli import SensorRemovalCLI, build_cli
+    from sensor_removal.workflows.fit_metrics import PerceptualMetrics
 
     monkeypatch.setattr(SensorRemovalCLI, "_run_subcommand", lambda self, subcommand: None)  # build, don't fit
-    args = ["fit", "--data.manifest", str(tiny / "manifest.yaml"), "--trainer.default_root_dir", str(tmp_path / "run"),
-            "--trainer.logger", "false", "--data.fraction", "0.5"]  # 40 frames: 2 % would draw 1
+    args = [
+        "fit",
+        "--data.manifest",
+        str(tiny / "manifest.yaml"),
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+        "--trainer.logger",
+        "false",
+        "--data.fraction",
+        "0.5",
+    ]  # 40 frames: 2 % would draw 1
     on = build_cli(args)
     assert any(isinstance(c, PerceptualMetrics) for c in on.trainer.callbacks)
     assert on.trainer.checkpoint_callback.monitor is None  # the paper cleans with the final epoch's model

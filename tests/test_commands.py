@@ -54,8 +54,14 @@ def _imported_by(args: list[str]) -> tuple[set[str], float, str]:
     """Modules imported by ``python -X importtime -m sensor_removal ARGS``, their
     cumulative import time in seconds, and stdout."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "sensor_removal", *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sensor_removal", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     modules, total_us = set(), 0
     for line in proc.stderr.splitlines():
@@ -67,8 +73,11 @@ def _imported_by(args: list[str]) -> tuple[set[str], float, str]:
     return modules, total_us / 1e6, proc.stdout
 
 
-@pytest.mark.parametrize("args", [["--help"], ["synth", "--help"], ["clean", "--help"], ["demo", "--help"],
-                                  ["evaluate", "--help"]], ids=lambda a: " ".join(a))
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["synth", "--help"], ["clean", "--help"], ["demo", "--help"], ["evaluate", "--help"]],
+    ids=lambda a: " ".join(a),
+)
 def test_help_imports_nothing_heavy(args: list[str]) -> None:
     modules, seconds, out = _imported_by(args)
     assert "usage:" in out
@@ -78,8 +87,8 @@ def test_help_imports_nothing_heavy(args: list[str]) -> None:
 
 
 def test_plain_commands_accept_the_lightning_spelling() -> None:
-    from sensor_removal.core.argtypes import unify_option_names
     from sensor_removal.cli.clean import build_parser
+    from sensor_removal.core.argtypes import unify_option_names
 
     parser = build_parser()
     argv = ["--ckpt_path", "a.ckpt", "--manifest", "m.yaml", "--out", "o", "--batch_size=4", "--paste_back"]
@@ -89,9 +98,9 @@ def test_plain_commands_accept_the_lightning_spelling() -> None:
     assert unify_option_names(parser, ["--not_an_option"]) == ["--not_an_option"]
 
 
-def test_weights_command_says_where_each_library_looks(torch_home: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_weights_command_says_where_each_library_looks(
+    torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     from evaluation.metrics import facial
 
     monkeypatch.delenv(facial.CACHE_ENV, raising=False)

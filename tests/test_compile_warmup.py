@@ -16,7 +16,9 @@ import sensor_removal.training.compile_warmup as cw
 from tests.test_precision import tiny
 
 
-def test_cache_folder_is_the_users_unless_torchinductor_cache_dir_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_folder_is_the_users_unless_torchinductor_cache_dir_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(cw.CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cw.compile_cache_dir() == tmp_path / "xdg" / "sensor-removal" / "inductor"
@@ -61,7 +63,9 @@ def test_compiled_module_prints_the_line_once_per_fit(tmp_path: Path, monkeypatc
 
 
 @pytest.mark.slow  # Dynamo traces all four networks (eager backend, no Inductor): ~30 s on 2 loaded cores
-def test_a_compiled_fit_compiles_one_graph_per_network_and_grad_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_compiled_fit_compiles_one_graph_per_network_and_grad_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Four graphs and no more: G and D each with an input that does / does not require
     grad (real images vs fakes: autograd differs, so those two are inherent). The pooled
     fakes used to come back NCHW and recompiled D on a stride guard."""

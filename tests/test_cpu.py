@@ -35,7 +35,9 @@ def test_cpu_facts_name_capability_cores_and_torch() -> None:
     assert facts["cpu_capability"] in line and "cores" in line and "bf16" in line
 
 
-def test_a_bf16_fit_on_an_emulating_cpu_warns_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, single_thread) -> None:
+def test_a_bf16_fit_on_an_emulating_cpu_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, single_thread
+) -> None:
     monkeypatch.setattr(cpu, "bf16_native", lambda: False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

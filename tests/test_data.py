@@ -10,10 +10,10 @@ import torch
 import yaml
 
 import sensor_removal.training.data as data
-from sensor_removal.training.data import FramesDataModule, UnpairedFrames, augment, sample_frames, split_train_val
-from sensor_removal.core.tensors import to_tensor, to_uint8, to_unit_range
 from sensor_removal.core.manifest import load_manifest
+from sensor_removal.core.tensors import to_tensor, to_uint8, to_unit_range
 from sensor_removal.core.video import VideoError, crop_resize, read_frames
+from sensor_removal.training.data import FramesDataModule, UnpairedFrames, augment, sample_frames, split_train_val
 from tests.videos import make_video
 
 
@@ -49,16 +49,25 @@ def subject(tmp_path: Path) -> Path:
     recs = []
     for i, (name, cond) in enumerate([("n1", "normal"), ("n2", "normal"), ("s1", "sensor"), ("s2", "sensor")]):
         make_video(tmp_path / f"{name}.mp4", n=40, width=64, height=48, fps=10.0, seed=i)
-        recs.append({"name": name, "path": f"{name}.mp4", "session": 1 + i % 2, "condition": cond,
-                     "bbox": [10 + i, 4, 36, 36]})
+        recs.append(
+            {"name": name, "path": f"{name}.mp4", "session": 1 + i % 2, "condition": cond, "bbox": [10 + i, 4, 36, 36]}
+        )
     p = tmp_path / "manifest.yaml"
     p.write_text(yaml.safe_dump({"subject": "tiny", "recordings": recs}))
     return p
 
 
 def _dm(manifest: Path, **kw) -> FramesDataModule:
-    args = dict(manifest=str(manifest), fraction=0.25, seed=1, load_size=40, crop_size=32, batch_size=2,
-                num_workers=0, cache_dir=str(manifest.parent / "cache"))
+    args = dict(
+        manifest=str(manifest),
+        fraction=0.25,
+        seed=1,
+        load_size=40,
+        crop_size=32,
+        batch_size=2,
+        num_workers=0,
+        cache_dir=str(manifest.parent / "cache"),
+    )
     args.update(kw)
     return FramesDataModule(**args)
 

@@ -24,11 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Tiny settings: one epoch of 4-filter networks at 32 px on 3-second videos.
 TINY = [
-    "--seconds", "3",
+    "--seconds",
+    "3",
     "--trainer.max_epochs=1",
-    "--model.ngf=4", "--model.ndf=4", "--model.n_blocks=1",
-    "--model.epochs_constant=1", "--model.epochs_decay=1",
-    "--data.load_size=36", "--data.crop_size=32",
+    "--model.ngf=4",
+    "--model.ndf=4",
+    "--model.n_blocks=1",
+    "--model.epochs_constant=1",
+    "--model.epochs_decay=1",
+    "--data.load_size=36",
+    "--data.crop_size=32",
 ]
 
 SUMMARY = re.compile(
@@ -42,7 +47,11 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Compl
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "2"}
     proc = subprocess.run(
         [sys.executable, "-m", "sensor_removal", "demo", "--out", str(out), *TINY],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return proc, out
 
@@ -76,8 +85,11 @@ def test_demo_leaves_checkpoint_grid_videos_and_report(demo_run) -> None:
     assert grid.is_file() and grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     clean_dir = Path(_field(proc.stdout, "cleaned videos"))
     cleaned = yaml.safe_load((clean_dir / "manifest.yaml").read_text())
-    sensors = [r["name"] for r in yaml.safe_load((out / "data" / "manifest.yaml").read_text())["recordings"]
-               if r["condition"] == "sensor"]
+    sensors = [
+        r["name"]
+        for r in yaml.safe_load((out / "data" / "manifest.yaml").read_text())["recordings"]
+        if r["condition"] == "sensor"
+    ]
     assert sorted(r["source"] for r in cleaned["recordings"]) == sorted(sensors)
     for rec in cleaned["recordings"]:
         video = clean_dir / rec["path"]

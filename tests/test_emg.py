@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
+from sensor_removal.core.manifest import ManifestError, Recording, load_manifest
+from sensor_removal.core.manifest_emg import MUSCLE_CHANNELS, EmgEntry, EmgSync
 from sensor_removal.emg.chain import ChainSettings, bandpass_taps, clean, envelopes, rms_at
 from sensor_removal.emg.headline import shuffled_time
 from sensor_removal.emg.mapping import MappingSettings, cross_validate, fit_mapping, predict
@@ -18,8 +20,6 @@ from sensor_removal.emg.metrics import pearson, r2
 from sensor_removal.emg.readers import EmgFileError, read_emg
 from sensor_removal.emg.recording import envelopes as recording_envelopes
 from sensor_removal.emg.recording import load_emg
-from sensor_removal.core.manifest import ManifestError, Recording, load_manifest
-from sensor_removal.core.manifest_emg import MUSCLE_CHANNELS, EmgEntry, EmgSync
 from sensor_removal.synthetic import emg as synth_emg
 from sensor_removal.synthetic.script import SIGNALS, _make_take
 
@@ -54,12 +54,16 @@ def _samples(n: int = 3000) -> np.ndarray:
 
 def test_npz_and_csv_round_trip(tmp_path: Path) -> None:
     x = _samples()
-    np.savez(tmp_path / "a.npz", samples=(x * 10).astype(np.int16), unit_uv=0.1, rate_hz=2048.0, labels=np.array(LABELS))
+    np.savez(
+        tmp_path / "a.npz", samples=(x * 10).astype(np.int16), unit_uv=0.1, rate_hz=2048.0, labels=np.array(LABELS)
+    )
     got = read_emg(tmp_path / "a.npz")
     assert got.labels == LABELS and got.rate_hz == 2048.0
     np.testing.assert_allclose(got.samples, x, atol=1e-9)
     t = np.arange(len(x)) / 1000.0 + 5.0
-    np.savetxt(tmp_path / "a.csv", np.column_stack([t, x]), delimiter=",", header="time_s," + ",".join(LABELS), comments="")
+    np.savetxt(
+        tmp_path / "a.csv", np.column_stack([t, x]), delimiter=",", header="time_s," + ",".join(LABELS), comments=""
+    )
     got = read_emg(tmp_path / "a.csv")
     assert got.labels == LABELS and got.rate_hz == pytest.approx(1000.0) and got.start_s == pytest.approx(5.0)
     np.testing.assert_allclose(got.samples, x, atol=1e-6)
@@ -73,7 +77,9 @@ def test_edf_and_bdf_written_by_edfio_read_back_in_microvolts(tmp_path: Path, ki
     x = _samples(4096)
     signal, container = (edfio.EdfSignal, edfio.Edf) if kind == "edf" else (edfio.BdfSignal, edfio.Bdf)
     signals = [
-        signal(x[:, i] / 1000.0, sampling_frequency=2048, label=lab, physical_dimension="mV", physical_range=(-1.0, 1.0))
+        signal(
+            x[:, i] / 1000.0, sampling_frequency=2048, label=lab, physical_dimension="mV", physical_range=(-1.0, 1.0)
+        )
         for i, lab in enumerate(LABELS)
     ]
     container(signals).write(tmp_path / f"a.{kind}")
@@ -91,19 +97,26 @@ def _xdf_chunk(tag: int, content: bytes) -> bytes:
 def write_xdf(path: Path, x: np.ndarray, labels: tuple[str, ...], rate: float, t0: float) -> None:
     """A minimal XDF 1.0 file (one float32 stream, type EMG), as LabRecorder writes it."""
     chans = "".join(f"<channel><label>{lab}</label><unit>microvolts</unit></channel>" for lab in labels)
-    header = (f"<?xml version='1.0'?><info><name>amp</name><type>EMG</type><channel_count>{len(labels)}</channel_count>"
-              f"<nominal_srate>{rate}</nominal_srate><channel_format>float32</channel_format>"
-              f"<desc><channels>{chans}</channels></desc></info>").encode()
+    header = (
+        f"<?xml version='1.0'?><info><name>amp</name><type>EMG</type><channel_count>{len(labels)}</channel_count>"
+        f"<nominal_srate>{rate}</nominal_srate><channel_format>float32</channel_format>"
+        f"<desc><channels>{chans}</channels></desc></info>"
+    ).encode()
     sid = struct.pack("<I", 1)
     samples = b"".join(
         struct.pack("<B", 8) + struct.pack("<d", t0 + i / rate) + x[i].astype("<f4").tobytes() for i in range(len(x))
     )
-    footer = (f"<?xml version='1.0'?><info><first_timestamp>{t0}</first_timestamp><last_timestamp>{t0 + (len(x) - 1) / rate}"
-              f"</last_timestamp><sample_count>{len(x)}</sample_count></info>").encode()
-    data = (b"XDF:" + _xdf_chunk(1, b"<?xml version='1.0'?><info><version>1.0</version></info>")
-            + _xdf_chunk(2, sid + header)
-            + _xdf_chunk(3, sid + struct.pack("<BI", 4, len(x)) + samples)
-            + _xdf_chunk(6, sid + footer))
+    footer = (
+        f"<?xml version='1.0'?><info><first_timestamp>{t0}</first_timestamp><last_timestamp>{t0 + (len(x) - 1) / rate}"
+        f"</last_timestamp><sample_count>{len(x)}</sample_count></info>"
+    ).encode()
+    data = (
+        b"XDF:"
+        + _xdf_chunk(1, b"<?xml version='1.0'?><info><version>1.0</version></info>")
+        + _xdf_chunk(2, sid + header)
+        + _xdf_chunk(3, sid + struct.pack("<BI", 4, len(x)) + samples)
+        + _xdf_chunk(6, sid + footer)
+    )
     path.write_bytes(data)
 
 
@@ -145,8 +158,12 @@ def test_chain_matches_independent_references() -> None:
     inner = slice(1000, -1000)
     np.testing.assert_allclose(got[inner], both[inner], atol=1e-6 * np.abs(both).max())
     times = np.array([0.5, 1.0, 1.3])
-    loop = np.array([[np.sqrt(np.mean(got[int(round(t * 4096)) - 1024 : int(round(t * 4096)) + 1024, c] ** 2))
-                      for c in range(2)] for t in times])
+    loop = np.array(
+        [
+            [np.sqrt(np.mean(got[int(round(t * 4096)) - 1024 : int(round(t * 4096)) + 1024, c] ** 2)) for c in range(2)]
+            for t in times
+        ]
+    )
     np.testing.assert_allclose(rms_at(got, 4096.0, times, 0.5), loop, rtol=1e-10)
 
 
@@ -194,7 +211,9 @@ def test_sync_recovers_offset_and_lag_with_and_without_trigger(synth_rec) -> Non
     env = recording_envelopes(emg, FPS, len(sig), sig)
     assert abs(env.offset_s - raw.offset_s) <= 1 / FPS
     assert abs(env.lag_s - raw.lag_s) <= 1 / FPS
-    xcorr = Recording(rec.name, rec.path, 1, "sensor", rec.bbox, emg=EmgEntry(rec.emg.file, rec.emg.channels, sync=EmgSync("xcorr")))
+    xcorr = Recording(
+        rec.name, rec.path, 1, "sensor", rec.bbox, emg=EmgEntry(rec.emg.file, rec.emg.channels, sync=EmgSync("xcorr"))
+    )
     env2 = recording_envelopes(load_emg(xcorr), FPS, len(sig), sig)
     assert env2.offset_s is None
     assert abs(env2.alignment_s - (raw.offset_s - raw.lag_s)) <= 1 / FPS
@@ -240,10 +259,13 @@ def test_saved_mapping_predicts_the_same(tmp_path: Path) -> None:
 
 
 def _manifest(tmp_path: Path, emg: object) -> Path:
-    doc = {"subject": "s", "recordings": [
-        {"name": "n", "path": "n.mp4", "session": 1, "condition": "normal", "bbox": [0, 0, 8, 8]},
-        {"name": "x", "path": "x.mp4", "session": 1, "condition": "sensor", "bbox": [0, 0, 8, 8], "emg": emg},
-    ]}
+    doc = {
+        "subject": "s",
+        "recordings": [
+            {"name": "n", "path": "n.mp4", "session": 1, "condition": "normal", "bbox": [0, 0, 8, 8]},
+            {"name": "x", "path": "x.mp4", "session": 1, "condition": "sensor", "bbox": [0, 0, 8, 8], "emg": emg},
+        ],
+    }
     p = tmp_path / "m.yaml"
     p.write_text(yaml.safe_dump(doc))
     return p
@@ -252,8 +274,12 @@ def _manifest(tmp_path: Path, emg: object) -> Path:
 def test_manifest_emg_entry_loads_and_round_trips(tmp_path: Path) -> None:
     from sensor_removal.core.manifest import save_manifest
 
-    entry = {"file": "x.edf", "rate_hz": 4096, "channels": {"ZYG_L": "zygomaticus/left"},
-             "sync": {"method": "trigger", "channel": "TRIG", "frame": 3}}
+    entry = {
+        "file": "x.edf",
+        "rate_hz": 4096,
+        "channels": {"ZYG_L": "zygomaticus/left"},
+        "sync": {"method": "trigger", "channel": "TRIG", "frame": 3},
+    }
     subj = load_manifest(_manifest(tmp_path, entry), check_videos=False)
     e = subj.recording("x").emg
     assert e.file == (tmp_path / "x.edf").resolve() and e.rate_hz == 4096.0
@@ -263,15 +289,30 @@ def test_manifest_emg_entry_loads_and_round_trips(tmp_path: Path) -> None:
     assert again.recording("x").emg == e
 
 
-@pytest.mark.parametrize(("emg", "field", "text"), [
-    ({"file": "x.edf", "channels": {"ZYG_L": "nose/left"}}, "emg.channels.ZYG_L", "not a muscle/side"),
-    ({"file": "x.edf", "channels": {"A": "zygomaticus/left", "B": "zygomaticus/left"}}, "emg.channels.B", "mapped twice"),
-    ({"file": "x.edf", "channels": {"A": "zygomaticus/left"}, "rate_hz": -1}, "emg.rate_hz", "> 0"),
-    ({"file": "x.edf", "channels": {"A": "zygomaticus/left"}, "sync": {"method": "trigger"}}, "emg.sync.channel", "trigger channel"),
-    ({"file": "x.edf", "channels": {"A": "zygomaticus/left"}, "sync": {"method": "gps"}}, "emg.sync.method", "unknown method"),
-    ({"channels": {"A": "zygomaticus/left"}}, "emg.file", "path string"),
-    ({"file": "x.edf", "channels": {"A": "zygomaticus/left"}, "gain": 2}, "emg", "unknown field"),
-])
+@pytest.mark.parametrize(
+    ("emg", "field", "text"),
+    [
+        ({"file": "x.edf", "channels": {"ZYG_L": "nose/left"}}, "emg.channels.ZYG_L", "not a muscle/side"),
+        (
+            {"file": "x.edf", "channels": {"A": "zygomaticus/left", "B": "zygomaticus/left"}},
+            "emg.channels.B",
+            "mapped twice",
+        ),
+        ({"file": "x.edf", "channels": {"A": "zygomaticus/left"}, "rate_hz": -1}, "emg.rate_hz", "> 0"),
+        (
+            {"file": "x.edf", "channels": {"A": "zygomaticus/left"}, "sync": {"method": "trigger"}},
+            "emg.sync.channel",
+            "trigger channel",
+        ),
+        (
+            {"file": "x.edf", "channels": {"A": "zygomaticus/left"}, "sync": {"method": "gps"}},
+            "emg.sync.method",
+            "unknown method",
+        ),
+        ({"channels": {"A": "zygomaticus/left"}}, "emg.file", "path string"),
+        ({"file": "x.edf", "channels": {"A": "zygomaticus/left"}, "gain": 2}, "emg", "unknown field"),
+    ],
+)
 def test_manifest_emg_entry_errors_name_the_field(tmp_path: Path, emg: dict, field: str, text: str) -> None:
     with pytest.raises(ManifestError) as info:
         load_manifest(_manifest(tmp_path, emg), check_videos=False)
@@ -293,7 +334,9 @@ def test_lightning_mlp_learns_a_windowed_relation_and_saves(tmp_path: Path) -> N
         y = np.stack([np.roll(x[:, 0], 2) ** 2, x[:, 1] - 0.5 * np.roll(x[:, 2], -2)], 1)
         xs.append(x)
         ys.append(y + rng.normal(0, 0.02, y.shape))
-    settings = MappingSettings(model="mlp", components=3, window_before=3, window_after=3, epochs=50, hidden=32, lr=2e-2)
+    settings = MappingSettings(
+        model="mlp", components=3, window_before=3, window_after=3, epochs=50, hidden=32, lr=2e-2
+    )
     m = fit_mapping(xs[:2], ys[:2], settings)  # the third take is held out
     pred = predict(m, xs[2])
     score = np.mean([r2(ys[2][:, c], pred[:, c]) for c in range(2)])
@@ -309,7 +352,9 @@ def test_report_shows_the_emg_table_of_a_result_folder(tmp_path: Path) -> None:
 
     res = tmp_path / "evaluation"
     (res / "emg").mkdir(parents=True)
-    (res / "emg" / "emg.md").write_text("## Expression <-> muscle mapping (ours, after EIFER)\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n")
+    (res / "emg" / "emg.md").write_text(
+        "## Expression <-> muscle mapping (ours, after EIFER)\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n"
+    )
     (res / "emg" / "fig_emg_r_per_muscle.png").write_bytes(b"png")
     out = tmp_path / "report"
     out.mkdir()
@@ -336,5 +381,5 @@ def test_au_features_come_from_pyfeat_through_its_real_loading_code(tmp_path: Pa
     aus = au_features(video, None, FacialAnalyzer(weights_dir=hub, device="cpu", batch_size=4), tmp_path / "cache")
     assert aus.values.shape == (4, len(aus.names)) and aus.names[0] == "AU01" and np.isfinite(aus.values).all()
     both = joined(landmark_features(np.full((4, 68, 2), np.nan)), aus)
-    assert both.names[-len(aus.names):] == aus.names and both.values.shape == (4, 143 + len(aus.names))
+    assert both.names[-len(aus.names) :] == aus.names and both.values.shape == (4, 143 + len(aus.names))
     assert not both.valid.any()  # no landmarks: not valid, whatever the AUs say

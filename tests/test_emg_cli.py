@@ -22,7 +22,14 @@ def test_emg_report_fit_predict(subject: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(["emg", "report", "--manifest", str(subject), "--out", str(out)]) == 0
     line = capsys.readouterr().out
     assert "sEMG mapping (ours): Exp2EMG R² GT" in line and "EMG2Exp" in line
-    for name in ("emg_scores.csv", "emg_summary.csv", "emg_chain.csv", "emg.md", "fig_emg_envelopes.png", "fig_emg_r_per_muscle.png"):
+    for name in (
+        "emg_scores.csv",
+        "emg_summary.csv",
+        "emg_chain.csv",
+        "emg.md",
+        "fig_emg_envelopes.png",
+        "fig_emg_r_per_muscle.png",
+    ):
         assert (out / name).is_file(), name
     scores = pd.read_csv(out / "emg_scores.csv")
     assert set(scores["source"]) == {"ground_truth", "sensor", "control"}
@@ -37,14 +44,44 @@ def test_emg_report_fit_predict(subject: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(["emg", "fit", "--manifest", str(subject), "--source", "ground_truth", "--out", str(fit), *cache]) == 0
     assert (fit / "mapping.pt").is_file() and (fit / "scores.csv").is_file()
     csv = tmp_path / "pred.csv"
-    assert main(["emg", "predict", "--manifest", str(subject), "--mapping", str(fit / "mapping.pt"),
-                 "--recording", "s1_sensor_a", "--out", str(csv), *cache]) == 0
+    assert (
+        main(
+            [
+                "emg",
+                "predict",
+                "--manifest",
+                str(subject),
+                "--mapping",
+                str(fit / "mapping.pt"),
+                "--recording",
+                "s1_sensor_a",
+                "--out",
+                str(csv),
+                *cache,
+            ]
+        )
+        == 0
+    )
     pred = pd.read_csv(csv)
     assert len(pred) == 32 and "zygomaticus/left" in pred.columns and "time_s" in pred.columns
 
 
-def test_emg_fit_without_cleaned_manifest_is_a_clear_error(subject: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(["emg", "fit", "--manifest", str(subject), "--source", "cleaned", "--out", str(tmp_path / "f"),
-                 "--cache", str(tmp_path / "lm")])
+def test_emg_fit_without_cleaned_manifest_is_a_clear_error(
+    subject: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code = main(
+        [
+            "emg",
+            "fit",
+            "--manifest",
+            str(subject),
+            "--source",
+            "cleaned",
+            "--out",
+            str(tmp_path / "f"),
+            "--cache",
+            str(tmp_path / "lm"),
+        ]
+    )
     assert code == 2
     assert "--cleaned" in capsys.readouterr().err

@@ -26,20 +26,53 @@ def cleaned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A subject with two equally long sensor recordings, cleaned by the real ``clean``."""
     d = tmp_path_factory.mktemp("evalfaults")
     recs = []
-    for i, (name, cond, session) in enumerate([("n1", "normal", 1), ("s1", "sensor", 1), ("n2", "normal", 2), ("s2", "sensor", 2)]):
+    for i, (name, cond, session) in enumerate(
+        [("n1", "normal", 1), ("s1", "sensor", 1), ("n2", "normal", 2), ("s2", "sensor", 2)]
+    ):
         make_video(d / f"{name}.mp4", n=12, width=48, height=40, seed=i)
-        recs.append({"name": name, "path": f"{name}.mp4", "session": session, "condition": cond, "bbox": [8, 4, 32, 32]})
+        recs.append(
+            {"name": name, "path": f"{name}.mp4", "session": session, "condition": cond, "bbox": [8, 4, 32, 32]}
+        )
     (d / "manifest.yaml").write_text(yaml.safe_dump({"subject": "ev", "recordings": recs}))
     write_checkpoint(d / "model.ckpt", d / "manifest.yaml")
-    code = sr_main(["clean", "--ckpt", str(d / "model.ckpt"), "--manifest", str(d / "manifest.yaml"), "--out", str(d / "clean"),
-                    "--device", "cpu", "--no-progress", "--codec", "mp4v"])
+    code = sr_main(
+        [
+            "clean",
+            "--ckpt",
+            str(d / "model.ckpt"),
+            "--manifest",
+            str(d / "manifest.yaml"),
+            "--out",
+            str(d / "clean"),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--codec",
+            "mp4v",
+        ]
+    )
     assert code == 0
     return {"dir": d, "manifest": d / "manifest.yaml", "cleaned": d / "clean" / "manifest.yaml"}
 
 
 def _run(c: dict[str, Path], cleaned: Path, out: Path) -> int:
-    return evaluation_main(["run", "--manifest", str(c["manifest"]), "--cleaned", str(cleaned), "--out", str(out),
-                            "--metrics", "temporal", "--device", "cpu", "--segments", "whole"])
+    return evaluation_main(
+        [
+            "run",
+            "--manifest",
+            str(c["manifest"]),
+            "--cleaned",
+            str(cleaned),
+            "--out",
+            str(out),
+            "--metrics",
+            "temporal",
+            "--device",
+            "cpu",
+            "--segments",
+            "whole",
+        ]
+    )
 
 
 def test_cleaned_manifest_records_content_ids(cleaned) -> None:
@@ -81,7 +114,9 @@ def test_second_run_into_one_out_is_refused(cleaned, tmp_path: Path, capfd) -> N
     assert not (out / "results.csv").exists()
 
 
-def test_report_is_complete_only_with_all_its_files(cleaned, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+def test_report_is_complete_only_with_all_its_files(
+    cleaned, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd
+) -> None:
     """Fault-injecting writer: the disk fills between report.md and tables.tex."""
     import evaluation.report.make as make
     from evaluation.report import report_is_complete
@@ -116,7 +151,9 @@ def full_disk(tmp_path: Path):
     mnt.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root; the fault-injecting test above covers the writers")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:

@@ -271,13 +271,17 @@ def test_hub_scope_redirects_py_feat_calls_and_restores(tmp_path: Path) -> None:
         assert constants.is_offline_mode()
         # called exactly as py-feat calls it, through both names py-feat uses
         for download in (huggingface_hub.hf_hub_download, feat.detector.hf_hub_download):
-            got = download(repo_id="py-feat/retinaface_r34", filename="model.safetensors", cache_dir=get_resource_path())
+            got = download(
+                repo_id="py-feat/retinaface_r34", filename="model.safetensors", cache_dir=get_resource_path()
+            )
             assert Path(got) == target.resolve()
         with pytest.raises(LocalEntryNotFoundError):  # offline: absent file fails, no download
             huggingface_hub.hf_hub_download(repo_id="py-feat/xgb_au", filename="x.skops", cache_dir=get_resource_path())
         # other callers' cache folders are left alone
         with pytest.raises(LocalEntryNotFoundError):
-            huggingface_hub.hf_hub_download(repo_id="py-feat/retinaface_r34", filename="model.safetensors", cache_dir=str(tmp_path / "other"))
+            huggingface_hub.hf_hub_download(
+                repo_id="py-feat/retinaface_r34", filename="model.safetensors", cache_dir=str(tmp_path / "other")
+            )
     assert huggingface_hub.hf_hub_download is original
     assert feat.detector.hf_hub_download is original
     assert constants.HF_HUB_OFFLINE == offline_before
@@ -355,7 +359,11 @@ def test_standin_retinaface_finds_bright_blobs(feat_hub: Path) -> None:
         dets = detector(torch.from_numpy(frames).permute(0, 3, 1, 2))
     assert len(dets[0]) == 1 and len(dets[1]) == 0 and len(dets[2]) == 2
     x1, y1, x2, y2, score = dets[0][0]
-    assert np.allclose([x1, y1, x2, y2], [64 - STANDIN_BOX / 2, 64 - STANDIN_BOX / 2, 64 + STANDIN_BOX / 2, 64 + STANDIN_BOX / 2], atol=0.5)
+    assert np.allclose(
+        [x1, y1, x2, y2],
+        [64 - STANDIN_BOX / 2, 64 - STANDIN_BOX / 2, 64 + STANDIN_BOX / 2, 64 + STANDIN_BOX / 2],
+        atol=0.5,
+    )
     assert score == pytest.approx(face_score(220), abs=0.01)
     assert sorted(d[4] for d in dets[2]) == pytest.approx([face_score(200), face_score(240)], abs=0.01)
 
@@ -398,7 +406,9 @@ def test_detector_built_offline_without_network(v1_run) -> None:
     assert v1_run["grad_after"]  # py-feat's RetinaFace switches grad off globally; restored
 
 
-def test_cache_hit_builds_no_detector_and_decodes_nothing(v1_run, main_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_hit_builds_no_detector_and_decodes_nothing(
+    v1_run, main_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = v1_run["cache"]
     assert len(list(cache.glob("subject-*.csv"))) == 1
     assert not list(cache.glob("*.partial*"))  # written atomically
@@ -415,7 +425,9 @@ def test_cache_hit_builds_no_detector_and_decodes_nothing(v1_run, main_video: Pa
     pd.testing.assert_frame_equal(part.values, v1_run["series"].values.loc[1:3])
 
 
-def test_cache_key_follows_content_not_path(v1_run, main_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_key_follows_content_not_path(
+    v1_run, main_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
 
     moved = tmp_path / "subject.mp4"
@@ -457,7 +469,9 @@ def test_stride_analyses_every_nth_frame(v2_analyzer: FacialAnalyzer, main_video
 # ------------------------------------------------------------------ v2 end to end, crop
 
 
-def test_v2_series_with_bbox_crop(feat_hub_v2: Path, main_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_v2_series_with_bbox_crop(
+    feat_hub_v2: Path, main_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Detectorv2 (RetinaFace + a tiny multitask stand-in): capitalised emotions become
     ours, and ``bbox`` crops each frame before detection (boxes in crop pixels)."""
     guard = _NoNetwork()
@@ -493,7 +507,14 @@ def _face_subject(root: Path) -> tuple[Path, Path]:
             name = f"s{k}_{cond}" if cond != "clean" else f"s{k}_sensor_clean"
             grays = 180 + 50 * np.abs(np.sin(np.arange(8) / (2.0 + j) + k))
             frames = [face_frame(faces=((64, 64, int(g)),), seed=10 * k + j) for g in grays]
-            rec = {"name": name, "path": f"{name}.mp4", "session": k, "condition": cond, "bbox": [0, 0, 128, 128], "segments": seg}
+            rec = {
+                "name": name,
+                "path": f"{name}.mp4",
+                "session": k,
+                "condition": cond,
+                "bbox": [0, 0, 128, 128],
+                "segments": seg,
+            }
             if cond == "clean":
                 write_video(root / "cleaned" / f"{name}.mp4", frames, fps=4.0, codec="h264-lossless")
                 cleaned.append({**rec, "source": f"s{k}_sensor"})
@@ -501,25 +522,31 @@ def _face_subject(root: Path) -> tuple[Path, Path]:
                 write_video(root / f"{name}.mp4", frames, fps=4.0, codec="h264-lossless")
                 recs.append(rec)
     (root / "manifest.yaml").write_text(yaml.safe_dump({"subject": "faces01", "recordings": recs}, sort_keys=False))
-    (root / "cleaned" / "manifest.yaml").write_text(yaml.safe_dump({"subject": "faces01", "recordings": cleaned}, sort_keys=False))
+    (root / "cleaned" / "manifest.yaml").write_text(
+        yaml.safe_dump({"subject": "faces01", "recordings": cleaned}, sort_keys=False)
+    )
     return root / "manifest.yaml", root / "cleaned" / "manifest.yaml"
 
 
 @pytest.mark.slow  # ~100 py-feat frames through two detectors: minutes on 2 loaded cores
-def test_two_au_models_give_one_table2_block_each(feat_hub_v2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_au_models_give_one_table2_block_each(
+    feat_hub_v2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The default evaluation runs py-feat v1's classical ``xgb`` model and the v2
     multitask network, both built by py-feat's real loading code from stand-in weights,
     and the report prints one Table 2 block per model naming its AUs (numbers meaningless).
     Building each detector from the stand-ins is also covered by the default run
     (``v1_run``, ``v2_analyzer``); the protocol's two-model plumbing by
     tests/test_protocol.py with a stub analyzer."""
-    from evaluation.settings import ProtocolSettings
     from evaluation.protocol import run_protocol
     from evaluation.report import make_report
+    from evaluation.settings import ProtocolSettings
 
     monkeypatch.setenv(facial.CACHE_ENV, str(feat_hub_v2))
     manifest, cleaned = _face_subject(tmp_path / "faces")
-    settings = ProtocolSettings(metrics=("facial",), segments=("schaede", "sentence", "emotion"), batch_size=4, max_shift_s=0.25, device="cpu")
+    settings = ProtocolSettings(
+        metrics=("facial",), segments=("schaede", "sentence", "emotion"), batch_size=4, max_shift_s=0.25, device="cpu"
+    )
     assert settings.au_models == ("xgb", "v2")
     run_protocol(manifest, cleaned, tmp_path / "r", settings, log=lambda _: None)
     df = pd.read_csv(tmp_path / "r" / "results.csv", keep_default_na=False, na_values=[""])
@@ -534,10 +561,14 @@ def test_two_au_models_give_one_table2_block_each(feat_hub_v2: Path, tmp_path: P
     v2 = paper.split("### Table 2 — Action Unit time series — v2", 1)[1].split("###", 1)[0]
     assert "random decision forest" in xgb and "19 AUs compared" in xgb and "| N2–C2 |" in xgb
     assert "JAA-Net" in v2 and "19 AUs compared" in v2 and "lacks of the paper model's 12 AUs: none" in v2
-    assert (tmp_path / "report" / "table2_au_xgb.csv").is_file() and (tmp_path / "report" / "table2_au_v2.csv").is_file()
+    assert (tmp_path / "report" / "table2_au_xgb.csv").is_file() and (
+        tmp_path / "report" / "table2_au_v2.csv"
+    ).is_file()
 
 
-def test_analyze_video_size_feeds_py_feat_one_resolution(feat_hub: Path, main_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_analyze_video_size_feeds_py_feat_one_resolution(
+    feat_hub: Path, main_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``size`` resizes the (bbox) region before py-feat sees it, so N, S and C can be
     analysed at one resolution; the size is part of the cache key."""
     shapes: list[tuple[int, ...]] = []
@@ -554,7 +585,9 @@ def test_analyze_video_size_feeds_py_feat_one_resolution(feat_hub: Path, main_vi
             return facial.FacialSeries(
                 values=pd.DataFrame(0.5, index=index, columns=FEATURES),
                 faces=pd.DataFrame(1.0, index=index, columns=list(facial.FACE_COLUMNS)),
-                stride=1, fps=self.fps, path=self.path,
+                stride=1,
+                fps=self.fps,
+                path=self.path,
             )
 
     monkeypatch.setattr(facial_analyzer, "SeriesBuilder", Recorder)
@@ -579,11 +612,18 @@ def test_channels_last_keeps_the_series(v1_run, feat_hub: Path, main_video: Path
     the series only by float rounding: within 1e-4 of the plain NCHW, unfolded, batch-1
     torch path on any CPU's kernels."""
     fast: FacialAnalyzer = v1_run["analyzer"]  # channels_last is the default
-    convs = [m for net in facial._feat_networks(fast._get_detector()) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs = [
+        m
+        for net in facial._feat_networks(fast._get_detector())
+        for m in net.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
     assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     weighted = [n for n in facial._feat_networks(fast._get_detector()) if any(True for _ in n.parameters())]
     assert weighted and all(n.forward.state == "runtime" for n in weighted)  # checked on the first batch, in use
-    today = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, channels_last=False, fold_batchnorm=False, backend="torch")
+    today = FacialAnalyzer(
+        weights_dir=feat_hub, device="cpu", batch_size=1, channels_last=False, fold_batchnorm=False, backend="torch"
+    )
     plain = today.analyze_video(main_video)
     np.testing.assert_allclose(v1_run["series"].values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=1e-4)
     weights = today.require_weights()
@@ -596,8 +636,12 @@ def test_bf16_keeps_the_series_roughly_and_has_its_own_cache_key(v1_run, feat_hu
     plain = v1_run["series"]
     bf16 = FacialAnalyzer(weights_dir=feat_hub, device="cpu", batch_size=1, precision="bf16")
     low = bf16.analyze_video(main_video)
-    nets = facial._feat_networks(bf16._get_detector()) + [bf16._get_detector().facepose_detector.net]  # no pool: its own RetinaFace
-    assert all(net.forward.__name__ == "bf16_forward" for net in nets if any(True for _ in net.parameters()))  # still bf16 after folding
+    nets = facial._feat_networks(bf16._get_detector()) + [
+        bf16._get_detector().facepose_detector.net
+    ]  # no pool: its own RetinaFace
+    assert all(
+        net.forward.__name__ == "bf16_forward" for net in nets if any(True for _ in net.parameters())
+    )  # still bf16 after folding
     assert low.no_face_frames == plain.no_face_frames
     np.testing.assert_allclose(low.values.to_numpy(), plain.values.to_numpy(), rtol=0, atol=0.1)
     fast: FacialAnalyzer = v1_run["analyzer"]
@@ -637,8 +681,11 @@ def test_fold_batchnorm_keeps_outputs_and_leaves_shared_conv_outputs_alone() -> 
     caught by the first-batch check and the network stays unfolded, bit for bit."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), _toy_bn(8, 2), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 4, 1), _toy_bn(4, 3),
+        torch.nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        _toy_bn(8, 2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 4, 1),
+        _toy_bn(4, 3),
     ).eval()
 
     holder = torch.nn.Module()  # a detector: its networks are its submodules

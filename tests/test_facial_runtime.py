@@ -46,7 +46,9 @@ class _Holder(torch.nn.Module):  # a detector: its networks are its submodules
 
 
 @pytest.mark.parametrize("backend", RUNTIMES)
-def test_runtime_matches_torch_and_caches_the_graph(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runtime_matches_torch_and_caches_the_graph(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     holder = _Holder()
     x, x2 = torch.rand(3, 3, 20, 24), torch.rand(5, 3, 16, 12)  # batch and size vary: dynamic axes
     with torch.no_grad():
@@ -80,7 +82,9 @@ def test_runtime_matches_torch_and_caches_the_graph(backend: str, tmp_path: Path
         assert rt.weights_digest(again.net) not in graph.name
 
 
-def test_disagreeing_runtime_falls_back_to_torch_with_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+def test_disagreeing_runtime_falls_back_to_torch_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
     if not RUNTIMES:
         pytest.skip("no inference runtime installed")
     holder = _Holder()
@@ -137,7 +141,12 @@ def test_standin_series_match_torch_for_both_au_models(backend: str, tmp_path: P
     write_standin_feat_weights(hub, "v1")
     write_standin_feat_weights(hub, "v2")
     video = tmp_path / "v.mp4"
-    write_video(video, [face_frame(256, 256, faces=((128, 128, 220),), seed=i) for i in range(6)], fps=10.0, codec="h264-lossless")
+    write_video(
+        video,
+        [face_frame(256, 256, faces=((128, 128, 220),), seed=i) for i in range(6)],
+        fps=10.0,
+        codec="h264-lossless",
+    )
     for model in ("xgb", "v2"):
         kw = dict(model_set=model, weights_dir=hub, device="cpu", batch_size=4)
         ours = FacialAnalyzer(backend=backend, **kw)

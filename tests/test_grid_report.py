@@ -49,8 +49,12 @@ def test_grid_points_are_reported_and_compared(tmp_path: Path) -> None:
     for point in ("lr0.0003", "lr0.0001"):
         assert "Subjects (2): A, B" in (out / point / "report.md").read_text()
     grid = pd.read_csv(out / "grid_points.csv")
-    lpips = grid[(grid["table"] == "table1_perceptual") & (grid["row"] == "N1–C1") & (grid["group"] == "schaede")
-                 & (grid["metric"] == "lpips")].set_index("grid_point")
+    lpips = grid[
+        (grid["table"] == "table1_perceptual")
+        & (grid["row"] == "N1–C1")
+        & (grid["group"] == "schaede")
+        & (grid["metric"] == "lpips")
+    ].set_index("grid_point")
     assert lpips.at["lr0.0001", "mean"] - lpips.at["lr0.0003", "mean"] == pytest.approx(WORSE)
     assert (lpips["subjects"] == 2).all()
     sensor = grid[(grid["row"] == "N1–S1") & (grid["metric"] == "lpips")].groupby("grid_point")["mean"].mean()

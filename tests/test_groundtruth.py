@@ -94,7 +94,9 @@ def test_repaint_next_to_a_composited_video_gets_its_own_rows(synthetic_subject:
     clean_subj = load_manifest(cleaned, require_domains=("clean",))
     first = clean_subj.recordings[0]
     # The "repaint" is the uncleaned crop here: it must score like the sensor row.
-    shutil.copy(load_manifest(other, require_domains=("clean",)).recordings[0].path, sibling_path(first.path, "repaint"))
+    shutil.copy(
+        load_manifest(other, require_domains=("clean",)).recordings[0].path, sibling_path(first.path, "repaint")
+    )
     rows = pd.DataFrame(evaluate_subject(load_manifest(synthetic_subject), clean_subj, segments=("whole",)))
     rep = rows[rows["kind"] == "repaint"]
     assert set(rep["other"]) == {f"{first.name}:repaint"}

@@ -44,8 +44,22 @@ def subject(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _clean_args(subject: Path, out: Path, *recordings: str) -> list[str]:
-    return ["clean", "--ckpt", str(subject / "model.ckpt"), "--manifest", str(subject / "manifest.yaml"), "--out", str(out),
-            "--device", "cpu", "--no-progress", "--codec", "mp4v", "--recordings", *recordings]
+    return [
+        "clean",
+        "--ckpt",
+        str(subject / "model.ckpt"),
+        "--manifest",
+        str(subject / "manifest.yaml"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--codec",
+        "mp4v",
+        "--recordings",
+        *recordings,
+    ]
 
 
 def _clean(subject: Path, out: Path, *recordings: str) -> subprocess.Popen:
@@ -72,7 +86,9 @@ def test_signal_during_clean_removes_partial_keeps_finished(subject: Path, tmp_p
     proc = _clean(subject, out, "first", "second")
     # Signal while the second recording's frames are being written (its temporary file has
     # data): the first is done by then.
-    _wait_for(lambda: (out / "first.mp4").is_file() and any(p.stat().st_size > 0 for p in out.glob(".second.*partial*")), proc)
+    _wait_for(
+        lambda: (out / "first.mp4").is_file() and any(p.stat().st_size > 0 for p in out.glob(".second.*partial*")), proc
+    )
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig
@@ -94,14 +110,18 @@ def test_two_cleans_into_one_folder_keep_both_entries(subject: Path, tmp_path: P
     assert sorted(r.source for r in cleaned.recordings) == ["second", "third"]
 
 
-def test_rerun_after_kill_9_removes_stale_partial_and_keeps_finished(subject: Path, tmp_path: Path, capfd, single_thread) -> None:
+def test_rerun_after_kill_9_removes_stale_partial_and_keeps_finished(
+    subject: Path, tmp_path: Path, capfd, single_thread
+) -> None:
     """kill -9 (no handler runs): the finished recording is already listed, the rerun
     removes the unfinished one's stale temporary file with one line, and a finished output
     that a killed run wrote but had not listed yet is adopted after checking its source
     tag and frame count (a foreign file in its place is still refused)."""
     out = tmp_path / "clean"
     proc = _clean(subject, out, "first", "second")
-    _wait_for(lambda: (out / "first.mp4").is_file() and any(p.stat().st_size > 0 for p in out.glob(".second.*partial*")), proc)
+    _wait_for(
+        lambda: (out / "first.mp4").is_file() and any(p.stat().st_size > 0 for p in out.glob(".second.*partial*")), proc
+    )
     proc.kill()
     proc.communicate(timeout=60)
     assert list(out.glob(".second.*partial*"))  # what kill -9 leaves

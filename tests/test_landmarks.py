@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluation.landmark_rows import headline_text, landmark_rows
 from evaluation.metrics.face_geometry import (
     GEOMETRY_FEATURES,
     geometry_features,
     interocular,
     normalised_mean_error,
 )
-from evaluation.landmark_rows import headline_text, landmark_rows
 from evaluation.metrics.landmarks import (
     POINT_COLUMNS,
     LandmarkDetector,
@@ -38,7 +38,9 @@ from tests.conftest import write_cleaned_recordings
 def neutral_face() -> np.ndarray:
     """A hand-made frontal face in the iBUG 68-point order (image px, y down)."""
     p = np.zeros((68, 2))
-    p[0:17] = [(40 + 120 * (1 - math.cos(math.pi * t / 16)) / 2, 100 + 90 * math.sin(math.pi * t / 16)) for t in range(17)]
+    p[0:17] = [
+        (40 + 120 * (1 - math.cos(math.pi * t / 16)) / 2, 100 + 90 * math.sin(math.pi * t / 16)) for t in range(17)
+    ]
     p[17:22] = [(55 + 12 * i, 78 - 4 * math.sin(math.pi * i / 4)) for i in range(5)]  # right brow, outer->inner
     p[22:27] = [(113 + 12 * i, 78 - 4 * math.sin(math.pi * i / 4)) for i in range(5)]  # left brow, inner->outer
     p[27:31] = [(100, 95 + 10 * i) for i in range(4)]  # nose bridge down to the tip
@@ -90,7 +92,10 @@ def test_brow_raise_smile_and_scale() -> None:
     smile[54, 0] += 8
     smile[[60, 64], 0] += [-8, 8]
     g0, gr, gs = geometry_features(face), geometry_features(raised), geometry_features(smile)
-    assert gr["inner_brow_height"][0] > g0["inner_brow_height"][0] and gr["outer_brow_height"][0] > g0["outer_brow_height"][0]
+    assert (
+        gr["inner_brow_height"][0] > g0["inner_brow_height"][0]
+        and gr["outer_brow_height"][0] > g0["outer_brow_height"][0]
+    )
     assert gs["lip_corner_width"][0] > g0["lip_corner_width"][0] + 0.15
     # Normalised by the inter-ocular distance: a bigger face gives the same features.
     big = geometry_features(face * 2.5 + 7)
@@ -138,7 +143,9 @@ def test_missing_model_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(MissingWeightsError) as err:
         check_weights(["landmarks"])
     msg = str(err.value)
-    assert str(tmp_path / "nowhere" / "shape_predictor_68_face_landmarks.dat") in msg and "face-recognition-models" in msg
+    assert (
+        str(tmp_path / "nowhere" / "shape_predictor_68_face_landmarks.dat") in msg and "face-recognition-models" in msg
+    )
     with pytest.raises(MissingWeightsError):
         lm.LandmarkDetector()
 
@@ -203,14 +210,16 @@ def test_protocol_rows_summary_and_report(
 ) -> None:
     import evaluation.landmark_rows  # noqa: F401  (imported before the decodes are counted)
     import evaluation.metrics.perceptual  # noqa: F401
-    from evaluation.settings import ProtocolSettings
     from evaluation.protocol import run_protocol
     from evaluation.report import make_report
+    from evaluation.settings import ProtocolSettings
 
     cleaned = write_cleaned_recordings(synth, tmp_path / "cleaned", size=64)
     out = tmp_path / "res"
     decodes = count_decodes(monkeypatch)
-    settings = ProtocolSettings(metrics=("landmarks", "lpips", "temporal"), lpips_pairs=2, segments=("whole",), device="cpu")
+    settings = ProtocolSettings(
+        metrics=("landmarks", "lpips", "temporal"), lpips_pairs=2, segments=("whole",), device="cpu"
+    )
     run_protocol(synth, cleaned, out, settings, log=lambda m: None)
     # One decoding pass per video for every family, the landmarks' ground truths included
     # (read first, for their face boxes), and S and C once for both of their landmark sets.
@@ -238,14 +247,20 @@ def test_protocol_rows_summary_and_report(
     assert set(pairs[pairs["metric"] == "lm_dtw"]["feature"]) == set(GEOMETRY_FEATURES)
     # Whole videos only: dtaidistance's distance_fast returns inf now and then on series of
     # 2-3 frames (the tiny subject's sentence segment), which real segments never are.
-    base = pairs[(pairs["kind"] == "baseline") & pairs["metric"].isin(["lm_dtw", "lm_mape"]) & (pairs["segment"] == "whole")]
+    base = pairs[
+        (pairs["kind"] == "baseline") & pairs["metric"].isin(["lm_dtw", "lm_mape"]) & (pairs["segment"] == "whole")
+    ]
     assert len(base) == 2 * len(GEOMETRY_FEATURES) and np.isfinite(base["value"]).all()
-    gt = df[df["reference"].str.endswith(":ground_truth") & (df["segment"] == "whole")].set_index(["other", "metric", "feature"])["value"]
+    gt = df[df["reference"].str.endswith(":ground_truth") & (df["segment"] == "whole")].set_index(
+        ["other", "metric", "feature"]
+    )["value"]
     for s in ("s1_sensor_a", "s2_sensor_b"):
         assert gt[(s, "lm_detection", "reference")] >= 0.9  # ground truth frames: measured 1.0
         # Cleaned = the ground truth itself: the face is found and the error is small.
         assert gt[(f"{s}_clean", "lm_detection", "other")] >= 0.9
-        assert math.isfinite(gt[(f"{s}_clean", "lm_nme", "detected")]) and gt[(f"{s}_clean", "lm_nme", "detected")] < 0.05
+        assert (
+            math.isfinite(gt[(f"{s}_clean", "lm_nme", "detected")]) and gt[(f"{s}_clean", "lm_nme", "detected")] < 0.05
+        )
         assert math.isfinite(gt[(s, "lm_nme", "gt_box")])
         assert gt[(s, "lm_nme", "gt_box")] > gt[(f"{s}_clean", "lm_nme", "gt_box")]
     summary = json.loads((out / "summary.json").read_text())
@@ -278,7 +293,9 @@ def test_rows_keep_nan_when_no_face_is_ever_found(synth: Path, detector: Landmar
     rec = subject.by_condition("sensor")[0]
     write_video(rec.path, np.full((12, 64, 64, 3), 128, np.uint8), fps=8.0, codec="h264-lossless")
     plan = build_pairs(subject, None, ("whole",))
-    rows, summary = landmark_rows(plan, subject, None, ProtocolSettings(metrics=("landmarks",)), tmp_path, lambda m: None, detector)
+    rows, summary = landmark_rows(
+        plan, subject, None, ProtocolSettings(metrics=("landmarks",)), tmp_path, lambda m: None, detector
+    )
     df = pd.DataFrame(rows)
     mine = df[(df["other"] == rec.name) & ~df["reference"].str.endswith(":ground_truth")]
     dtw = mine[mine["metric"] == "lm_dtw"]

@@ -20,10 +20,22 @@ def subject_dir(tmp_path: Path) -> Path:
 
 def _doc(**overrides) -> dict:
     recs = [
-        {"name": "n1", "path": "n1.mp4", "session": 1, "condition": "normal", "bbox": [8, 4, 40, 40],
-         "segments": {"schaede": [0.0, 1.0], "sentence": [1.0, 2.0], "emotion": [2.0, 3.0]}},
-        {"name": "s1", "path": "s1.mp4", "session": 1, "condition": "sensor", "bbox": [8, 4, 40, 40],
-         "segments": {"schaede": [0.0, 1.5], "emotion": [1.5, 3.0]}},
+        {
+            "name": "n1",
+            "path": "n1.mp4",
+            "session": 1,
+            "condition": "normal",
+            "bbox": [8, 4, 40, 40],
+            "segments": {"schaede": [0.0, 1.0], "sentence": [1.0, 2.0], "emotion": [2.0, 3.0]},
+        },
+        {
+            "name": "s1",
+            "path": "s1.mp4",
+            "session": 1,
+            "condition": "sensor",
+            "bbox": [8, 4, 40, 40],
+            "segments": {"schaede": [0.0, 1.5], "emotion": [1.5, 3.0]},
+        },
     ]
     doc = {"subject": "subjX", "recordings": recs}
     for key, value in overrides.items():
@@ -65,8 +77,14 @@ def test_valid_manifest_loads_and_round_trips(subject_dir: Path) -> None:
         ({"0__bbox": [40, 10, 40, 40]}, ["recording 'n1'", "field 'bbox'", "outside the 64x48 frame"]),
         ({"0__bbox": [1, 2, 3]}, ["recording 'n1'", "field 'bbox'", "[x, y, w, h]"]),
         ({"1__condition": "electrodes"}, ["recording 's1'", "field 'condition'", "'electrodes'", "normal"]),
-        ({"0__segments": {"schaede": [0.0, 2.0], "sentence": [1.5, 2.5]}}, ["recording 'n1'", "field 'segments'", "overlap"]),
-        ({"0__segments": {"emotion": [2.0, 9.0]}}, ["recording 'n1'", "segments.emotion", "after the end of the video"]),
+        (
+            {"0__segments": {"schaede": [0.0, 2.0], "sentence": [1.5, 2.5]}},
+            ["recording 'n1'", "field 'segments'", "overlap"],
+        ),
+        (
+            {"0__segments": {"emotion": [2.0, 9.0]}},
+            ["recording 'n1'", "segments.emotion", "after the end of the video"],
+        ),
         ({"0__segments": {"emotion": [2.0, 1.0]}}, ["recording 'n1'", "segments.emotion", "start < end"]),
         ({"1__session": 0}, ["recording 's1'", "field 'session'", "positive integer"]),
         ({"1__bbox": None}, ["recording 's1'", "field 'bbox'", "missing"]),

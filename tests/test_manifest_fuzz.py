@@ -37,8 +37,15 @@ shaped = {
 }
 
 GOOD = {
-    "name": "s1_sensor", "path": "s1_sensor.mp4", "session": 1, "condition": "sensor", "bbox": [0, 0, 8, 8],
-    "segments": {"schaede": [0.0, 1.0]}, "ground_truth": "gt.mp4", "mask": "m.npz", "source": None,
+    "name": "s1_sensor",
+    "path": "s1_sensor.mp4",
+    "session": 1,
+    "condition": "sensor",
+    "bbox": [0, 0, 8, 8],
+    "segments": {"schaede": [0.0, 1.0]},
+    "ground_truth": "gt.mp4",
+    "mask": "m.npz",
+    "source": None,
 }
 FIELDS = sorted(GOOD)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -198,24 +198,16 @@ def test_generator_objective_is_the_papers_sum() -> None:
         model = tiny(lambda_cycle=7.0, lambda_identity=lambda_identity)
         out = model.generator_losses(s, n)
         with torch.no_grad():
-            gan = gan_loss(model.disc_n(model.gen_s2n(s)), True) + gan_loss(
-                model.disc_s(model.gen_n2s(n)), True
-            )
-            cyc = cycle_loss(model.gen_n2s(model.gen_s2n(s)), s) + cycle_loss(
-                model.gen_s2n(model.gen_n2s(n)), n
-            )
+            gan = gan_loss(model.disc_n(model.gen_s2n(s)), True) + gan_loss(model.disc_s(model.gen_n2s(n)), True)
+            cyc = cycle_loss(model.gen_n2s(model.gen_s2n(s)), s) + cycle_loss(model.gen_s2n(model.gen_n2s(n)), n)
             idt = identity_loss(model.gen_s2n(n), n) + identity_loss(model.gen_n2s(s), s)
         expected_identity = idt if lambda_identity > 0 else torch.tensor(0.0)
         assert out.cycle.item() == pytest.approx(cyc.item(), rel=1e-5)
         assert out.identity.item() == pytest.approx(expected_identity.item(), rel=1e-5, abs=1e-7)
-        assert out.loss.item() == pytest.approx(
-            (gan + 7.0 * cyc + 7.0 * lambda_identity * idt).item(), rel=1e-5
-        )
+        assert out.loss.item() == pytest.approx((gan + 7.0 * cyc + 7.0 * lambda_identity * idt).item(), rel=1e-5)
         d = model.discriminator_losses(s, n, out.fake_sensor.detach(), out.fake_normal.detach())
         with torch.no_grad():
-            d_n = 0.5 * (
-                ((model.disc_n(n) - 1) ** 2).mean() + (model.disc_n(out.fake_normal) ** 2).mean()
-            )
+            d_n = 0.5 * (((model.disc_n(n) - 1) ** 2).mean() + (model.disc_n(out.fake_normal) ** 2).mean())
         assert d.loss_n.item() == pytest.approx(d_n.item(), rel=1e-5)
         assert d.loss.item() == pytest.approx((d.loss_s + d.loss_n).item(), rel=1e-6)
 
@@ -234,9 +226,7 @@ def test_validation_and_predict(tmp_path: Path) -> None:
     batch = next(iter(loader(4, batch_size=4)))
     s, n = batch["sensor"], batch["normal"]
     with torch.no_grad():
-        cyc = cycle_loss(model.gen_n2s(model.gen_s2n(s)), s) + cycle_loss(
-            model.gen_s2n(model.gen_n2s(n)), n
-        )
+        cyc = cycle_loss(model.gen_n2s(model.gen_s2n(s)), s) + cycle_loss(model.gen_s2n(model.gen_n2s(n)), n)
     # two equal batches of 2: the epoch mean equals the full-batch value
     assert metrics["val/cycle"] == pytest.approx(cyc.item(), rel=1e-4)
     assert math.isfinite(metrics["val/identity"]) and metrics["val/identity"] > 0
@@ -358,9 +348,7 @@ def test_resume_continues_schedule_and_adam_state(
     # the same weights and the same Adam moments as saved
     for key, value in checkpoint["state_dict"].items():
         assert torch.equal(capture.weights[key], value), key
-    for saved_opt, restored in zip(
-        checkpoint["optimizer_states"], capture.optimizer_states, strict=True
-    ):
+    for saved_opt, restored in zip(checkpoint["optimizer_states"], capture.optimizer_states, strict=True):
         assert saved_opt["state"].keys() == restored.keys() and restored
         for idx, st in saved_opt["state"].items():
             for name in ("exp_avg", "exp_avg_sq", "step"):

@@ -92,13 +92,7 @@ def test_init_weights_normal_002() -> None:
     torch.manual_seed(0)
     gen = ResnetGenerator()  # default size: many weights, a tight estimate of the std
     init_weights(gen)
-    weights = torch.cat(
-        [
-            m.weight.flatten()
-            for m in gen.modules()
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
-        ]
-    )
+    weights = torch.cat([m.weight.flatten() for m in gen.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
     assert weights.std().item() == pytest.approx(0.02, rel=0.02)
     assert abs(weights.mean().item()) < 1e-3
     biases = [m.bias for m in gen.modules() if getattr(m, "bias", None) is not None]
@@ -107,9 +101,7 @@ def test_init_weights_normal_002() -> None:
 
 def test_init_weights_affine_norm() -> None:
     torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 4096, 1), nn.BatchNorm2d(4096), nn.InstanceNorm2d(8, affine=True)
-    )
+    net = nn.Sequential(nn.Conv2d(3, 4096, 1), nn.BatchNorm2d(4096), nn.InstanceNorm2d(8, affine=True))
     init_weights(net, gain=0.02)
     assert net[1].weight.mean().item() == pytest.approx(1.0, abs=2e-3)
     assert net[1].weight.std().item() == pytest.approx(0.02, rel=0.1)

@@ -37,7 +37,14 @@ def test_pairs_of_two_sessions(tiny_subject) -> None:
             assert p.reference.session == p.other.session == p.session
         else:
             assert p.session_label == "1-2"
-    assert [r.name for r in plan.videos()] == ["s1_normal", "s2_normal", "s1_sensor", "s1_sensor_clean", "s2_sensor", "s2_sensor_clean"]
+    assert [r.name for r in plan.videos()] == [
+        "s1_normal",
+        "s2_normal",
+        "s1_sensor",
+        "s1_sensor_clean",
+        "s2_sensor",
+        "s2_sensor_clean",
+    ]
 
 
 def test_segments_cut_each_videos_own_frames(tiny_subject) -> None:

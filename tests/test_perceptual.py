@@ -119,7 +119,10 @@ def test_missing_weights_name_file_and_command(torch_home: Path) -> None:
     msg = str(err.value)
     assert str(torch_home / "weights-inception-2015-12-05-6726825d.pth") in msg
     assert "--metrics lpips,fid" in msg
-    assert {w.path.name for w in err.value.missing} == {"alexnet-owt-7be5be79.pth", "weights-inception-2015-12-05-6726825d.pth"}
+    assert {w.path.name for w in err.value.missing} == {
+        "alexnet-owt-7be5be79.pth",
+        "weights-inception-2015-12-05-6726825d.pth",
+    }
     assert "lpips" not in available_metrics() and "fid" not in available_metrics()
     with pytest.raises(MissingWeightsError):
         FIDLowRank()

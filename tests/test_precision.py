@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader
 
 from sensor_removal.core.tensors import to_tensor
 from sensor_removal.models.losses import cycle_loss, gan_loss, identity_loss
-from sensor_removal.training.module import CycleGAN, scaled_lr
 from sensor_removal.models.networks import InstanceNorm2dFP32, ResnetGenerator
+from sensor_removal.training.module import CycleGAN, scaled_lr
 from tests.test_module import trainer
 
 NETS = ("gen_s2n", "gen_n2s", "disc_s", "disc_n")

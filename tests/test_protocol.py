@@ -19,7 +19,9 @@ from tests.conftest import write_cleaned_recordings
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_run_groundtruth_and_lpips_via_cli(synthetic_subject: Path, fake_torch_weights: Path, tmp_path: Path, capsys) -> None:
+def test_run_groundtruth_and_lpips_via_cli(
+    synthetic_subject: Path, fake_torch_weights: Path, tmp_path: Path, capsys
+) -> None:
     cleaned = write_cleaned_recordings(synthetic_subject, tmp_path / "cleaned", size=32)
     out = tmp_path / "results"
     rc = main([
@@ -49,7 +51,26 @@ def test_run_groundtruth_and_lpips_via_cli(synthetic_subject: Path, fake_torch_w
     assert any(p.endswith("alexnet-owt-7be5be79.pth") for p in summary["weights"])
     # Same seed, same numbers (frame draws are seeded).
     out2 = tmp_path / "results2"
-    assert main(["run", "--manifest", str(synthetic_subject), "--cleaned", str(cleaned), "--out", str(out2), "--metrics", "lpips", "--lpips-pairs", "4", "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--manifest",
+                str(synthetic_subject),
+                "--cleaned",
+                str(cleaned),
+                "--out",
+                str(out2),
+                "--metrics",
+                "lpips",
+                "--lpips-pairs",
+                "4",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     again = pd.read_csv(out2 / "results.csv")
     np.testing.assert_allclose(again["value"].to_numpy(), lp["value"].to_numpy())
     # And the report runs on it.
@@ -61,7 +82,9 @@ def test_run_groundtruth_and_lpips_via_cli(synthetic_subject: Path, fake_torch_w
 def test_missing_weights_stop_before_any_work(torch_home: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "results"
     # The manifest does not even exist: weights are checked first.
-    rc = main(["run", "--manifest", str(tmp_path / "nope.yaml"), "--out", str(out), "--metrics", "groundtruth,lpips,fid"])
+    rc = main(
+        ["run", "--manifest", str(tmp_path / "nope.yaml"), "--out", str(out), "--metrics", "groundtruth,lpips,fid"]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert str(torch_home / "alexnet-owt-7be5be79.pth") in err
@@ -72,7 +95,9 @@ def test_missing_weights_stop_before_any_work(torch_home: Path, tmp_path: Path, 
 
 
 def test_user_errors_exit_2_without_traceback(tmp_path: Path, capsys) -> None:
-    rc = main(["run", "--manifest", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "r"), "--metrics", "groundtruth"])
+    rc = main(
+        ["run", "--manifest", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "r"), "--metrics", "groundtruth"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "nope.yaml" in err and "Traceback" not in err
     assert main(["run", "--manifest", "m.yaml", "--out", "r", "--metrics", "bogus"]) == 2
@@ -86,14 +111,18 @@ def test_frame_draws_are_seeded_and_shared(tiny_subject) -> None:
     plan = build_pairs(subject, cleaned)
     s = ProtocolSettings(metrics=("lpips", "fid"), seed=1, lpips_pairs=6, fid_sets=3, fid_set_size=4)
     d1, d2 = draw_frames(plan, s), draw_frames(plan, s)
-    d3 = draw_frames(plan, ProtocolSettings(metrics=("lpips", "fid"), seed=2, lpips_pairs=6, fid_sets=3, fid_set_size=4))
+    d3 = draw_frames(
+        plan, ProtocolSettings(metrics=("lpips", "fid"), seed=2, lpips_pairs=6, fid_sets=3, fid_set_size=4)
+    )
     key = ("s1_normal", "sentence")
     assert np.array_equal(d1.lpips[key], d2.lpips[key]) and not np.array_equal(d1.lpips[key], d3.lpips[key])
     assert ((d1.lpips[key] >= 10) & (d1.lpips[key] < 16)).all() and len(d1.lpips[key]) == 6
     sets = d1.fid[("s2_normal", "emotion")]  # frames [20, 25): 5 frames, sets of 4 distinct
     assert len(sets) == 3 and all(len(set(x)) == 4 and min(x) >= 20 and max(x) < 25 for x in sets)
     # One draw per (video, segment): the same N1 frames serve N1-S1 and N1-C1.
-    assert set(d1.lpips) == {(v.name, seg) for v in plan.videos() for seg in ("schaede", "sentence", "emotion", "whole")}
+    assert set(d1.lpips) == {
+        (v.name, seg) for v in plan.videos() for seg in ("schaede", "sentence", "emotion", "whole")
+    }
 
 
 def test_fid_rows_through_protocol(tiny_subject, fake_torch_weights: Path, tmp_path: Path) -> None:
@@ -169,9 +198,13 @@ class _StubAnalyzer:
         from evaluation.metrics.facial import AU_COLUMNS, EMOTION_COLUMNS, FACE_COLUMNS, FacialSeries
 
         t = np.array(frames)
-        phase = {"normal": 0.0, "sensor": 2.0, "clean": 0.5}[next(c for c in ("clean", "sensor", "normal") if c in path.stem)]
+        phase = {"normal": 0.0, "sensor": 2.0, "clean": 0.5}[
+            next(c for c in ("clean", "sensor", "normal") if c in path.stem)
+        ]
         cols = list(AU_COLUMNS) + list(EMOTION_COLUMNS)
-        values = pd.DataFrame({c: 0.5 + 0.4 * np.sin((t + phase + i) / 3.0) for i, c in enumerate(cols)}, index=pd.Index(t, name="frame"))
+        values = pd.DataFrame(
+            {c: 0.5 + 0.4 * np.sin((t + phase + i) / 3.0) for i, c in enumerate(cols)}, index=pd.Index(t, name="frame")
+        )
         faces = pd.DataFrame(1.0, index=values.index, columns=list(FACE_COLUMNS))
         values.iloc[3] = np.nan
         faces.iloc[3] = np.nan
@@ -187,7 +220,14 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
     out = tmp_path / "r"
     s = ProtocolSettings(metrics=("facial",), segments=("schaede", "whole"), max_shift_s=0.5)
     assert s.au_models == ("xgb", "v2") and s.shift == "joint"  # the paper's two kinds of AU model
-    run_protocol(tiny_subject.manifest, tiny_subject.cleaned, out, s, facial_analyzer=lambda m: stubs.setdefault(m, _StubAnalyzer(m)), log=lambda _: None)
+    run_protocol(
+        tiny_subject.manifest,
+        tiny_subject.cleaned,
+        out,
+        s,
+        facial_analyzer=lambda m: stubs.setdefault(m, _StubAnalyzer(m)),
+        log=lambda _: None,
+    )
     df = pd.read_csv(out / "results.csv", dtype={"session": str})
     from evaluation.metrics.facial import AU_COLUMNS, EMOTION_COLUMNS
 
@@ -199,7 +239,9 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
     assert len(df) == 2 * 5 * 2 * (2 * n_features + 2)
     # Every video is decoded once for both models, all at the cleaned crop size (32 px),
     # the 48x40 normal and sensor frames cut with their bbox and resized like the crops.
-    names = sorted(f"{n}.mp4" for n in ("s1_normal", "s2_normal", "s1_sensor", "s2_sensor", "s1_sensor_clean", "s2_sensor_clean"))
+    names = sorted(
+        f"{n}.mp4" for n in ("s1_normal", "s2_normal", "s1_sensor", "s2_sensor", "s1_sensor_clean", "s2_sensor_clean")
+    )
     for stub in stubs.values():
         assert sorted(stub.crops) == names
         assert {shape for crops in stub.crops.values() for _, shape in crops} == {(32, 32, 3)}
@@ -220,8 +262,17 @@ def test_facial_rows_and_series(tiny_subject, tmp_path: Path, monkeypatch) -> No
     assert set(v["by_model"]) == {"xgb", "v2"}
     assert set(summary["means"]) == {"au_dtw", "au_mape", "emotion_dtw", "emotion_mape"}
 
-    per = ProtocolSettings(metrics=("facial",), segments=("whole",), max_shift_s=0.5, au_models=("xgb",), shift="per_series")
-    run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "p", per, facial_analyzer=_StubAnalyzer, log=lambda _: None)
+    per = ProtocolSettings(
+        metrics=("facial",), segments=("whole",), max_shift_s=0.5, au_models=("xgb",), shift="per_series"
+    )
+    run_protocol(
+        tiny_subject.manifest,
+        tiny_subject.cleaned,
+        tmp_path / "p",
+        per,
+        facial_analyzer=_StubAnalyzer,
+        log=lambda _: None,
+    )
     df = pd.read_csv(tmp_path / "p" / "results.csv")
     assert not {"au", "emotion"} & set(df["feature"]) and (df["metric"] == "mape_shift_s").sum() == 5 * n_features
 
@@ -249,6 +300,13 @@ def test_facial_through_real_py_feat_standins(tiny_subject, tmp_path: Path, monk
     df = pd.read_csv(out / "results.csv")
     assert len(df) == 5 * (2 * (len(facial.AU_COLUMNS) + len(facial.EMOTION_COLUMNS)) + 1)
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["videos"]) == {"s1_normal", "s2_normal", "s1_sensor", "s2_sensor", "s1_sensor_clean", "s2_sensor_clean"}
+    assert set(summary["videos"]) == {
+        "s1_normal",
+        "s2_normal",
+        "s1_sensor",
+        "s2_sensor",
+        "s1_sensor_clean",
+        "s2_sensor_clean",
+    }
     assert all(v["analysed_frames"] in (24, 25) for v in summary["videos"].values())
     assert len(list((out / "facial_cache").glob("*.csv"))) == 6

@@ -25,35 +25,51 @@ README = ROOT / "README.md"
 #: (starting with "not run:") for a command no default test can run. ``make bench`` is
 #: guarded by a ``slow`` test (its quick mode still takes minutes): ``make test-all``.
 COVERAGE: dict[str, list[str] | str] = {
-    "make demo": ["tests/test_demo.py::test_demo_exits_zero_with_psnr_summary",
-                  "tests/test_demo.py::test_demo_leaves_checkpoint_grid_videos_and_report"],
+    "make demo": [
+        "tests/test_demo.py::test_demo_exits_zero_with_psnr_summary",
+        "tests/test_demo.py::test_demo_leaves_checkpoint_grid_videos_and_report",
+    ],
     "make test": "not run: it is the default test run itself (.ci/run calls it; see test_ci_runs_the_readme_test_command)",
     "make test-all": ["tests/test_readme_commands.py::test_make_test_all_selects_the_slow_tests"],
     "make bench": ["tests/test_readme_commands.py::test_make_bench_quick_runs_every_benchmark"],
     "make lint": ["tests/test_readme_commands.py::test_make_lint_is_clean"],
-    "python -m sensor_removal": ["tests/test_commands.py::test_top_level_help_lists_every_command_with_its_purpose",
-                                 "tests/test_commands.py::test_help_imports_nothing_heavy"],
-    "python -m sensor_removal fit": ["tests/test_cli.py::test_fit_writes_run_and_resumes_from_last",
-                                     "tests/test_readme_commands.py::test_subject_config_parses_with_other_manifest"],
-    "python -m sensor_removal clean": ["tests/test_clean.py::test_main_cleans_good_reports_bad",
-                                       "tests/test_clean.py::test_main_single_video"],
+    "python -m sensor_removal": [
+        "tests/test_commands.py::test_top_level_help_lists_every_command_with_its_purpose",
+        "tests/test_commands.py::test_help_imports_nothing_heavy",
+    ],
+    "python -m sensor_removal fit": [
+        "tests/test_cli.py::test_fit_writes_run_and_resumes_from_last",
+        "tests/test_readme_commands.py::test_subject_config_parses_with_other_manifest",
+    ],
+    "python -m sensor_removal clean": [
+        "tests/test_clean.py::test_main_cleans_good_reports_bad",
+        "tests/test_clean.py::test_main_single_video",
+    ],
     "python -m sensor_removal demo": ["tests/test_demo.py::test_demo_exits_zero_with_psnr_summary"],
     "python -m sensor_removal synth": ["tests/test_synthetic.py::test_cli_builds_and_says_where"],
-    "python -m sensor_removal sweep": ["tests/test_sweep.py::test_slurm_sweep_two_subjects_two_grid_points",
-                                       "tests/test_sweep.py::test_dry_run_multi_gpu_spec_prints_array_and_sbatch_parameters",
-                                       "tests/test_sweep.py::test_example_sweep_file_dry_runs",
-                                       "tests/test_sweep.py::test_resubmit_failed_runs_only_the_failed_tasks"],
+    "python -m sensor_removal sweep": [
+        "tests/test_sweep.py::test_slurm_sweep_two_subjects_two_grid_points",
+        "tests/test_sweep.py::test_dry_run_multi_gpu_spec_prints_array_and_sbatch_parameters",
+        "tests/test_sweep.py::test_example_sweep_file_dry_runs",
+        "tests/test_sweep.py::test_resubmit_failed_runs_only_the_failed_tasks",
+    ],
     "python -m sensor_removal emg": ["tests/test_emg_cli.py::test_emg_report_fit_predict"],
     "python -m sensor_removal bbox": ["tests/test_bbox.py::test_box_contains_the_face_in_every_frame"],
     "python -m evaluation run": ["tests/test_protocol.py::test_run_groundtruth_and_lpips_via_cli"],
-    "python -m evaluation report": ["tests/test_protocol.py::test_run_groundtruth_and_lpips_via_cli",
-                                    "tests/test_grid_report.py::test_grid_points_are_reported_and_compared"],
+    "python -m evaluation report": [
+        "tests/test_protocol.py::test_run_groundtruth_and_lpips_via_cli",
+        "tests/test_grid_report.py::test_grid_points_are_reported_and_compared",
+    ],
     "python -m evaluation weights": ["tests/test_readme_commands.py::test_evaluation_weights_lists_files"],
-    "python -m evaluation fetch-weights": ["tests/test_facial.py::test_fetch_downloads_into_weights_folder_and_checks_hashes",
-                                           "tests/test_perceptual.py::test_stand_in_weights_are_found_but_refused_by_fetch"],
+    "python -m evaluation fetch-weights": [
+        "tests/test_facial.py::test_fetch_downloads_into_weights_folder_and_checks_hashes",
+        "tests/test_perceptual.py::test_stand_in_weights_are_found_but_refused_by_fetch",
+    ],
     "make app": ["tests/test_app.py::test_make_app_runs_the_app_command"],
-    "python -m lightning_app": ["tests/test_app.py::test_runs_table_lists_run_and_loss_plot_renders",
-                                "tests/test_app_parts.py::test_cli_rejects_bad_folders_with_exit_2"],
+    "python -m lightning_app": [
+        "tests/test_app.py::test_runs_table_lists_run_and_loss_plot_renders",
+        "tests/test_app_parts.py::test_cli_rejects_bad_folders_with_exit_2",
+    ],
 }
 
 
@@ -92,7 +108,9 @@ def test_coverage_points_at_existing_tests() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in readme_commands(README.read_text())
-    lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
     assert lines[-1] == "make test"
     assert "make lint" in lines  # ruff runs in CI too
 
@@ -123,9 +141,15 @@ def test_make_lint_is_clean() -> None:
 
 def test_make_test_all_selects_the_slow_tests() -> None:
     """``make test-all`` selects more than the default run: the ``slow`` tests too."""
+
     def collected(*marker: str) -> int:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *marker],
-                              cwd=ROOT, capture_output=True, text=True, env=_env())
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", *marker],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=_env(),
+        )
         assert proc.returncode == 0, proc.stdout[-3000:]
         return int(re.search(r"(\d+)(?:/\d+)? tests? (?:collected|selected)", proc.stdout).group(1))
 
@@ -140,9 +164,20 @@ def test_subject_config_parses_with_other_manifest(tmp_path: Path, capsys: pytes
     from sensor_removal.cli.commands import main
 
     with pytest.raises(SystemExit) as done:
-        main(["fit", "--config", str(ROOT / "conf" / "subjects" / "subj07.yaml"),
-              "--data.manifest", str(tmp_path / "subj08" / "manifest.yaml"), "--subject", "subj08",
-              "--trainer.default_root_dir", str(tmp_path / "runs" / "subj08"), "--print_config"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "conf" / "subjects" / "subj07.yaml"),
+                "--data.manifest",
+                str(tmp_path / "subj08" / "manifest.yaml"),
+                "--subject",
+                "subj08",
+                "--trainer.default_root_dir",
+                str(tmp_path / "runs" / "subj08"),
+                "--print_config",
+            ]
+        )
     assert done.value.code == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["subject"] == "subj08"
@@ -169,8 +204,14 @@ def test_make_bench_quick_runs_every_benchmark() -> None:
     on tiny inputs and prints each one's ratio."""
     make = (ROOT / "Makefile").read_text()
     assert re.search(r"^bench:.*\n\t.*bench/run_all\.py", make, flags=re.MULTILINE)
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick"],
-                          cwd=ROOT, capture_output=True, text=True, env=_env(), timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "failed:" not in proc.stdout
     benches = re.findall(r"^=== (bench_\w+\.py)", proc.stdout, flags=re.MULTILINE)

@@ -86,7 +86,9 @@ def test_resume_failing_in_setup_writes_no_checkpoint(tiny: Path, trained: Path,
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")  # the frame cache cannot be built here: setup fails
-    code = main(_args(tiny, run, "--ckpt_path", "last", "--trainer.max_epochs=3", "--data.cache_dir", str(blocker / "c")))
+    code = main(
+        _args(tiny, run, "--ckpt_path", "last", "--trainer.max_epochs=3", "--data.cache_dir", str(blocker / "c"))
+    )
     assert code == 2
     assert "frame cache" in capsys.readouterr().err
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before  # no interrupted.ckpt
@@ -116,12 +118,19 @@ def test_resume_prefers_most_training_over_newest(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- 4: signals to a real fit
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT"]
+)
 def test_signal_to_fit_exits_128_plus_signal(tiny: Path, tmp_path: Path, sig: signal.Signals) -> None:
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    proc = subprocess.Popen([sys.executable, "-m", "sensor_removal", *_args(tiny, run, "--trainer.max_epochs=1000")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sensor_removal", *_args(tiny, run, "--trainer.max_epochs=1000")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     end = time.monotonic() + 240
     while not (run / "checkpoints" / "epoch000.ckpt").is_file():  # training has begun
         if proc.poll() is not None or time.monotonic() > end:
@@ -147,7 +156,9 @@ def _cache_folder(tiny: Path) -> Path:
 def test_damaged_frame_cache_is_rebuilt_with_one_line(tiny: Path, trained: Path, damage: str, caplog) -> None:
     from sensor_removal.training.data import FramesDataModule
 
-    dm = FramesDataModule(str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache"))
+    dm = FramesDataModule(
+        str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache")
+    )
     dm.setup("fit")
     good = {d: dm.cache.frames[d].copy() for d in ("sensor", "normal")}
     folder = _cache_folder(tiny)
@@ -162,14 +173,18 @@ def test_damaged_frame_cache_is_rebuilt_with_one_line(tiny: Path, trained: Path,
     else:
         (folder / "index.json").write_text("" if damage == "empty-index" else "{not json")
     caplog.set_level(logging.WARNING, logger="sensor_removal.training.data")
-    again = FramesDataModule(str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache"))
+    again = FramesDataModule(
+        str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache")
+    )
     again.setup("fit")
     lines = [r.getMessage() for r in caplog.records if "rebuilding" in r.getMessage()]
     assert len(lines) == 1 and str(folder) in lines[0], lines
     for d in ("sensor", "normal"):
         assert (again.cache.frames[d] == good[d]).all()
     caplog.clear()
-    FramesDataModule(str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache")).setup("fit")
+    FramesDataModule(
+        str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache")
+    ).setup("fit")
     assert not [r for r in caplog.records if "rebuilding" in r.getMessage()]  # whole now: reused
 
 
@@ -203,7 +218,9 @@ def small_disk(tmp_path: Path):
     mnt.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root; the fault-injecting test above covers the writer")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -212,11 +229,15 @@ def small_disk(tmp_path: Path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def test_full_disk_during_checkpoint_leaves_loadable_files_and_exit_2(tiny: Path, trained: Path, small_disk: Path, capsys) -> None:
+def test_full_disk_during_checkpoint_leaves_loadable_files_and_exit_2(
+    tiny: Path, trained: Path, small_disk: Path, capsys
+) -> None:
     from sensor_removal.training.cli import _checkpoint_file
     from sensor_removal.training.data import FramesDataModule
 
-    FramesDataModule(str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache")).setup("fit")
+    FramesDataModule(
+        str(tiny / "manifest.yaml"), fraction=0.5, load_size=36, crop_size=32, cache_dir=str(tiny / "cache")
+    ).setup("fit")
     size = (trained / "checkpoints" / "last.ckpt").stat().st_size
     assert 350_000 < size < 700_000, size  # the tmpfs holds one checkpoint, not two
     run = small_disk / "run"

@@ -24,8 +24,32 @@ def _rows(subject: str) -> list[dict]:
 
     def add(kind, session, segment, metric, feature, value, other=None, model=""):
         ref = "s1_normal" if kind == "baseline" else f"s{session}_normal"
-        other = other or {"baseline": "s2_normal", "sensor": f"s{session}_sensor", "clean": f"s{session}_sensor_clean"}[kind]
-        rows.append(dict(zip(COLUMNS, (subject, "1-2" if kind == "baseline" else str(session), segment, kind, ref, other, metric, feature, value, math.nan, 10, model), strict=True)))
+        other = (
+            other
+            or {"baseline": "s2_normal", "sensor": f"s{session}_sensor", "clean": f"s{session}_sensor_clean"}[kind]
+        )
+        rows.append(
+            dict(
+                zip(
+                    COLUMNS,
+                    (
+                        subject,
+                        "1-2" if kind == "baseline" else str(session),
+                        segment,
+                        kind,
+                        ref,
+                        other,
+                        metric,
+                        feature,
+                        value,
+                        math.nan,
+                        10,
+                        model,
+                    ),
+                    strict=True,
+                )
+            )
+        )
 
     for seg in TASKS:
         for kind in ("baseline", "sensor", "clean"):
@@ -48,8 +72,50 @@ def _rows(subject: str) -> list[dict]:
     for s in (1, 2):
         for kind, psnr in (("sensor", 20.0 if subject == "A" else 24.0), ("clean", math.inf)):
             for feature, delta in (("whole", 10.0), ("mask", 0.0)):
-                rows.append(dict(zip(COLUMNS, (subject, str(s), "whole", kind, f"s{s}_sensor:ground_truth", f"s{s}_sensor" + ("_clean" if kind == "clean" else ""), "psnr", feature, psnr + delta, math.nan, 12, ""), strict=True)))
-                rows.append(dict(zip(COLUMNS, (subject, str(s), "whole", kind, f"s{s}_sensor:ground_truth", f"s{s}_sensor" + ("_clean" if kind == "clean" else ""), "ssim", feature, 1.0 if kind == "clean" else 0.8, math.nan, 12, ""), strict=True)))
+                rows.append(
+                    dict(
+                        zip(
+                            COLUMNS,
+                            (
+                                subject,
+                                str(s),
+                                "whole",
+                                kind,
+                                f"s{s}_sensor:ground_truth",
+                                f"s{s}_sensor" + ("_clean" if kind == "clean" else ""),
+                                "psnr",
+                                feature,
+                                psnr + delta,
+                                math.nan,
+                                12,
+                                "",
+                            ),
+                            strict=True,
+                        )
+                    )
+                )
+                rows.append(
+                    dict(
+                        zip(
+                            COLUMNS,
+                            (
+                                subject,
+                                str(s),
+                                "whole",
+                                kind,
+                                f"s{s}_sensor:ground_truth",
+                                f"s{s}_sensor" + ("_clean" if kind == "clean" else ""),
+                                "ssim",
+                                feature,
+                                1.0 if kind == "clean" else 0.8,
+                                math.nan,
+                                12,
+                                "",
+                            ),
+                            strict=True,
+                        )
+                    )
+                )
     return rows
 
 
@@ -138,9 +204,11 @@ def test_report_says_which_tables_are_missing_and_why(tmp_path: Path, torch_home
     d.mkdir()
     rows = [r for r in _rows("A") if r["metric"] in ("psnr", "ssim")]
     pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(d / "results.csv", index=False)
-    (d / "summary.json").write_text(json.dumps({"subject": "A", "settings": {"metrics": ["groundtruth"]}, "skipped": []}))
+    (d / "summary.json").write_text(
+        json.dumps({"subject": "A", "settings": {"metrics": ["groundtruth"]}, "skipped": []})
+    )
     md = (tmp_path / "report" / "report.md").read_text() if make_report([d], tmp_path / "report") else ""
-    section = md[md.index("### Tables not shown"):]
+    section = md[md.index("### Tables not shown") :]
     line1 = next(line for line in section.splitlines() if line.startswith("- Table 1 (LPIPS, FID)"))
     assert "ran with metrics groundtruth, without lpips,fid" in line1
     assert "python -m evaluation fetch-weights --metrics lpips,fid" in line1
@@ -152,11 +220,31 @@ def test_single_subject_has_no_std_and_plots_curves(tmp_path: Path) -> None:
     (d / "series").mkdir()
     t = np.arange(40)
     videos = {}
-    for name, cond, src, shift in (("s1_normal", "normal", None, 0), ("s1_sensor", "sensor", None, 3), ("s1_sensor_clean", "clean", "s1_sensor", 1)):
-        table = pd.DataFrame({"time_s": t / 10.0, "AU01": 0.5 + 0.4 * np.sin((t + shift) / 5), "AU43": 0.1, "happiness": 0.3, "sadness": 0.2}, index=pd.Index(t, name="frame"))
+    for name, cond, src, shift in (
+        ("s1_normal", "normal", None, 0),
+        ("s1_sensor", "sensor", None, 3),
+        ("s1_sensor_clean", "clean", "s1_sensor", 1),
+    ):
+        table = pd.DataFrame(
+            {
+                "time_s": t / 10.0,
+                "AU01": 0.5 + 0.4 * np.sin((t + shift) / 5),
+                "AU43": 0.1,
+                "happiness": 0.3,
+                "sadness": 0.2,
+            },
+            index=pd.Index(t, name="frame"),
+        )
         table.loc[5, ["AU01", "AU43", "happiness", "sadness"]] = np.nan
         table.to_csv(d / "series" / f"{name}.csv")
-        videos[name] = {"condition": cond, "session": 1, "source": src, "analysed_frames": 40, "no_face_frames": 1, "no_face_by_segment": {"whole": 1}}
+        videos[name] = {
+            "condition": cond,
+            "session": 1,
+            "source": src,
+            "analysed_frames": 40,
+            "no_face_frames": 1,
+            "no_face_by_segment": {"whole": 1},
+        }
     (d / "summary.json").write_text(json.dumps({"subject": "A", "videos": videos}))
     out = tmp_path / "report"
     written = make_report([d], out)
@@ -210,7 +298,9 @@ def test_paper_layout_five_rows_task_columns_and_precision(tmp_path: Path) -> No
     assert t3.cell("N1–C1", ("emotion", "mape")) == "0.8 ± 0.2" and t3.cell("N1–C1", ("emotion", "dtw")) == "8.4 ± 1.7"
     for t in (t1, t2, t3):  # every caption says what the mean ± std is over
         assert "Mean ± std over subjects" in t.caption and "within a subject first the mean over" in t.caption
-    assert "fraction (×100 for percent)" in t2.caption and "AU43 excluded" in t2.caption and "the 7 emotions" in t3.caption
+    assert (
+        "fraction (×100 for percent)" in t2.caption and "AU43 excluded" in t2.caption and "the 7 emotions" in t3.caption
+    )
 
     out = tmp_path / "report"
     written = make_report(dirs, out)
@@ -218,7 +308,10 @@ def test_paper_layout_five_rows_task_columns_and_precision(tmp_path: Path) -> No
     paper, rest = md.split("## Our addition", 1)
     ours, appendix = rest.split("## Appendix: per-subject tables", 1)
     assert "| N2–C2 |" in paper and "| N–S |" not in paper and "Whole" not in paper
-    assert "| Schaede LPIPS | Schaede FID | Emotion LPIPS | Emotion FID | Sentence LPIPS | Sentence FID |" in paper.replace("  ", " ")
+    assert (
+        "| Schaede LPIPS | Schaede FID | Emotion LPIPS | Emotion FID | Sentence LPIPS | Sentence FID |"
+        in paper.replace("  ", " ")
+    )
     assert "Table 2 — Action Unit time series — xgb" in paper and "Table 2 — Action Unit time series — v2" in paper
     assert "| N–S |" in ours and "Whole FID" in ours and "our addition" in ours
     assert "### Subject A" in appendix and "### Subject B" in appendix and "| N2–C2 |" in appendix
@@ -247,9 +340,14 @@ def test_shipped_paper_values_load_and_hold_only_valid_cells() -> None:
 
 @pytest.mark.parametrize(
     "line, field",
-    [("4,,N1-N2,schaede,lpips,0.1,0.0", "table"), ("1,,N3-N4,schaede,lpips,0.1,0.0", "row"),
-     ("2,rdf,N1-N2,schaede,lpips,0.1,0.0", "metric"), ("2,,N1-N2,schaede,dtw,0.1,0.0", "model"),
-     ("1,,N1-N2,whole,lpips,0.1,0.0", "task"), ("1,,N1-N2,schaede,lpips,x,0.0", "mean")],
+    [
+        ("4,,N1-N2,schaede,lpips,0.1,0.0", "table"),
+        ("1,,N3-N4,schaede,lpips,0.1,0.0", "row"),
+        ("2,rdf,N1-N2,schaede,lpips,0.1,0.0", "metric"),
+        ("2,,N1-N2,schaede,dtw,0.1,0.0", "model"),
+        ("1,,N1-N2,whole,lpips,0.1,0.0", "task"),
+        ("1,,N1-N2,schaede,lpips,x,0.0", "mean"),
+    ],
 )
 def test_bad_paper_values_name_file_line_and_field(tmp_path: Path, line: str, field: str) -> None:
     from evaluation.report.published import PublishedDataError, load_published
@@ -279,7 +377,10 @@ def test_report_prints_the_paper_block_under_ours_with_checks(tmp_path: Path) ->
     # the paper's block: N–N 0.10, N–S 0.40, N–C 0.20 -> closer, 0.67.
     assert "| ours: N–C closer to N–N than N–S (gap closed) | yes (1.05) |" in block
     assert "| paper: N–C closer to N–N than N–S (gap closed) | yes (0.67) |" in block
-    assert "*The paper's Table 2 (JAA-Net): not shipped" in rest and "*The paper's Table 3 (ResMaskNet): not shipped" in rest
+    assert (
+        "*The paper's Table 2 (JAA-Net): not shipped" in rest
+        and "*The paper's Table 3 (ResMaskNet): not shipped" in rest
+    )
     assert "### Paper, Table 2, RDF — as published" in rest
     # An N–C further from the baseline than N–S is a "no" (the small data's Table 2 emotion MAPE).
     from evaluation.report import paper_facial_table

@@ -68,8 +68,10 @@ def test_off_and_reset() -> None:
     np.testing.assert_array_equal(fill(frames[2]), frames[2])
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [({"strength": 1.0}, "strength"), ({"strength": -0.1}, "strength"),
-                                               ({"motion": 0.0}, "motion")])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"strength": 1.0}, "strength"), ({"strength": -0.1}, "strength"), ({"motion": 0.0}, "motion")],
+)
 def test_settings_are_checked(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         SteadySettings(**kwargs)

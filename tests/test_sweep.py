@@ -17,8 +17,8 @@ import torch
 import yaml
 
 from sensor_removal.cli.commands import main
-from sensor_removal.cluster.submit import task_status
 from sensor_removal.cluster.spec import load_sweep
+from sensor_removal.cluster.submit import task_status
 from sensor_removal.cluster.task import PROGRESS_FILE, STATE_FILE, WANDB_ID_FILE, read_json
 from tests.slurm import SlurmCluster, start_cluster
 
@@ -51,14 +51,26 @@ POSTFIT = """    - class_path: sensor_removal.workflows.postfit.PostFitBenchmark
 
 def write_fit(path: Path, epochs: int = 2, postfit: bool = True, fraction: float = 0.5) -> Path:
     constant = epochs // 2
-    path.write_text(FIT_YAML.format(epochs=epochs, postfit=POSTFIT if postfit else "", constant=constant,
-                                    decay=epochs - constant, fraction=fraction))
+    path.write_text(
+        FIT_YAML.format(
+            epochs=epochs,
+            postfit=POSTFIT if postfit else "",
+            constant=constant,
+            decay=epochs - constant,
+            fraction=fraction,
+        )
+    )
     return path
 
 
 def write_sweep(path: Path, subjects: list[str], fit: Path, root: Path, grid: dict | None = None, **slurm) -> Path:
-    doc = {"subjects": subjects, "configs": [str(fit)], "grid": grid or {}, "root": str(root),
-           "slurm": {"gpus_per_node": 0, "cpus_per_task": 1, "time_min": 30, **slurm}}
+    doc = {
+        "subjects": subjects,
+        "configs": [str(fit)],
+        "grid": grid or {},
+        "root": str(root),
+        "slurm": {"gpus_per_node": 0, "cpus_per_task": 1, "time_min": 30, **slurm},
+    }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -91,12 +103,21 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_task_table_is_subjects_times_grid_points(subjects: Path, tmp_path: Path) -> None:
     fit = write_fit(tmp_path / "fit.yaml")
-    spec = load_sweep(write_sweep(tmp_path / "s.yaml", [str(subjects / "*" / "manifest.yaml")], fit, tmp_path / "out",
-                                  grid={"model.lr": [3e-4, 1e-4], "model.lambda_identity": [0.5]}))
+    spec = load_sweep(
+        write_sweep(
+            tmp_path / "s.yaml",
+            [str(subjects / "*" / "manifest.yaml")],
+            fit,
+            tmp_path / "out",
+            grid={"model.lr": [3e-4, 1e-4], "model.lambda_identity": [0.5]},
+        )
+    )
     tasks = spec.tasks()
     assert [(t.subject, t.point) for t in tasks] == [
-        ("synth01", "lr0.0003_lambda_identity0.5"), ("synth01", "lr0.0001_lambda_identity0.5"),
-        ("synth02", "lr0.0003_lambda_identity0.5"), ("synth02", "lr0.0001_lambda_identity0.5"),
+        ("synth01", "lr0.0003_lambda_identity0.5"),
+        ("synth01", "lr0.0001_lambda_identity0.5"),
+        ("synth02", "lr0.0003_lambda_identity0.5"),
+        ("synth02", "lr0.0001_lambda_identity0.5"),
     ]
     assert tasks[1].run_dir == (tmp_path / "out" / "synth01" / "lr0.0001_lambda_identity0.5").resolve()
     assert tasks[1].tags == ["model.lr=0.0001", "model.lambda_identity=0.5"]
@@ -110,20 +131,38 @@ def test_bad_sweep_file_is_one_clear_error(subjects: Path, tmp_path: Path, capsy
     assert f"{bad}: subjects: '{tmp_path / 'nope' / '*.yaml'}' matches no file" in err and "Traceback" not in err
 
 
-def test_dry_run_multi_gpu_spec_prints_array_and_sbatch_parameters(subjects: Path, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture) -> None:
+def test_dry_run_multi_gpu_spec_prints_array_and_sbatch_parameters(
+    subjects: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     fit = write_fit(tmp_path / "fit.yaml")
-    sweep = write_sweep(tmp_path / "s.yaml", [str(subjects / "*" / "manifest.yaml")], fit, tmp_path / "out",
-                        grid={"model.lr": [3e-4, 1e-4]}, nodes=2, gpus_per_node=4, cpus_per_task=8,
-                        partition="gpu", time_min=600, setup=["module load cuda"])
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        [str(subjects / "*" / "manifest.yaml")],
+        fit,
+        tmp_path / "out",
+        grid={"model.lr": [3e-4, 1e-4]},
+        nodes=2,
+        gpus_per_node=4,
+        cpus_per_task=8,
+        partition="gpu",
+        time_min=600,
+        setup=["module load cuda"],
+    )
     assert main(["sweep", "--config", str(sweep), "--dry-run"]) == 0
     out = capsys.readouterr().out
     params = yaml.safe_load(out.split("sbatch parameters (submitit SlurmExecutor):\n", 1)[1].split("\n\n", 1)[0])
     assert params["array_size"] == 4
     assert (params["nodes"], params["ntasks_per_node"], params["gpus_per_node"]) == (2, 4, 4)
-    for line in ("#SBATCH --array=0-3%4", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4",
-                 "#SBATCH --gpus-per-node=4", "#SBATCH --partition=gpu", "#SBATCH --signal=USR2@90",
-                 "#SBATCH --time=600", "module load cuda"):
+    for line in (
+        "#SBATCH --array=0-3%4",
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --signal=USR2@90",
+        "#SBATCH --time=600",
+        "module load cuda",
+    ):
         assert line in out.splitlines(), line
     assert len(re.findall(r"^\d+\s+synth0[12]\s+lr0\.000[13]\s", out, re.M)) == 4
     assert not (tmp_path / "out").exists()  # nothing submitted, nothing written
@@ -133,8 +172,10 @@ def test_frame_cache_is_built_once_by_concurrent_processes(subjects: Path, tmp_p
     """Two processes asking for the same cache at once: one decodes, the other waits."""
     ctx = multiprocessing.get_context("fork")
     log = tmp_path / "decodes.log"
-    procs = [ctx.Process(target=_build_cache, args=(subjects / "s1" / "manifest.yaml", tmp_path / "cache", log))
-             for _ in range(2)]
+    procs = [
+        ctx.Process(target=_build_cache, args=(subjects / "s1" / "manifest.yaml", tmp_path / "cache", log))
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -170,10 +211,16 @@ def test_local_executor_runs_two_process_ddp(subjects: Path, tmp_path: Path) -> 
     """`sweep --executor local` with 2 processes per task: submitit starts both ranks,
     Lightning trains with DDP (gloo) and only rank 0 writes checkpoint and state."""
     fit = write_fit(tmp_path / "fit.yaml", epochs=1, postfit=False)
-    sweep = write_sweep(tmp_path / "s.yaml", [str(subjects / "s1" / "manifest.yaml")], fit, tmp_path / "out",
-                        tasks_per_node=2)
-    proc = subprocess.run([sys.executable, "-m", "sensor_removal", "sweep", "--config", str(sweep), "--executor", "local"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    sweep = write_sweep(
+        tmp_path / "s.yaml", [str(subjects / "s1" / "manifest.yaml")], fit, tmp_path / "out", tasks_per_node=2
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "sensor_removal", "sweep", "--config", str(sweep), "--executor", "local"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     run = tmp_path / "out" / "synth01" / "default"
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -197,11 +244,17 @@ def wandb_record(run: Path) -> tuple[str, list[bytes]]:
 
 
 @pytest.mark.slurm
-def test_slurm_sweep_two_subjects_two_grid_points(slurm: SlurmCluster, subjects: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_slurm_sweep_two_subjects_two_grid_points(
+    slurm: SlurmCluster, subjects: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     fit = write_fit(tmp_path / "fit.yaml", epochs=1)
-    sweep = write_sweep(tmp_path / "s.yaml", [str(subjects / "*" / "manifest.yaml")], fit, tmp_path / "out",
-                        grid={"model.lr": [3e-4, 1e-4]})
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        [str(subjects / "*" / "manifest.yaml")],
+        fit,
+        tmp_path / "out",
+        grid={"model.lr": [3e-4, 1e-4]},
+    )
     started = time.monotonic()
     assert main(["sweep", "--config", str(sweep), "--wait"]) == 0
     with capsys.disabled():
@@ -229,8 +282,9 @@ def test_slurm_sweep_two_subjects_two_grid_points(slurm: SlurmCluster, subjects:
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.parametrize("how", ["scontrol", "signal"])
-def test_slurm_requeue_resumes_same_epoch_lr_sample_and_wandb_run(slurm: SlurmCluster, subjects: Path,
-                                                                  tmp_path: Path, how: str) -> None:
+def test_slurm_requeue_resumes_same_epoch_lr_sample_and_wandb_run(
+    slurm: SlurmCluster, subjects: Path, tmp_path: Path, how: str
+) -> None:
     """A running task is requeued — from outside (`scontrol requeue`: SIGTERM, the task
     resumes from its last epoch checkpoint) or by the time-limit signal (`USR2`: Lightning
     saves an hpc checkpoint and requeues the job itself). It resumes from the saved
@@ -264,8 +318,10 @@ def test_slurm_requeue_resumes_same_epoch_lr_sample_and_wandb_run(slurm: SlurmCl
     assert read_json(run / STATE_FILE)["state"] in ("interrupted", "running")
     assert [r["state"] for r in task_status(tmp_path / "pre")] == ["pending"]
     slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")  # requeued jobs wait 2 min otherwise
-    while not (len(read_json(run / STATE_FILE).get("attempts", [])) == 2
-               and read_json(run / STATE_FILE).get("state") in ("done", "failed")):
+    while not (
+        len(read_json(run / STATE_FILE).get("attempts", [])) == 2
+        and read_json(run / STATE_FILE).get("state") in ("done", "failed")
+    ):
         assert time.monotonic() < deadline + 600, "the requeued task did not finish"
         time.sleep(1)
     # The uninterrupted reference: the same task, run to the end in one go.
@@ -273,8 +329,10 @@ def test_slurm_requeue_resumes_same_epoch_lr_sample_and_wandb_run(slurm: SlurmCl
     ref_run = tmp_path / "ref" / "synth02" / "default"
     state = read_json(run / STATE_FILE)
     assert state["state"] == "done"
-    assert [(a["resumed_from"], a["resumed_epoch"]) for a in state["attempts"]] == [(None, None),
-                                                                                 (str(resume_from[0]), saved)]
+    assert [(a["resumed_from"], a["resumed_epoch"]) for a in state["attempts"]] == [
+        (None, None),
+        (str(resume_from[0]), saved),
+    ]
     assert {a["job_id"] for a in state["attempts"]} == {job}
     pre, ref_progress = read_json(run / PROGRESS_FILE), read_json(ref_run / PROGRESS_FILE)
     assert pre["lr"] == ref_progress["lr"] and len(pre["lr"]) == epochs
@@ -297,8 +355,9 @@ def test_slurm_requeue_resumes_same_epoch_lr_sample_and_wandb_run(slurm: SlurmCl
 # ------------------------------------------------------------------------ shipped files
 
 
-def test_example_sweep_file_dry_runs(subjects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture) -> None:
+def test_example_sweep_file_dry_runs(
+    subjects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     (tmp_path / "data").symlink_to(subjects)
     monkeypatch.chdir(tmp_path)
     assert main(["sweep", "--config", str(ROOT / "conf" / "sweep" / "example.yaml"), "--dry-run"]) == 0
@@ -323,11 +382,17 @@ def test_wandb_sweep_parameters_are_fit_options(capsys: pytest.CaptureFixture) -
     assert cfg["subject"] == "subj07" and cfg["trainer"]["default_root_dir"] == "runs/wandb-sweep/x"
 
 
-def test_resubmit_failed_runs_only_the_failed_tasks(subjects: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_resubmit_failed_runs_only_the_failed_tasks(
+    subjects: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     fit = write_fit(tmp_path / "fit.yaml", epochs=1, postfit=False)
-    sweep = write_sweep(tmp_path / "s.yaml", [str(subjects / "s1" / "manifest.yaml")], fit, tmp_path / "out",
-                        grid={"data.crop_size": [32, 30]})  # 30 is not divisible by 4: that task fails
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        [str(subjects / "s1" / "manifest.yaml")],
+        fit,
+        tmp_path / "out",
+        grid={"data.crop_size": [32, 30]},
+    )  # 30 is not divisible by 4: that task fails
     assert main(["sweep", "--config", str(sweep), "--executor", "local"]) == 1
     capsys.readouterr()
     rows = {r["point"]: r for r in task_status(tmp_path / "out")}
@@ -335,6 +400,8 @@ def test_resubmit_failed_runs_only_the_failed_tasks(subjects: Path, tmp_path: Pa
     assert "data.crop_size (30)" in rows["crop_size30"]["error"]
     assert main(["sweep", "--resubmit-failed", str(tmp_path / "out"), "--executor", "local"]) == 1
     assert "resubmitted 1 failed task(s): synth01/crop_size30" in capsys.readouterr().out
-    attempts = {p: len(read_json(tmp_path / "out" / "synth01" / p / STATE_FILE)["attempts"])
-                for p in ("crop_size32", "crop_size30")}
+    attempts = {
+        p: len(read_json(tmp_path / "out" / "synth01" / p / STATE_FILE)["attempts"])
+        for p in ("crop_size32", "crop_size30")
+    }
     assert attempts == {"crop_size32": 1, "crop_size30": 2}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sensor_removal.core.manifest import TASKS, Subject, load_manifest
+from sensor_removal.core.video import probe, read_frames
 from sensor_removal.synthetic import (
     MASK_KEYS,
     SIGNALS,
@@ -20,7 +21,6 @@ from sensor_removal.synthetic import (
     make_subject,
     render_recording,
 )
-from sensor_removal.core.video import probe, read_frames
 
 SECONDS, FPS, SIZE = 3.0, 4.0, (224, 192)  # (width, height): non-square on purpose
 N = 12
@@ -42,9 +42,7 @@ def test_manifest_has_two_sessions_of_normal_and_two_sensor_takes(built: Subject
     assert built.subject == "synth01"
     assert built.sessions == [1, 2]
     names = [r.name for r in built.recordings]
-    assert sorted(names) == sorted(
-        f"s{k}_{t}" for k in (1, 2) for t in ("normal", "sensor_a", "sensor_b")
-    )
+    assert sorted(names) == sorted(f"s{k}_{t}" for k in (1, 2) for t in ("normal", "sensor_a", "sensor_b"))
     for r in built.recordings:
         assert r.condition == ("normal" if r.name.endswith("normal") else "sensor")
         assert r.session == int(r.name[1])
@@ -84,9 +82,7 @@ def test_ground_truth_equals_sensor_video_outside_the_mask(built: Subject) -> No
         mask = load_mask(r.mask)
         assert mask.shape == (N, SIZE[1], SIZE[0]) and mask.dtype == bool
         # codec ringing reaches a pixel or two beyond the sensors
-        near = np.stack(
-            [cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0 for m in mask]
-        )
+        near = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0 for m in mask])
         diff = np.abs(sensor - gt).mean(-1)
         assert diff[~near].mean() < 1.0, r.name
         assert np.percentile(diff[~near], 99) < 6.0, r.name
@@ -166,19 +162,13 @@ def test_bbox_is_square_and_contains_the_face(built: Subject) -> None:
 
 
 def test_sessions_share_identity_but_not_lighting(built: Subject) -> None:
-    f = {
-        r.name: _all_frames(r.ground_truth or r.path)[0].astype(np.float32)
-        for r in built.recordings
-    }
+    f = {r.name: _all_frames(r.ground_truth or r.path)[0].astype(np.float32) for r in built.recordings}
     # session 2 is brighter and warmer (mean over the frame: mostly background)
     assert f["s2_normal"].mean() > f["s1_normal"].mean() + 3
     ratio = lambda im: im[..., 0].mean() / im[..., 2].mean()  # noqa: E731
     assert ratio(f["s2_normal"]) > ratio(f["s1_normal"]) + 0.03
     # within a session, normal and sensor takes are nearly alike (same face, same light)
-    assert (
-        np.abs(f["s1_normal"] - f["s1_sensor_a"]).mean()
-        < np.abs(f["s1_normal"] - f["s2_sensor_a"]).mean()
-    )
+    assert np.abs(f["s1_normal"] - f["s1_sensor_a"]).mean() < np.abs(f["s1_normal"] - f["s2_sensor_a"]).mean()
 
 
 def test_deterministic_given_seed(built: Subject, tmp_path: Path) -> None:
@@ -191,9 +181,7 @@ def test_deterministic_given_seed(built: Subject, tmp_path: Path) -> None:
         np.testing.assert_array_equal(a.frame, b.frame)
         np.testing.assert_array_equal(a.ground_truth, b.ground_truth)
         np.testing.assert_array_equal(a.mask, b.mask)
-    np.testing.assert_array_equal(
-        np.stack([f.mask for f in one]), load_mask(built.recording("s1_sensor_a").mask)
-    )
+    np.testing.assert_array_equal(np.stack([f.mask for f in one]), load_mask(built.recording("s1_sensor_a").mask))
     other = next(iter(render_recording("s1_sensor_a", seed=1, **args)))
     assert np.abs(other.frame.astype(int) - one[0].frame).mean() > 3
     # ... and the files hold those frames up to codec noise (4:2:0 chroma blurs the thin
@@ -213,7 +201,10 @@ def test_deterministic_given_seed(built: Subject, tmp_path: Path) -> None:
     assert again.recording("s2_sensor_b").bbox == built.recording("s2_sensor_b").bbox
     # the sEMG files are deterministic per seed, sample for sample
     for key in ("samples", "labels"):
-        with np.load(again.recording("s1_sensor_b").emg.file) as a, np.load(built.recording("s1_sensor_b").emg.file) as b:
+        with (
+            np.load(again.recording("s1_sensor_b").emg.file) as a,
+            np.load(built.recording("s1_sensor_b").emg.file) as b,
+        ):
             np.testing.assert_array_equal(a[key], b[key])
 
 
@@ -252,9 +243,7 @@ def test_bad_arguments_raise_clear_errors(tmp_path: Path, kwargs: dict, match: s
         [],
     ],
 )
-def test_cli_rejects_bad_arguments(
-    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_rejects_bad_arguments(tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     out = [] if not argv else ["--out", str(tmp_path / "o")]
     assert main(out + argv) == 2
     err = capsys.readouterr().err
@@ -264,10 +253,7 @@ def test_cli_rejects_bad_arguments(
 
 def test_cli_builds_and_says_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    assert (
-        main(["--out", str(out), "--seconds", "1", "--fps", "4", "--size", "64x64", "--seed", "2"])
-        == 0
-    )
+    assert main(["--out", str(out), "--seconds", "1", "--fps", "4", "--size", "64x64", "--seed", "2"]) == 0
     text = capsys.readouterr().out
     assert str((out / "manifest.yaml").resolve()) in text
     assert "s2_sensor_b.gt.mp4" in text
@@ -279,8 +265,8 @@ def test_cli_builds_and_says_where(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_sensor_recordings_carry_synchronised_emg_with_truth(built: Subject) -> None:
     """Only sensor recordings have sEMG (as in real labs); its file loads through the
     manifest's emg: entry, covers the video and comes with its truth."""
-    from sensor_removal.emg import load_emg
     from sensor_removal.core.manifest_emg import MUSCLE_CHANNELS
+    from sensor_removal.emg import load_emg
     from sensor_removal.synthetic.emg import LAG_S, load_truth
 
     for rec in built.recordings:

@@ -19,7 +19,9 @@ def _moving(n: int = 6, seed: int = 0) -> np.ndarray:
 
 
 def _flicker_series(video: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None) -> float:
-    return float(np.mean([flicker(video[t - 1], video[t], truth[t - 1], truth[t], region) for t in range(1, len(video))]))
+    return float(
+        np.mean([flicker(video[t - 1], video[t], truth[t - 1], truth[t], region) for t in range(1, len(video))])
+    )
 
 
 def test_static_video_has_zero_flicker_and_change() -> None:
@@ -64,8 +66,8 @@ def test_protocol_temporal_rows_compare_with_the_normal_video(tiny_subject, tmp_
     import pandas as pd
     import yaml
 
-    from evaluation.settings import ProtocolSettings
     from evaluation.protocol import run_protocol
+    from evaluation.settings import ProtocolSettings
     from sensor_removal.core.video import write_video
 
     s = ProtocolSettings(metrics=("temporal",), device="cpu")
@@ -81,7 +83,11 @@ def test_protocol_temporal_rows_compare_with_the_normal_video(tiny_subject, tmp_
     for rec in doc["recordings"]:
         frames = tiny_subject.frames[rec["name"]].astype(np.int16)
         frames[:, 8:24, 8:24] += rng.choice([-15, 15], size=(len(frames), 1, 1, 1)).astype(np.int16)
-        write_video(tiny_subject.cleaned.parent / rec["path"], np.clip(frames, 0, 255).astype(np.uint8),
-                    fps=tiny_subject.fps, codec="h264-lossless")
+        write_video(
+            tiny_subject.cleaned.parent / rec["path"],
+            np.clip(frames, 0, 255).astype(np.uint8),
+            fps=tiny_subject.fps,
+            codec="h264-lossless",
+        )
     df2 = pd.read_csv(run_protocol(tiny_subject.manifest, tiny_subject.cleaned, tmp_path / "r2", s, log=lambda _: None))
     assert df2[df2["kind"] == "clean"]["value"].mean() > 1.0

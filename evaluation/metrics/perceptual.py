@@ -43,9 +43,8 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from evaluation.weights import check_weights
-from sensor_removal.core.tensors import to_tensor
 from evaluation.weight_files import fid_files, lpips_files, require_present
+from sensor_removal.core.tensors import to_tensor
 
 #: The paper's FID set size (Sec. 4.2: N = 128).
 FID_SET_SIZE: int = 128
@@ -71,7 +70,9 @@ def to_float_images(images: ImagesLike) -> Tensor:
     if t.dtype == torch.uint8:
         return to_tensor(_frames(t))
     if not t.is_floating_point():
-        raise ValueError(f"images must be uint8 frames (N, H, W, 3) or float tensors (N, 3, H, W) in [-1, 1], got {t.dtype}")
+        raise ValueError(
+            f"images must be uint8 frames (N, H, W, 3) or float tensors (N, 3, H, W) in [-1, 1], got {t.dtype}"
+        )
     if t.ndim != 4 or t.shape[1] != 3:
         raise ValueError(f"float images must be (N, 3, H, W) in [-1, 1], got shape {tuple(t.shape)}")
     return t
@@ -156,7 +157,9 @@ def lpips_moments(net: nn.Module, images: ImagesLike, batch_size: int = 16) -> M
 
 
 @torch.no_grad()
-def lpips_group_moments(net: nn.Module, images: ImagesLike, groups: list[np.ndarray], batch_size: int = 16) -> list[Moments | None]:
+def lpips_group_moments(
+    net: nn.Module, images: ImagesLike, groups: list[np.ndarray], batch_size: int = 16
+) -> list[Moments | None]:
     """:func:`lpips_moments` of several subsets of ``images`` (boolean masks ``groups``,
     e.g. the task segments a frame lies in) from one network pass per image; None for
     an empty group."""
@@ -166,7 +169,10 @@ def lpips_group_moments(net: nn.Module, images: ImagesLike, groups: list[np.ndar
     device = next(net.parameters()).device
     out: list[Moments | None] = [None] * len(groups)
     for i in range(0, x.shape[0], batch_size):
-        feats = [lpips.normalize_tensor(f).double() for f in net.net.forward(net.scaling_layer(x[i : i + batch_size].to(device)))]
+        feats = [
+            lpips.normalize_tensor(f).double()
+            for f in net.net.forward(net.scaling_layer(x[i : i + batch_size].to(device)))
+        ]
         for g, mask in enumerate(groups):
             m = torch.as_tensor(np.asarray(mask, bool)[i : i + batch_size], device=device)
             if not bool(m.any()):
@@ -244,7 +250,9 @@ def draw_sets(n: int, set_size: int, num_sets: int, generator: torch.Generator) 
     return [torch.randperm(n, generator=generator)[:k] for _ in range(num_sets)]
 
 
-def fid_sets(features_x: Tensor, features_y: Tensor, set_size: int | None = FID_SET_SIZE, num_sets: int = 1, seed: int = 0) -> Tensor:
+def fid_sets(
+    features_x: Tensor, features_y: Tensor, set_size: int | None = FID_SET_SIZE, num_sets: int = 1, seed: int = 0
+) -> Tensor:
     """Low-rank FID over ``num_sets`` seeded draws of ``set_size`` samples from each side
     (``None``: all samples, one set) → float64 ``(num_sets,)``."""
     if set_size is None:
@@ -252,7 +260,9 @@ def fid_sets(features_x: Tensor, features_y: Tensor, set_size: int | None = FID_
     g = torch.Generator().manual_seed(int(seed))
     sx = draw_sets(features_x.shape[0], set_size, num_sets, g)
     sy = draw_sets(features_y.shape[0], set_size, num_sets, g)
-    return torch.tensor([fid_lowrank(features_x[a], features_y[b]) for a, b in zip(sx, sy, strict=True)], dtype=torch.float64)
+    return torch.tensor(
+        [fid_lowrank(features_x[a], features_y[b]) for a, b in zip(sx, sy, strict=True)], dtype=torch.float64
+    )
 
 
 # ---------------------------------------------------------------------------- metrics

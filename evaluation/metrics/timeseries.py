@@ -129,7 +129,13 @@ def clean_series(x: np.ndarray | Sequence[float], max_gap_frames: int = MAX_GAP_
     return CleanedSeries(v, n_nan, filled, n_nan - filled)
 
 
-def dtw_distance(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], *, max_gap_frames: int = MAX_GAP_FRAMES, window: int | None = None) -> float:
+def dtw_distance(
+    a: np.ndarray | Sequence[float],
+    b: np.ndarray | Sequence[float],
+    *,
+    max_gap_frames: int = MAX_GAP_FRAMES,
+    window: int | None = None,
+) -> float:
     """DTW distance between two series (``dtaidistance.dtw.distance_fast``: the C
     implementation; the distance is the square root of the summed squared differences
     along the optimal warping path).
@@ -260,7 +266,12 @@ def mape_best_shift(
     (frames; positive: ``other`` lags ``reference``). ``(nan, 0)`` when no shift has
     enough overlap. See :func:`shift_curve` and the module docstring for the rules."""
     shifts, mape = mape_by_shift(
-        reference, other, max_shift_frames, eps=eps, max_gap_frames=max_gap_frames, min_overlap=min_overlap,
+        reference,
+        other,
+        max_shift_frames,
+        eps=eps,
+        max_gap_frames=max_gap_frames,
+        min_overlap=min_overlap,
         other_start=other_start,
     )
     k = _argmin_smallest_shift(shifts, mape)  # ties (e.g. constant series): smallest |shift|
@@ -298,7 +309,16 @@ def max_shift_frames(fps: float, max_shift_s: float = MAX_SHIFT_S) -> int:
 
 #: Columns of :func:`compare_series`.
 COMPARE_COLUMNS: tuple[str, ...] = (
-    "feature", "dtw", "mape", "best_shift_frames", "best_shift_s", "overlap", "n_ref", "n_other", "nan_ref", "nan_other",
+    "feature",
+    "dtw",
+    "mape",
+    "best_shift_frames",
+    "best_shift_s",
+    "overlap",
+    "n_ref",
+    "n_other",
+    "nan_ref",
+    "nan_other",
 )
 
 
@@ -351,7 +371,9 @@ def compare_series(
     S = max_shift_frames(fps, max_shift_s)
     window = None if dtw_window_s is None else max(1, int(round(dtw_window_s * fps)))
     kw = {"eps": eps, "max_gap_frames": max_gap_frames, "min_overlap": min_overlap, "other_start": start}
-    curves = {f: shift_curve(df_ref[f].to_numpy(np.float64), context[f].to_numpy(np.float64), S, **kw) for f in features}
+    curves = {
+        f: shift_curve(df_ref[f].to_numpy(np.float64), context[f].to_numpy(np.float64), S, **kw) for f in features
+    }
     joint = joint_best_shift([curves[f].mape for f in steer], np.arange(-S, S + 1)) if shift == "joint" else None
     rows = []
     for f in features:
@@ -359,7 +381,9 @@ def compare_series(
         b = df_other[f].to_numpy(dtype=np.float64)
         c = curves[f]
         k = joint if shift == "joint" else _argmin_smallest_shift(c.shifts, c.mape)
-        mape, shift_frames, overlap = (math.nan, 0, 0) if k is None else (float(c.mape[k]), int(c.shifts[k]), int(c.overlap[k]))
+        mape, shift_frames, overlap = (
+            (math.nan, 0, 0) if k is None else (float(c.mape[k]), int(c.shifts[k]), int(c.overlap[k]))
+        )
         rows.append(
             {
                 "feature": f,

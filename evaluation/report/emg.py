@@ -27,7 +27,9 @@ def emg_sections(dirs: Sequence[Path], out: Path) -> tuple[list[str], dict[str, 
     for d in found:
         src = d / EMG_DIR
         text = (src / EMG_TABLE).read_text(encoding="utf-8").strip().splitlines()
-        title = text[0].lstrip("# ").strip() if text and text[0].startswith("#") else "Expression <-> muscle mapping (ours)"
+        title = (
+            text[0].lstrip("# ").strip() if text and text[0].startswith("#") else "Expression <-> muscle mapping (ours)"
+        )
         suffix = f" — {d.name}" if len(found) > 1 else ""
         lines += [f"## {title}{suffix}", "", *text[1:], ""]
         for fig in EMG_FIGURES:

@@ -35,8 +35,10 @@ def results_folder(path: Path) -> tuple[Path, str | None]:
         return path, None
     if (path / RUN_EVALUATION_DIR / RESULTS_CSV).is_file():
         return path / RUN_EVALUATION_DIR, path.name
-    raise ReportError(f"{path}: no {RESULTS_CSV} here nor in {path / RUN_EVALUATION_DIR} "
-                      "(run `python -m evaluation run --out ...` or let the fit's post-fit benchmark finish)")
+    raise ReportError(
+        f"{path}: no {RESULTS_CSV} here nor in {path / RUN_EVALUATION_DIR} "
+        "(run `python -m evaluation run --out ...` or let the fit's post-fit benchmark finish)"
+    )
 
 
 def group_by_grid_point(paths: Sequence[str | Path]) -> dict[str | None, list[Path]]:
@@ -59,15 +61,23 @@ def compare_grid_points(groups: dict[str, list[Path]]) -> tuple[str, pd.DataFram
     every grid point (mean ± std over that grid point's subjects)."""
     per_point = {point: compared_tables(read_results(dirs)) for point, dirs in groups.items()}
     names = list(dict.fromkeys(t.name for tables in per_point.values() for t in tables))
-    md = ["# Sensor removal — grid points compared", "",
-          f"Grid points ({len(groups)}): {', '.join(groups)}. Each cell: mean ± std over the grid point's subjects.", ""]
+    md = [
+        "# Sensor removal — grid points compared",
+        "",
+        f"Grid points ({len(groups)}): {', '.join(groups)}. Each cell: mean ± std over the grid point's subjects.",
+        "",
+    ]
     tidy = []
     for name in names:
         found = {p: t for p, tables in per_point.items() for t in tables if t.name == name}
         first = next(iter(found.values()))
         cols = list(first.mean.columns)
-        md += [f"### {first.title}", "", "| grid point | |" + "|".join(f" {g} {m} " for g, m in cols) + "|",
-               "|---|---|" + "|".join("---:" for _ in cols) + "|"]
+        md += [
+            f"### {first.title}",
+            "",
+            "| grid point | |" + "|".join(f" {g} {m} " for g, m in cols) + "|",
+            "|---|---|" + "|".join("---:" for _ in cols) + "|",
+        ]
         for point, t in found.items():
             for row in t.mean.index:
                 md.append(f"| {point} | {row} |" + "|".join(f" {t.cell(row, c)} " for c in cols) + "|")

@@ -36,7 +36,12 @@ def landmark_series_table(df: pd.DataFrame) -> Table | None:
     per_pair["metric"] = per_pair["metric"].map({"lm_dtw": "dtw", "lm_mape": "mape", "lm_detection": "detection"})
     cols = [(s, m) for s in _segments_present(per_pair) for m in ("dtw", "mape", "detection")]
     return build_table(
-        per_pair, KIND_ROWS, "kind", cols, ("segment", "metric"), "table_landmarks",
+        per_pair,
+        KIND_ROWS,
+        "kind",
+        cols,
+        ("segment", "metric"),
+        "table_landmarks",
         "Landmarks — geometry time series (ours: dlib 68 points)",
         "DTW and MAPE (fraction, ×100 for percent; at the pair's one shift within ±20 s, chosen over these "
         "features) of landmark geometry series normalised by the "
@@ -58,7 +63,12 @@ def landmark_groundtruth_table(df: pd.DataFrame) -> Table | None:
     d["region"] = d["feature"].map({"gt_box": "at GT box", "detected": "own detection", "other": "frames"})
     cols = [("at GT box", "nme"), ("own detection", "nme"), ("frames", "detection")]
     return build_table(
-        d, {k: GT_LABELS[k] for k in ("sensor", "clean")}, "kind", cols, ("region", "measure"), "table_landmarks_groundtruth",
+        d,
+        {k: GT_LABELS[k] for k in ("sensor", "clean")},
+        "kind",
+        cols,
+        ("region", "measure"),
+        "table_landmarks_groundtruth",
         "Landmarks — error against the ground truth (ours; synthetic subjects)",
         "Normalised mean error (mean point distance / inter-ocular distance, 300-W) of dlib's 68 landmarks on the "
         "sensor and cleaned frames against those on the sensor-free ground truth: with the predictor in the face "

@@ -83,7 +83,9 @@ PAPER_SECTION_NOTE = (
 )
 
 
-def paper_block_lines(t: Table, published: pd.DataFrame, tex: list[str], written: dict[str, Path], out: Path) -> list[str]:
+def paper_block_lines(
+    t: Table, published: pd.DataFrame, tex: list[str], written: dict[str, Path], out: Path
+) -> list[str]:
     """Markdown lines under one of our paper-layout tables: the paper's block (also added
     to ``tex`` and written as ``paper_<name>.csv``) or why it is missing, then the checks."""
     table, model = t.paper
@@ -91,7 +93,9 @@ def paper_block_lines(t: Table, published: pd.DataFrame, tex: list[str], written
     block = published_block(t, published, table, paper_model_name)
     lines = []
     if block is None:
-        what = f"Table {table}" + (f" ({PAPER_MODEL_LABELS.get(paper_model_name, paper_model_name)})" if paper_model_name else "")
+        what = f"Table {table}" + (
+            f" ({PAPER_MODEL_LABELS.get(paper_model_name, paper_model_name)})" if paper_model_name else ""
+        )
         lines += [f"*The paper's {what}: not shipped — the data file lists no verified cell for it.*", ""]
     else:
         its = f" (its model: {PAPER_MODEL_LABELS.get(paper_model_name, paper_model_name)})" if paper_model_name else ""
@@ -104,7 +108,10 @@ def paper_block_lines(t: Table, published: pd.DataFrame, tex: list[str], written
 
 
 def make_report(
-    results: Sequence[str | Path], out: str | Path, plot_subject: str | None = None, published_csv: str | Path | None = None,
+    results: Sequence[str | Path],
+    out: str | Path,
+    plot_subject: str | None = None,
+    published_csv: str | Path | None = None,
 ) -> dict[str, Path]:
     """Aggregate the result folders into ``out`` (module docstring). Returns the written
     files by name. ``published_csv``: the paper's values (default: the shipped file)."""
@@ -143,7 +150,9 @@ def make_report(
             [*extension_tables(df), groundtruth_table(df), temporal_table(df), *landmark_tables(df)],
         ),
     ]
-    appendix = [(f"### Subject {s}", paper_tables(df[df["subject"].astype(str) == s], prefix=f"{s}_")) for s in subjects]
+    appendix = [
+        (f"### Subject {s}", paper_tables(df[df["subject"].astype(str) == s], prefix=f"{s}_")) for s in subjects
+    ]
     for heading, tables in sections:
         tables = [t for t in tables if t is not None]
         if not tables:
@@ -158,8 +167,11 @@ def make_report(
                 md += paper_block_lines(t, published, tex, written, out)
     missing = missing_cleaned([d for d in dirs if d.is_dir()])
     if missing:
-        md += ["**Missing cleaned recordings** (evaluated with `--allow-missing`; the N–C rows leave them out): "
-               + "; ".join(f"{subj}: {', '.join(names)}" for subj, names in missing.items()), ""]
+        md += [
+            "**Missing cleaned recordings** (evaluated with `--allow-missing`; the N–C rows leave them out): "
+            + "; ".join(f"{subj}: {', '.join(names)}" for subj, names in missing.items()),
+            "",
+        ]
     md += not_shown(df, [d for d in dirs if d.is_dir()])
     from evaluation.report.emg import emg_sections  # ours: sEMG mapping, if measured
 
@@ -167,7 +179,12 @@ def make_report(
     md += emg_md
     written.update(emg_files)
     if not nan_frames.empty:
-        md += ["### Frames without a face (py-feat)", "", nan_frames.to_markdown(index=False) if _has_tabulate() else _plain_md(nan_frames), ""]
+        md += [
+            "### Frames without a face (py-feat)",
+            "",
+            nan_frames.to_markdown(index=False) if _has_tabulate() else _plain_md(nan_frames),
+            "",
+        ]
         written["no_face_frames"] = _write_csv(out / "no_face_frames.csv", nan_frames)
     plot_dirs = [d for d in dirs if d.is_dir() and (d / SERIES_DIR).is_dir()]
     if plot_subject is not None:
@@ -177,7 +194,12 @@ def make_report(
         for p in plot_curves(d, out, _subject_of(d) or "subject"):
             written[p.stem] = p
             md += [f"![{p.stem}]({p.name})", ""]
-    md += ["## Appendix: per-subject tables", "", "Each subject's own numbers in the paper's layout (sensor videos of a session averaged).", ""]
+    md += [
+        "## Appendix: per-subject tables",
+        "",
+        "Each subject's own numbers in the paper's layout (sensor videos of a session averaged).",
+        "",
+    ]
     for heading, tables in appendix:
         md += [heading, ""]
         for t in tables:

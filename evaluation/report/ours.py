@@ -26,7 +26,12 @@ def perceptual_table(df: pd.DataFrame) -> Table | None:
     metrics = [m for m in ("lpips", "fid") if m in set(d["metric"])]
     cols = [(s, m) for s in _segments_present(d) for m in metrics]
     return build_table(
-        d, KIND_ROWS, "kind", cols, ("segment", "metric"), "table1_perceptual",
+        d,
+        KIND_ROWS,
+        "kind",
+        cols,
+        ("segment", "metric"),
+        "table1_perceptual",
         "Table 1 — perceptual distance to the normal video",
         "LPIPS (AlexNet) and FID (Inception-v3, sets of N frames) between the normal video and the second "
         "session's normal video (N1–N2), the sensor video (N–S) and the cleaned video (N–C); lower is closer. "
@@ -42,7 +47,11 @@ def facial_table(df: pd.DataFrame, group: str, model: str | None = None) -> Tabl
     d = _facial_subset(df, group, model)
     if d.empty:
         return None
-    per_pair = d.groupby(["subject", "session", "kind", "segment", "reference", "other", "metric"])["value"].mean().reset_index()
+    per_pair = (
+        d.groupby(["subject", "session", "kind", "segment", "reference", "other", "metric"])["value"]
+        .mean()
+        .reset_index()
+    )
     cols = [(s, m) for s in _segments_present(d) for m in ("dtw", "mape")]
     suffix, label = (f"_{model}", f" — {model}") if model else ("", "")
     if group == "au":
@@ -52,7 +61,13 @@ def facial_table(df: pd.DataFrame, group: str, model: str | None = None) -> Tabl
         name, title = f"table3_emotion{suffix}", f"Table 3 — emotion time series{label}"
         what = "emotion probabilities (py-feat)"
     return build_table(
-        per_pair, KIND_ROWS, "kind", cols, ("segment", "metric"), name, title,
+        per_pair,
+        KIND_ROWS,
+        "kind",
+        cols,
+        ("segment", "metric"),
+        name,
+        title,
         f"DTW distance and MAPE of {what} against the normal video, at the pair's shift within ±20 s. "
         f"{MAPE_UNIT}. Mean ± std over subjects; within a subject first the mean over the features of each "
         "comparison, then over the comparisons of the row (both sessions, every sensor video).",
@@ -90,7 +105,12 @@ def groundtruth_table(df: pd.DataFrame) -> Table | None:
     cols = [(r, m) for r in ("whole", "mask", "outside") for m in ("psnr", "ssim") if (r, m) in present]
     cols += [("mask", "flicker")] if ("mask", "flicker") in present else []
     return build_table(
-        d, {k: labels[k] for k in kinds}, "kind", cols, ("region", "metric"), "table_groundtruth",
+        d,
+        {k: labels[k] for k in kinds},
+        "kind",
+        cols,
+        ("region", "metric"),
+        "table_groundtruth",
         "Ground truth — pixel fidelity and temporal stability (synthetic subjects)",
         "PSNR (dB) and SSIM of the face crops against the sensor-free ground truth, over the whole crop, "
         "inside the sensor mask and outside it (higher is better); flicker: the frame-to-frame change inside "
@@ -108,7 +128,12 @@ def temporal_table(df: pd.DataFrame) -> Table | None:
         return None
     cols = [(s, "temporal") for s in _segments_present(d)]
     return build_table(
-        d, KIND_ROWS, "kind", cols, ("segment", "metric"), "table_temporal",
+        d,
+        KIND_ROWS,
+        "kind",
+        cols,
+        ("segment", "metric"),
+        "table_temporal",
         "Temporal stability — frame-to-frame change beyond the normal video's",
         "Mean absolute change between consecutive face crops (8-bit levels) of the second video minus that "
         "of the normal video it is compared with; a cleaning that flickers moves more than the recorded face "

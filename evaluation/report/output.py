@@ -15,7 +15,13 @@ from sensor_removal.core.video import atomic_output
 
 
 def _md_table(t: Table) -> str:
-    head = "| |" + "|".join(f" {SEGMENT_LABELS.get(g, METRIC_LABELS.get(g, g))} {METRIC_LABELS.get(m, m)} " for g, m in t.mean.columns) + "|"
+    head = (
+        "| |"
+        + "|".join(
+            f" {SEGMENT_LABELS.get(g, METRIC_LABELS.get(g, g))} {METRIC_LABELS.get(m, m)} " for g, m in t.mean.columns
+        )
+        + "|"
+    )
     sep = "|---|" + "|".join("---:" for _ in t.mean.columns) + "|"
     lines = [f"### {t.title}", "", t.caption, "", head, sep]
     for r in t.mean.index:
@@ -34,7 +40,13 @@ def _tex_table(t: Table) -> str:
     groups = list(dict.fromkeys(g for g, _ in cols))
     per = {g: [c for c in cols if c[0] == g] for g in groups}
     spec = "l" + "".join("r" * len(per[g]) for g in groups)
-    top = " & " + " & ".join(f"\\multicolumn{{{len(per[g])}}}{{c}}{{{SEGMENT_LABELS.get(g, METRIC_LABELS.get(g, g))}}}" for g in groups) + " \\\\"
+    top = (
+        " & "
+        + " & ".join(
+            f"\\multicolumn{{{len(per[g])}}}{{c}}{{{SEGMENT_LABELS.get(g, METRIC_LABELS.get(g, g))}}}" for g in groups
+        )
+        + " \\\\"
+    )
     rules, start = [], 2
     for g in groups:
         rules.append(f"\\cmidrule(lr){{{start}-{start + len(per[g]) - 1}}}")

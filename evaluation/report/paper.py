@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from evaluation.metrics.timeseries import EXCLUDED_AUS, is_au
 from evaluation.pairs import KIND_LABELS
 from evaluation.report.tables import Table, build_table
-from evaluation.metrics.timeseries import EXCLUDED_AUS, is_au
 
 #: The paper's task columns, in its order (Tables 1–3: Schaede | Emotion | Sentence).
 PAPER_SEGMENTS: tuple[str, ...] = ("schaede", "emotion", "sentence")
@@ -40,12 +40,20 @@ def paper_row(kind: str, session: str) -> str:
 
 def _paper_rows(d: pd.DataFrame) -> list[str]:
     """N1–N2, then per session k: Nk–Sk, Nk–Ck (paper Tables 1–3: five rows for two sessions)."""
-    sessions = sorted({str(s) for s in d.loc[d["kind"] != "baseline", "session"]}, key=lambda s: (len(s), s)) or ["1", "2"]
+    sessions = sorted({str(s) for s in d.loc[d["kind"] != "baseline", "session"]}, key=lambda s: (len(s), s)) or [
+        "1",
+        "2",
+    ]
     return [KIND_LABELS["baseline"]] + [paper_row(k, s) for s in sessions for k in ("sensor", "clean")]
 
 
 def _paper_table(
-    d: pd.DataFrame, metrics: Sequence[str], name: str, title: str, caption: str, paper: tuple[int, str],
+    d: pd.DataFrame,
+    metrics: Sequence[str],
+    name: str,
+    title: str,
+    caption: str,
+    paper: tuple[int, str],
 ) -> Table:
     """Rows :func:`paper_row`, columns Schaede | Emotion | Sentence × ``metrics``. Within a
     subject the comparisons of one row (e.g. two sensor videos of a session) are
@@ -65,7 +73,10 @@ def paper_perceptual_table(df: pd.DataFrame, name: str = "table1_perceptual") ->
     if d.empty:
         return None
     return _paper_table(
-        d, ("lpips", "fid"), name, "Table 1 — perceptual distance to the normal video",
+        d,
+        ("lpips", "fid"),
+        name,
+        "Table 1 — perceptual distance to the normal video",
         "LPIPS (AlexNet) and FID (Inception-v3, sets of N frames) of the second session's normal video (N1–N2), "
         "the sensor videos (Nk–Sk) and the cleaned videos (Nk–Ck) against the normal video of the session; lower "
         "is closer. Per comparison LPIPS is the mean over its frame pairs (a seeded sample, or all pairs with "
@@ -116,7 +127,11 @@ def paper_facial_table(df: pd.DataFrame, group: str, model: str, name: str | Non
     d = d[d["segment"].isin(PAPER_SEGMENTS)]
     if d.empty:
         return None
-    per_pair = d.groupby(["subject", "session", "kind", "segment", "reference", "other", "metric"])["value"].mean().reset_index()
+    per_pair = (
+        d.groupby(["subject", "session", "kind", "segment", "reference", "other", "metric"])["value"]
+        .mean()
+        .reset_index()
+    )
     suffix = f"_{model}" if model else ""
     label = f" — {model}" if model else ""
     if group == "au":
@@ -124,14 +139,20 @@ def paper_facial_table(df: pd.DataFrame, group: str, model: str, name: str | Non
         title, what = f"Table 2 — Action Unit time series{label}", f"AU intensities ({au_model_note(d, model)})"
     else:
         name = name or f"table3_emotion{suffix}"
-        title, what = f"Table 3 — emotion time series{label}", f"emotion probabilities (py-feat, run with AU model `{model or 'py-feat'}`)"
+        title, what = (
+            f"Table 3 — emotion time series{label}",
+            f"emotion probabilities (py-feat, run with AU model `{model or 'py-feat'}`)",
+        )
     averaged = "the AUs listed (AU43 excluded)" if group == "au" else "the 7 emotions"
     return _paper_table(
-        per_pair, ("dtw", "mape"), name, title,
+        per_pair,
+        ("dtw", "mape"),
+        name,
+        title,
         f"DTW distance and MAPE of {what} against the normal video. {MAPE_UNIT}, over the full segment at the "
         f"pair's one shift within ±20 s, chosen from exactly the series this table averages; denominator floored "
         f"at ε = 0.01 (docs/fidelity.md). {OVER_SUBJECTS}, and before that the mean over {averaged} of each "
-        "comparison — our reading of the paper's \"we average the results of test subjects and AUs\".",
+        'comparison — our reading of the paper\'s "we average the results of test subjects and AUs".',
         (2 if group == "au" else 3, model),
     )
 

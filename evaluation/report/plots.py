@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation.protocol import SERIES_DIR, SUMMARY_JSON
 from evaluation.metrics.timeseries import EXCLUDED_AUS, is_au
+from evaluation.protocol import SERIES_DIR, SUMMARY_JSON
 from sensor_removal.core.video import atomic_output
 
 
@@ -21,10 +21,14 @@ def _plot_videos(d: Path, session: int = 1) -> dict[str, str] | None:
     if not f.is_file():
         return None
     videos = json.loads(f.read_text()).get("videos") or {}
-    in_session = {n: v for n, v in videos.items() if v.get("session") == session and (d / SERIES_DIR / f"{n}.csv").is_file()}
+    in_session = {
+        n: v for n, v in videos.items() if v.get("session") == session and (d / SERIES_DIR / f"{n}.csv").is_file()
+    }
     normal = next((n for n, v in sorted(in_session.items()) if v["condition"] == "normal"), None)
     sensor = next((n for n, v in sorted(in_session.items()) if v["condition"] == "sensor"), None)
-    clean = next((n for n, v in sorted(in_session.items()) if v["condition"] == "clean" and v.get("source") == sensor), None)
+    clean = next(
+        (n for n, v in sorted(in_session.items()) if v["condition"] == "clean" and v.get("source") == sensor), None
+    )
     if normal is None or (sensor is None and clean is None):
         return None
     out = {"N": normal}
@@ -65,13 +69,15 @@ def plot_curves(result_dir: Path, out: Path, subject: str, session: int = 1) -> 
             ax.set_title(feat, fontsize=9)
             ax.set_ylim(-0.02, 1.02)
             ax.tick_params(labelsize=7)
-        for ax in axes.ravel()[len(feats):]:
+        for ax in axes.ravel()[len(feats) :]:
             ax.axis("off")
         for ax in axes[-1]:
             ax.set_xlabel("time (s)", fontsize=8)
         handles, labels = axes.ravel()[0].get_legend_handles_labels()
         top = 1.0 - 0.75 / height  # room for title and legend, in figure fraction
-        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, top), ncol=len(series), fontsize=8, frameon=False)
+        fig.legend(
+            handles, labels, loc="lower center", bbox_to_anchor=(0.5, top), ncol=len(series), fontsize=8, frameon=False
+        )
         what = "Action Units (AU43 excluded)" if group == "au" else "emotions"
         fig.suptitle(f"{subject}, session {session}: {what}", fontsize=10, y=0.99)
         fig.tight_layout(rect=(0, 0, 1, top))

@@ -47,7 +47,9 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
     file, the line and the field."""
     path = Path(path) if path is not None else PUBLISHED_CSV
     try:
-        df = pd.read_csv(path, comment="#", dtype={"model": str, "row": str, "task": str, "metric": str}, keep_default_na=False)
+        df = pd.read_csv(
+            path, comment="#", dtype={"model": str, "row": str, "task": str, "metric": str}, keep_default_na=False
+        )
     except FileNotFoundError as e:
         raise PublishedDataError(f"{path}: the data file of the paper's tables is missing") from e
     if tuple(df.columns) != COLUMNS:
@@ -75,12 +77,16 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
             mean, std = float(r.mean), (math.nan if str(r.std) == "" else float(r.std))
         except ValueError as e:
             raise PublishedDataError(f"{where}: mean and std must be numbers, got {r.mean!r}, {r.std!r}") from e
-        out.append({"table": table, "model": r.model, "row": row, "task": r.task, "metric": r.metric, "mean": mean, "std": std})
+        out.append(
+            {"table": table, "model": r.model, "row": row, "task": r.task, "metric": r.metric, "mean": mean, "std": std}
+        )
     result = pd.DataFrame(out, columns=list(COLUMNS))
     dup = result.duplicated(["table", "model", "row", "task", "metric"])
     if dup.any():
         r = result[dup].iloc[0]
-        raise PublishedDataError(f"{path}: the cell table {r.table}, {r.model or '-'}, {r.row}, {r.task}, {r.metric} is given twice")
+        raise PublishedDataError(
+            f"{path}: the cell table {r.table}, {r.model or '-'}, {r.row}, {r.task}, {r.metric} is given twice"
+        )
     return result
 
 
@@ -134,8 +140,16 @@ def qualitative_checks(t: Table) -> dict[tuple[str, str], tuple[bool, float] | N
     out: dict[tuple[str, str], tuple[bool, float] | None] = {}
     for col in t.mean.columns:
         nn = t.mean.at[base, col] if base in t.mean.index else math.nan
-        ns = float(np.nanmean(t.mean.loc[sensor, col].to_numpy(float))) if sensor and t.mean.loc[sensor, col].notna().any() else math.nan
-        nc = float(np.nanmean(t.mean.loc[clean, col].to_numpy(float))) if clean and t.mean.loc[clean, col].notna().any() else math.nan
+        ns = (
+            float(np.nanmean(t.mean.loc[sensor, col].to_numpy(float)))
+            if sensor and t.mean.loc[sensor, col].notna().any()
+            else math.nan
+        )
+        nc = (
+            float(np.nanmean(t.mean.loc[clean, col].to_numpy(float)))
+            if clean and t.mean.loc[clean, col].notna().any()
+            else math.nan
+        )
         if any(math.isnan(v) for v in (nn, ns, nc)):
             out[col] = None
             continue

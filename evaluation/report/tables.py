@@ -15,8 +15,28 @@ import pandas as pd
 from evaluation.pairs import KIND_LABELS, KINDS, SEGMENTS
 
 SEGMENT_LABELS: dict[str, str] = {"schaede": "Schaede", "sentence": "Sentence", "emotion": "Emotion", "whole": "Whole"}
-METRIC_LABELS: dict[str, str] = {"lpips": "LPIPS", "fid": "FID", "dtw": "DTW", "mape": "MAPE", "psnr": "PSNR", "ssim": "SSIM", "mask": "Mask", "outside": "Outside", "flicker": "flicker", "temporal": "Δ change"}
-_FORMATS: dict[str, str] = {"lpips": "{:.3f}", "fid": "{:.2f}", "dtw": "{:.2f}", "mape": "{:.3f}", "psnr": "{:.2f}", "ssim": "{:.4f}", "flicker": "{:.2f}", "temporal": "{:+.2f}"}
+METRIC_LABELS: dict[str, str] = {
+    "lpips": "LPIPS",
+    "fid": "FID",
+    "dtw": "DTW",
+    "mape": "MAPE",
+    "psnr": "PSNR",
+    "ssim": "SSIM",
+    "mask": "Mask",
+    "outside": "Outside",
+    "flicker": "flicker",
+    "temporal": "Δ change",
+}
+_FORMATS: dict[str, str] = {
+    "lpips": "{:.3f}",
+    "fid": "{:.2f}",
+    "dtw": "{:.2f}",
+    "mape": "{:.3f}",
+    "psnr": "{:.2f}",
+    "ssim": "{:.4f}",
+    "flicker": "{:.2f}",
+    "temporal": "{:+.2f}",
+}
 METRIC_LABELS.update({"nme": "NME", "detection": "Det. rate"})  # landmarks (evaluation.report.landmarks)
 _FORMATS.update({"nme": "{:.3f}", "detection": "{:.2f}"})
 GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "repaint": "C full repaint (paper)", "clean": "C (cleaned)"}
@@ -53,7 +73,11 @@ class Table:
     def tidy(self) -> pd.DataFrame:
         m = self.mean.stack(list(range(self.mean.columns.nlevels)), future_stack=True).rename("mean")
         s = self.std.stack(list(range(self.std.columns.nlevels)), future_stack=True).rename("std")
-        c = self.count.stack(list(range(self.count.columns.nlevels)), future_stack=True).rename("subjects").astype("Int64")
+        c = (
+            self.count.stack(list(range(self.count.columns.nlevels)), future_stack=True)
+            .rename("subjects")
+            .astype("Int64")
+        )
         out = pd.concat([m, s, c], axis=1).reset_index()
         out.columns = ["row", "group", "metric", "mean", "std", "subjects"]
         return out
@@ -93,10 +117,21 @@ def over_subjects(per_subject: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return per_subject.groupby(list(by))["value"].apply(agg).unstack(-1).reset_index()
 
 
-def _pivot(stats: pd.DataFrame, rows: Sequence[str], row_col: str, col_keys: Sequence[tuple[str, str]], col_names: tuple[str, str], name: str, title: str, caption: str) -> Table:
+def _pivot(
+    stats: pd.DataFrame,
+    rows: Sequence[str],
+    row_col: str,
+    col_keys: Sequence[tuple[str, str]],
+    col_names: tuple[str, str],
+    name: str,
+    title: str,
+    caption: str,
+) -> Table:
     mats = {}
     for field in ("mean", "std", "subjects"):
-        mat = pd.DataFrame(np.nan, index=list(rows), columns=pd.MultiIndex.from_tuples(list(col_keys), names=list(col_names)))
+        mat = pd.DataFrame(
+            np.nan, index=list(rows), columns=pd.MultiIndex.from_tuples(list(col_keys), names=list(col_names))
+        )
         for r in stats.itertuples(index=False):
             d = r._asdict()
             key = (d[col_names[0]], d[col_names[1]])
@@ -130,7 +165,12 @@ def build_table(
 
 
 #: Task columns of every table: the paper's order (Schaede | Emotion | Sentence), then ours.
-TABLE_SEGMENTS: tuple[str, ...] = ("schaede", "emotion", "sentence", *(s for s in SEGMENTS if s not in ("schaede", "emotion", "sentence")))
+TABLE_SEGMENTS: tuple[str, ...] = (
+    "schaede",
+    "emotion",
+    "sentence",
+    *(s for s in SEGMENTS if s not in ("schaede", "emotion", "sentence")),
+)
 
 
 def _segments_present(df: pd.DataFrame) -> list[str]:

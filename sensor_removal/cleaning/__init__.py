@@ -48,12 +48,23 @@ line is :mod:`sensor_removal.cli.clean`.
 """
 
 from sensor_removal.cleaning.cleaned_manifest import clean_recording_entry
-from sensor_removal.cleaning.paste_back import feather_alpha, full_output_path, paste_back
 from sensor_removal.cleaning.generator import GeneratorRunner, load_generator
+from sensor_removal.cleaning.paste_back import feather_alpha, full_output_path, paste_back
 from sensor_removal.cleaning.pipeline import CleanResult, check_video_outputs, clean_video
-from sensor_removal.cleaning.settings import CLEAN_MANIFEST, CLEAN_MANIFEST_LOCK, DEFAULT_COMPOSITE, DEFAULT_FEATHER, CleanError, CleanSettings, Composite, DeviceArg, Precision, default_batch_size
-from sensor_removal.core.device import resolve_device
+from sensor_removal.cleaning.settings import (
+    CLEAN_MANIFEST,
+    CLEAN_MANIFEST_LOCK,
+    DEFAULT_COMPOSITE,
+    DEFAULT_FEATHER,
+    CleanError,
+    CleanSettings,
+    Composite,
+    DeviceArg,
+    Precision,
+    default_batch_size,
+)
 from sensor_removal.cleaning.subjects import CleanFailure, CleanReport, clean_recordings, clean_subject
+from sensor_removal.core.device import resolve_device
 
 __all__ = [
     "CLEAN_MANIFEST",

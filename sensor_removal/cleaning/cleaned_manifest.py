@@ -47,9 +47,7 @@ def _existing_clean_manifest(path: Path, subject: str) -> list[Recording]:
     except ManifestError as exc:
         raise CleanError(f"{path}: existing manifest of cleaned recordings is invalid: {exc}") from None
     if old.subject != subject:
-        raise CleanError(
-            f"{path}: belongs to subject {old.subject!r}, not {subject!r}; use another output folder"
-        )
+        raise CleanError(f"{path}: belongs to subject {old.subject!r}, not {subject!r}; use another output folder")
     other = [r.name for r in old.recordings if r.condition != "clean"]
     if other:
         raise CleanError(
@@ -72,9 +70,7 @@ def _inputs_of(subject: Subject) -> set[Path]:
     return files
 
 
-def _merge_manifest(
-    manifest_path: Path, subject: Subject, results: dict[str, CleanResult]
-) -> Path:
+def _merge_manifest(manifest_path: Path, subject: Subject, results: dict[str, CleanResult]) -> Path:
     """Add the entries of ``results`` to the cleaned manifest at ``manifest_path``.
 
     Runs under a file lock and re-reads the manifest inside it, so that concurrent cleans

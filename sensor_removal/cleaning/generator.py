@@ -12,8 +12,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from sensor_removal.core.checkpoint import CheckpointError, read_checkpoint
 from sensor_removal.cleaning.settings import CleanError, CleanSettings, Precision
+from sensor_removal.core.checkpoint import CheckpointError, read_checkpoint
 from sensor_removal.core.device import resolve_device
 from sensor_removal.core.tensors import to_tensor
 
@@ -27,9 +27,7 @@ def _int_hparam(hp: dict[str, Any], key: str, path: Path, section: str, default:
     return int(value)
 
 
-def load_generator(
-    ckpt_path: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, CleanSettings]:
+def load_generator(ckpt_path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, CleanSettings]:
     """Load only G_S→N (``gen_s2n.*``) from a Lightning checkpoint of
     :class:`sensor_removal.training.module.CycleGAN`.
 
@@ -47,7 +45,7 @@ def load_generator(
     except CheckpointError as exc:
         raise CleanError(str(exc)) from None
     prefix = "gen_s2n."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if not state:
         raise CleanError(
             f"{path}: checkpoint has no '{prefix}*' weights (G_S→N); not a sensor-removal CycleGAN checkpoint"
@@ -68,7 +66,9 @@ def load_generator(
     manifest = dhp.get("manifest")
     kind = hp.get("generator", "resnet")  # checkpoints from before the option: the paper's
     if kind not in GENERATORS:
-        raise CleanError(f"{path}: checkpoint field hyper_parameters.generator {kind!r} is not one of {list(GENERATORS)}")
+        raise CleanError(
+            f"{path}: checkpoint field hyper_parameters.generator {kind!r} is not one of {list(GENERATORS)}"
+        )
     gen = build_generator(kind, ngf=ngf, n_blocks=n_blocks, n_downsampling=n_down)
     try:
         gen.load_state_dict(state, strict=True)

@@ -20,20 +20,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from sensor_removal.cleaning.generator import GeneratorRunner
+from sensor_removal.cleaning.mask import MaskSettings, NormalReference, SensorMasker
+from sensor_removal.cleaning.mask import composite as composite_frame
 from sensor_removal.cleaning.paste_back import feather_alpha, full_output_path
 from sensor_removal.cleaning.paste_back import (
     paste_back as _paste_frame,  # clean_video's ``paste_back`` flag shadows the function
 )
-from sensor_removal.cleaning.generator import GeneratorRunner
-from sensor_removal.cleaning.settings import DEFAULT_COMPOSITE, DEFAULT_FEATHER, CleanError, CleanSettings, Composite, Precision, default_batch_size
-from sensor_removal.core.device import resolve_device
-from sensor_removal.core.video import MAX_CRF
-from sensor_removal.core.tensors import to_uint8
-from sensor_removal.cleaning.mask import MaskSettings, NormalReference, SensorMasker
-from sensor_removal.cleaning.mask import composite as composite_frame
-from sensor_removal.core.progress import counter
+from sensor_removal.cleaning.settings import (
+    DEFAULT_COMPOSITE,
+    DEFAULT_FEATHER,
+    CleanError,
+    CleanSettings,
+    Composite,
+    Precision,
+    default_batch_size,
+)
 from sensor_removal.cleaning.steady import SteadyFill, SteadySettings
+from sensor_removal.core.device import resolve_device
+from sensor_removal.core.progress import counter
+from sensor_removal.core.tensors import to_uint8
 from sensor_removal.core.video import (
+    MAX_CRF,
     Codec,
     VideoWriter,
     check_bbox,

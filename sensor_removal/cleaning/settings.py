@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+
 from sensor_removal.core.errors import UserError
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -24,6 +25,7 @@ CLEAN_MANIFEST = "manifest.yaml"
 CLEAN_MANIFEST_LOCK = f".{CLEAN_MANIFEST}.lock"
 #: Default width of the paste-back blend ramp, in pixels of the full frame.
 DEFAULT_FEATHER = 8
+
 
 class CleanError(UserError):
     """Cleaning cannot proceed; the message names the file (and recording) at fault."""

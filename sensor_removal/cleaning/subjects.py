@@ -20,10 +20,20 @@ from sensor_removal.cleaning.cleaned_manifest import (
     _merge_manifest,
     _outputs_of,
 )
-from sensor_removal.cleaning.paste_back import full_output_path
 from sensor_removal.cleaning.generator import load_generator
+from sensor_removal.cleaning.mask import MaskSettings, NormalReference
+from sensor_removal.cleaning.paste_back import full_output_path
 from sensor_removal.cleaning.pipeline import CleanResult, _check_crf, clean_video
-from sensor_removal.cleaning.settings import CLEAN_MANIFEST, DEFAULT_COMPOSITE, DEFAULT_FEATHER, CleanError, CleanSettings, Composite, Precision
+from sensor_removal.cleaning.settings import (
+    CLEAN_MANIFEST,
+    DEFAULT_COMPOSITE,
+    DEFAULT_FEATHER,
+    CleanError,
+    CleanSettings,
+    Composite,
+    Precision,
+)
+from sensor_removal.cleaning.steady import SteadySettings
 from sensor_removal.core.device import resolve_device
 from sensor_removal.core.manifest import (
     Recording,
@@ -31,8 +41,6 @@ from sensor_removal.core.manifest import (
     load_manifest,
     output_path,
 )
-from sensor_removal.cleaning.mask import MaskSettings, NormalReference
-from sensor_removal.cleaning.steady import SteadySettings
 from sensor_removal.core.video import (
     Codec,
     VideoError,
@@ -237,7 +245,11 @@ def _ours(target: Path, rec: Recording) -> bool:
 
     try:
         tag = provenance(rec)
-        return tag is not None and video_comment(target) == tag and probe(target).frame_count == probe(rec.path).frame_count
+        return (
+            tag is not None
+            and video_comment(target) == tag
+            and probe(target).frame_count == probe(rec.path).frame_count
+        )
     except (VideoError, OSError):
         return False
 

@@ -63,7 +63,11 @@ def _scaled(find: Callable[[np.ndarray], list[Box]]) -> Callable[[np.ndarray], l
 
     def run(rgb: np.ndarray) -> list[Box]:
         s = DETECT_SIDE / max(rgb.shape[:2])
-        img = rgb if abs(s - 1) < 1e-3 else cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+        img = (
+            rgb
+            if abs(s - 1) < 1e-3
+            else cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+        )
         return [(round(x / s), round(y / s), round(w / s), round(h / s)) for x, y, w, h in find(img)]
 
     return run
@@ -149,7 +153,9 @@ def find_faces(path: Path, finder: FaceFinder, samples: int = SAMPLES) -> VideoF
     return VideoFaces(path, idx, faces, frames[len(frames) // 2])
 
 
-def propose(paths: Sequence[Path], finder: FaceFinder, samples: int = SAMPLES, margin: float = MARGIN) -> tuple[Box, list[VideoFaces]]:
+def propose(
+    paths: Sequence[Path], finder: FaceFinder, samples: int = SAMPLES, margin: float = MARGIN
+) -> tuple[Box, list[VideoFaces]]:
     """The session's box (:func:`square_box`) over the faces of all ``paths``."""
     sizes = {}
     for p in paths:
@@ -161,7 +167,9 @@ def propose(paths: Sequence[Path], finder: FaceFinder, samples: int = SAMPLES, m
     found = [find_faces(p, finder, samples) for p in paths]
     faces = [f for v in found for f in v.faces if f is not None]
     if not faces:
-        raise BboxError(f"no face found on {sum(len(v.indices) for v in found)} sampled frames of {', '.join(map(str, paths))} ({finder.name})")
+        raise BboxError(
+            f"no face found on {sum(len(v.indices) for v in found)} sampled frames of {', '.join(map(str, paths))} ({finder.name})"
+        )
     w, h = next(iter(sizes.values()))
     return square_box(faces, w, h, margin), found
 
@@ -176,9 +184,17 @@ def preview_image(box: Box, videos: Sequence[VideoFaces]) -> np.ndarray:
         img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
         for f in v.faces:
             if f is not None:
-                cv2.rectangle(img, (round(f[0] * s), round(f[1] * s)), (round((f[0] + f[2]) * s), round((f[1] + f[3]) * s)), (0, 220, 255), 1)
+                cv2.rectangle(
+                    img,
+                    (round(f[0] * s), round(f[1] * s)),
+                    (round((f[0] + f[2]) * s), round((f[1] + f[3]) * s)),
+                    (0, 220, 255),
+                    1,
+                )
         x, y, side = box[0], box[1], box[2]
-        cv2.rectangle(img, (round(x * s), round(y * s)), (round((x + side) * s) - 1, round((y + side) * s) - 1), (0, 200, 0), 2)
+        cv2.rectangle(
+            img, (round(x * s), round(y * s)), (round((x + side) * s) - 1, round((y + side) * s) - 1), (0, 200, 0), 2
+        )
         cv2.putText(img, v.path.name, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(img)
     return np.concatenate(tiles, axis=1)
@@ -205,9 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Propose one fixed square face bbox for the videos of one session and print it in manifest syntax.",
     )
     ap.add_argument("videos", type=Path, nargs="+", help="the videos of one session (one camera setup)")
-    ap.add_argument("--samples", type=int_at_least(1), default=SAMPLES, help=f"frames sampled per video (default {SAMPLES})")
-    ap.add_argument("--margin", type=float, default=MARGIN, help=f"growth of the faces' box per side, fraction of its side (default {MARGIN})")
-    ap.add_argument("--preview", type=Path, default=Path("bbox_preview.png"), help="preview PNG (default bbox_preview.png)")
+    ap.add_argument(
+        "--samples", type=int_at_least(1), default=SAMPLES, help=f"frames sampled per video (default {SAMPLES})"
+    )
+    ap.add_argument(
+        "--margin",
+        type=float,
+        default=MARGIN,
+        help=f"growth of the faces' box per side, fraction of its side (default {MARGIN})",
+    )
+    ap.add_argument(
+        "--preview", type=Path, default=Path("bbox_preview.png"), help="preview PNG (default bbox_preview.png)"
+    )
     return ap
 
 

@@ -40,24 +40,47 @@ def build_parser() -> argparse.ArgumentParser:
             "or one video (--video with --bbox, output OUT.mp4)."
         ),
     )
-    p.add_argument("--ckpt", "--ckpt-path", dest="ckpt", type=Path, required=True,
-                   help="Lightning checkpoint of the subject's CycleGAN (also --ckpt_path, as in fit)")
+    p.add_argument(
+        "--ckpt",
+        "--ckpt-path",
+        dest="ckpt",
+        type=Path,
+        required=True,
+        help="Lightning checkpoint of the subject's CycleGAN (also --ckpt_path, as in fit)",
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--manifest", type=Path, help="subject manifest (default: the one recorded in the checkpoint)")
     src.add_argument("--video", type=Path, help="one video to clean (needs --bbox)")
     p.add_argument("--out", type=Path, required=True, help="output folder (--manifest) or output .mp4 (--video)")
     p.add_argument("--recordings", nargs="+", metavar="NAME", help="clean only these sensor recordings")
     p.add_argument("--bbox", type=_parse_bbox, help="face box X,Y,W,H of --video, in pixels")
-    p.add_argument("--paste-back", action="store_true", help="also write <name>.full.mp4: the full frame with the cleaned crop")
-    p.add_argument("--batch-size", type=int_at_least(1), default=None, help="frames per generator call (default: 16 on CUDA, 2 on CPU)")
+    p.add_argument(
+        "--paste-back", action="store_true", help="also write <name>.full.mp4: the full frame with the cleaned crop"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int_at_least(1),
+        default=None,
+        help="frames per generator call (default: 16 on CUDA, 2 on CPU)",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on CUDA, fp32 on CPU")
+    p.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on CUDA, fp32 on CPU"
+    )
     p.add_argument("--codec", choices=["h264", "h264-lossless", "mp4v"], default="h264")
-    p.add_argument("--crf", type=int_at_least(0, MAX_CRF), default=12, help=f"H.264 quality 0..{MAX_CRF} (lower is better; 12 is near-lossless)")
+    p.add_argument(
+        "--crf",
+        type=int_at_least(0, MAX_CRF),
+        default=12,
+        help=f"H.264 quality 0..{MAX_CRF} (lower is better; 12 is near-lossless)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never the inputs)")
     p.add_argument("--feather", type=int_at_least(0), default=None, help="paste-back blend ramp in pixels (default 8)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress (default: a bar in a terminal, plain lines every 30 s otherwise)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (default: a bar in a terminal, plain lines every 30 s otherwise)",
+    )
     g = p.add_argument_group(
         "compositing (our extension, not the paper's method)",
         "auto: keep every pixel the sensors did not touch: output M*G(S) + (1-M)*S with a sensor "
@@ -66,23 +89,54 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--composite", choices=["auto", "off"], default=None, help="(default: off)")
     g.add_argument("--mask-video", action="store_true", help="also write <name>.mask.mp4, the compositing mask")
     g.add_argument("--keep-repaint", action="store_true", help="also write <name>.repaint.mp4, the full repaint")
-    g.add_argument("--mask-method", choices=["change", "reference"], default=None,
-                   help="change: what the generator changed (default); reference: also colours the subject's "
-                   "normal recordings never show at that place (needs --manifest)")
-    g.add_argument("--mask-novelty", type=float, default=None,
-                   help="reference: colour distance (8-bit levels) at which a pixel is fully sensor (default 16)")
-    g.add_argument("--mask-rank", type=int, default=None,
-                   help="reference: novelty is the distance to the rank-th closest normal colour (default 12)")
-    g.add_argument("--mask-threshold", type=float, default=None, help="change in 8-bit levels above which a pixel is sensor (default 40)")
-    g.add_argument("--mask-dilate", type=float, default=None, help="mask dilation, fraction of the crop side (default 0.02)")
-    g.add_argument("--mask-hysteresis", type=float, default=None,
-                   help="keep a pixel that was sensor in the previous frame while its change exceeds this "
-                   "fraction of the threshold; 1: off (default 0.6)")
-    g.add_argument("--steady", type=float, default=None,
-                   help="carry the repainted pixels over from frame to frame where the face did not move: "
-                   "strength in [0, 1), 0 off (default 0: the paper; the demo uses 0.9)")
-    g.add_argument("--steady-motion", type=float, default=None,
-                   help="frame-to-frame change (8-bit levels) that counts as motion, not flicker (default 30)")
+    g.add_argument(
+        "--mask-method",
+        choices=["change", "reference"],
+        default=None,
+        help="change: what the generator changed (default); reference: also colours the subject's "
+        "normal recordings never show at that place (needs --manifest)",
+    )
+    g.add_argument(
+        "--mask-novelty",
+        type=float,
+        default=None,
+        help="reference: colour distance (8-bit levels) at which a pixel is fully sensor (default 16)",
+    )
+    g.add_argument(
+        "--mask-rank",
+        type=int,
+        default=None,
+        help="reference: novelty is the distance to the rank-th closest normal colour (default 12)",
+    )
+    g.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=None,
+        help="change in 8-bit levels above which a pixel is sensor (default 40)",
+    )
+    g.add_argument(
+        "--mask-dilate", type=float, default=None, help="mask dilation, fraction of the crop side (default 0.02)"
+    )
+    g.add_argument(
+        "--mask-hysteresis",
+        type=float,
+        default=None,
+        help="keep a pixel that was sensor in the previous frame while its change exceeds this "
+        "fraction of the threshold; 1: off (default 0.6)",
+    )
+    g.add_argument(
+        "--steady",
+        type=float,
+        default=None,
+        help="carry the repainted pixels over from frame to frame where the face did not move: "
+        "strength in [0, 1), 0 off (default 0: the paper; the demo uses 0.9)",
+    )
+    g.add_argument(
+        "--steady-motion",
+        type=float,
+        default=None,
+        help="frame-to-frame change (8-bit levels) that counts as motion, not flicker (default 30)",
+    )
     return p
 
 
@@ -107,10 +161,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from sensor_removal.cleaning.mask import MaskSettings
 
-    given = {k: v for k, v in (("threshold", args.mask_threshold), ("dilate", args.mask_dilate),
-                                ("hysteresis", args.mask_hysteresis), ("method", args.mask_method),
-                                ("novelty", args.mask_novelty),
-                                ("rank", args.mask_rank)) if v is not None}
+    given = {
+        k: v
+        for k, v in (
+            ("threshold", args.mask_threshold),
+            ("dilate", args.mask_dilate),
+            ("hysteresis", args.mask_hysteresis),
+            ("method", args.mask_method),
+            ("novelty", args.mask_novelty),
+            ("rank", args.mask_rank),
+        )
+        if v is not None
+    }
     try:
         mask = MaskSettings(**given)
     except ValueError as exc:
@@ -119,14 +181,21 @@ def main(argv: list[str] | None = None) -> int:
     from sensor_removal.cleaning.steady import SteadySettings
 
     try:
-        steady = SteadySettings(**{k: v for k, v in (("strength", args.steady), ("motion", args.steady_motion)) if v is not None})
+        steady = SteadySettings(
+            **{k: v for k, v in (("strength", args.steady), ("motion", args.steady_motion)) if v is not None}
+        )
     except ValueError as exc:
-        print(f"error: {str(exc).replace('SteadySettings: strength', '--steady').replace('SteadySettings: motion', '--steady-motion')}",
-              file=sys.stderr)
+        print(
+            f"error: {str(exc).replace('SteadySettings: strength', '--steady').replace('SteadySettings: motion', '--steady-motion')}",
+            file=sys.stderr,
+        )
         return 2
     if args.video is not None and mask.method == "reference" and args.composite == "auto":
-        print("error: --mask-method reference takes its colours from the subject's normal recordings: "
-              "clean with --manifest, or use --mask-method change for a lone --video", file=sys.stderr)
+        print(
+            "error: --mask-method reference takes its colours from the subject's normal recordings: "
+            "clean with --manifest, or use --mask-method change for a lone --video",
+            file=sys.stderr,
+        )
         return 2
 
     from sensor_removal.cleaning import CLEAN_MANIFEST, DEFAULT_COMPOSITE, DEFAULT_FEATHER
@@ -188,7 +257,14 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
-    from sensor_removal.cleaning import CleanError, check_video_outputs, clean_subject, clean_video, full_output_path, load_generator
+    from sensor_removal.cleaning import (
+        CleanError,
+        check_video_outputs,
+        clean_subject,
+        clean_video,
+        full_output_path,
+        load_generator,
+    )
     from sensor_removal.core.device import resolve_device
     from sensor_removal.core.errors import UserError
     from sensor_removal.core.manifest import ManifestError
@@ -205,9 +281,7 @@ def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
             dev = resolve_device(args.device)
             generator, settings = load_generator(args.ckpt, dev)
         else:
-            report = clean_subject(
-                args.ckpt, args.manifest, args.out, args.recordings, device=args.device, **common
-            )
+            report = clean_subject(args.ckpt, args.manifest, args.out, args.recordings, device=args.device, **common)
     except (UserError, VideoError, ManifestError, OSError) as exc:  # CleanError, DeviceError
         print(f"error: {exc}", file=sys.stderr)
         return 2

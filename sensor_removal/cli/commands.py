@@ -50,26 +50,55 @@ class Command:
 
 #: Every command, in the order a newcomer meets them.
 COMMANDS: tuple[Command, ...] = (
-    Command("demo", "synthetic subject -> train -> clean -> evaluate -> report, on a CPU in minutes",
-            "sensor_removal.workflows.demo:main"),
-    Command("synth", "render the built-in synthetic subject (videos, ground truth, masks, manifest)",
-            "sensor_removal.synthetic:main"),
-    Command("bbox", "propose one fixed square face bbox per session, printed in manifest syntax, with a preview PNG",
-            "sensor_removal.cli.bbox:main"),
-    Command("fit", "train one subject's CycleGAN (LightningCLI; --config, --data.manifest, --subject)",
-            "sensor_removal.training.cli:lightning_main", passes_name=True),
-    Command("validate", "run the validation loop of a checkpoint (--ckpt_path)",
-            "sensor_removal.training.cli:lightning_main", passes_name=True),
-    Command("predict", "G_S->N on the validation frames of a checkpoint (--ckpt_path)",
-            "sensor_removal.training.cli:lightning_main", passes_name=True),
-    Command("clean", "remove the sensors from whole videos with a trained generator",
-            "sensor_removal.cli.clean:main"),
-    Command("evaluate", "the paper's evaluation: run, report, fetch-weights, weights (= python -m evaluation)",
-            "evaluation.cli:main"),
-    Command("emg", "synchronised sEMG: fit | predict | report the expression <-> muscle mapping (ours)",
-            "sensor_removal.emg.cli:main"),
-    Command("sweep", "train many subjects / settings as a SLURM job array (submitit) or locally",
-            "sensor_removal.cluster.submit:main"),
+    Command(
+        "demo",
+        "synthetic subject -> train -> clean -> evaluate -> report, on a CPU in minutes",
+        "sensor_removal.workflows.demo:main",
+    ),
+    Command(
+        "synth",
+        "render the built-in synthetic subject (videos, ground truth, masks, manifest)",
+        "sensor_removal.synthetic:main",
+    ),
+    Command(
+        "bbox",
+        "propose one fixed square face bbox per session, printed in manifest syntax, with a preview PNG",
+        "sensor_removal.cli.bbox:main",
+    ),
+    Command(
+        "fit",
+        "train one subject's CycleGAN (LightningCLI; --config, --data.manifest, --subject)",
+        "sensor_removal.training.cli:lightning_main",
+        passes_name=True,
+    ),
+    Command(
+        "validate",
+        "run the validation loop of a checkpoint (--ckpt_path)",
+        "sensor_removal.training.cli:lightning_main",
+        passes_name=True,
+    ),
+    Command(
+        "predict",
+        "G_S->N on the validation frames of a checkpoint (--ckpt_path)",
+        "sensor_removal.training.cli:lightning_main",
+        passes_name=True,
+    ),
+    Command("clean", "remove the sensors from whole videos with a trained generator", "sensor_removal.cli.clean:main"),
+    Command(
+        "evaluate",
+        "the paper's evaluation: run, report, fetch-weights, weights (= python -m evaluation)",
+        "evaluation.cli:main",
+    ),
+    Command(
+        "emg",
+        "synchronised sEMG: fit | predict | report the expression <-> muscle mapping (ours)",
+        "sensor_removal.emg.cli:main",
+    ),
+    Command(
+        "sweep",
+        "train many subjects / settings as a SLURM job array (submitit) or locally",
+        "sensor_removal.cluster.submit:main",
+    ),
 )
 
 

@@ -111,8 +111,10 @@ class SweepSpec:
         if not self.grid:
             return [("default", {})]
         keys = list(self.grid)
-        return [(point_name(dict(zip(keys, combo, strict=True))), dict(zip(keys, combo, strict=True)))
-                for combo in itertools.product(*(self.grid[k] for k in keys))]
+        return [
+            (point_name(dict(zip(keys, combo, strict=True))), dict(zip(keys, combo, strict=True)))
+            for combo in itertools.product(*(self.grid[k] for k in keys))
+        ]
 
     def tasks(self) -> list[SweepTaskSpec]:
         """The task table: subjects (in file order) × grid points. Manifests are validated
@@ -122,7 +124,9 @@ class SweepSpec:
         for manifest in self.manifests:
             subject = load_manifest(manifest).subject
             if subject in seen:
-                raise SweepSpecError(f"{self.path}: subjects: {manifest} and {seen[subject]} are both subject {subject!r}")
+                raise SweepSpecError(
+                    f"{self.path}: subjects: {manifest} and {seen[subject]} are both subject {subject!r}"
+                )
             seen[subject] = manifest
             for name, overrides in self.points():
                 out.append(SweepTaskSpec(subject, manifest, name, overrides, self.root / subject / name))

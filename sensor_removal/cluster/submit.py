@@ -50,8 +50,14 @@ def fit_tasks(spec: SweepSpec, executor: str, tasks: list[SweepTaskSpec] | None 
     """The callables of the array: one :class:`FitTask` per task of the table."""
     launch = "slurm" if executor == "slurm" else "local"
     return [
-        FitTask(task=t, configs=spec.configs, fit_args=spec.fit_args, launch=launch,
-                devices=spec.slurm.ntasks_per_node, nodes=spec.slurm.nodes if executor == "slurm" else 1)
+        FitTask(
+            task=t,
+            configs=spec.configs,
+            fit_args=spec.fit_args,
+            launch=launch,
+            devices=spec.slurm.ntasks_per_node,
+            nodes=spec.slurm.nodes if executor == "slurm" else 1,
+        )
         for t in (spec.tasks() if tasks is None else tasks)
     ]
 
@@ -62,10 +68,17 @@ def sbatch_header(spec: SweepSpec, n_tasks: int) -> str:
 
     params = spec.slurm.sbatch_parameters()
     params["job_name"] = f"sweep-{spec.root.name}"
-    text = _make_sbatch_string(command="python -u -m submitit.core._submit ...", folder=spec.root / ".submitit" / "%j",
-                               map_count=n_tasks, **params)
-    return "\n".join(line for line in text.splitlines() if line.startswith("#SBATCH") or line.startswith("# setup")
-                     or line in spec.slurm.setup)
+    text = _make_sbatch_string(
+        command="python -u -m submitit.core._submit ...",
+        folder=spec.root / ".submitit" / "%j",
+        map_count=n_tasks,
+        **params,
+    )
+    return "\n".join(
+        line
+        for line in text.splitlines()
+        if line.startswith("#SBATCH") or line.startswith("# setup") or line in spec.slurm.setup
+    )
 
 
 def dry_run(spec: SweepSpec, out: Any = None) -> None:
@@ -76,7 +89,9 @@ def dry_run(spec: SweepSpec, out: Any = None) -> None:
     rows = [(str(i), t.subject, t.point, " ".join(t.tags) or "-", str(t.run_dir)) for i, t in enumerate(tasks)]
     print(_table(("task", "subject", "grid point", "overrides", "run folder"), rows), file=out)
     print("\nsbatch parameters (submitit SlurmExecutor):", file=out)
-    print(yaml.safe_dump({"array_size": len(tasks), **spec.slurm.sbatch_parameters()}, sort_keys=False).rstrip(), file=out)
+    print(
+        yaml.safe_dump({"array_size": len(tasks), **spec.slurm.sbatch_parameters()}, sort_keys=False).rstrip(), file=out
+    )
     print("\n" + sbatch_header(spec, len(tasks)), file=out)
 
 
@@ -89,13 +104,16 @@ def prepare(spec: SweepSpec, tasks: list[SweepTaskSpec]) -> None:
     record.update(
         sweep=str(spec.path.resolve()),
         configs=[str(c) for c in spec.configs],
-        tasks={_key(t): {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(t).items()}}
-               for t in spec.tasks()},
+        tasks={
+            _key(t): {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(t).items()}} for t in spec.tasks()
+        },
     )
     write_json(spec.root / SWEEP_FILE, record)
 
 
-def submit(spec: SweepSpec, executor: str, tasks: list[SweepTaskSpec] | None = None, wait: bool = False) -> dict[str, str]:
+def submit(
+    spec: SweepSpec, executor: str, tasks: list[SweepTaskSpec] | None = None, wait: bool = False
+) -> dict[str, str]:
     """Submit ``tasks`` (default: all) and return their job ids by task key.
 
     ``slurm``: one submitit job array through :class:`submitit.SlurmExecutor`; returns at
@@ -134,7 +152,10 @@ def _wait(job: Any) -> None:
     try:
         job.results()
     except Exception as exc:  # noqa: BLE001 - one task's failure must not stop the others
-        print(f"task {job.job_id} failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}", file=sys.stderr)
+        print(
+            f"task {job.job_id} failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
+            file=sys.stderr,
+        )
 
 
 def _record_jobs(spec: SweepSpec, ids: dict[str, str], executor: str) -> None:
@@ -152,8 +173,9 @@ def _queue_states(job_ids: list[str]) -> dict[str, str] | None:
     """SLURM states of the given jobs from ``squeue`` (None when there is no squeue)."""
     if not shutil.which("squeue") or not job_ids:
         return None
-    proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(job_ids)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True, text=True, timeout=60
+    )
     if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
         return None
     return dict(line.split(maxsplit=1) for line in proc.stdout.splitlines() if line.strip())
@@ -166,7 +188,9 @@ def task_status(root: Path) -> list[dict[str, Any]]:
     if not record.get("tasks"):
         raise SweepSpecError(f"{root}: no {SWEEP_FILE} with tasks here (is this a sweep root?)")
     tasks = record["tasks"]
-    queue = _queue_states([str(t["job_id"]) for t in tasks.values() if t.get("job_id") and t.get("executor") == "slurm"])
+    queue = _queue_states(
+        [str(t["job_id"]) for t in tasks.values() if t.get("job_id") and t.get("executor") == "slurm"]
+    )
     rows = []
     for key, t in tasks.items():
         run = Path(t["run_dir"])
@@ -177,18 +201,23 @@ def task_status(root: Path) -> list[dict[str, Any]]:
             queued, have_queue = ("RUNNING" if job_id and _alive(int(job_id)) else None), True
         else:
             queued, have_queue = ((queue or {}).get(str(job_id)) if job_id else None), queue is not None
-        rows.append({
-            "task": key,
-            "subject": t["subject"],
-            "point": t["point"],
-            "state": _state(state.get("state"), queued, have_queue),
-            "epoch": progress.get("epoch"),
-            "losses": {k.removeprefix("train/"): v for k, v in progress.get("losses", {}).items()
-                       if k in ("train/loss_g", "train/loss_d")},
-            "report": str(run / "report" / "report.md") if report_complete(run) else None,
-            "job_id": job_id,
-            "error": state.get("error"),
-        })
+        rows.append(
+            {
+                "task": key,
+                "subject": t["subject"],
+                "point": t["point"],
+                "state": _state(state.get("state"), queued, have_queue),
+                "epoch": progress.get("epoch"),
+                "losses": {
+                    k.removeprefix("train/"): v
+                    for k, v in progress.get("losses", {}).items()
+                    if k in ("train/loss_g", "train/loss_d")
+                },
+                "report": str(run / "report" / "report.md") if report_complete(run) else None,
+                "job_id": job_id,
+                "error": state.get("error"),
+            }
+        )
     return rows
 
 
@@ -220,8 +249,15 @@ def _state(recorded: str | None, queued: str | None, have_queue: bool) -> str:
 def print_status(rows: list[dict[str, Any]], out: Any = None) -> None:
     out = out or sys.stdout
     table = [
-        (r["subject"], r["point"], r["state"], "-" if r["epoch"] is None else str(r["epoch"]),
-         " ".join(f"{k} {v:.3f}" for k, v in r["losses"].items()) or "-", r["report"] or "-", str(r["job_id"] or "-"))
+        (
+            r["subject"],
+            r["point"],
+            r["state"],
+            "-" if r["epoch"] is None else str(r["epoch"]),
+            " ".join(f"{k} {v:.3f}" for k, v in r["losses"].items()) or "-",
+            r["report"] or "-",
+            str(r["job_id"] or "-"),
+        )
         for r in rows
     ]
     print(_table(("subject", "grid point", "state", "epoch", "losses", "report", "job"), table), file=out)
@@ -256,14 +292,21 @@ def resubmit_failed(root: Path, executor: str, wait: bool = False) -> dict[str, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m sensor_removal sweep", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m sensor_removal sweep",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     what = ap.add_mutually_exclusive_group(required=True)
     what.add_argument("--config", type=Path, help="the sweep file (e.g. conf/sweep/example.yaml)")
     what.add_argument("--status", type=Path, metavar="ROOT", help="one row per task of the sweep in ROOT")
     what.add_argument("--resubmit-failed", type=Path, metavar="ROOT", help="submit again the failed tasks of ROOT")
-    ap.add_argument("--executor", choices=EXECUTORS, default="slurm",
-                    help="slurm: one submitit job array; local: the tasks one after another on this machine")
+    ap.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="slurm",
+        help="slurm: one submitit job array; local: the tasks one after another on this machine",
+    )
     ap.add_argument("--root", type=Path, default=None, help="output root (replaces the sweep file's `root`)")
     ap.add_argument("--dry-run", action="store_true", help="print the task table and sbatch parameters; submit nothing")
     ap.add_argument("--wait", action="store_true", help="with slurm: wait until every task has ended")
@@ -276,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     from sensor_removal.core.manifest import ManifestError
 
     if args.status is None and importlib.util.find_spec("submitit") is None:
-        print("error: `sweep` needs submitit: pip install 'sensor-removal[cluster]' (or pip install 'submitit>=1.5,<2')",
-              file=sys.stderr)
+        print(
+            "error: `sweep` needs submitit: pip install 'sensor-removal[cluster]' (or pip install 'submitit>=1.5,<2')",
+            file=sys.stderr,
+        )
         return 2
     try:
         if args.status is not None:
@@ -298,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         ids = submit(spec, args.executor, wait=args.wait)
         verb = "ran" if args.executor == "local" or args.wait else "submitted"
-        print(f"{verb} {len(ids)} task(s) in {time.monotonic() - start:.0f} s; "
-              f"`python -m sensor_removal sweep --status {spec.root}` shows where they are")
+        print(
+            f"{verb} {len(ids)} task(s) in {time.monotonic() - start:.0f} s; "
+            f"`python -m sensor_removal sweep --status {spec.root}` shows where they are"
+        )
         return _exit_code(spec.root, args.executor, args.wait)
     except (SweepSpecError, ManifestError) as exc:
         print(f"error: {exc}", file=sys.stderr)

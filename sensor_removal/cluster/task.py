@@ -45,10 +45,12 @@ STATE_FILE = "sweep_state.json"
 PROGRESS_FILE = "progress.json"
 WANDB_ID_FILE = "wandb_id.txt"
 #: Lightning's SLURM environment, requeueing on the signal submitit asks sbatch to send.
-SLURM_PLUGIN = json.dumps({
-    "class_path": "lightning_fabric.plugins.environments.SLURMEnvironment",
-    "init_args": {"auto_requeue": True, "requeue_signal": "SIGUSR2"},
-})
+SLURM_PLUGIN = json.dumps(
+    {
+        "class_path": "lightning_fabric.plugins.environments.SLURMEnvironment",
+        "init_args": {"auto_requeue": True, "requeue_signal": "SIGUSR2"},
+    }
+)
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -106,8 +108,11 @@ class SweepProgress(pl.Callback):
             return
         path = Path(trainer.default_root_dir) / PROGRESS_FILE
         doc = read_json(path)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-                   if k.startswith("train/") and not k.endswith("_step") and getattr(v, "numel", lambda: 1)() == 1}
+        metrics = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith("train/") and not k.endswith("_step") and getattr(v, "numel", lambda: 1)() == 1
+        }
         lr = {str(trainer.current_epoch): [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]}
         cache = getattr(trainer.datamodule, "cache", None)
         doc.update(
@@ -144,7 +149,14 @@ class FitTask:
         args: list[str] = []
         for config in self.configs:
             args += ["--config", str(config)]
-        args += ["--subject", t.subject, "--data.manifest", str(t.manifest), "--trainer.default_root_dir", str(t.run_dir)]
+        args += [
+            "--subject",
+            t.subject,
+            "--data.manifest",
+            str(t.manifest),
+            "--trainer.default_root_dir",
+            str(t.run_dir),
+        ]
         args += [f"--{key}={_cli_value(value)}" for key, value in t.overrides.items()]
         args += list(self.fit_args)
         if self.launch != "none":
@@ -163,9 +175,17 @@ class FitTask:
         if rank == 0:
             state = read_json(state_path)
             attempts = state.get("attempts", [])
-            attempts.append({"job_id": _job_id(), "started": time.time(), "resumed_from": str(ckpt) if ckpt else None,
-                             "resumed_epoch": _checkpoint_epoch(ckpt)})
-            write_json(state_path, {**state, "state": "running", "job_id": _job_id(), "attempts": attempts, "error": None})
+            attempts.append(
+                {
+                    "job_id": _job_id(),
+                    "started": time.time(),
+                    "resumed_from": str(ckpt) if ckpt else None,
+                    "resumed_epoch": _checkpoint_epoch(ckpt),
+                }
+            )
+            write_json(
+                state_path, {**state, "state": "running", "job_id": _job_id(), "attempts": attempts, "error": None}
+            )
         sigterm = SigtermSeen.install()
         try:
             summary = self._fit(wandb_id, ckpt)
@@ -181,16 +201,30 @@ class FitTask:
                 error = f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, SystemExit):  # the CLI said why on stderr
                     error = f"fit exited with code {exc.code}; its message is in {_log_path() or 'the job log'}"
-                write_json(state_path, {**read_json(state_path), "state": "interrupted" if interrupted else "failed",
-                                        "error": None if interrupted else error})
+                write_json(
+                    state_path,
+                    {
+                        **read_json(state_path),
+                        "state": "interrupted" if interrupted else "failed",
+                        "error": None if interrupted else error,
+                    },
+                )
             if interrupted and not isinstance(exc, SystemExit):
                 # No result for submitit to record: the requeued job writes the real one.
                 raise SystemExit(128 + signal.SIGTERM) from exc
             raise
         if rank == 0:
             failed = summary.get("benchmark_error")
-            write_json(state_path, {**read_json(state_path), "state": "failed" if failed else "done",
-                                    "error": failed, "finished": time.time(), **summary})
+            write_json(
+                state_path,
+                {
+                    **read_json(state_path),
+                    "state": "failed" if failed else "done",
+                    "error": failed,
+                    "finished": time.time(),
+                    **summary,
+                },
+            )
         return summary
 
     def _prepare_ranks(self) -> int:
@@ -226,8 +260,12 @@ class FitTask:
             # with it W&B's service process, which may still hold unwritten history.
             if wandb.run is not None:
                 wandb.finish()
-        summary: dict[str, Any] = {"run": str(run), "wandb_id": wandb_id, "epoch": trainer.current_epoch - 1,
-                                   "checkpoint": str(run / "checkpoints" / "last.ckpt")}
+        summary: dict[str, Any] = {
+            "run": str(run),
+            "wandb_id": wandb_id,
+            "epoch": trainer.current_epoch - 1,
+            "checkpoint": str(run / "checkpoints" / "last.ckpt"),
+        }
         hooks = [cb for cb in trainer.callbacks if isinstance(cb, PostFitBenchmark)]
         if hooks and hooks[0].outcome is not None:
             summary["benchmark_error"] = hooks[0].outcome.error
@@ -262,15 +300,20 @@ class FitTask:
                 init = logger.setdefault("init_args", {})
                 tags = [t for t in (init.get("tags") or []) if t not in self.task.tags]
                 init.update(id=wandb_id, group=self.task.subject, tags=[*tags, *self.task.tags], resume="allow")
-        callbacks = [cb for cb in trainer.get("callbacks") or []
-                     if not (skip_benchmark and str(cb.get("class_path", "")).endswith("PostFitBenchmark"))]
+        callbacks = [
+            cb
+            for cb in trainer.get("callbacks") or []
+            if not (skip_benchmark and str(cb.get("class_path", "")).endswith("PostFitBenchmark"))
+        ]
         if not any(str(cb.get("class_path", "")).endswith("SweepProgress") for cb in callbacks):
             callbacks.append({"class_path": "sensor_removal.cluster.task.SweepProgress"})
         trainer["callbacks"] = callbacks
         path = self.task.run_dir / "sweep_fit.yaml"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text("# Written by `python -m sensor_removal sweep` for this task; the fit it ran.\n"
-                       + yaml.safe_dump(cfg, sort_keys=False))
+        tmp.write_text(
+            "# Written by `python -m sensor_removal sweep` for this task; the fit it ran.\n"
+            + yaml.safe_dump(cfg, sort_keys=False)
+        )
         os.replace(tmp, path)
         return path
 

@@ -37,6 +37,8 @@ def unify_option_names(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
             token = name.replace("_", "-") + eq + value
         out.append(token)
     return out
+
+
 # ----------------------------------------------------------------- typed signatures
 # Range-restricted number types for the LightningCLI signatures (``CycleGAN``,
 # ``FramesDataModule``): jsonargparse checks them while parsing, so ``--data.fraction 1.5``

@@ -57,14 +57,17 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, An
 def _same(a: Any, b: Any, key: str) -> bool:
     if key == "manifest" and a is not None and b is not None:
         return Path(str(a)).resolve() == Path(str(b)).resolve()
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+    if (
+        isinstance(a, (int, float))
+        and isinstance(b, (int, float))
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
         return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
     return a == b
 
 
-def resume_differences(
-    ckpt: dict[str, Any], model: dict[str, Any], data: dict[str, Any]
-) -> list[str]:
+def resume_differences(ckpt: dict[str, Any], model: dict[str, Any], data: dict[str, Any]) -> list[str]:
     """``--model.X`` / ``--data.X`` options whose value differs from the checkpoint's
     ``hyper_parameters`` / ``datamodule_hyper_parameters``, one line each."""
     lines = []

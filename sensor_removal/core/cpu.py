@@ -30,7 +30,11 @@ def bf16_native() -> bool:
     hardware = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()) or bool(
         getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     )
-    return hardware and cpu_capability().startswith(("AVX512", "AMX")) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return (
+        hardware
+        and cpu_capability().startswith(("AVX512", "AMX"))
+        and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    )
 
 
 def cpu_facts() -> dict:

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import torch
-from sensor_removal.cleaning.settings import CleanError
+
 from sensor_removal.core.errors import DeviceError
 
 

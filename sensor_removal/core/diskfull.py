@@ -32,4 +32,6 @@ def disk_full(exc: BaseException) -> OSError | None:
 def disk_full_message(err: OSError, what: str) -> str:
     """One line for the user: what was being written and where."""
     where = f" ({err.filename})" if err.filename else ""
-    return f"disk full while writing {what}{where}: {err.strerror or 'no space left on device'}; free space and run again"
+    return (
+        f"disk full while writing {what}{where}: {err.strerror or 'no space left on device'}; free space and run again"
+    )

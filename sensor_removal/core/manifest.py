@@ -34,8 +34,17 @@ CONDITIONS: tuple[str, ...] = get_args(Condition)
 #: The paper's task segments (Sec. 3.1): Schaede's mimic tasks, read sentences, emotions.
 TASKS: tuple[str, ...] = ("schaede", "sentence", "emotion")
 _FIELDS = {
-    "name", "path", "session", "condition", "bbox", "segments", "ground_truth", "mask", "source",
-    "source_id", "video_id",
+    "name",
+    "path",
+    "session",
+    "condition",
+    "bbox",
+    "segments",
+    "ground_truth",
+    "mask",
+    "source",
+    "source_id",
+    "video_id",
     "emg",  # optional synchronised sEMG (sensor_removal.core.manifest_emg, docs/emg.md)
 }
 
@@ -52,6 +61,8 @@ class ManifestError(ValueError):
 
 class ManifestWarning(UserWarning):
     """A manifest is valid but probably not what was meant (e.g. a non-square bbox)."""
+
+
 def name_problem(name: object) -> str | None:
     """Why ``name`` cannot be a subject or recording name (it becomes a file name), or None."""
     if not isinstance(name, str) or not name:
@@ -174,7 +185,9 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
             raise _err(file, f"{where}, field {key!r}", "missing")
     condition = raw["condition"]
     if condition not in CONDITIONS:
-        raise _err(file, f"{where}, field 'condition'", f"unknown condition {condition!r}; expected one of {list(CONDITIONS)}")
+        raise _err(
+            file, f"{where}, field 'condition'", f"unknown condition {condition!r}; expected one of {list(CONDITIONS)}"
+        )
     session = raw["session"]
     if isinstance(session, bool) or not isinstance(session, int) or session < 1:
         raise _err(file, f"{where}, field 'session'", f"must be a positive integer, got {session!r}")
@@ -200,11 +213,7 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
         problem = name_problem(str(task))
         if problem:  # segment names become file and column names (series, plots, tables)
             raise _err(file, f"{where}, field 'segments'", f"segment name {problem}")
-        if (
-            not isinstance(span, (list, tuple))
-            or len(span) != 2
-            or not all(_finite_number(v) for v in span)
-        ):
+        if not isinstance(span, (list, tuple)) or len(span) != 2 or not all(_finite_number(v) for v in span):
             raise _err(file, f"{where}, field 'segments.{task}'", f"must be [start_s, end_s], got {span!r}")
         start, end = float(span[0]), float(span[1])
         if start < 0 or end <= start:
@@ -213,7 +222,11 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
     ordered = sorted(segments.items(), key=lambda kv: kv[1][0])
     for (a, (_, a_end)), (b, (b_start, _)) in zip(ordered, ordered[1:], strict=False):
         if b_start < a_end - 1e-9:
-            raise _err(file, f"{where}, field 'segments'", f"segments {a!r} and {b!r} overlap ({a} ends at {a_end}, {b} starts at {b_start})")
+            raise _err(
+                file,
+                f"{where}, field 'segments'",
+                f"segments {a!r} and {b!r} overlap ({a} ends at {a_end}, {b} starts at {b_start})",
+            )
 
     def rel(key: str) -> Path | None:
         value = raw.get(key)
@@ -269,7 +282,11 @@ def check_recording_video(file: Path, rec: Recording) -> VideoInfo:
     limit = info.duration_s + 1.0 / info.fps
     for task, (_, end) in rec.segments.items():
         if end > limit + 1e-6:
-            raise _err(file, f"{where}, field 'segments.{task}'", f"ends at {end} s, after the end of the video ({info.duration_s:.3f} s)")
+            raise _err(
+                file,
+                f"{where}, field 'segments.{task}'",
+                f"ends at {end} s, after the end of the video ({info.duration_s:.3f} s)",
+            )
     return info
 
 
@@ -301,7 +318,9 @@ def load_manifest(
     seen: set[str] = set()
     for rec in recordings:
         if rec.name in seen:
-            raise _err(file, f"recording {rec.name!r}, field 'name'", "duplicate name; names must be unique within a subject")
+            raise _err(
+                file, f"recording {rec.name!r}, field 'name'", "duplicate name; names must be unique within a subject"
+            )
         seen.add(rec.name)
     for cond in require_domains:
         if not any(r.condition == cond for r in recordings):

@@ -128,7 +128,10 @@ def _parse_sync(raw: Any, channels: dict[str, str]) -> EmgSync:
     if not isinstance(channel, str) or not channel:
         raise EmgEntryError("emg.sync.channel", "the trigger method needs the label of the trigger channel in the file")
     if channel in channels:
-        raise EmgEntryError("emg.sync.channel", f"{channel!r} is mapped to muscle {channels[channel]!r}; the trigger is a channel of its own")
+        raise EmgEntryError(
+            "emg.sync.channel",
+            f"{channel!r} is mapped to muscle {channels[channel]!r}; the trigger is a channel of its own",
+        )
     frame = raw.get("frame", 0)
     if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
         raise EmgEntryError("emg.sync.frame", f"must be a video frame index >= 0, got {frame!r}")
@@ -151,7 +154,9 @@ def parse_emg_entry(raw: Any, base_dir: Path) -> EmgEntry:
         raise EmgEntryError("emg.rate_hz", f"must be a sampling rate > 0 in Hz, got {rate!r}")
     channels_raw = raw.get("channels")
     if not isinstance(channels_raw, dict) or not channels_raw:
-        raise EmgEntryError("emg.channels", "must map each channel label in the file to 'muscle/side', e.g. ZYG_L: zygomaticus/left")
+        raise EmgEntryError(
+            "emg.channels", "must map each channel label in the file to 'muscle/side', e.g. ZYG_L: zygomaticus/left"
+        )
     channels: dict[str, str] = {}
     for label, target in channels_raw.items():
         if target not in MUSCLE_CHANNELS:

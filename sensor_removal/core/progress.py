@@ -81,8 +81,6 @@ class TextProgress:
         print(self.line(extra), file=self.stream, flush=True)
 
 
-
-
 def counter(total: int | None, desc: str, unit: str = "it", enabled: bool = True, every_s: float = EVERY_S):
     """A progress counter with ``update(n)`` and ``close()``: a tqdm bar when stderr is a
     terminal, :class:`TextProgress` lines on stdout otherwise, nothing when not ``enabled``."""

@@ -10,8 +10,19 @@ from importlib.metadata import PackageNotFoundError, version
 
 #: Distributions whose versions are recorded by default.
 LIBRARIES: tuple[str, ...] = (
-    "sensor-removal", "torch", "torchvision", "pytorch-lightning", "torchmetrics", "lpips", "torch-fidelity",
-    "dtaidistance", "py-feat", "numpy", "opencv-python-headless", "av", "wandb",
+    "sensor-removal",
+    "torch",
+    "torchvision",
+    "pytorch-lightning",
+    "torchmetrics",
+    "lpips",
+    "torch-fidelity",
+    "dtaidistance",
+    "py-feat",
+    "numpy",
+    "opencv-python-headless",
+    "av",
+    "wandb",
 )
 
 

@@ -64,8 +64,17 @@ def _check_is_file(path: Path) -> None:
         raise VideoError(f"{path}: video file not found") from None
     except OSError as exc:
         raise VideoError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
     raise VideoError(f"{path}: is {kind}, not a video file")
 
 
@@ -120,9 +129,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     finally:
         cap.release()
     if width <= 0 or height <= 0 or fps <= 0 or count <= 0:
-        raise VideoError(
-            f"{path}: not a readable video (size {width}x{height}, fps {fps}, frames {count})"
-        )
+        raise VideoError(f"{path}: not a readable video (size {width}x{height}, fps {fps}, frames {count})")
     return VideoInfo(path=path, width=width, height=height, fps=fps, frame_count=count)
 
 
@@ -173,9 +180,7 @@ def iter_frames(
             "(truncated or corrupt file?)"
         )
     if expect_count is not None and wanted is None and decoded_to < expect_count:
-        raise VideoError(
-            f"{path}: decoded only {decoded_to} of {expect_count} frames (truncated or corrupt file?)"
-        )
+        raise VideoError(f"{path}: decoded only {decoded_to} of {expect_count} frames (truncated or corrupt file?)")
 
 
 def read_frames(path: str | os.PathLike, indices: Iterable[int]) -> np.ndarray:
@@ -323,9 +328,7 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.frames_written = 0
         if codec != "h264-lossless" and (self.width % 2 or self.height % 2):
-            raise VideoError(
-                f"{self.path}: codec {codec} (yuv420p) needs even width and height, got {width}x{height}"
-            )
+            raise VideoError(f"{self.path}: codec {codec} (yuv420p) needs even width and height, got {width}x{height}")
         self._closed = True  # nothing to close until the container is open
         self._tmp = _temp_path(self.path)
         self._lock_fd: int | None = None
@@ -416,7 +419,9 @@ class VideoWriter:
             self.abort()
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, codec: Codec = "h264", crf: int = 12) -> Path:
+def write_video(
+    path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, codec: Codec = "h264", crf: int = 12
+) -> Path:
     """Write a sequence of equally sized RGB frames to ``path`` (atomically)."""
     it = iter(frames)
     first = next(it)

@@ -23,22 +23,46 @@ PROG = "python -m sensor_removal emg"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--manifest", type=Path, required=True, help="the subject's manifest (sensor recordings with emg: entries)")
-    p.add_argument("--cleaned", type=Path, default=None, help="the cleaned-recordings manifest written by `clean` (for --source cleaned)")
-    p.add_argument("--model", choices=("ridge", "mlp"), default="ridge", help="lagged ridge (default) or the small Lightning MLP")
+    p.add_argument(
+        "--manifest", type=Path, required=True, help="the subject's manifest (sensor recordings with emg: entries)"
+    )
+    p.add_argument(
+        "--cleaned",
+        type=Path,
+        default=None,
+        help="the cleaned-recordings manifest written by `clean` (for --source cleaned)",
+    )
+    p.add_argument(
+        "--model", choices=("ridge", "mlp"), default="ridge", help="lagged ridge (default) or the small Lightning MLP"
+    )
     p.add_argument("--cache", type=Path, default=None, help="landmark cache folder (default: OUT/landmarks)")
-    p.add_argument("--aus", action="store_true", help="add py-feat's AU series to the landmark features (needs its weights: python -m evaluation fetch-weights)")
+    p.add_argument(
+        "--aus",
+        action="store_true",
+        help="add py-feat's AU series to the landmark features (needs its weights: python -m evaluation fetch-weights)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=PROG, description="Expression <-> muscle mapping from synchronised sEMG (ours, after EIFER).")
+    ap = argparse.ArgumentParser(
+        prog=PROG, description="Expression <-> muscle mapping from synchronised sEMG (ours, after EIFER)."
+    )
     sub = ap.add_subparsers(dest="action", required=True)
     fit = sub.add_parser("fit", help="fit and score one mapping, save it")
     _common(fit)
-    fit.add_argument("--source", choices=("cleaned", "sensor", "ground_truth"), default="cleaned", help="which video the features come from")
+    fit.add_argument(
+        "--source",
+        choices=("cleaned", "sensor", "ground_truth"),
+        default="cleaned",
+        help="which video the features come from",
+    )
     fit.add_argument("--direction", choices=("exp2emg", "emg2exp"), default="exp2emg")
     fit.add_argument("--out", type=Path, required=True, help="output folder")
-    fit.add_argument("--wandb", action="store_true", help="log settings, held-out scores and the MLP's training curve to W&B (offline; `wandb sync` uploads)")
+    fit.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log settings, held-out scores and the MLP's training curve to W&B (offline; `wandb sync` uploads)",
+    )
     pred = sub.add_parser("predict", help="run a saved mapping on one recording")
     _common(pred)
     pred.add_argument("--mapping", type=Path, required=True, help="mapping.pt written by `emg fit`")
@@ -51,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace, out: Path) -> tuple[list, Path]:
-    from sensor_removal.emg.headline import subject_takes
     from sensor_removal.core.manifest import load_manifest
+    from sensor_removal.emg.headline import subject_takes
 
     subject = load_manifest(args.manifest, check_videos=False)
     cleaned = load_manifest(args.cleaned, check_videos=False, require_domains=("clean",)) if args.cleaned else None
@@ -68,18 +92,24 @@ def _load(args: argparse.Namespace, out: Path) -> tuple[list, Path]:
 def _fit(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from sensor_removal.core.video import atomic_output
     from sensor_removal.emg.headline import score
     from sensor_removal.emg.mapping import DEFAULT_MAPPING
     from sensor_removal.emg.persist import save_mapping
     from sensor_removal.emg.report import fit_all
-    from sensor_removal.core.video import atomic_output
 
     if args.source == "cleaned" and args.cleaned is None:
-        print(f"{PROG} fit: error: --source cleaned needs the cleaned-recordings manifest (--cleaned, written by `clean`)", file=sys.stderr)
+        print(
+            f"{PROG} fit: error: --source cleaned needs the cleaned-recordings manifest (--cleaned, written by `clean`)",
+            file=sys.stderr,
+        )
         return 2
     takes, _ = _load(args, args.out)
     if not all(args.source in t.features for t in takes):
-        print(f"{PROG} fit: error: source {args.source!r} is not available for every take (give --cleaned for cleaned)", file=sys.stderr)
+        print(
+            f"{PROG} fit: error: source {args.source!r} is not available for every take (give --cleaned for cleaned)",
+            file=sys.stderr,
+        )
         return 2
     settings = replace(DEFAULT_MAPPING, model=args.model)
     rows = pd.DataFrame(score(takes, args.source, args.direction, settings))
@@ -87,11 +117,21 @@ def _fit(args: argparse.Namespace) -> int:
     if args.wandb:
         from pytorch_lightning.loggers import WandbLogger
 
-        logger = WandbLogger(project="sensor-removal-emg", save_dir=str(args.out), offline=True, tags=["emg", args.direction, args.source])
+        logger = WandbLogger(
+            project="sensor-removal-emg",
+            save_dir=str(args.out),
+            offline=True,
+            tags=["emg", args.direction, args.source],
+        )
         logger.log_hyperparams({**asdict(settings), "direction": args.direction, "source": args.source})
         # the held-out scores, per channel and averaged, like fit's validation metrics
-        logger.log_metrics({"emg/heldout_r2": float(rows["r2"].mean()), "emg/heldout_r": float(rows["r"].mean()),
-                            **{f"emg/r2/{c}": float(v) for c, v in zip(rows["channel"], rows["r2"], strict=True)}})
+        logger.log_metrics(
+            {
+                "emg/heldout_r2": float(rows["r2"].mean()),
+                "emg/heldout_r": float(rows["r"].mean()),
+                **{f"emg/r2/{c}": float(v) for c, v in zip(rows["channel"], rows["r2"], strict=True)},
+            }
+        )
     mapping = fit_all(takes, args.source, args.direction, settings, logger)
     if logger is not None:
         logger.experiment.finish()
@@ -99,24 +139,29 @@ def _fit(args: argparse.Namespace) -> int:
     save_mapping(mapping, args.out / "mapping.pt", direction=args.direction, source=args.source)
     with atomic_output(args.out / "scores.csv") as tmp:
         rows.to_csv(tmp, index=False)
-    print(f"{args.direction} from {args.source} video, {args.model}: mean held-out R² {rows['r2'].mean():.3f}, r {rows['r'].mean():.3f} "
-          f"({len(takes)} takes); mapping {args.out / 'mapping.pt'}")
+    print(
+        f"{args.direction} from {args.source} video, {args.model}: mean held-out R² {rows['r2'].mean():.3f}, r {rows['r'].mean():.3f} "
+        f"({len(takes)} takes); mapping {args.out / 'mapping.pt'}"
+    )
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from sensor_removal.core.video import atomic_output
     from sensor_removal.emg.mapping import predict
     from sensor_removal.emg.persist import load_mapping
     from sensor_removal.emg.report import inputs_of
-    from sensor_removal.core.video import atomic_output
 
     mapping, meta = load_mapping(args.mapping)
     takes, _ = _load(args, args.out.parent)
     take = next((t for t in takes if t.name == args.recording), None)
     if take is None:
-        print(f"{PROG} predict: error: no sensor recording {args.recording!r} with an emg: entry in {args.manifest}", file=sys.stderr)
+        print(
+            f"{PROG} predict: error: no sensor recording {args.recording!r} with an emg: entry in {args.manifest}",
+            file=sys.stderr,
+        )
         return 2
     y = predict(mapping, inputs_of(take, meta["source"], meta["direction"]))
     table = pd.DataFrame(y, columns=list(mapping.output_names))
@@ -146,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return 0 if exc.code in (0, None) else 2
     from evaluation.weight_files import WeightsError
-    from sensor_removal.emg.readers import EmgFileError
     from sensor_removal.core.manifest import ManifestError
     from sensor_removal.core.video import VideoError
+    from sensor_removal.emg.readers import EmgFileError
 
     try:
         return {"fit": _fit, "predict": _predict, "report": _report}[args.action](args)

@@ -106,13 +106,17 @@ def video_landmark_points(
     return lm.points, lm.boxes
 
 
-def au_features(video: Path, bbox: Sequence[int] | None, analyzer: object, cache_dir: Path | None = None) -> FeatureSeries:
+def au_features(
+    video: Path, bbox: Sequence[int] | None, analyzer: object, cache_dir: Path | None = None
+) -> FeatureSeries:
     """py-feat's AU series of a video (``analyzer``: an
     :class:`evaluation.metrics.facial.FacialAnalyzer`; its weights must be present — a missing
     file is its clear error, never a silent fallback), NaN frames interpolated."""
     from evaluation.metrics.landmarks import ANALYSIS_SIZE
 
-    series = analyzer.analyze_video(video, tuple(bbox) if bbox is not None else None, cache_dir=cache_dir, size=ANALYSIS_SIZE)  # type: ignore[attr-defined]
+    series = analyzer.analyze_video(
+        video, tuple(bbox) if bbox is not None else None, cache_dir=cache_dir, size=ANALYSIS_SIZE
+    )  # type: ignore[attr-defined]
     cols = [c for c in series.values.columns if str(c).startswith("AU")]
     values = series.values[cols].to_numpy(dtype=np.float64)
     return FeatureSeries(_fill(values), tuple(cols), np.isfinite(values).all(axis=1))
@@ -121,4 +125,6 @@ def au_features(video: Path, bbox: Sequence[int] | None, analyzer: object, cache
 def joined(a: FeatureSeries, b: FeatureSeries) -> FeatureSeries:
     """Columns of ``a`` then ``b`` over their common frames; valid where both are."""
     n = min(len(a.values), len(b.values))
-    return FeatureSeries(np.concatenate([a.values[:n], b.values[:n]], axis=1), (*a.names, *b.names), a.valid[:n] & b.valid[:n])
+    return FeatureSeries(
+        np.concatenate([a.values[:n], b.values[:n]], axis=1), (*a.names, *b.names), a.valid[:n] & b.valid[:n]
+    )

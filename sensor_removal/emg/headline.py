@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.metrics.face_geometry import GEOMETRY_FEATURES
+from sensor_removal.core.manifest import Recording, Subject
+from sensor_removal.core.video import probe
 from sensor_removal.emg.chain import DEFAULT_CHAIN, ChainSettings
 from sensor_removal.emg.features import (
     FeatureSeries,
@@ -38,8 +40,6 @@ from sensor_removal.emg.recording import (
     envelopes,
     load_emg,
 )
-from sensor_removal.core.manifest import Recording, Subject
-from sensor_removal.core.video import probe
 
 SOURCES: tuple[str, ...] = ("ground_truth", "sensor", "cleaned")
 DIRECTIONS: tuple[str, ...] = ("exp2emg", "emg2exp")
@@ -72,7 +72,11 @@ def _truth_path(rec: Recording) -> Path | None:
 
 
 def load_take(
-    rec: Recording, cleaned: Subject | None, cache: Path, chain: ChainSettings = DEFAULT_CHAIN, emg: EmgRecording | None = None,
+    rec: Recording,
+    cleaned: Subject | None,
+    cache: Path,
+    chain: ChainSettings = DEFAULT_CHAIN,
+    emg: EmgRecording | None = None,
     au_analyzer: object | None = None,
 ) -> Take:
     """Features of every available source of ``rec`` and its synchronised envelopes
@@ -122,12 +126,18 @@ def load_take(
 
 
 def subject_takes(
-    subject: Subject, cleaned: Subject | None, cache: Path, chain: ChainSettings = DEFAULT_CHAIN, au_analyzer: object | None = None
+    subject: Subject,
+    cleaned: Subject | None,
+    cache: Path,
+    chain: ChainSettings = DEFAULT_CHAIN,
+    au_analyzer: object | None = None,
 ) -> list[Take]:
     """Every sensor recording of ``subject`` that has an ``emg:`` entry."""
     recs = [r for r in subject.by_condition("sensor") if r.emg is not None]
     if len(recs) < 2:
-        raise ValueError(f"{subject.manifest_path}: needs at least 2 sensor recordings with an emg: entry (held-out takes); found {len(recs)}")
+        raise ValueError(
+            f"{subject.manifest_path}: needs at least 2 sensor recordings with an emg: entry (held-out takes); found {len(recs)}"
+        )
     # Every sEMG file is read and checked before any landmark is computed or cached.
     emgs = [load_emg(r, chain) for r in recs]
     for r, e in zip(recs, emgs, strict=True):
@@ -138,7 +148,9 @@ def subject_takes(
     return [load_take(r, cleaned, cache, chain, e, au_analyzer) for r, e in zip(recs, emgs, strict=True)]
 
 
-def _pairs(takes: list[Take], source: str, direction: str) -> tuple[list[np.ndarray], list[np.ndarray], tuple[str, ...]]:
+def _pairs(
+    takes: list[Take], source: str, direction: str
+) -> tuple[list[np.ndarray], list[np.ndarray], tuple[str, ...]]:
     feats = [t.features[source] for t in takes]
     envs = [t.envelopes.values for t in takes]
     if direction == "exp2emg":
@@ -188,11 +200,15 @@ def chain_rows(takes: list[Take]) -> list[dict]:
             k = int(round(float(t.truth["lag_s"]) * t.fps))
             r = pearson(t.envelopes.values[: n - k, c], drives[k:n, ch])
             rows.append({"take": t.name, "channel": name, "r_drive": r})
-        rows.append({
-            "take": t.name, "channel": "(sync)",
-            "offset_error_s": (t.envelopes.offset_s or np.nan) - float(t.truth["offset_s"]),
-            "lag_error_s": (t.envelopes.lag_s if t.envelopes.lag_s is not None else np.nan) - float(t.truth["lag_s"]),
-        })
+        rows.append(
+            {
+                "take": t.name,
+                "channel": "(sync)",
+                "offset_error_s": (t.envelopes.offset_s or np.nan) - float(t.truth["offset_s"]),
+                "lag_error_s": (t.envelopes.lag_s if t.envelopes.lag_s is not None else np.nan)
+                - float(t.truth["lag_s"]),
+            }
+        )
     return rows
 
 
@@ -205,7 +221,9 @@ def headline(takes: list[Take], settings: MappingSettings = DEFAULT_MAPPING, wit
         for source in sources:
             rows += score(takes, source, direction, settings)
         if with_control:
-            rows += score(takes, sources[0] if sources[0] != "sensor" else sources[-1], direction, settings, control=True)
+            rows += score(
+                takes, sources[0] if sources[0] != "sensor" else sources[-1], direction, settings, control=True
+            )
     for row in rows:
         src = row["source"]
         row["face_found"] = float(np.mean([t.detection.get(src, np.nan) for t in takes])) if src in SOURCES else np.nan

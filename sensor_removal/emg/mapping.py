@@ -104,7 +104,11 @@ def fit_mapping(
         settings,
         tuple(input_names or (f"in{i}" for i in range(allx.shape[1]))),
         tuple(output_names or (f"out{i}" for i in range(ally.shape[1]))),
-        in_mean, in_std, vt[:k].T, out_mean, out_std,
+        in_mean,
+        in_std,
+        vt[:k].T,
+        out_mean,
+        out_std,
     )
     design = np.concatenate([_design(mapping, x) for x in inputs])
     target = (ally - out_mean) / out_std
@@ -142,6 +146,8 @@ def cross_validate(
     preds = []
     for i in range(len(inputs)):
         rest = [j for j in range(len(inputs)) if j != i]
-        m = fit_mapping([inputs[j] for j in rest], [outputs[j] for j in rest], replace(settings, seed=settings.seed + i))
+        m = fit_mapping(
+            [inputs[j] for j in rest], [outputs[j] for j in rest], replace(settings, seed=settings.seed + i)
+        )
         preds.append(predict(m, inputs[i]))
     return preds

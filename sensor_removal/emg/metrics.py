@@ -53,7 +53,10 @@ def dtw_scaled(measured: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def channel_scores(
-    measured: Sequence[np.ndarray], predicted: Sequence[np.ndarray], names: Sequence[str], fps: float,
+    measured: Sequence[np.ndarray],
+    predicted: Sequence[np.ndarray],
+    names: Sequence[str],
+    fps: float,
     valid: Sequence[np.ndarray] | None = None,
 ) -> list[dict]:
     """One row per channel over all held-out takes: r and R² on the pooled valid frames,
@@ -65,11 +68,13 @@ def channel_scores(
         vs = [np.ones(len(m), bool) for m in ms] if valid is None else [np.asarray(v, bool) for v in valid]
         m_all = np.concatenate([m[v] for m, v in zip(ms, vs, strict=True)])
         p_all = np.concatenate([p[v] for p, v in zip(ps, vs, strict=True)])
-        rows.append({
-            "channel": name,
-            "r": pearson(m_all, p_all),
-            "r2": r2(m_all, p_all),
-            "lag_s": float(np.nanmean([peak_lag_s(m, p, fps) for m, p in zip(ms, ps, strict=True)])),
-            "dtw": float(np.nanmean([dtw_scaled(m, p) for m, p in zip(ms, ps, strict=True)])),
-        })
+        rows.append(
+            {
+                "channel": name,
+                "r": pearson(m_all, p_all),
+                "r2": r2(m_all, p_all),
+                "lag_s": float(np.nanmean([peak_lag_s(m, p, fps) for m, p in zip(ms, ps, strict=True)])),
+                "dtw": float(np.nanmean([dtw_scaled(m, p) for m, p in zip(ms, ps, strict=True)])),
+            }
+        )
     return rows

@@ -45,8 +45,12 @@ def train_mlp(design: np.ndarray, target: np.ndarray, settings: MappingSettings,
     the layer sizes."""
     pl.seed_everything(settings.seed, workers=False, verbose=False)
     model = WindowMLP(design.shape[1], target.shape[1], settings.hidden, settings.lr, settings.weight_decay)
-    data = torch.utils.data.TensorDataset(torch.as_tensor(design, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32))
-    loader = torch.utils.data.DataLoader(data, batch_size=1024, shuffle=True, generator=torch.Generator().manual_seed(settings.seed))
+    data = torch.utils.data.TensorDataset(
+        torch.as_tensor(design, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32)
+    )
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=1024, shuffle=True, generator=torch.Generator().manual_seed(settings.seed)
+    )
     trainer = pl.Trainer(
         accelerator="cpu",
         max_epochs=settings.epochs,
@@ -57,7 +61,11 @@ def train_mlp(design: np.ndarray, target: np.ndarray, settings: MappingSettings,
         log_every_n_steps=1,
     )
     trainer.fit(model, loader)
-    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "n_in": design.shape[1], "n_out": target.shape[1]}
+    return {
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "n_in": design.shape[1],
+        "n_out": target.shape[1],
+    }
 
 
 def run_mlp(weights: dict[str, Any], design: np.ndarray, settings: MappingSettings) -> np.ndarray:

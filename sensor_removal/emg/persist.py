@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sensor_removal.emg.mapping import Mapping, MappingSettings
 from sensor_removal.core.video import atomic_output
+from sensor_removal.emg.mapping import Mapping, MappingSettings
 
 _ARRAYS = ("in_mean", "in_std", "basis", "out_mean", "out_std")
 
@@ -46,7 +46,10 @@ def load_mapping(path: Path) -> tuple[Mapping, dict[str, str]]:
     settings = MappingSettings(**doc["settings"])
     weights = {"w": doc["w"].numpy()} if "w" in doc else {"mlp": doc["mlp"]}
     mapping = Mapping(
-        settings, tuple(doc["input_names"]), tuple(doc["output_names"]),
-        *(doc[k].numpy() for k in _ARRAYS), weights=weights,
+        settings,
+        tuple(doc["input_names"]),
+        tuple(doc["output_names"]),
+        *(doc[k].numpy() for k in _ARRAYS),
+        weights=weights,
     )
     return mapping, dict(doc["meta"])

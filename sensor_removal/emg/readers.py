@@ -56,7 +56,11 @@ def _read_npz(path: Path) -> EmgData:
         samples = np.asarray(z["samples"], dtype=np.float64)
         if samples.ndim != 2:
             raise EmgFileError(f"{path}: 'samples' must be (N samples, C channels), got shape {samples.shape}")
-        labels = tuple(str(v) for v in z["labels"]) if "labels" in z.files else tuple(f"ch{i}" for i in range(samples.shape[1]))
+        labels = (
+            tuple(str(v) for v in z["labels"])
+            if "labels" in z.files
+            else tuple(f"ch{i}" for i in range(samples.shape[1]))
+        )
         unit = float(z["unit_uv"]) if "unit_uv" in z.files else 1.0
         rate = float(z["rate_hz"]) if "rate_hz" in z.files else None
     if len(labels) != samples.shape[1]:
@@ -96,7 +100,9 @@ def _read_edf(path: Path) -> EmgData:
     except Exception as exc:  # the library's own parse errors
         raise EmgFileError(f"{path}: not a readable {path.suffix.upper().lstrip('.')} file ({exc})") from None
     signals = [s for s in edf.signals if s.label.strip() != "EDF Annotations"]
-    return _assemble(path, [(s.label.strip(), float(s.sampling_frequency), s.physical_dimension, s.data) for s in signals])
+    return _assemble(
+        path, [(s.label.strip(), float(s.sampling_frequency), s.physical_dimension, s.data) for s in signals]
+    )
 
 
 def _read_edf_pyedflib(path: Path) -> EmgData:
@@ -149,7 +155,9 @@ def _read_xdf(path: Path) -> EmgData:
         streams, _ = pyxdf.load_xdf(str(path), dejitter_timestamps=True)
     except Exception as exc:  # pyxdf raises plain Exceptions for broken files
         raise EmgFileError(f"{path}: not a readable XDF file ({exc})") from None
-    numeric = [s for s in streams if np.asarray(s["time_series"]).ndim == 2 and np.asarray(s["time_series"]).dtype.kind == "f"]
+    numeric = [
+        s for s in streams if np.asarray(s["time_series"]).ndim == 2 and np.asarray(s["time_series"]).dtype.kind == "f"
+    ]
     emg = [s for s in numeric if str(s["info"]["type"][0]).upper() == "EMG"] or numeric
     if not emg:
         raise EmgFileError(f"{path}: no numeric stream (type EMG) in the XDF file")

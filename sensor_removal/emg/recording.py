@@ -16,6 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
+from sensor_removal.core.manifest import Recording
+from sensor_removal.core.manifest_emg import MUSCLE_CHANNELS, EmgEntry
 from sensor_removal.emg.chain import (
     DEFAULT_CHAIN,
     ChainSettings,
@@ -26,8 +28,6 @@ from sensor_removal.emg.chain import (
 )
 from sensor_removal.emg.readers import EmgFileError, read_emg
 from sensor_removal.emg.sync import SyncError, offset_from_trigger, scan_shifts
-from sensor_removal.core.manifest import Recording
-from sensor_removal.core.manifest_emg import MUSCLE_CHANNELS, EmgEntry
 
 #: A channel is clipped when more than this share of its samples sit at its extremes.
 CLIP_SHARE = 0.005
@@ -80,7 +80,9 @@ def _check_channel(x: np.ndarray, where: str, label: str, muscle: str) -> None:
     if not np.all(np.isfinite(x)):
         raise EmgFileError(f"{where}: channel {label!r} ({muscle}) has NaN or infinite samples")
     if float(np.std(x)) < FLAT_UV:
-        raise EmgFileError(f"{where}: channel {label!r} ({muscle}) is flat (std < {FLAT_UV} µV): electrode off or not connected")
+        raise EmgFileError(
+            f"{where}: channel {label!r} ({muscle}) is flat (std < {FLAT_UV} µV): electrode off or not connected"
+        )
     lo, hi = float(x.min()), float(x.max())
     tol = 1e-9 * max(hi - lo, 1.0)
     share = float(np.mean((x <= lo + tol) | (x >= hi - tol)))
@@ -122,7 +124,9 @@ def load_emg(recording: Recording, settings: ChainSettings = DEFAULT_CHAIN) -> E
     if entry.sync.method == "trigger":
         label = str(entry.sync.channel)
         if label not in data.labels:
-            raise EmgFileError(f"{where}: trigger channel {label!r} (emg.sync.channel) not in the file; it has {list(data.labels)}")
+            raise EmgFileError(
+                f"{where}: trigger channel {label!r} (emg.sync.channel) not in the file; it has {list(data.labels)}"
+            )
         trigger = data.channel(label)
     return EmgRecording(
         name=recording.name,
@@ -171,9 +175,7 @@ def _check_covers(emg: EmgRecording, start_s: float, n_frames: int, fps: float) 
         )
 
 
-def envelopes(
-    emg: EmgRecording, fps: float, n_frames: int, features: np.ndarray | None = None
-) -> Envelopes:
+def envelopes(emg: EmgRecording, fps: float, n_frames: int, features: np.ndarray | None = None) -> Envelopes:
     """Synchronise ``emg`` and sample its envelopes at the ``n_frames`` video frames.
 
     ``features`` ``(T, F)``: the video's expression series (e.g. landmark geometry); the
@@ -189,7 +191,9 @@ def envelopes(
             align = offset
             if features is not None:
                 lo, hi = offset - LAG_RANGE_S[1], offset - LAG_RANGE_S[0]
-                scan = scan_shifts(emg.envelope_at, features[:n_frames], fps, (lo + hi) / 2, (hi - lo) / 2, bounds_s=bounds)
+                scan = scan_shifts(
+                    emg.envelope_at, features[:n_frames], fps, (lo + hi) / 2, (hi - lo) / 2, bounds_s=bounds
+                )
                 lag = offset - scan.best_s
         else:
             if features is None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sensor_removal.core.video import atomic_output
 from sensor_removal.emg.headline import SOURCES, Take, _pairs, chain_rows, headline
 from sensor_removal.emg.mapping import (
     DEFAULT_MAPPING,
@@ -24,10 +25,14 @@ from sensor_removal.emg.mapping import (
     cross_validate,
     fit_mapping,
 )
-from sensor_removal.core.video import atomic_output
 
 #: The muscles plotted over time (the most-studied facial sEMG sites).
-MAIN_MUSCLES: tuple[str, ...] = ("zygomaticus/left", "corrugator/left", "orbicularis_oculi/left", "frontalis_medial/left")
+MAIN_MUSCLES: tuple[str, ...] = (
+    "zygomaticus/left",
+    "corrugator/left",
+    "orbicularis_oculi/left",
+    "frontalis_medial/left",
+)
 LABEL = "Expression <-> muscle mapping (ours, after EIFER)"
 
 
@@ -36,7 +41,9 @@ def inputs_of(take: Take, source: str, direction: str) -> np.ndarray:
     return take.features[source].values if direction == "exp2emg" else take.envelopes.values
 
 
-def fit_all(takes: list[Take], source: str, direction: str, settings: MappingSettings = DEFAULT_MAPPING, logger: Any = None) -> Mapping:
+def fit_all(
+    takes: list[Take], source: str, direction: str, settings: MappingSettings = DEFAULT_MAPPING, logger: Any = None
+) -> Mapping:
     """One mapping fitted on every take (what ``emg fit`` saves)."""
     xs, ys, names = _pairs(takes, source, direction)
     in_names = takes[0].features[source].names if direction == "exp2emg" else takes[0].envelopes.channels
@@ -54,21 +61,34 @@ def summary_line(summary: pd.DataFrame) -> str:
     parts = []
     for direction, label in (("exp2emg", "Exp2EMG"), ("emg2exp", "EMG2Exp")):
         d = summary[summary["direction"] == direction].set_index("source")
-        vals = [f"{s[0].upper() if s != 'ground_truth' else 'GT'} {d.loc[s, 'r2']:.2f}" for s in SOURCES if s in d.index]
+        vals = [
+            f"{s[0].upper() if s != 'ground_truth' else 'GT'} {d.loc[s, 'r2']:.2f}" for s in SOURCES if s in d.index
+        ]
         parts.append(f"{label} R² " + ", ".join(vals))
     return "sEMG mapping (ours): " + "; ".join(parts) + " (held-out takes)"
 
 
 def _markdown(summary: pd.DataFrame, chain: pd.DataFrame | None) -> str:
-    lines = [f"## {LABEL}", "", "Held-out takes (leave one recording out); mean over channels.", "",
-             "| direction | video | r | R² | abs lag (s) | DTW | frames with landmarks |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"## {LABEL}",
+        "",
+        "Held-out takes (leave one recording out); mean over channels.",
+        "",
+        "| direction | video | r | R² | abs lag (s) | DTW | frames with landmarks |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for _, row in summary.iterrows():
-        lines.append(f"| {row['direction']} | {row['source']} | {row['r']:.3f} | {row['r2']:.3f} | {row['abs_lag_s']:.3f} | {row['dtw']:.2f} | {row['face_found']:.2f} |")
+        lines.append(
+            f"| {row['direction']} | {row['source']} | {row['r']:.3f} | {row['r2']:.3f} | {row['abs_lag_s']:.3f} | {row['dtw']:.2f} | {row['face_found']:.2f} |"
+        )
     if chain is not None and not chain.empty:
         per = chain[chain["channel"] != "(sync)"]
         sync = chain[chain["channel"] == "(sync)"]
-        lines += ["", f"Chain (synthetic truth): envelope vs drive r min {per['r_drive'].min():.3f}, mean {per['r_drive'].mean():.3f}; "
-                  f"offset error max {sync['offset_error_s'].abs().max() * 1000:.1f} ms, lag error max {sync['lag_error_s'].abs().max() * 1000:.1f} ms."]
+        lines += [
+            "",
+            f"Chain (synthetic truth): envelope vs drive r min {per['r_drive'].min():.3f}, mean {per['r_drive'].mean():.3f}; "
+            f"offset error max {sync['offset_error_s'].abs().max() * 1000:.1f} ms, lag error max {sync['lag_error_s'].abs().max() * 1000:.1f} ms.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -79,7 +99,13 @@ def _plots(takes: list[Take], rows: pd.DataFrame, out: Path, settings: MappingSe
     import matplotlib.pyplot as plt
 
     paths = []
-    source = "cleaned" if all("cleaned" in t.features for t in takes) else SOURCES[0] if all(SOURCES[0] in t.features for t in takes) else "sensor"
+    source = (
+        "cleaned"
+        if all("cleaned" in t.features for t in takes)
+        else SOURCES[0]
+        if all(SOURCES[0] in t.features for t in takes)
+        else "sensor"
+    )
     xs, ys, names = _pairs(takes, source, "exp2emg")
     pred = cross_validate(xs, ys, settings)[0]
     t = np.arange(len(ys[0])) / takes[0].fps

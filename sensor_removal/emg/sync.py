@@ -36,7 +36,9 @@ def trigger_time(trigger: np.ndarray, rate_hz: float, label: str = "trigger") ->
     above = x > lo + 0.5 * (hi - lo)
     edges = np.flatnonzero(above[1:] & ~above[:-1]) + 1
     if above[0]:
-        raise SyncError(f"channel {label!r} starts above the pulse threshold: no rising edge before the recording starts")
+        raise SyncError(
+            f"channel {label!r} starts above the pulse threshold: no rising edge before the recording starts"
+        )
     if edges.size == 0:
         raise SyncError(f"channel {label!r} has no rising edge")
     return float(edges[0]) / rate_hz

@@ -177,7 +177,9 @@ class AttentionGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
-            raise ValueError(f"AttentionGenerator: blends output with input, needs in_channels == out_channels, got {in_channels}, {out_channels}")
+            raise ValueError(
+                f"AttentionGenerator: blends output with input, needs in_channels == out_channels, got {in_channels}, {out_channels}"
+            )
         self.body = ResnetGenerator(in_channels, out_channels + 1, ngf, n_blocks, n_downsampling)
         # Start from "repaint nothing": the mask channel's bias puts A at about
         # ATTENTION_START everywhere, so A grows only where the discriminator asks for a
@@ -227,9 +229,7 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3) -> None:
         super().__init__()
         if ndf < 1 or n_layers < 1:
-            raise ValueError(
-                f"PatchDiscriminator: need ndf >= 1 and n_layers >= 1; got ndf={ndf}, n_layers={n_layers}"
-            )
+            raise ValueError(f"PatchDiscriminator: need ndf >= 1 and n_layers >= 1; got ndf={ndf}, n_layers={n_layers}")
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, ndf, kernel_size=4, stride=2, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
@@ -347,7 +347,9 @@ class ImagePool:
         # In the input's memory layout: torch.cat hands back NCHW, which made the
         # discriminators run NCHW kernels on pooled fakes under channels_last (and
         # recompile under torch.compile: a stride guard).
-        layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        layout = (
+            torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        )
         return torch.cat(out, dim=0).contiguous(memory_format=layout)
 
     __call__ = query

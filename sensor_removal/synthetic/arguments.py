@@ -28,29 +28,16 @@ def _check_args(seconds: float, fps: float, size: tuple[int, int], seed: int) ->
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise SynthError(f"size: {name} must be an integer, got {v!r}")
         if v < 64 or v % 2:
-            raise SynthError(
-                f"size: {name} must be even and >= 64 (H.264 needs even sizes), got {v}"
-            )
-    if (
-        isinstance(fps, bool)
-        or not isinstance(fps, (int, float))
-        or not math.isfinite(fps)
-        or fps <= 0
-    ):
+            raise SynthError(f"size: {name} must be even and >= 64 (H.264 needs even sizes), got {v}")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
         raise SynthError(f"fps must be a number > 0, got {fps!r}")
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not math.isfinite(seconds)
-        or seconds <= 0
-    ):
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
         raise SynthError(f"seconds must be a number > 0, got {seconds!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise SynthError(f"seed must be a non-negative integer, got {seed!r}")
     n = int(round(seconds * fps))
     if n < 3:
         raise SynthError(
-            f"seconds x fps = {seconds} x {fps} gives {n} frame(s); need at least 3 "
-            f"(one per task: {', '.join(TASKS)})"
+            f"seconds x fps = {seconds} x {fps} gives {n} frame(s); need at least 3 (one per task: {', '.join(TASKS)})"
         )
     return n

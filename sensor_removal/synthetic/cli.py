@@ -1,5 +1,4 @@
-"""``python -m sensor_removal synth``: the synthetic subject from the command line.
-"""
+"""``python -m sensor_removal synth``: the synthetic subject from the command line."""
 
 from __future__ import annotations
 
@@ -72,9 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"frame size, even, >= 64 (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})",
     )
     p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
-    p.add_argument(
-        "--subject", default="synth01", help="subject name in the manifest (default synth01)"
-    )
+    p.add_argument("--subject", default="synth01", help="subject name in the manifest (default synth01)")
     return p
 
 
@@ -109,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         f"built in {time.perf_counter() - t0:.1f} s"
     )
     for r in subj.recordings:
-        extra = "".join(
-            f"  {p.relative_to(base)}" for p in (r.ground_truth, r.mask) if p is not None
-        )
+        extra = "".join(f"  {p.relative_to(base)}" for p in (r.ground_truth, r.mask) if p is not None)
         print(
             f"  session {r.session} {r.condition:6s} {r.path.relative_to(base)}{extra}  {r.name}.expr.csv  bbox {list(r.bbox)}"
         )

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from sensor_removal.core.manifest_emg import MUSCLE_CHANNELS, MUSCLES, SIDES, EmgEntry, EmgSync
-from sensor_removal.synthetic.script import SIGNALS
 from sensor_removal.core.video import atomic_output
+from sensor_removal.synthetic.script import SIGNALS
 
 #: Sampling rate of the synthetic recordings: the low end of facial sEMG amplifiers
 #: (EIFER's dataset: 4,096 Hz), which keeps the demo's files to ~1 MB per recording.
@@ -210,7 +210,9 @@ def write_files(emg: SynthEmg, path: Path, truth_path: Path) -> None:
     counts = np.clip(np.round(emg.samples / UNIT_UV), -32768, 32767).astype(np.int16)
     labels = np.array([*LABELS, TRIGGER_CHANNEL])
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, samples=counts, unit_uv=np.float64(UNIT_UV), rate_hz=np.float64(emg.rate_hz), labels=labels)
+        np.savez_compressed(
+            fh, samples=counts, unit_uv=np.float64(UNIT_UV), rate_hz=np.float64(emg.rate_hz), labels=labels
+        )
     with atomic_output(truth_path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(
             fh,

@@ -94,9 +94,7 @@ class _Identity:
 
 
 def _make_identity(rng: np.random.Generator) -> _Identity:
-    skins = np.array(
-        [[236, 200, 170], [224, 178, 145], [198, 146, 110], [160, 112, 82], [122, 84, 62]], float
-    )
+    skins = np.array([[236, 200, 170], [224, 178, 145], [198, 146, 110], [160, 112, 82], [122, 84, 62]], float)
     hairs = np.array([[35, 28, 24], [72, 50, 34], [110, 76, 48], [60, 55, 52]], float)
     irises = np.array([[70, 45, 30], [60, 90, 120], [80, 100, 60], [45, 35, 30]], float)
     skin = np.clip(skins[rng.integers(len(skins))] + rng.normal(0, 6, 3), 0, 255)
@@ -164,9 +162,7 @@ def _ellipse(
     cv2.ellipse(img, (int(c[0]), int(c[1])), ax, 0, start, end, color, thickness, _AA, _SHIFT)
 
 
-def _static_layer(
-    cv: _Canvas, ident: _Identity, shirt: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _static_layer(cv: _Canvas, ident: _Identity, shirt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The parts of the head that do not change with expression, premultiplied by their
     alpha (uint8 RGB) and the alpha itself (float32 in [0, 1])."""
     w, h = cv.width, cv.height
@@ -205,9 +201,7 @@ def _static_layer(
     rim = np.clip(u**2 + (v / _FACE_B) ** 2, 0, 1)
     shade = 1.0 - 0.14 * rim**2
     tex_rng = np.random.default_rng(ident.texture_seed)
-    noise = cv2.GaussianBlur(
-        tex_rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(0.6, 0.02 * cv.scale)
-    )
+    noise = cv2.GaussianBlur(tex_rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(0.6, 0.02 * cv.scale))
     noise *= 2.0 / max(float(noise.std()), 1e-6)
     skin_like = np.abs(rgb.astype(np.float32) - skin.astype(np.float32)).sum(-1) < 60
     face = rgb.astype(np.float32) * shade[..., None]
@@ -296,9 +290,7 @@ def _draw_eye(
             ic = np.array([cx + gaze[0], cy + 0.012 + gaze[1]])
             c = cv.fx(ic, org)
             cv2.circle(eye, (int(c[0]), int(c[1])), cv.r(0.058), _col(ident.iris), -1, _AA, _SHIFT)
-            cv2.circle(
-                eye, (int(c[0]), int(c[1])), cv.r(0.058), _col(ident.iris, 0.6), 1, _AA, _SHIFT
-            )
+            cv2.circle(eye, (int(c[0]), int(c[1])), cv.r(0.058), _col(ident.iris, 0.6), 1, _AA, _SHIFT)
             cv2.circle(eye, (int(c[0]), int(c[1])), cv.r(0.025), (15, 12, 12), -1, _AA, _SHIFT)
             hl = cv.fx(ic + np.array([0.018, -0.018]), org)
             cv2.circle(eye, (int(hl[0]), int(hl[1])), cv.r(0.011), (250, 250, 250), -1, _AA, _SHIFT)
@@ -307,17 +299,11 @@ def _draw_eye(
             mf = (m.astype(np.float32) / 255.0)[..., None]
             roi[:] = np.clip(roi * (1 - mf) + eye * mf + 0.5, 0, 255).astype(np.uint8)
     thick = max(1, int(round(0.022 * cv.scale)))
-    cv2.polylines(
-        img, [cv.fx(np.stack([xs, upper], 1))], False, _col(ident.hair, 0.5), thick, _AA, _SHIFT
-    )
-    cv2.polylines(
-        img, [cv.fx(np.stack([xs, lower], 1)[1:-1])], False, _col(skin, 0.72), 1, _AA, _SHIFT
-    )
+    cv2.polylines(img, [cv.fx(np.stack([xs, upper], 1))], False, _col(ident.hair, 0.5), thick, _AA, _SHIFT)
+    cv2.polylines(img, [cv.fx(np.stack([xs, lower], 1)[1:-1])], False, _col(skin, 0.72), 1, _AA, _SHIFT)
 
 
-def _draw_dynamic(
-    img: np.ndarray, cv: _Canvas, ident: _Identity, s: np.ndarray, gaze: np.ndarray
-) -> None:
+def _draw_dynamic(img: np.ndarray, cv: _Canvas, ident: _Identity, s: np.ndarray, gaze: np.ndarray) -> None:
     """Brows, eyes, mouth and expression creases for one frame (canonical placement)."""
     b, f, c, sm, o, pk, dn = (float(v) for v in s)
     skin = ident.skin
@@ -329,9 +315,7 @@ def _draw_dynamic(
         xw = np.linspace(-0.42 + 0.05 * k, 0.42 - 0.05 * k, 9)
         _blend_line(img, cv, np.stack([xw, yw - lift + 0.03 * (xw / 0.42) ** 2], 1), skin, 0.2 * b)
     for side in (-1, 1):
-        _blend_line(
-            img, cv, np.array([[side * 0.05, -0.62], [side * 0.045, -0.47]]), skin, 0.22 * f
-        )
+        _blend_line(img, cv, np.array([[side * 0.05, -0.62], [side * 0.045, -0.47]]), skin, 0.22 * f)
         for k in (-1, 0, 1):
             p0 = np.array([side * 0.6, _EYE_Y + 0.05 * k])
             _blend_line(
@@ -344,9 +328,7 @@ def _draw_dynamic(
 
     # brows: tapered, moved by frontalis and corrugator exactly as _deform moves the skin
     for side in (-1.0, 1.0):
-        base = np.array(
-            [[0.12, ident.brow_y], [0.36, ident.brow_y - 0.07], [0.62, ident.brow_y - 0.01]]
-        )
+        base = np.array([[0.12, ident.brow_y], [0.36, ident.brow_y - 0.07], [0.62, ident.brow_y - 0.01]])
         base[:, 0] *= side
         moved = _deform(base, s, mw)
         mid = _curve(moved[0], moved[1], moved[2], 11)
@@ -391,17 +373,13 @@ def _draw_dynamic(
         _blend_line(img, cv, fold, skin, 0.04 + 0.16 * sm)
     gap = float((lower_in[:, 1] - upper_in[:, 1]).max())
     if gap * cv.scale > 0.3:
-        cv2.fillPoly(
-            img, [cv.fx(np.concatenate([upper_in, lower_in[::-1]]))], (70, 22, 28), _AA, _SHIFT
-        )
+        cv2.fillPoly(img, [cv.fx(np.concatenate([upper_in, lower_in[::-1]]))], (70, 22, 28), _AA, _SHIFT)
         teeth_h = min(0.045, gap * 0.6)
         teeth = np.concatenate([upper_in, (upper_in + np.array([0.0, teeth_h]))[::-1]])
         teeth = teeth[(np.abs(teeth[:, 0]) <= 0.75 * half)]
         if len(teeth) >= 3:
             cv2.fillPoly(img, [cv.fx(teeth)], (236, 232, 220), _AA, _SHIFT)
-    cv2.fillPoly(
-        img, [cv.fx(np.concatenate([upper_out, upper_in[::-1]]))], _col(ident.lips), _AA, _SHIFT
-    )
+    cv2.fillPoly(img, [cv.fx(np.concatenate([upper_out, upper_in[::-1]]))], _col(ident.lips), _AA, _SHIFT)
     cv2.fillPoly(
         img,
         [cv.fx(np.concatenate([lower_in, lower_out[::-1]]))],

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sensor_removal.core.manifest import Recording, Subject, save_manifest
+from sensor_removal.core.video import VideoWriter, atomic_output
 from sensor_removal.synthetic import emg as synth_emg
 from sensor_removal.synthetic.arguments import (
     DEFAULT_FPS,
@@ -23,7 +24,6 @@ from sensor_removal.synthetic.arguments import (
 from sensor_removal.synthetic.faces import _face_bbox
 from sensor_removal.synthetic.render import RECORDINGS, _frames, _plans
 from sensor_removal.synthetic.script import SIGNALS, _Take
-from sensor_removal.core.video import VideoWriter, atomic_output
 
 #: Keys of the ``.mask.npz`` files (see :func:`load_mask`).
 MASK_KEYS: tuple[str, str] = ("packed", "shape")
@@ -75,9 +75,7 @@ def load_mask(path: str | Path) -> np.ndarray:
             raise
         raise SynthError(f"{path}: cannot read mask file ({exc})") from None
     if len(shape) != 3 or packed.shape[:2] != shape[:2]:
-        raise SynthError(
-            f"{path}: packed mask of shape {packed.shape} does not match shape {list(shape)}"
-        )
+        raise SynthError(f"{path}: packed mask of shape {packed.shape} does not match shape {list(shape)}")
     return np.unpackbits(packed, axis=-1, count=shape[2]).astype(bool)
 
 
@@ -121,7 +119,9 @@ def make_subject(
     if not isinstance(subject, str) or not subject or "/" in subject:
         raise SynthError(f"subject must be a non-empty name without '/', got {subject!r}")
     if isinstance(emg_rate_hz, bool) or not isinstance(emg_rate_hz, (int, float)) or not 1024 <= emg_rate_hz <= 16384:
-        raise SynthError(f"emg_rate_hz must be 1024-16384 Hz (the chain's band-pass ends at 500 Hz), got {emg_rate_hz!r}")
+        raise SynthError(
+            f"emg_rate_hz must be 1024-16384 Hz (the chain's band-pass ends at 500 Hz), got {emg_rate_hz!r}"
+        )
     if out.exists() and not out.is_dir():
         raise SynthError(f"output {out} exists and is not a directory")
     w, h = int(size[0]), int(size[1])
@@ -175,7 +175,5 @@ def make_subject(
             )
         )
     manifest = out / "manifest.yaml"
-    save_manifest(
-        Subject(subject=subject, recordings=tuple(recordings), manifest_path=manifest), manifest
-    )
+    save_manifest(Subject(subject=subject, recordings=tuple(recordings), manifest_path=manifest), manifest)
     return manifest

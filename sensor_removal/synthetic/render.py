@@ -49,26 +49,18 @@ class _Session:
 
 def _make_session(k: int, cv: _Canvas, ident: _Identity, rng: np.random.Generator) -> _Session:
     w, h = cv.width, cv.height
-    shirts = np.array(
-        [[58, 78, 128], [105, 108, 115], [56, 98, 80], [44, 44, 56], [92, 74, 110]], float
-    )
+    shirts = np.array([[58, 78, 128], [105, 108, 115], [56, 98, 80], [44, 44, 56], [92, 74, 110]], float)
     premul, alpha = _static_layer(cv, ident, shirts[rng.integers(len(shirts))])
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     xn, yn = xx / w - 0.5, yy / h - 0.5
     wall = np.array([150, 156, 166], np.float32) + rng.normal(0, 4, 3).astype(np.float32)
     bg = wall[None, None, :] * (1.0 - 0.18 * yn[..., None] - 0.25 * (xn**2 + yn**2)[..., None])
     # session 1: neutral; session 2 (and later): brighter and warmer, light from the other side
-    tint = (
-        np.array([1.0, 1.0, 1.0], np.float32)
-        if k == 1
-        else np.array([1.14, 1.08, 0.96], np.float32)
-    )
+    tint = np.array([1.0, 1.0, 1.0], np.float32) if k == 1 else np.array([1.14, 1.08, 0.96], np.float32)
     tint = tint * (1.0 + rng.normal(0, 0.01, 3)).astype(np.float32)
     direction = (-1.0 if k % 2 else 1.0) * rng.uniform(0.08, 0.14)
     gain = tint[None, None, :] * (1.0 + direction * xn - 0.05 * yn)[..., None]
-    return _Session(
-        k, premul, alpha, bg.astype(np.float32), gain.astype(np.float32), _make_sensors(rng)
-    )
+    return _Session(k, premul, alpha, bg.astype(np.float32), gain.astype(np.float32), _make_sensors(rng))
 
 
 def _render(
@@ -80,12 +72,8 @@ def _render(
     _draw_dynamic(layer, cv, ident, s, take.gaze[i])
     m = _affine(cv, take.head[i])
     size = (cv.width, cv.height)
-    warped = cv2.warpAffine(
-        layer, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-    )
-    a = cv2.warpAffine(
-        sess.alpha, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-    )
+    warped = cv2.warpAffine(layer, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a = cv2.warpAffine(sess.alpha, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     unlit = warped.astype(np.float32) + (1.0 - a)[..., None] * sess.background
     gt = np.clip(unlit * sess.gain + 0.5, 0, 255).astype(np.uint8)
     if not sensors:
@@ -93,9 +81,7 @@ def _render(
     ov = _draw_sensors(cv, sess.sensors, s, m, ident.mouth_w)
     sa = ov[..., 3]
     mask = sa > 0
-    lit = (
-        ov[..., :3].astype(np.float32) + (1.0 - sa.astype(np.float32) / 255.0)[..., None] * unlit
-    ) * sess.gain
+    lit = (ov[..., :3].astype(np.float32) + (1.0 - sa.astype(np.float32) / 255.0)[..., None] * unlit) * sess.gain
     sensor = gt.copy()
     sensor[mask] = np.clip(lit[mask] + 0.5, 0, 255).astype(np.uint8)
     return gt, sensor, mask
@@ -157,9 +143,7 @@ def _plans(
 
 def _frames(plan: _Plan) -> Iterator[SynthFrame]:
     for i in range(len(plan.take.signals)):
-        gt, sensor, mask = _render(
-            plan.canvas, plan.identity, plan.session, plan.take, i, plan.sensors
-        )
+        gt, sensor, mask = _render(plan.canvas, plan.identity, plan.session, plan.take, i, plan.sensors)
         if sensor is None:
             yield SynthFrame(i, gt, None, None)
         else:

@@ -78,10 +78,7 @@ def _segments(n: int, fps: float, rng: np.random.Generator) -> dict[str, tuple[f
     b1 = min(max(b1, 1), n - 2)
     b2 = min(max(b2, b1 + 1), n - 1)
     bounds = (0, b1, b2, n)
-    return {
-        task: (round(bounds[i] / fps, 6), round(bounds[i + 1] / fps, 6))
-        for i, task in enumerate(TASKS)
-    }
+    return {task: (round(bounds[i] / fps, 6), round(bounds[i + 1] / fps, 6)) for i, task in enumerate(TASKS)}
 
 
 def _held_moves(
@@ -113,13 +110,9 @@ def _held_moves(
         t0 += d
 
 
-def _speech(
-    sig: np.ndarray, t: np.ndarray, start: float, end: float, rng: np.random.Generator
-) -> None:
+def _speech(sig: np.ndarray, t: np.ndarray, start: float, end: float, rng: np.random.Generator) -> None:
     """Read sentences: syllables of 0.16-0.28 s (fast mouth open/close), words, pauses."""
-    mouth, pucker, smile, brow = (
-        sig[:, _SIG[k]] for k in ("mouth_open", "lip_pucker", "smile", "brow_raise")
-    )
+    mouth, pucker, smile, brow = (sig[:, _SIG[k]] for k in ("mouth_open", "lip_pucker", "smile", "brow_raise"))
     smile += 0.12 * _envelope(t, start, start + 0.3, end - 0.3, end)
     emph = rng.uniform(start, max(start, end - 0.6))
     brow += rng.uniform(0.2, 0.4) * _envelope(t, emph, emph + 0.15, emph + 0.35, emph + 0.55)
@@ -174,26 +167,20 @@ def _make_take(n: int, fps: float, size: tuple[int, int], rng: np.random.Generat
     while tb < n / fps:
         d = rng.uniform(0.2, 0.3)
         u = (t - tb) / d
-        blink = np.maximum(
-            blink, np.where((u >= 0) & (u <= 1), np.sin(np.pi * np.clip(u, 0, 1)) ** 2, 0.0)
-        )
+        blink = np.maximum(blink, np.where((u >= 0) & (u <= 1), np.sin(np.pi * np.clip(u, 0, 1)) ** 2, 0.0))
         tb += d + 1.0 + rng.exponential(2.5)
     sig[:, _SIG["eye_close"]] = np.maximum(sig[:, _SIG["eye_close"]], blink)
     # small involuntary activity on every signal
     for j in range(len(SIGNALS)):
         sig[:, j] += 0.03 * np.abs(_smooth_noise(n, fps, 0.6, rng))
     sig = np.clip(sig, 0.0, 1.0)
-    gaze = np.stack(
-        [0.02 * _smooth_noise(n, fps, 0.4, rng), 0.008 * _smooth_noise(n, fps, 0.4, rng)], axis=1
-    )
+    gaze = np.stack([0.02 * _smooth_noise(n, fps, 0.4, rng), 0.008 * _smooth_noise(n, fps, 0.4, rng)], axis=1)
     m = min(size)
     offset = rng.normal(0.0, 0.006 * m, 2)  # the subject sits slightly differently each take
     head = np.stack(
         [
             offset[0] + 0.012 * m * _smooth_noise(n, fps, 1.2, rng),
-            offset[1]
-            + 0.010 * m * _smooth_noise(n, fps, 1.2, rng)
-            + 0.006 * m * sig[:, _SIG["mouth_open"]],
+            offset[1] + 0.010 * m * _smooth_noise(n, fps, 1.2, rng) + 0.006 * m * sig[:, _SIG["mouth_open"]],
             2.5 * _smooth_noise(n, fps, 1.5, rng),
         ],
         axis=1,

@@ -64,9 +64,7 @@ def _make_sensors(rng: np.random.Generator) -> _Sensors:
     # those around the mouth go sideways rather than across lips and chin
     direction = (pts - np.array([0.0, 0.1])) * np.array([1.0, 0.8])
     lips = (np.abs(pts[:, 0]) < 0.45) & (pts[:, 1] > 0.25) & (pts[:, 1] < 0.8)
-    direction[lips] = np.stack(
-        [np.where(pts[lips, 0] < 0, -1.0, 1.0), np.full(int(lips.sum()), 0.35)], 1
-    )
+    direction[lips] = np.stack([np.where(pts[lips, 0] < 0, -1.0, 1.0), np.full(int(lips.sum()), 0.35)], 1)
     angle = np.arctan2(direction[:, 1], direction[:, 0]) + rng.normal(0.0, 0.12, n)
     direction = np.stack([np.cos(angle), np.sin(angle)], 1)
     sites = np.array(_SWAB_SITES)
@@ -97,9 +95,7 @@ _DISK = np.stack(
 _BEZIER = np.linspace(0.0, 1.0, 12)[:, None]
 
 
-def _draw_sensors(
-    cv: _Canvas, sens: _Sensors, s: np.ndarray, m: np.ndarray, mouth_w: float
-) -> np.ndarray:
+def _draw_sensors(cv: _Canvas, sens: _Sensors, s: np.ndarray, m: np.ndarray, mouth_w: float) -> np.ndarray:
     """The sensor overlay of one frame in image coordinates: (H, W, 4) uint8, colour
     premultiplied by alpha (anti-aliased drawing onto zeros gives exactly that)."""
     w, h = cv.width, cv.height
@@ -122,9 +118,7 @@ def _draw_sensors(
             np.where(d[:, 1] < 0, (-4 - base[:, 1]) / d[:, 1], np.inf),
         )
     end = base + np.minimum(tx, ty)[:, None] * d
-    ctrl = (pos + end) / 2 + np.stack(
-        [np.zeros(len(pos)), sens.sag * np.linalg.norm(end - pos, axis=1)], 1
-    )
+    ctrl = (pos + end) / 2 + np.stack([np.zeros(len(pos)), sens.sag * np.linalg.norm(end - pos, axis=1)], 1)
     curves = (
         ((1 - _BEZIER) ** 2)[None] * pos[:, None]
         + (2 * _BEZIER * (1 - _BEZIER))[None] * ctrl[:, None]
@@ -138,8 +132,7 @@ def _draw_sensors(
             cv2.polylines(ov, sel, False, color, thick, _AA, _SHIFT)
     # swabs: irregular white blobs
     swabs = [
-        np.round(_apply(m, cv.center + cv.scale * _deform(p, s, mouth_w)) * _ONE).astype(np.int32)
-        for p in sens.swabs
+        np.round(_apply(m, cv.center + cv.scale * _deform(p, s, mouth_w)) * _ONE).astype(np.int32) for p in sens.swabs
     ]
     cv2.fillPoly(ov, swabs, (236, 234, 226, 255), _AA, _SHIFT)
     cv2.polylines(ov, swabs, True, (214, 212, 204, 255), 1, _AA, _SHIFT)
@@ -153,8 +146,6 @@ def _draw_sensors(
     ):
         if frac < 0.5 and float(r_px.mean()) < 2.2:
             continue
-        polys = np.round((pos[:, None] + (frac * r_px)[:, None, None] * disk[None]) * _ONE).astype(
-            np.int32
-        )
+        polys = np.round((pos[:, None] + (frac * r_px)[:, None, None] * disk[None]) * _ONE).astype(np.int32)
         cv2.fillPoly(ov, list(polys), color, _AA, _SHIFT)
     return ov

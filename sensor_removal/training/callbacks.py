@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +76,9 @@ def _put_text(image: np.ndarray, text: str, x: int, y: int, width: int, height: 
     cv2.putText(image, text, org, font, scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
-def with_labels(grid: np.ndarray, row_labels: list[str], col_labels: list[str], tile_size: int, pad: int = 2) -> np.ndarray:
+def with_labels(
+    grid: np.ndarray, row_labels: list[str], col_labels: list[str], tile_size: int, pad: int = 2
+) -> np.ndarray:
     """``grid`` (from :func:`tile`) with the column titles in a band above it and the row
     labels in a band on its left, so a PNG says what it shows without a caption."""
     top, left = label_bands(tile_size)
@@ -219,8 +220,8 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if trainer.global_step == 0:
-            rank_zero_info(f"{type(exception).__name__} before the first training step: no {self.filename}.ckpt written")
+            rank_zero_info(
+                f"{type(exception).__name__} before the first training step: no {self.filename}.ckpt written"
+            )
             return
         super().on_exception(trainer, pl_module, exception)
-
-

@@ -33,7 +33,6 @@ from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins import CheckpointIO
 
-from evaluation.weight_files import WeightsError
 from sensor_removal.core.checkpoint import (
     CheckpointError,
     read_checkpoint,
@@ -42,12 +41,12 @@ from sensor_removal.core.checkpoint import (
     run_checkpoints,
 )
 from sensor_removal.core.configs import conf_dir, config_file
-from sensor_removal.training.data import DataSettingsError, FrameCacheError, FramesDataModule
 from sensor_removal.core.diskfull import disk_full, disk_full_message
-from sensor_removal.core.manifest import ManifestError
-from sensor_removal.training.module import CycleGAN
-from sensor_removal.core.video import VideoError
 from sensor_removal.core.errors import UserError
+from sensor_removal.core.manifest import ManifestError
+from sensor_removal.core.video import VideoError
+from sensor_removal.training.data import DataSettingsError, FrameCacheError, FramesDataModule
+from sensor_removal.training.module import CycleGAN
 
 #: The shipped config folder (the CLI reads ``default.yaml`` from here).
 CONF_DIR = conf_dir()
@@ -142,9 +141,7 @@ class SensorRemovalCLI(LightningCLI):
         if str(cfg.data.manifest) in ("???", "None", ""):
             raise ManifestError(NO_MANIFEST)
         trainer = cfg.trainer
-        if trainer.strategy in ("auto", None, "ddp") and (
-            _count(trainer.devices) > 1 or _count(trainer.num_nodes) > 1
-        ):
+        if trainer.strategy in ("auto", None, "ddp") and (_count(trainer.devices) > 1 or _count(trainer.num_nodes) > 1):
             trainer.strategy = MULTI_DEVICE_STRATEGY
         if not cfg.perceptual_metrics:
             _without_perceptual_metrics(trainer)
@@ -160,7 +157,9 @@ class SensorRemovalCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs) -> Trainer:
         cfg = self.config_init.get(self.subcommand) if self.subcommand else self.config_init
         callbacks = list(cfg.trainer.get("callbacks") or [])
-        if cfg.trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+        if cfg.trainer.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
             from sensor_removal.training.progress_bars import progress_bar_for
 
             kwargs["callbacks"] = [*callbacks, progress_bar_for(every_s=cfg.progress_every_s)]
@@ -209,7 +208,8 @@ def _checkpoint_file(ckpt_path: object, root_dir: object) -> Path | None:
         found = resume_candidate(files)
         if found is None and files:
             raise CheckpointError(
-                "--ckpt_path last: no checkpoint of the run loads (" + ", ".join(str(f) for f in files)
+                "--ckpt_path last: no checkpoint of the run loads ("
+                + ", ".join(str(f) for f in files)
                 + "); give one with --ckpt_path PATH or start a new run"
             )
         return found
@@ -290,8 +290,11 @@ def run_cli(argv: list[str] | None) -> tuple[int, SensorRemovalCLI | None]:
     except Exception as exc:
         full = disk_full(exc)
         if full is not None:
-            print(f"error: {disk_full_message(full, 'the run')}. Checkpoints are written whole or not at all: "
-                  "the ones there load; continue with --ckpt_path last", file=sys.stderr)
+            print(
+                f"error: {disk_full_message(full, 'the run')}. Checkpoints are written whole or not at all: "
+                "the ones there load; continue with --ckpt_path last",
+                file=sys.stderr,
+            )
             return 2, None
         if not _is_wandb_login_error(exc):
             raise

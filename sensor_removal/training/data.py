@@ -447,7 +447,9 @@ class FramesDataModule(pl.LightningDataModule):
             ("val_fraction", val_fraction, 0.0 <= val_fraction < 1.0),
         ):
             if not ok:
-                raise DataSettingsError(f"data.{name} must be in {'(0, 1]' if name == 'fraction' else '[0, 1)'}, got {value}")
+                raise DataSettingsError(
+                    f"data.{name} must be in {'(0, 1]' if name == 'fraction' else '[0, 1)'}, got {value}"
+                )
         self.save_hyperparameters(logger=False)  # the CLI logs the full config (cli.RunConfig)
         # Validate once, at construction: a bad manifest stops the CLI before any work.
         self.subject = load_manifest(manifest)
@@ -462,9 +464,7 @@ class FramesDataModule(pl.LightningDataModule):
 
     def _build(self) -> FrameCache:
         hp = self.hparams
-        return build_frame_cache(
-            self.subject, self.cache_root, hp.fraction, hp.seed, hp.load_size, hp.decode_workers
-        )
+        return build_frame_cache(self.subject, self.cache_root, hp.fraction, hp.seed, hp.load_size, hp.decode_workers)
 
     def setup(self, stage: str | None = None) -> None:
         if self.cache is not None:
@@ -472,7 +472,9 @@ class FramesDataModule(pl.LightningDataModule):
         self.cache = self._build()  # found on disk: decodes nothing
         for domain in DOMAINS:
             arr = self.cache.frames[domain]
-            train, val = split_train_val(len(arr), self.hparams.val_fraction, _domain_seed(self.hparams.seed, domain) + 1)
+            train, val = split_train_val(
+                len(arr), self.hparams.val_fraction, _domain_seed(self.hparams.seed, domain) + 1
+            )
             self._splits[domain] = {"train": train, "val": val}
 
     def frames(self, domain: Domain, split: Literal["train", "val"]) -> np.ndarray:

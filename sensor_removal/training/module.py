@@ -317,21 +317,12 @@ class CycleGAN(pl.LightningModule):
             fake_sensor = self.gen_n2s(normal)
         gan_s2n = gan_loss(self.disc_n(fake_normal), target_is_real=True)
         gan_n2s = gan_loss(self.disc_s(fake_sensor), target_is_real=True)
-        cycle = cycle_loss(self.gen_n2s(fake_normal), sensor) + cycle_loss(
-            self.gen_s2n(fake_sensor), normal
-        )
+        cycle = cycle_loss(self.gen_n2s(fake_normal), sensor) + cycle_loss(self.gen_s2n(fake_sensor), normal)
         if hp.lambda_identity > 0:
-            identity = identity_loss(self.gen_s2n(normal), normal) + identity_loss(
-                self.gen_n2s(sensor), sensor
-            )
+            identity = identity_loss(self.gen_s2n(normal), normal) + identity_loss(self.gen_n2s(sensor), sensor)
         else:
             identity = cycle.new_zeros(())
-        loss = (
-            gan_s2n
-            + gan_n2s
-            + hp.lambda_cycle * cycle
-            + hp.lambda_cycle * hp.lambda_identity * identity
-        )
+        loss = gan_s2n + gan_n2s + hp.lambda_cycle * cycle + hp.lambda_cycle * hp.lambda_identity * identity
         sparsity = smoothness = None
         if attention:
             sparsity = mask_sparsity(mask_n) + mask_sparsity(mask_s)
@@ -449,12 +440,8 @@ class CycleGAN(pl.LightningModule):
         sensor, normal = batch["sensor"], batch["normal"]
         fake_normal = self.gen_s2n(sensor)
         fake_sensor = self.gen_n2s(normal)
-        cycle = cycle_loss(self.gen_n2s(fake_normal), sensor) + cycle_loss(
-            self.gen_s2n(fake_sensor), normal
-        )
-        identity = identity_loss(self.gen_s2n(normal), normal) + identity_loss(
-            self.gen_n2s(sensor), sensor
-        )
+        cycle = cycle_loss(self.gen_n2s(fake_normal), sensor) + cycle_loss(self.gen_s2n(fake_sensor), normal)
+        identity = identity_loss(self.gen_s2n(normal), normal) + identity_loss(self.gen_n2s(sensor), sensor)
         batch_size = sensor.shape[0]
         self.log("val/cycle", cycle, sync_dist=True, prog_bar=True, batch_size=batch_size)
         self.log("val/identity", identity, sync_dist=True, batch_size=batch_size)

@@ -70,11 +70,15 @@ class TextProgressBar(ProgressBar):
         if not self._enabled:
             return
         if self._steps is None:
-            self._steps = TextProgress(self._total_steps(trainer), "fit", "steps", self.every_s, self.stream or sys.stdout)
+            self._steps = TextProgress(
+                self._total_steps(trainer), "fit", "steps", self.every_s, self.stream or sys.stdout
+            )
             self._steps.initial = self._steps.done = self._done(trainer, 0)  # a resumed fit starts later
         self._epoch_start = time.monotonic()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if not self._enabled or self._steps is None:
             return
         epochs = "?" if trainer.max_epochs in (None, -1) else trainer.max_epochs
@@ -97,8 +101,13 @@ class TextProgressBar(ProgressBar):
         epochs = "?" if trainer.max_epochs in (None, -1) else trainer.max_epochs
         took = format_duration(time.monotonic() - self._epoch_start)
         stream = self.stream or sys.stdout
-        print(f"epoch {trainer.current_epoch + 1}/{epochs} validated ({took} since the epoch began) | {_short(val)}".rstrip(" |"),
-              file=stream, flush=True)
+        print(
+            f"epoch {trainer.current_epoch + 1}/{epochs} validated ({took} since the epoch began) | {_short(val)}".rstrip(
+                " |"
+            ),
+            file=stream,
+            flush=True,
+        )
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._enabled and self._steps is not None:

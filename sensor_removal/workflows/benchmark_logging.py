@@ -43,8 +43,9 @@ def headline_scalars(summary: dict) -> dict[str, float]:
     return out
 
 
-def write_sample(sensor_video: Path, bbox: tuple[int, int, int, int], cleaned_video: Path, out: Path,
-                 seconds: float = SAMPLE_SECONDS) -> Path:
+def write_sample(
+    sensor_video: Path, bbox: tuple[int, int, int, int], cleaned_video: Path, out: Path, seconds: float = SAMPLE_SECONDS
+) -> Path:
     """The first ``seconds`` of ``sensor_video``'s face crop (cut as the cleaner cuts it)
     and of ``cleaned_video``, side by side, as H.264 that browsers play."""
     from sensor_removal.core.video import crop_resize, iter_frames, probe, write_video
@@ -77,7 +78,9 @@ def log_benchmark(loggers: list, files: dict[str, Path], results_dir: Path | Non
             elif path.suffix == ".png":
                 logger.log_image(key=f"benchmark/{name}", images=[str(path)])
             elif path.suffix == ".mp4":
-                logger.log_video(key=f"benchmark/{name}", videos=[str(path)], caption=["sensor | cleaned"], format=["mp4"])
+                logger.log_video(
+                    key=f"benchmark/{name}", videos=[str(path)], caption=["sensor | cleaned"], format=["mp4"]
+                )
         if results_dir is not None and (results_dir / "results.csv").is_file():
             logger.log_table(key="benchmark/results", dataframe=pd.read_csv(results_dir / "results.csv"))
             _log_artifact(logger, summary.get("subject") or "subject", results_dir, files)
@@ -89,9 +92,16 @@ def log_benchmark(loggers: list, files: dict[str, Path], results_dir: Path | Non
 def _log_artifact(logger, subject: str, results_dir: Path, files: dict[str, Path]) -> None:
     import wandb
 
-    artifact = wandb.Artifact(f"benchmark-{subject}", type="evaluation",
-                              description="results.csv, summary.json and the report of the post-fit benchmark")
-    for path in [results_dir / "results.csv", results_dir / "summary.json", *(p for p in files.values() if p.suffix != ".mp4")]:
+    artifact = wandb.Artifact(
+        f"benchmark-{subject}",
+        type="evaluation",
+        description="results.csv, summary.json and the report of the post-fit benchmark",
+    )
+    for path in [
+        results_dir / "results.csv",
+        results_dir / "summary.json",
+        *(p for p in files.values() if p.suffix != ".mp4"),
+    ]:
         if path.is_file():
             artifact.add_file(str(path))
     logger.experiment.log_artifact(artifact)

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sensor_removal.training.callbacks import save_png, tile
 from sensor_removal.core.manifest import Recording
 from sensor_removal.core.video import crop_resize, probe, read_frames, sibling_path
+from sensor_removal.training.callbacks import save_png, tile
 
 __all__ = ["comparison_columns", "labelled", "save_comparison"]
 

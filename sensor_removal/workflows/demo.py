@@ -42,7 +42,11 @@ def groundtruth_lines(results_csv: Path) -> list[str]:
         return []
     table = d.groupby(["kind", "metric", "feature"])["value"].mean()
     composited = "repaint" in set(d.kind)
-    names = {"sensor": "S (sensor video)", "repaint": "C full repaint", "clean": "C composited (ours)" if composited else "C (cleaned)"}
+    names = {
+        "sensor": "S (sensor video)",
+        "repaint": "C full repaint",
+        "clean": "C composited (ours)" if composited else "C (cleaned)",
+    }
     cols = [("psnr", "whole"), ("psnr", "mask"), ("psnr", "outside"), ("ssim", "whole"), ("flicker", "mask")]
     lines = [f"{'vs ground truth':22s}  PSNR whole  inside  outside   SSIM   flicker"]
     for kind in ("sensor", "repaint", "clean"):
@@ -52,14 +56,16 @@ def groundtruth_lines(results_csv: Path) -> list[str]:
     return lines
 
 
-def run_demo(out: Path, config: Path, seconds: float | None, extra: list[str]) -> tuple[int, BenchmarkOutcome | None, Path]:
+def run_demo(
+    out: Path, config: Path, seconds: float | None, extra: list[str]
+) -> tuple[int, BenchmarkOutcome | None, Path]:
     """Build the subject (once), then run the very ``fit`` subcommand a user runs
     (``python -m sensor_removal fit --config conf/demo.yaml …``): same parser, same
     ``conf/default.yaml``; its post-fit hook cleans and evaluates. Returns the exit code,
     the hook's outcome and the run folder."""
+    from sensor_removal.synthetic import make_subject
     from sensor_removal.training.cli import run_cli
     from sensor_removal.workflows.postfit import PostFitBenchmark
-    from sensor_removal.synthetic import make_subject
 
     data = out / "data"
     manifest = data / "manifest.yaml"
@@ -68,7 +74,16 @@ def run_demo(out: Path, config: Path, seconds: float | None, extra: list[str]) -
         make_subject(data, **kwargs)
     run = out / "runs" / "synth01"
     code, cli = run_cli(
-        ["fit", "--config", str(config), "--data.manifest", str(manifest), "--trainer.default_root_dir", str(run), *extra]
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--data.manifest",
+            str(manifest),
+            "--trainer.default_root_dir",
+            str(run),
+            *extra,
+        ]
     )
     if cli is None:
         return code, None, run
@@ -79,8 +94,12 @@ def run_demo(out: Path, config: Path, seconds: float | None, extra: list[str]) -
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sensor_removal demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("demo"), help="folder for the subject and the run (default: demo)")
-    ap.add_argument("--config", type=Path, default=config_file("demo.yaml"),
-                    help="the demo's config (default: demo.yaml shipped with the package)")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=config_file("demo.yaml"),
+        help="the demo's config (default: demo.yaml shipped with the package)",
+    )
     ap.add_argument("--seconds", type=float, default=None, help="length of each synthetic video")
     args, extra = ap.parse_known_args(argv)
     code, outcome, run = run_demo(args.out, args.config, args.seconds, extra)
@@ -124,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
 def _emg_summary(manifest: Path, outcome: BenchmarkOutcome) -> str | None:
     """Our extension: the expression <-> muscle mapping fitted from the ground-truth,
     sensor and cleaned videos of the sensor recordings that carry sEMG (docs/emg.md)."""
+    from sensor_removal.core.manifest import load_manifest
     from sensor_removal.emg.headline import subject_takes
     from sensor_removal.emg.report import write_report
-    from sensor_removal.core.manifest import load_manifest
 
     subject = load_manifest(manifest, check_videos=False)
     if sum(r.emg is not None for r in subject.recordings) < 2:
@@ -142,8 +161,8 @@ def _emg_summary(manifest: Path, outcome: BenchmarkOutcome) -> str | None:
 
 def _comparison(outcome: BenchmarkOutcome, manifest: Path) -> Path | None:
     """The labelled side-by-side picture of the first cleaned sensor recording."""
-    from sensor_removal.workflows.comparison import save_comparison
     from sensor_removal.core.manifest import load_manifest
+    from sensor_removal.workflows.comparison import save_comparison
 
     cleaned = load_manifest(outcome.clean_dir / "manifest.yaml", require_domains=("clean",))
     first = cleaned.recordings[0]

@@ -9,18 +9,18 @@ A training callback that uses the evaluation's metrics, so it lives above both l
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
+
 from sensor_removal.core.tensors import to_tensor
 from sensor_removal.training.callbacks import center_crop
 
-
 #: The fit-side switch, named where the LPIPS/FID weights are missing.
 TRAIN_WITHOUT = (
-    "Or train without the LPIPS/FID callback: --perceptual_metrics false "
-    "(perceptual_metrics: false in your config)."
+    "Or train without the LPIPS/FID callback: --perceptual_metrics false (perceptual_metrics: false in your config)."
 )
 
 
@@ -140,7 +140,10 @@ class PerceptualMetrics(pl.Callback):
 
         def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             for i in range(0, len(sensor), bs):
-                yield to_tensor(sensor[i : i + bs]).to(device), to_tensor(normal_all[partner_idx[i : i + bs]]).to(device)
+                yield (
+                    to_tensor(sensor[i : i + bs]).to(device),
+                    to_tensor(normal_all[partner_idx[i : i + bs]]).to(device),
+                )
 
         def new_metrics() -> tuple[LPIPSMean, FIDLowRank]:
             lp = LPIPSMean(net=self._lpips_net, batch_size=bs).to(device)
@@ -149,7 +152,9 @@ class PerceptualMetrics(pl.Callback):
 
         if self._normal_features is None:  # the validation frames never change: once per fit
             fid = new_metrics()[1]
-            self._normal_features = [fid.features(to_tensor(normal[i : i + bs]).to(device)) for i in range(0, len(normal), bs)]
+            self._normal_features = [
+                fid.features(to_tensor(normal[i : i + bs]).to(device)) for i in range(0, len(normal), bs)
+            ]
         if self._reference is None:  # the untouched sensor frames: the "no cleaning" row
             lp, fid = new_metrics()
             for s, partners in batches():

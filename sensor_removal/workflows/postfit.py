@@ -23,10 +23,10 @@ from typing import Literal
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
 
-from sensor_removal.workflows.benchmark_logging import log_benchmark, write_sample
-from sensor_removal.training.callbacks import run_dir
 from sensor_removal.cleaning.mask import MaskSettings
 from sensor_removal.cleaning.steady import SteadySettings
+from sensor_removal.training.callbacks import run_dir
+from sensor_removal.workflows.benchmark_logging import log_benchmark, write_sample
 
 
 @dataclass
@@ -70,7 +70,9 @@ def check_best_by_metric(trainer: pl.Trainer) -> None:
 
     metrics = [cb for cb in trainer.callbacks if isinstance(cb, PerceptualMetrics)]
     if not metrics:
-        raise ValueError("PostFitBenchmark(checkpoint='best') needs the PerceptualMetrics callback (it measures val/fid_clean)")
+        raise ValueError(
+            "PostFitBenchmark(checkpoint='best') needs the PerceptualMetrics callback (it measures val/fid_clean)"
+        )
     m = metrics[0]
     if m.fid_set_size < MIN_FID_FRAMES or m.heldout_frames < MIN_FID_FRAMES:
         raise ValueError(
@@ -174,7 +176,9 @@ class PostFitBenchmark(pl.Callback):
         self.seed = seed
         self.raise_on_failure = raise_on_failure
         if checkpoint not in CHECKPOINT_CHOICES:
-            raise ValueError(f"PostFitBenchmark: checkpoint must be one of {list(CHECKPOINT_CHOICES)}, got {checkpoint!r}")
+            raise ValueError(
+                f"PostFitBenchmark: checkpoint must be one of {list(CHECKPOINT_CHOICES)}, got {checkpoint!r}"
+            )
         self.checkpoint = checkpoint
         from evaluation.metrics.facial import AU_MODELS
 
@@ -185,7 +189,11 @@ class PostFitBenchmark(pl.Callback):
             raise ValueError(f"PostFitBenchmark: composite must be 'auto' or 'off', got {composite!r}")
         self.composite = composite
         self.mask = MaskSettings(
-            threshold=mask_threshold, dilate=mask_dilate, hysteresis=mask_hysteresis, method=mask_method, novelty=mask_novelty
+            threshold=mask_threshold,
+            dilate=mask_dilate,
+            hysteresis=mask_hysteresis,
+            method=mask_method,
+            novelty=mask_novelty,
         )
         self.steady = SteadySettings(strength=steady, motion=steady_motion)
         self.outcome: BenchmarkOutcome | None = None
@@ -200,7 +208,9 @@ class PostFitBenchmark(pl.Callback):
         try:
             self._check_weights()
         except MissingWeightsError as exc:
-            rank_zero_warn(f"the post-fit benchmark will fail unless these weights are fetched before the fit ends:\n{exc}")
+            rank_zero_warn(
+                f"the post-fit benchmark will fail unless these weights are fetched before the fit ends:\n{exc}"
+            )
 
     def _check_weights(self, metrics: Sequence[str] | None = None) -> None:
         """Raise ``MissingWeightsError`` unless the weights of every one of ``metrics``
@@ -231,9 +241,9 @@ class PostFitBenchmark(pl.Callback):
 
     def run(self, trainer: pl.Trainer) -> BenchmarkOutcome:
         """Clean, evaluate, report; never raises (the error is in the outcome)."""
-        from evaluation.settings import ProtocolSettings
         from evaluation.protocol import run_protocol
         from evaluation.report import make_report
+        from evaluation.settings import ProtocolSettings
         from sensor_removal.cleaning import clean_subject
 
         root = run_dir(trainer)
@@ -243,16 +253,29 @@ class PostFitBenchmark(pl.Callback):
         outcome = BenchmarkOutcome(checkpoint=checkpoint_for_benchmark(trainer, self.checkpoint), metrics=metrics)
         try:
             if outcome.checkpoint is None:
-                need = "a ModelCheckpoint with save_last=True" if self.checkpoint == "last" else "a ModelCheckpoint with a monitor"
+                need = (
+                    "a ModelCheckpoint with save_last=True"
+                    if self.checkpoint == "last"
+                    else "a ModelCheckpoint with a monitor"
+                )
                 raise RuntimeError(f"no {self.checkpoint} checkpoint was written (is {need} configured?)")
             # Missing weights fail the evaluation anyway: say so before cleaning every video.
             self._check_weights(metrics)
             manifest = Path(trainer.datamodule.hparams.manifest)
             outcome.clean_dir = root / "clean"
             report = clean_subject(
-                outcome.checkpoint, manifest, outcome.clean_dir,
-                paste_back=self.paste_back, batch_size=self.batch_size, device=self.device, progress=True,
-                composite=self.composite, mask=self.mask, mask_video=True, keep_repaint=True, steady=self.steady,
+                outcome.checkpoint,
+                manifest,
+                outcome.clean_dir,
+                paste_back=self.paste_back,
+                batch_size=self.batch_size,
+                device=self.device,
+                progress=True,
+                composite=self.composite,
+                mask=self.mask,
+                mask_video=True,
+                keep_repaint=True,
+                steady=self.steady,
             )
             if not report.ok:
                 raise RuntimeError("cleaning failed:\n" + report.summary())
@@ -273,7 +296,9 @@ class PostFitBenchmark(pl.Callback):
             outcome.files = make_report([outcome.results_dir], outcome.report_dir)
             first = next(iter(report.results.values()), None)
             if first is not None:  # a few seconds of sensor | cleaned for the W&B run
-                outcome.files["sample"] = write_sample(first.source, first.bbox, first.out, outcome.report_dir / "sample.mp4")
+                outcome.files["sample"] = write_sample(
+                    first.source, first.bbox, first.out, outcome.report_dir / "sample.mp4"
+                )
             self._log(trainer, outcome)
         except Exception as exc:  # noqa: BLE001 - reported, checkpoint kept
             outcome.error = f"post-fit benchmark failed: {exc}"

@@ -23,8 +23,9 @@ class SlurmCluster:
     start_seconds: float
 
     def run(self, *args: str, check: bool = True) -> str:
-        proc = subprocess.run(list(args), capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "SLURM_CONF": str(self.conf)})
+        proc = subprocess.run(
+            list(args), capture_output=True, text=True, timeout=60, env={**os.environ, "SLURM_CONF": str(self.conf)}
+        )
         if check and proc.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout

@@ -78,7 +78,7 @@ Package layout
 
 from __future__ import annotations
 
-from evaluation.metrics.facial.analyzer import FacialAnalyzer, SeriesBuilder
+from evaluation.metrics.facial.analyzer import FacialAnalyzer, SeriesBuilder, verify_feat_weights
 from evaluation.metrics.facial.fastpaths import (
     FOLD_RTOL,
     FaceDetectorPool,
@@ -126,8 +126,16 @@ from evaluation.metrics.facial.series import (
     select_face,
     video_content_id,
 )
-from evaluation.metrics.facial.weights import check_hub_download, feat_cache_dir, feat_hub_offline, feat_package_cache_dir, fetch_feat_weights, missing_feat_weights, require_feat_weights, user_cache_dir
-from evaluation.metrics.facial.analyzer import verify_feat_weights
+from evaluation.metrics.facial.weights import (
+    check_hub_download,
+    feat_cache_dir,
+    feat_hub_offline,
+    feat_package_cache_dir,
+    fetch_feat_weights,
+    missing_feat_weights,
+    require_feat_weights,
+    user_cache_dir,
+)
 
 __all__ = [
     "_AU_FILES",

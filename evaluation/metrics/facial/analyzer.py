@@ -34,6 +34,7 @@ from evaluation.metrics.facial.models import (
     FeatModelSet,
     HubFile,
     LandmarkModel,
+    ModelSetLike,
     _model_set,
 )
 from evaluation.metrics.facial.runtime import (
@@ -46,7 +47,6 @@ from evaluation.metrics.facial.runtime import (
 from evaluation.metrics.facial.series import FacialSeries, _normalise_columns, select_face, video_content_id
 from evaluation.metrics.facial.weights import feat_cache_dir, feat_hub_offline, require_feat_weights
 from sensor_removal.core.video import atomic_output, iter_frames, probe
-from evaluation.metrics.facial.models import ModelSetLike
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,9 @@ class FacialAnalyzer:
         return require_feat_weights(self.feat_models, self.weights_dir)
 
     def _weights_id(self, paths: dict[HubFile, Path]) -> list[str]:
-        return [f"{repo}/{name}@{path.parent.name}:{path.stat().st_size}" for (repo, name), path in sorted(paths.items())]
+        return [
+            f"{repo}/{name}@{path.parent.name}:{path.stat().st_size}" for (repo, name), path in sorted(paths.items())
+        ]
 
     def _build_detector(self):
         """Build the py-feat detector offline from the weights folder (real constructors)."""
@@ -186,7 +188,9 @@ class FacialAnalyzer:
                 _run_networks_in_bf16(detector, str(getattr(detector, "device", "cpu")).split(":")[0])
             elif self.backend != "torch":  # fp32 only: the runtime replaces torch's float32 kernels
                 graphs = feat_cache_dir(self.weights_dir) / GRAPH_DIR
-                run_networks_in_runtime(detector, self.backend, graphs, str(getattr(detector, "device", None) or self.device))
+                run_networks_in_runtime(
+                    detector, self.backend, graphs, str(getattr(detector, "device", None) or self.device)
+                )
             if self.face_detectors is not None:
                 self.face_detectors.share(detector, self._face_detector_key(detector))
             object.__setattr__(self, "_feat_detector", detector)
@@ -198,7 +202,15 @@ class FacialAnalyzer:
         face = _FACE_FILES[ms.face_model][-1]
         path = require_feat_weights(ms, self.weights_dir)[face]
         device = str(getattr(detector, "device", None) or self.device)
-        return (ms.face_model, str(path.resolve()), device, self.channels_last, self.fold_batchnorm, self.precision, self.backend)
+        return (
+            ms.face_model,
+            str(path.resolve()),
+            device,
+            self.channels_last,
+            self.fold_batchnorm,
+            self.precision,
+            self.backend,
+        )
 
     # -- cache
 
@@ -223,7 +235,11 @@ class FacialAnalyzer:
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
     def cache_file(
-        self, path: str | os.PathLike, bbox: tuple[int, int, int, int] | None, size: int | None, cache_dir: str | os.PathLike
+        self,
+        path: str | os.PathLike,
+        bbox: tuple[int, int, int, int] | None,
+        size: int | None,
+        cache_dir: str | os.PathLike,
     ) -> Path:
         """Where the series of ``path`` (cut to ``bbox``, resized to ``size``) is cached."""
         path = Path(path)
@@ -376,11 +392,15 @@ class SeriesBuilder:
             path=self.path,
         )
         if series.no_face_frames:
-            log.warning("%s: no face in %d of %d analysed frames (NaN rows)", self.path, series.no_face_frames, series.frames)
+            log.warning(
+                "%s: no face in %d of %d analysed frames (NaN rows)", self.path, series.no_face_frames, series.frames
+            )
         return series
 
 
-def verify_feat_weights(model_set: ModelSetLike = "v1", cache_dir: str | os.PathLike | None = None, device: str = "cpu") -> None:
+def verify_feat_weights(
+    model_set: ModelSetLike = "v1", cache_dir: str | os.PathLike | None = None, device: str = "cpu"
+) -> None:
     """Build the py-feat detector from the weights folder, offline, through its real
     loading code (raises on a missing, truncated or mismatched file)."""
     weights_dir = None if cache_dir is None else Path(cache_dir)

@@ -68,7 +68,6 @@ def _run_networks_in_bf16(detector: object, device_type: str) -> None:
         net.forward = bf16_forward
 
 
-
 # --------------------------------------------------------------------------- BatchNorm folding
 
 #: Folded networks must reproduce the unfolded output on their first batch within this
@@ -158,7 +157,10 @@ def _fold_and_check(net, forward, args, kwargs):
         return reference
     keep.clear()
     conv_of.clear()
-    saved = [(conv, conv.weight.detach().clone(), None if conv.bias is None else conv.bias.detach().clone(), bn) for conv, bn in pairs]
+    saved = [
+        (conv, conv.weight.detach().clone(), None if conv.bias is None else conv.bias.detach().clone(), bn)
+        for conv, bn in pairs
+    ]
     with torch.no_grad():
         for conv, bn in pairs:
             scale = torch.rsqrt(bn.running_var + bn.eps)
@@ -180,11 +182,17 @@ def _fold_and_check(net, forward, args, kwargs):
     if short:
         ref_leaves = [t[:2] if t.dim() > 0 and t.shape[0] == n else t for t in ref_leaves]
     new_leaves = [t for t in tree_leaves(folded) if isinstance(t, torch.Tensor) and t.is_floating_point()]
-    agree = len(ref_leaves) == len(new_leaves) and all(
-        a.shape == b.shape and torch.equal(torch.isnan(a), torch.isnan(b))
-        and bool((a - b).nan_to_num().abs().max() <= FOLD_RTOL * (1.0 + a.nan_to_num().abs().max()))
-        for a, b in zip(ref_leaves, new_leaves, strict=True)
-    ) if ref_leaves else False
+    agree = (
+        len(ref_leaves) == len(new_leaves)
+        and all(
+            a.shape == b.shape
+            and torch.equal(torch.isnan(a), torch.isnan(b))
+            and bool((a - b).nan_to_num().abs().max() <= FOLD_RTOL * (1.0 + a.nan_to_num().abs().max()))
+            for a, b in zip(ref_leaves, new_leaves, strict=True)
+        )
+        if ref_leaves
+        else False
+    )
     if not agree:
         log.warning("%s: folded BatchNorm changed the output; the network runs unfolded", type(net).__name__)
         with torch.no_grad():

@@ -192,4 +192,3 @@ def _model_set(model_set: ModelSetLike) -> FeatModelSet:
     raise ValueError(
         f"facial analysis: unknown model set {model_set!r} (use 'v1', one of {', '.join(AU_MODELS)} or a FeatModelSet)"
     )
-

@@ -82,12 +82,16 @@ def run_networks_in_runtime(detector: object, backend: str, graph_dir: Path, dev
     if backend == "torch":
         return []
     if device.split(":")[0] != "cpu":
-        log.info("facial analysis: facial_backend=%s runs on the CPU only; the networks stay on torch (%s)", backend, device)
+        log.info(
+            "facial analysis: facial_backend=%s runs on the CPU only; the networks stay on torch (%s)", backend, device
+        )
         return []
     version = runtime_version(backend)
     if version is None:
         package = "openvino" if backend == "openvino" else "onnxruntime"
-        log.warning("facial analysis: %s is not installed (pip install %s); py-feat's networks run on torch", backend, package)
+        log.warning(
+            "facial analysis: %s is not installed (pip install %s); py-feat's networks run on torch", backend, package
+        )
         return []
     wrappers = []
     for net in _feat_networks(detector):
@@ -210,7 +214,10 @@ def _export(net, args, path: Path) -> None:
     import torch
 
     names = [f"input{i}" for i in range(len(args))]
-    dynamic = {n: ({0: "batch", 2: "height", 3: "width"} if a.dim() == 4 else {0: "batch"}) for n, a in zip(names, args, strict=True)}
+    dynamic = {
+        n: ({0: "batch", 2: "height", 3: "width"} if a.dim() == 4 else {0: "batch"})
+        for n, a in zip(names, args, strict=True)
+    }
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer warnings
         torch.onnx.export(

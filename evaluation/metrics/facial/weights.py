@@ -79,7 +79,9 @@ def missing_feat_weights(model_set: ModelSetLike = "v1", cache_dir: str | os.Pat
     return missing
 
 
-def require_feat_weights(model_set: ModelSetLike = "v1", cache_dir: str | os.PathLike | None = None) -> dict[HubFile, Path]:
+def require_feat_weights(
+    model_set: ModelSetLike = "v1", cache_dir: str | os.PathLike | None = None
+) -> dict[HubFile, Path]:
     """The local path of every weight file of ``model_set``; raises
     :class:`FacialWeightsMissing` (naming each missing file) if any is absent."""
     ms = _model_set(model_set)
@@ -148,7 +150,9 @@ def fetch_feat_weights(model_set: ModelSetLike = "v1", cache_dir: str | os.PathL
         paths.append(path)
     still = missing_feat_weights(ms, cache)
     if still:
-        raise FacialError(f"downloaded py-feat weights but these are still not in {cache}: {', '.join(map(str, still))}")
+        raise FacialError(
+            f"downloaded py-feat weights but these are still not in {cache}: {', '.join(map(str, still))}"
+        )
     return paths
 
 
@@ -178,7 +182,9 @@ def feat_hub_offline(cache_dir: str | os.PathLike | None = None) -> Iterator[Pat
                 return original(*args, **kwargs)
 
             modules = [huggingface_hub] + [
-                m for name, m in list(sys.modules.items()) if m is not None and (name == "feat" or name.startswith("feat."))
+                m
+                for name, m in list(sys.modules.items())
+                if m is not None and (name == "feat" or name.startswith("feat."))
             ]
             for module in modules:
                 if getattr(module, "hf_hub_download", None) is original:
@@ -196,4 +202,3 @@ def feat_hub_offline(cache_dir: str | os.PathLike | None = None) -> Iterator[Pat
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
             os.environ["HF_HUB_OFFLINE"] = saved_env
-
