@@ -114,9 +114,9 @@ def au_features(
     file is its clear error, never a silent fallback), NaN frames interpolated."""
     from evaluation.metrics.landmarks import ANALYSIS_SIZE
 
-    series = analyzer.analyze_video(
+    series = analyzer.analyze_video(  # type: ignore[attr-defined]
         video, tuple(bbox) if bbox is not None else None, cache_dir=cache_dir, size=ANALYSIS_SIZE
-    )  # type: ignore[attr-defined]
+    )
     cols = [c for c in series.values.columns if str(c).startswith("AU")]
     values = series.values[cols].to_numpy(dtype=np.float64)
     return FeatureSeries(_fill(values), tuple(cols), np.isfinite(values).all(axis=1))

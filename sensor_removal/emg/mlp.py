@@ -37,7 +37,7 @@ class WindowMLP(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 
 
 def train_mlp(design: np.ndarray, target: np.ndarray, settings: MappingSettings, logger: Any = None) -> dict[str, Any]:

@@ -49,7 +49,11 @@ def load_mapping(path: Path) -> tuple[Mapping, dict[str, str]]:
         settings,
         tuple(doc["input_names"]),
         tuple(doc["output_names"]),
-        *(doc[k].numpy() for k in _ARRAYS),
+        in_mean=doc["in_mean"].numpy(),
+        in_std=doc["in_std"].numpy(),
+        basis=doc["basis"].numpy(),
+        out_mean=doc["out_mean"].numpy(),
+        out_std=doc["out_std"].numpy(),
         weights=weights,
     )
     return mapping, dict(doc["meta"])

@@ -105,7 +105,9 @@ def load_emg(recording: Recording, settings: ChainSettings = DEFAULT_CHAIN) -> E
         raise EmgFileError(f"{where}: the file has no sampling rate; give it as emg.rate_hz in the manifest")
     if rate is not None and entry.rate_hz is not None and abs(rate - entry.rate_hz) > RATE_TOLERANCE * entry.rate_hz:
         raise EmgFileError(f"{where}: the file says {rate:g} Hz, the manifest's emg.rate_hz says {entry.rate_hz:g} Hz")
-    rate = float(entry.rate_hz if rate is None else rate)
+    given = entry.rate_hz if rate is None else rate
+    assert given is not None  # one of them is set: checked above
+    rate = float(given)
     if rate < min_rate_hz(settings):
         raise EmgFileError(
             f"{where}: sampling rate {rate:g} Hz is too low for the {settings.band_hz[1]:g} Hz band-pass "

@@ -63,7 +63,7 @@ class ShiftScan:
 
 def _projector(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f = np.asarray(features, dtype=np.float64)
-    valid = np.isfinite(f).all(axis=1)
+    valid: np.ndarray = np.asarray(np.isfinite(f).all(axis=1))
     z = f[valid] - f[valid].mean(axis=0)
     std = z.std(axis=0)
     z = z[:, std > 1e-12] / std[std > 1e-12]

@@ -36,8 +36,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ class RuntimeForward:
         self.torch_forward = net.forward  # the class's forward, or an earlier fast path (folding)
         self.state, self.reason = "first", ""
         self.graph_file: Path | None = None
-        self._run = None
-        self._spec = None
+        self._run: Callable[[Any], list[Any]] | None = None
+        self._spec: Any = None
         net.forward = self
 
     def __call__(self, *args, **kwargs):
@@ -123,6 +124,7 @@ class RuntimeForward:
             return self.torch_forward(*args, **kwargs)
         if self.state == "first":
             return self._first_call(args)
+        assert self._run is not None  # state 'runtime': the session was built and checked
         return self._unflatten(self._run(args), args[0].device)
 
     # -- first call: export (or load), check, decide
@@ -151,7 +153,8 @@ class RuntimeForward:
             log.warning("facial analysis: %s stays on torch (%s %s: %s)", name, self.backend, self.version, problem)
         else:
             self.state = "runtime"
-            log.info("facial analysis: %s runs on %s %s (%s)", name, self.backend, self.version, self.graph_file.name)
+            graph = self.graph_file.name if self.graph_file is not None else "?"
+            log.info("facial analysis: %s runs on %s %s (%s)", name, self.backend, self.version, graph)
         return reference
 
     def _graph(self, args) -> Path:
