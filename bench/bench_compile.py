@@ -55,8 +55,13 @@ def child(args: argparse.Namespace) -> None:
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    pairs = [{k: torch.randint(0, 256, (3, args.size, args.size), generator=g, dtype=torch.uint8) for k in ("sensor", "normal")}
-             for _ in range(args.steps)]  # fmt: skip
+    pairs = [
+        {
+            k: torch.randint(0, 256, (3, args.size, args.size), generator=g, dtype=torch.uint8)
+            for k in ("sensor", "normal")
+        }
+        for _ in range(args.steps)
+    ]
     t0 = time.perf_counter()
     hp = dict(ngf=64, ndf=64, n_blocks=9) if args.paper else dict(ngf=4, ndf=4, n_blocks=1)
     model = CycleGAN(**hp, compile=args.compile, channels_last=args.channels_last)
@@ -110,8 +115,12 @@ def main() -> None:
 
     load = os.getloadavg()[0]
     nets = "paper nets (ngf 64, 9 blocks)" if args.paper else "tiny nets (ngf 4, 1 block)"
-    print(f"torch.compile warm-up | {cpu_line()} | {nets}, {args.size} px, {args.precision}, {args.steps} steps per fit | "
-          f"load average {load:.1f} at start", flush=True)  # fmt: skip
+    print(
+        f"torch.compile warm-up | {cpu_line()} | {nets}, {args.size} px, {args.precision}, "
+        f"{args.steps} steps per fit | "
+        f"load average {load:.1f} at start",
+        flush=True,
+    )
     result: dict = {
         **cpu_facts(),
         "load_at_start": load,
@@ -139,13 +148,29 @@ def main() -> None:
 
     native = "" if cpu_facts()["bf16_native"] else " (bf16 not native here)" if "bf16" in args.precision else ""
     rows = [
-        (f"compiled training step, {nets}, {args.size} px{native}; {cpu_line()}", f"{cold['step_s'] * 1000:.1f} ms", f"eager {e['step_s'] * 1000:.1f} ms", f"{ratio:.2f}x steady state"),
-        ("  compile warm-up, cold cache (first fit on a node)", f"{cold['first_s']:.1f} s to the first step", f"eager {e['first_s']:.1f} s", f"break-even after {breakeven(cold)}; {cold['recompiles']} recompiles"),
-        ("  compile warm-up, warm cache (next fit on the node)", f"{warm['first_s']:.1f} s", f"cold {cold['first_s']:.1f} s", f"{cold['first_s'] / warm['first_s']:.1f}x faster start; break-even after {breakeven(warm)}"),
-    ]  # fmt: skip
+        (
+            f"compiled training step, {nets}, {args.size} px{native}; {cpu_line()}",
+            f"{cold['step_s'] * 1000:.1f} ms",
+            f"eager {e['step_s'] * 1000:.1f} ms",
+            f"{ratio:.2f}x steady state",
+        ),
+        (
+            "  compile warm-up, cold cache (first fit on a node)",
+            f"{cold['first_s']:.1f} s to the first step",
+            f"eager {e['first_s']:.1f} s",
+            f"break-even after {breakeven(cold)}; {cold['recompiles']} recompiles",
+        ),
+        (
+            "  compile warm-up, warm cache (next fit on the node)",
+            f"{warm['first_s']:.1f} s",
+            f"cold {cold['first_s']:.1f} s",
+            f"{cold['first_s'] / warm['first_s']:.1f}x faster start; break-even after {breakeven(warm)}",
+        ),
+    ]
     result.update(runs=runs, rows=rows, load_at_end=os.getloadavg()[0])
     print(
-        f"\n(load average {result['load_at_end']:.1f} at end)\n| what | ours | baseline | ratio |\n| --- | --- | --- | --- |"
+        f"\n(load average {result['load_at_end']:.1f} at end)\n"
+        "| what | ours | baseline | ratio |\n| --- | --- | --- | --- |"
     )
     for row in rows:
         print("| " + " | ".join(row) + " |")

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     assert [f.total for f in old] == [f.total for f in new], "both ways must hand the families the same crops"
     frames = sum(len(v) for v in every.values())
     print(
-        f"decode once: {len(videos)} videos, {frames} frames {w}x{h}, crop {args.crop}, 3 families (LPIPS/FID draws, 2 AU models)"
+        f"decode once: {len(videos)} videos, {frames} frames {w}x{h}, crop {args.crop}, "
+        "3 families (LPIPS/FID draws, 2 AU models)"
     )
     print(f"  one pass per family : {t_old:7.2f} s  ({n_old} frames decoded + cut)")
     print(f"  one pass per video  : {t_new:7.2f} s  ({sum(decoded.values())} frames decoded + cut)")

@@ -104,10 +104,12 @@ def main() -> int:
     print(f"chain (mean, notch, FIR band-pass, filtfilt): {t_clean:6.2f} s")
     print(f"RMS at {n} frames, running sums (ours):     {t_rms:6.3f} s")
     print(
-        f"RMS, plain loop per frame and channel:     {t_loop:6.2f} s (scaled from {loop_frames} frames; max rel. diff {diff:.1e})"
+        f"RMS, plain loop per frame and channel:     {t_loop:6.2f} s "
+        f"(scaled from {loop_frames} frames; max rel. diff {diff:.1e})"
     )
     print(
-        f"trigger sync + lag scan:                   {t_sync:6.2f} s (lag {lag * 1000:.0f} ms, truth {raw.lag_s * 1000:.0f} ms)"
+        f"trigger sync + lag scan:                   {t_sync:6.2f} s "
+        f"(lag {lag * 1000:.0f} ms, truth {raw.lag_s * 1000:.0f} ms)"
     )
     print(f"mapping: 4-fold held-out ridge + final fit {t_map:6.2f} s (held-out R² {r2:.3f})")
     print(f"total {total:.1f} s (goal < 60 s on 2 cores)")

@@ -167,8 +167,10 @@ def main() -> None:
 
     load = os.getloadavg()[0]
     runtimes = ", ".join(f"{b} {runtime_version(b) or 'missing'}" for b in ("openvino", "onnxruntime"))
-    print(f"Facial analysis (py-feat {' + '.join(MODELS)}, stand-in weights) | {cpu_line()} | {runtimes} | "
-          f"{frames} frames of {args.size}x{args.size}, {rounds} rounds | load average {load:.1f} at start")  # fmt: skip
+    print(
+        f"Facial analysis (py-feat {' + '.join(MODELS)}, stand-in weights) | {cpu_line()} | {runtimes} | "
+        f"{frames} frames of {args.size}x{args.size}, {rounds} rounds | load average {load:.1f} at start"
+    )
     result: dict = {
         "machine": platform.node(),
         **cpu_facts(),
@@ -226,7 +228,8 @@ def main() -> None:
             walls["ours, second run (new cleaned set, shared --facial-cache)"] = evaluation_run(
                 CONFIGS["ours (default)"], manifest, other, tmp_path / "second", hub, facial_cache=shared)  # fmt: skip
             print(
-                f"  evaluation run, second (new cleaned set, shared facial cache): {walls['ours, second run (new cleaned set, shared --facial-cache)']:.1f} s",
+                "  evaluation run, second (new cleaned set, shared facial cache): "
+                f"{walls['ours, second run (new cleaned set, shared --facial-cache)']:.1f} s",
                 flush=True,
             )
             result["evaluation_run_s"] = walls
@@ -236,13 +239,36 @@ def main() -> None:
     native = "" if cpu_facts()["bf16_native"] else "; not native here"
     t_today, t_ours = best["today (batch 16, issue-time path)"], best["ours (default)"]
     rows = [
-        (f"facial analysis frames/s (xgb + v2 on each frame; {cpu_line()})", f"{ours:.2f}", f"today's batch-16 path {today:.2f}", f"{ours / today:.2f}x (goal >= 3x)"),
-        *[(f"  {m} alone, s per {frames} frames", f"{t_ours[m]:.2f} s", f"{t_today[m]:.2f} s", f"{t_today[m] / t_ours[m]:.2f}x") for m in MODELS],
-        ("  vs per frame (batch 1)", f"{ours:.2f}", f"{rates['per frame (batch 1)']:.2f}", f"{ours / rates['per frame (batch 1)']:.2f}x"),
-        ("  ours, torch (facial_backend torch: channels_last + folded BN)", f"{ours_torch:.2f}", f"{today:.2f}", f"{ours_torch / today:.2f}x"),
+        (
+            f"facial analysis frames/s (xgb + v2 on each frame; {cpu_line()})",
+            f"{ours:.2f}",
+            f"today's batch-16 path {today:.2f}",
+            f"{ours / today:.2f}x (goal >= 3x)",
+        ),
+        *[
+            (
+                f"  {m} alone, s per {frames} frames",
+                f"{t_ours[m]:.2f} s",
+                f"{t_today[m]:.2f} s",
+                f"{t_today[m] / t_ours[m]:.2f}x",
+            )
+            for m in MODELS
+        ],
+        (
+            "  vs per frame (batch 1)",
+            f"{ours:.2f}",
+            f"{rates['per frame (batch 1)']:.2f}",
+            f"{ours / rates['per frame (batch 1)']:.2f}x",
+        ),
+        (
+            "  ours, torch (facial_backend torch: channels_last + folded BN)",
+            f"{ours_torch:.2f}",
+            f"{today:.2f}",
+            f"{ours_torch / today:.2f}x",
+        ),
         ("  ours + onnxruntime (facial_backend onnxruntime)", f"{ort:.2f}", f"{today:.2f}", f"{ort / today:.2f}x"),
         (f"  ours + bf16 (opt in; values move{native})", f"{bf16:.2f}", f"{today:.2f}", f"{bf16 / today:.2f}x"),
-    ]  # fmt: skip
+    ]
     if walls:
         a, b = walls["today (batch 16, issue-time path)"], walls["ours (default)"]
         c = walls["ours, second run (new cleaned set, shared --facial-cache)"]
@@ -265,7 +291,8 @@ def main() -> None:
     result["rows"] = rows
     result["load_at_end"] = os.getloadavg()[0]
     print(
-        f"\n(load average {result['load_at_end']:.1f} at end)\n| what | ours | baseline | ratio |\n| --- | --- | --- | --- |"
+        f"\n(load average {result['load_at_end']:.1f} at end)\n"
+        "| what | ours | baseline | ratio |\n| --- | --- | --- | --- |"
     )
     for row in rows:
         print("| " + " | ".join(row) + " |")

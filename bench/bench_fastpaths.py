@@ -306,19 +306,42 @@ def main() -> None:
         decides=noise <= tolerance,
     )
     rows = [
-        (f"training step {size} px ({'tiny' if quick else 'paper'} nets; {cpu_line()})", f"{best_name} {rates[best_name]:.3f} img/s",
-         f"plain fp32 eager batch 1 {base:.3f} img/s", f"{rates[best_name] / base:.2f}x (goal >= 1.5x)"),
-        *[(f"  {k}{native if 'bf16' in k else ''}", f"{v:.3f} img/s", f"{base:.3f} img/s", f"{v / base:.2f}x") for k, v in rates.items() if k != "plain fp32 eager batch 1"],
-        ("loader alone", f"{loader_256:.1f} img/s", f"fastest step {rates[best_name]:.3f} img/s",
-         f"{loader_256 / rates[best_name]:.0f}x (goal >= 10x)"),
-        (f"real CLI fit, synthetic subject, {crop} px", f"{real['CLI fit (defaults)']:.3f} img/s",
-         f"plain loop same frames {real['plain loop, cached frames']:.3f} img/s",
-         f"{real['CLI fit (defaults)'] / real['plain loop, cached frames']:.2f}x"),
-        ("  with torch.set_flush_denormal(True)", f"{real['CLI fit, flush denormal']:.3f} img/s",
-         f"{real['CLI fit (defaults)']:.3f} img/s", f"{real['CLI fit, flush denormal'] / real['CLI fit (defaults)']:.2f}x"),
-        (f"quality: PSNR in mask, {quality_steps} steps", f"bf16 {q['bf16']:.2f} dB", f"fp32 {q['fp32']:.2f} dB",
-         f"{diff:+.2f} dB (tolerance {tolerance:.2f} dB; fp32 seed-to-seed {noise:.2f} dB)"),
-    ]  # fmt: skip
+        (
+            f"training step {size} px ({'tiny' if quick else 'paper'} nets; {cpu_line()})",
+            f"{best_name} {rates[best_name]:.3f} img/s",
+            f"plain fp32 eager batch 1 {base:.3f} img/s",
+            f"{rates[best_name] / base:.2f}x (goal >= 1.5x)",
+        ),
+        *[
+            (f"  {k}{native if 'bf16' in k else ''}", f"{v:.3f} img/s", f"{base:.3f} img/s", f"{v / base:.2f}x")
+            for k, v in rates.items()
+            if k != "plain fp32 eager batch 1"
+        ],
+        (
+            "loader alone",
+            f"{loader_256:.1f} img/s",
+            f"fastest step {rates[best_name]:.3f} img/s",
+            f"{loader_256 / rates[best_name]:.0f}x (goal >= 10x)",
+        ),
+        (
+            f"real CLI fit, synthetic subject, {crop} px",
+            f"{real['CLI fit (defaults)']:.3f} img/s",
+            f"plain loop same frames {real['plain loop, cached frames']:.3f} img/s",
+            f"{real['CLI fit (defaults)'] / real['plain loop, cached frames']:.2f}x",
+        ),
+        (
+            "  with torch.set_flush_denormal(True)",
+            f"{real['CLI fit, flush denormal']:.3f} img/s",
+            f"{real['CLI fit (defaults)']:.3f} img/s",
+            f"{real['CLI fit, flush denormal'] / real['CLI fit (defaults)']:.2f}x",
+        ),
+        (
+            f"quality: PSNR in mask, {quality_steps} steps",
+            f"bf16 {q['bf16']:.2f} dB",
+            f"fp32 {q['fp32']:.2f} dB",
+            f"{diff:+.2f} dB (tolerance {tolerance:.2f} dB; fp32 seed-to-seed {noise:.2f} dB)",
+        ),
+    ]
     faster = rates["module bf16 channels_last"] > rates["module fp32 channels_last"]
     decides = result["quality"]["decides"]
     result["bf16_default_justified"] = bool(faster and decides and result["quality"]["bf16_equal"])

@@ -63,10 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             frames += n
             print(
                 f"  {name:12s}: ours {n / t_ours:6.1f} frames/s (face on {int(lm.detected.sum())}/{n})   "
-                f"plain {n / t_plain:6.1f} frames/s (face on {found}/{n})   ratio ours/plain time {t_ours / t_plain:.2f}"
+                f"plain {n / t_plain:6.1f} frames/s (face on {found}/{n})   "
+                f"ratio ours/plain time {t_ours / t_plain:.2f}"
             )
-    print(f"  all videos  : ours {frames / total['ours']:6.1f} frames/s, plain {frames / total['plain']:6.1f} frames/s, "
-          f"speed-up {total['plain'] / total['ours']:.2f}x")  # fmt: skip
+    print(
+        f"  all videos  : ours {frames / total['ours']:6.1f} frames/s, plain {frames / total['plain']:6.1f} frames/s, "
+        f"speed-up {total['plain'] / total['ours']:.2f}x"
+    )
     return 0
 
 

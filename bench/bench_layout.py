@@ -56,7 +56,8 @@ def main() -> None:
     from sensor_removal.core.cpu import cpu_facts, cpu_line
 
     print(
-        f"Layout of the paper networks, training step {args.size} px fp32 | {cpu_line()} | load average {os.getloadavg()[0]:.1f} at start",
+        f"Layout of the paper networks, training step {args.size} px fp32 | {cpu_line()} | "
+        f"load average {os.getloadavg()[0]:.1f} at start",
         flush=True,
     )
     best: dict[tuple[str, bool], float] = {}
@@ -69,10 +70,18 @@ def main() -> None:
             f"  round {r + 1}: " + ", ".join(f"{i} {'CL' if c else 'NCHW'} {s:.2f} s" for (i, c), s in best.items()),
             flush=True,
         )
-    rows = [(f"training step {args.size} px, kernels {isa}, channels_last vs NCHW; {cpu_line()}", f"{best[(isa, True)]:.2f} s",
-             f"NCHW {best[(isa, False)]:.2f} s", f"{best[(isa, False)] / best[(isa, True)]:.2f}x") for isa in ISAS]  # fmt: skip
+    rows = [
+        (
+            f"training step {args.size} px, kernels {isa}, channels_last vs NCHW; {cpu_line()}",
+            f"{best[(isa, True)]:.2f} s",
+            f"NCHW {best[(isa, False)]:.2f} s",
+            f"{best[(isa, False)] / best[(isa, True)]:.2f}x",
+        )
+        for isa in ISAS
+    ]
     print(
-        f"\n(load average {os.getloadavg()[0]:.1f} at end)\n| what | channels_last | baseline | ratio |\n| --- | --- | --- | --- |"
+        f"\n(load average {os.getloadavg()[0]:.1f} at end)\n"
+        "| what | channels_last | baseline | ratio |\n| --- | --- | --- | --- |"
     )
     for row in rows:
         print("| " + " | ".join(row) + " |")

@@ -91,7 +91,8 @@ def main() -> int:
                 failed.append(name)
     m = results["machine"]
     print(
-        f"\n=== summary | {m['cpu']}, {m['cpu_line']}, GPU: {m['gpu'] or 'none'} | load {m['load_average_at_start']:.1f} at start"
+        f"\n=== summary | {m['cpu']}, {m['cpu_line']}, GPU: {m['gpu'] or 'none'} | "
+        f"load {m['load_average_at_start']:.1f} at start"
     )
     print("| what | ours | baseline | ratio |\n| --- | --- | --- | --- |")
     for row in rows:

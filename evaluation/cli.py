@@ -59,7 +59,8 @@ _AU_HELP = (
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Evaluate sensor removal: LPIPS, FID, facial time series, ground truth (Büchner et al., VISAPP 2023).",
+        description="Evaluate sensor removal: LPIPS, FID, facial time series, ground truth "
+        "(Büchner et al., VISAPP 2023).",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -112,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--facial-backend",
         choices=("openvino", "onnxruntime", "torch"),
         default="openvino",
-        help="ours: run py-feat's networks as ONNX graphs in this runtime, fp32, checked against torch on the first batch (default openvino; torch opts out)",
+        help="ours: run py-feat's networks as ONNX graphs in this runtime, fp32, checked against torch "
+        "on the first batch (default openvino; torch opts out)",
     )
     r.add_argument("--max-shift-s", type=float, default=20.0, help="MAPE shift range in seconds (paper: 20)")
     r.add_argument(
@@ -135,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         "results",
         type=Path,
         nargs="+",
-        help="result folders of `run` (one per subject), or sweep run folders ROOT/*/<point>; several grid points are also compared",
+        help="result folders of `run` (one per subject), or sweep run folders ROOT/*/<point>; "
+        "several grid points are also compared",
     )
     rep.add_argument("--out", type=Path, required=True, help="report folder (created)")
     rep.add_argument(

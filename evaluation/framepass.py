@@ -82,7 +82,8 @@ def decode_once(
         decoded[rec.name] = n
         families = ", ".join(c.family for c, _ in wants) or "nothing (cached)"
         log(
-            f"  ({number}/{len(videos)}) {rec.name}: {n} frames decoded once for {families} in {time.perf_counter() - t0:.1f} s"
+            f"  ({number}/{len(videos)}) {rec.name}: {n} frames decoded once for {families} "
+            f"in {time.perf_counter() - t0:.1f} s"
         )
     return decoded
 

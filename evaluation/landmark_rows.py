@@ -358,7 +358,8 @@ def headline_text(results: pd.DataFrame) -> str | None:
         return "–" if math.isnan(v) else f"{100 * v:.0f} %"
 
     return (
-        f"landmark error vs ground truth (NME, dlib 68 points): sensor {err('nme_sensor')} -> clean {err('nme_clean')}; "
+        f"landmark error vs ground truth (NME, dlib 68 points): sensor {err('nme_sensor')} "
+        f"-> clean {err('nme_clean')}; "
         f"detection rate sensor {pct('detection_sensor')} -> clean {pct('detection_clean')} "
         f"(ground truth {pct('detection_gt')})"
     )

@@ -169,7 +169,8 @@ def _check_cleaned(subject: Subject, cleaned: Subject) -> list[Recording]:
     file = cleaned.manifest_path
     if cleaned.subject != subject.subject:
         raise PairingError(
-            f"{file}: field 'subject': {cleaned.subject!r} does not match {subject.subject!r} of {subject.manifest_path}"
+            f"{file}: field 'subject': {cleaned.subject!r} does not match {subject.subject!r} "
+            f"of {subject.manifest_path}"
         )
     by_name = {r.name: r for r in subject.recordings}
     out = []

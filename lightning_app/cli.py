@@ -15,8 +15,8 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m lightning_app",
-        description="Browser app: list runs and their loss curves, start/stop/resume fits, review normal | sensor | cleaned "
-        "videos with AU curves, clean an uploaded clip.",
+        description="Browser app: list runs and their loss curves, start/stop/resume fits, "
+        "review normal | sensor | cleaned videos with AU curves, clean an uploaded clip.",
     )
     p.add_argument("--runs", type=Path, required=True, help="folder of run folders (fits started here go there too)")
     p.add_argument(

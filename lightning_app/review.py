@@ -149,7 +149,8 @@ def review_html(run: Path, triplet: Triplet, feature: str | None, roots: ServedR
         return (
             "<p class='review-missing'>Cannot show "
             + html.escape(", ".join(missing))
-            + ": the app serves files only from under --runs and --data; start it with --data pointing at the recordings.</p>"
+            + ": the app serves files only from under --runs and --data; "
+            "start it with --data pointing at the recordings.</p>"
         )
     from sensor_removal.core.video import probe
 
@@ -160,7 +161,10 @@ def review_html(run: Path, triplet: Triplet, feature: str | None, roots: ServedR
         svg, t0, t1, x0, x1 = series_svg(series, feature, names)
         plot = f"<div class='review-plot' data-t0='{t0}' data-t1='{t1}' data-x0='{x0}' data-x1='{x1}'>{svg}</div>"
     else:
-        plot = "<p class='review-noseries'>No AU / emotion series: this run was evaluated without the <code>facial</code> metric.</p>"
+        plot = (
+            "<p class='review-noseries'>No AU / emotion series: "
+            "this run was evaluated without the <code>facial</code> metric.</p>"
+        )
     labels = {"N": "normal", "S": "sensor", "C": "cleaned"}
     videos = "".join(
         f"<figure><video data-key='{k}' src='{html.escape(urls[k])}' preload='auto' muted playsinline></video>"
@@ -171,7 +175,8 @@ def review_html(run: Path, triplet: Triplet, feature: str | None, roots: ServedR
         f"<div class='review-box' data-fps='{info.fps}'>"
         f"<div class='review-videos'>{videos}</div>"
         "<div class='review-controls'><button class='review-play' type='button'>play / pause</button>"
-        f"<input class='review-slider' type='range' min='0' max='{info.frame_count - 1}' value='0' step='1' aria-label='frame'>"
+        f"<input class='review-slider' type='range' min='0' max='{info.frame_count - 1}' "
+        "value='0' step='1' aria-label='frame'>"
         "<span class='review-frame'>frame 0 · 0.00 s</span></div>"
         f"{plot}</div>"
     )

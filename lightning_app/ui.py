@@ -58,7 +58,9 @@ PAGE_JS = """
     const s = box.querySelector('.review-slider');
     if (s) s.value = String(Math.min(frame, +s.max));
     box.querySelectorAll('video').forEach((o) => {
-      if (o !== v && Math.abs(o.currentTime - v.currentTime) > 0.1 && v.currentTime < o.duration) o.currentTime = v.currentTime;
+      if (o !== v && Math.abs(o.currentTime - v.currentTime) > 0.1 && v.currentTime < o.duration) {
+        o.currentTime = v.currentTime;
+      }
     });
     show(box, Math.min(frame, s ? +s.max : frame));
   }, true);

@@ -4,8 +4,8 @@
   exists, nothing in it): the no-weights machine.
 * ``fake_torch_weights`` — the same with stand-in LPIPS (AlexNet) and FID (Inception-v3)
   weights under their real file names, so ``lpips.LPIPS`` and torchmetrics /
-  torch-fidelity load them through their real code, offline (docs/weights.md). The files are written once per session and linked into each
-  test's ``TORCH_HOME``.
+  torch-fidelity load them through their real code, offline (docs/weights.md). The
+  files are written once per session and linked into each test's ``TORCH_HOME``.
 * ``tiny_subject`` — a small 2-session subject on disk (manifest + lossless videos) and
   its cleaned-recordings manifest; see :class:`TinySubject`.
 * ``synthetic_subject`` — the built-in synthetic subject, tiny (with ground truth and

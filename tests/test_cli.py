@@ -240,7 +240,8 @@ def test_fit_off_a_terminal_prints_progress_lines_and_wandb_holds_the_run(tiny: 
     }
     run = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "sensor_removal", "fit", "--config", str(tiny / "tiny.yaml"), "--trainer.default_root_dir", str(run),
+        [sys.executable, "-m", "sensor_removal", "fit", "--config", str(tiny / "tiny.yaml"),
+         "--trainer.default_root_dir", str(run),
          "--trainer.enable_progress_bar", "true", "--progress_every_s", "0", "--subject", "subj42",
          "--trainer.logger", "pytorch_lightning.loggers.WandbLogger",
          "--trainer.logger.init_args.offline", "true", "--trainer.logger.init_args.save_dir", str(run)],

@@ -29,7 +29,8 @@ COVERAGE: dict[str, list[str] | str] = {
         "tests/test_demo.py::test_demo_exits_zero_with_psnr_summary",
         "tests/test_demo.py::test_demo_leaves_checkpoint_grid_videos_and_report",
     ],
-    "make test": "not run: it is the default test run itself (.ci/run calls it; see test_ci_runs_the_readme_test_command)",
+    "make test": "not run: it is the default test run itself "
+    "(.ci/run calls it; see test_ci_runs_the_readme_test_command)",
     "make test-all": ["tests/test_readme_commands.py::test_make_test_all_selects_the_slow_tests"],
     "make bench": ["tests/test_readme_commands.py::test_make_bench_quick_runs_every_benchmark"],
     "make lint": ["tests/test_readme_commands.py::test_make_lint_is_clean"],

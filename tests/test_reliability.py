@@ -44,7 +44,14 @@ trainer:
     - class_path: sensor_removal.training.callbacks.InterruptCheckpoint
       init_args: {{dirpath: "${{....default_root_dir}}/checkpoints", filename: interrupted}}
 model: {{ngf: 4, ndf: 4, n_blocks: 1, epochs_constant: 1000, epochs_decay: 0}}
-data: {{manifest: {manifest}, fraction: 0.5, load_size: 36, crop_size: 32, batch_size: 4, num_workers: 0, cache_dir: {cache}}}
+data:
+  manifest: {manifest}
+  fraction: 0.5
+  load_size: 36
+  crop_size: 32
+  batch_size: 4
+  num_workers: 0
+  cache_dir: {cache}
 """
 
 

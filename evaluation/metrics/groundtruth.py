@@ -144,7 +144,8 @@ def evaluate_recording(
             )
         if c_info.frame_count != n:
             raise GroundTruthError(
-                f"{clean.path}: recording {clean.name!r}: {c_info.frame_count} frames, its source {sensor.name!r} has {n}"
+                f"{clean.path}: recording {clean.name!r}: {c_info.frame_count} frames, "
+                f"its source {sensor.name!r} has {n}"
             )
         if crop_size is not None and crop_size != c_info.width:
             raise GroundTruthError(

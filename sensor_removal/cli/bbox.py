@@ -168,7 +168,8 @@ def propose(
     faces = [f for v in found for f in v.faces if f is not None]
     if not faces:
         raise BboxError(
-            f"no face found on {sum(len(v.indices) for v in found)} sampled frames of {', '.join(map(str, paths))} ({finder.name})"
+            f"no face found on {sum(len(v.indices) for v in found)} sampled frames of "
+            f"{', '.join(map(str, paths))} ({finder.name})"
         )
     w, h = next(iter(sizes.values()))
     return square_box(faces, w, h, margin), found
@@ -254,7 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for v in videos:
         if v.found < len(v.indices):
-            print(f"warning: {v.path}: no face on {len(v.indices) - v.found} of {len(v.indices)} sampled frames "
-                  "(electrodes often hide the face from the detector; the box comes from the frames where it was found)", file=sys.stderr)  # fmt: skip
+            print(
+                f"warning: {v.path}: no face on {len(v.indices) - v.found} of {len(v.indices)} sampled frames "
+                "(electrodes often hide the face from the detector; the box comes from the frames where it was found)",
+                file=sys.stderr,
+            )
     print(manifest_text(box, videos, finder, args.margin, args.preview))
     return 0

@@ -178,7 +178,8 @@ class AttentionGenerator(nn.Module):
         super().__init__()
         if in_channels != out_channels:
             raise ValueError(
-                f"AttentionGenerator: blends output with input, needs in_channels == out_channels, got {in_channels}, {out_channels}"
+                "AttentionGenerator: blends output with input, needs in_channels == out_channels, "
+                f"got {in_channels}, {out_channels}"
             )
         self.body = ResnetGenerator(in_channels, out_channels + 1, ngf, n_blocks, n_downsampling)
         # Start from "repaint nothing": the mask channel's bias puts A at about

@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in subj.recordings:
         extra = "".join(f"  {p.relative_to(base)}" for p in (r.ground_truth, r.mask) if p is not None)
         print(
-            f"  session {r.session} {r.condition:6s} {r.path.relative_to(base)}{extra}  {r.name}.expr.csv  bbox {list(r.bbox)}"
+            f"  session {r.session} {r.condition:6s} {r.path.relative_to(base)}{extra}  "
+            f"{r.name}.expr.csv  bbox {list(r.bbox)}"
         )
     print(f"manifest: {manifest}")
     return 0

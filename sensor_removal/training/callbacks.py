@@ -119,8 +119,9 @@ def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
 
 class ImageGrid(pl.Callback):
     """Every ``every_n_epochs`` epochs, translate ``num_frames`` fixed validation frames
-    of each domain (chosen once to differ from each other: :func:`spread_frames`) and save the grid as ``<run>/grids/epoch_XXX.png`` (and log it to
-    W&B as ``val/grid`` when the logger is a :class:`WandbLogger`).
+    of each domain (chosen once to differ from each other: :func:`spread_frames`) and
+    save the grid as ``<run>/grids/epoch_XXX.png`` (and log it to W&B as ``val/grid``
+    when the logger is a :class:`WandbLogger`).
 
     Rows: ``sensor | clean (G_S→N) | cycle (G_N→S of clean)``, then
     ``normal | G_N→S | cycle``. Only rank 0 computes and writes.

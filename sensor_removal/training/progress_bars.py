@@ -102,9 +102,9 @@ class TextProgressBar(ProgressBar):
         took = format_duration(time.monotonic() - self._epoch_start)
         stream = self.stream or sys.stdout
         print(
-            f"epoch {trainer.current_epoch + 1}/{epochs} validated ({took} since the epoch began) | {_short(val)}".rstrip(
-                " |"
-            ),
+            (
+                f"epoch {trainer.current_epoch + 1}/{epochs} validated ({took} since the epoch began) | {_short(val)}"
+            ).rstrip(" |"),
             file=stream,
             flush=True,
         )

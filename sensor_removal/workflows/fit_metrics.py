@@ -38,8 +38,9 @@ class PerceptualMetrics(pl.Callback):
     LPIPS pairs are unpaired draws: frame ``i`` of one side against a seeded random
     normal frame, the same draws every epoch. The validation frames do not change during
     a fit, so the normal frames' Inception features and the sensor reference row are
-    computed once per fit; each later epoch runs only G_S→N and the metrics of its output. FID uses ``fid_set_size`` frames per side (the paper's N = 128; fewer
-    when the validation split is smaller) over ``fid_sets`` seeded draws.
+    computed once per fit; each later epoch runs only G_S→N and the metrics of its
+    output. FID uses ``fid_set_size`` frames per side (the paper's N = 128; fewer when
+    the validation split is smaller) over ``fid_sets`` seeded draws.
 
     ``heldout_frames`` (default 0): that many extra frames per domain, drawn outside the
     training sample (:meth:`sensor_removal.training.data.FramesDataModule.heldout_frames`, decoded
@@ -109,8 +110,9 @@ class PerceptualMetrics(pl.Callback):
             self.frames_used = {d: len(f) for d, f in out.items()}
             n_fid = min(self.fid_set_size, *self.frames_used.values())
             rank_zero_info(
-                f"PerceptualMetrics: LPIPS/FID on {self.frames_used['sensor']} sensor and {self.frames_used['normal']} "
-                f"normal frames per epoch ({self.heldout_frames} per domain held out from outside the training sample); "
+                f"PerceptualMetrics: LPIPS/FID on {self.frames_used['sensor']} sensor and "
+                f"{self.frames_used['normal']} normal frames per epoch "
+                f"({self.heldout_frames} per domain held out from outside the training sample); "
                 f"FID sets of {n_fid} frames"
             )
         return self._frames
