@@ -12,11 +12,15 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sensor_removal.core.argtypes import int_at_least, unify_option_names
 from sensor_removal.core.video import MAX_CRF
+
+if TYPE_CHECKING:  # the pipeline (and PyTorch) is imported once the arguments are good
+    from sensor_removal.cleaning.options import CleanOptions
 
 PROG = "python -m sensor_removal clean"
 
@@ -198,26 +202,31 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    from sensor_removal.cleaning import CLEAN_MANIFEST, DEFAULT_COMPOSITE, DEFAULT_FEATHER
+    from sensor_removal.cleaning import CLEAN_MANIFEST, DEFAULT_COMPOSITE, DEFAULT_FEATHER, CleanError, CleanOptions
 
-    common = dict(
-        paste_back=args.paste_back,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        codec=args.codec,
-        crf=args.crf,
-        feather=DEFAULT_FEATHER if args.feather is None else args.feather,
-        progress=not args.no_progress,
-        composite=DEFAULT_COMPOSITE if args.composite is None else args.composite,
-        mask=mask,
-        mask_video=args.mask_video,
-        keep_repaint=args.keep_repaint,
-        overwrite=args.overwrite,
-        steady=steady,
-    )
+    try:
+        options = CleanOptions(
+            paste_back=args.paste_back,
+            batch_size=args.batch_size,
+            device=args.device,
+            precision=args.precision,
+            codec=args.codec,
+            crf=args.crf,
+            feather=DEFAULT_FEATHER if args.feather is None else args.feather,
+            progress=not args.no_progress,
+            composite=DEFAULT_COMPOSITE if args.composite is None else args.composite,
+            mask=mask,
+            mask_video=args.mask_video,
+            keep_repaint=args.keep_repaint,
+            overwrite=args.overwrite,
+            steady=steady,
+        )
+    except CleanError as exc:  # argparse has checked every field; kept for callers of main()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with _signals_interrupt():
         try:
-            return _run(args, common)
+            return _run(args, options)
         except Interrupted as exc:
             where = "" if args.video is not None else f"; finished recordings are listed in {args.out / CLEAN_MANIFEST}"
             print(f"interrupted by {exc.signal_name}: unfinished outputs removed{where}", file=sys.stderr)
@@ -256,7 +265,7 @@ def _signals_interrupt() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
+def _run(args: argparse.Namespace, options: CleanOptions) -> int:
     from sensor_removal.cleaning import (
         CleanError,
         check_video_outputs,
@@ -281,7 +290,7 @@ def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
             dev = resolve_device(args.device)
             generator, settings = load_generator(args.ckpt, dev)
         else:
-            report = clean_subject(args.ckpt, args.manifest, args.out, args.recordings, device=args.device, **common)
+            report = clean_subject(args.ckpt, args.manifest, args.out, args.recordings, options)
     except (UserError, VideoError, ManifestError, OSError) as exc:  # CleanError, DeviceError
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -289,7 +298,7 @@ def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
         print(report.summary())
         return 0 if report.ok else 1
     try:
-        result = clean_video(generator, settings, args.video, args.bbox, args.out, device=dev, **common)
+        result = clean_video(generator, settings, args.video, args.bbox, args.out, replace(options, device=dev))
     except (UserError, VideoError, OSError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
