@@ -53,6 +53,10 @@ video's bbox by :func:`sensor_removal.core.video.crop_resize` to the crop size (
 cleaned videos' size) — the same size for N, S and C and for LPIPS, FID and py-feat —
 and each video is decoded once, sequentially, for every family
 (:mod:`evaluation.framepass`).
+
+Every family implements one interface, :class:`evaluation.family.MetricFamily` (frame
+consumers for the pass, then ``evaluate(run)`` → rows); ``run_protocol`` loops over the
+registry :data:`FAMILIES` in the order the rows appear in ``results.csv``.
 """
 
 from __future__ import annotations
@@ -70,7 +74,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from evaluation.framepass import OnlyVideos, decode_once
+from evaluation.family import EvaluationRun, FamilyDefaults, MetricFamily
+from evaluation.framepass import FrameConsumer, OnlyVideos, decode_once
 from evaluation.metrics.timeseries import (
     au_features_for_average,
     compare_series,
@@ -162,13 +167,14 @@ def draw_frames(plan: PairPlan, settings: ProtocolSettings) -> _Draws:
     return draws
 
 
-class PerceptualFrames:
+class PerceptualFrames(FamilyDefaults):
     """The LPIPS / FID family in the shared decoding pass (:mod:`evaluation.framepass`):
     keeps the crops of the LPIPS draws and the Inception features of the FID draws of
     every video, then :meth:`rows` compares the pairs."""
 
     family = "lpips/fid"
     crop_size: int | None = None  # the pass's
+    timing: str | None = "perceptual_rows_s"
 
     def __init__(self, plan: PairPlan, settings: ProtocolSettings) -> None:
         from evaluation.metrics.perceptual import load_inception, load_lpips
@@ -176,7 +182,7 @@ class PerceptualFrames:
         device = resolve_device(settings.device)
         self.settings = settings
         self.want_lpips, self.want_fid = "lpips" in settings.metrics, "fid" in settings.metrics
-        self.family = "/".join(m for m in ("lpips", "fid") if m in settings.metrics)
+        self.family = self.name = "/".join(m for m in ("lpips", "fid") if m in settings.metrics)
         self.lp_net = load_lpips(device=device) if self.want_lpips else None
         self.inc_net = load_inception(device=device) if self.want_fid else None
         self.draws = draw_frames(plan, settings)
@@ -238,6 +244,9 @@ class PerceptualFrames:
         for (i, _), row in zip(self._batch, f, strict=True):
             self.feats[video][i] = row
         self._batch.clear()
+
+    def evaluate(self, run: EvaluationRun) -> list[dict]:
+        return self.rows(run.plan)
 
     def rows(self, plan: PairPlan) -> list[dict]:
         """LPIPS and FID rows for every pair of ``plan``."""
@@ -409,15 +418,84 @@ def facial_rows(
     return rows, videos
 
 
+class FacialFamily(FamilyDefaults):
+    """The py-feat family: one :class:`FacialFrames` consumer per AU model (sharing one
+    RetinaFace unless the run brings its own analyzer), then :func:`facial_rows`."""
+
+    name = "facial"
+    timing: str | None = "facial_rows_s"
+
+    def __init__(self, run: EvaluationRun) -> None:
+        settings = run.settings
+        cache = settings.facial_cache if settings.facial_cache is not None else run.out / "facial_cache"
+        make = run.facial_analyzer
+        if make is None:
+            from evaluation.metrics.facial import FaceDetectorPool
+
+            pool = FaceDetectorPool()  # this run's AU models share one RetinaFace
+            make = lambda model: _analyzer(model, settings, pool)  # noqa: E731
+        self.models = [FacialFrames(m, make(m), cache, run.crop_size, run.log) for m in settings.au_models]
+        self.videos_summary: dict[str, dict] = {}
+
+    def consumers(self) -> Sequence[FrameConsumer]:
+        return self.models  # type: ignore[return-value]  # FacialFrames is a FrameConsumer
+
+    def evaluate(self, run: EvaluationRun) -> list[dict]:
+        rows, self.videos_summary = facial_rows(run.plan, run.settings, run.out, self.models)
+        return rows
+
+    def summary_fields(self) -> dict[str, object]:
+        return {"videos": self.videos_summary}
+
+
+class GroundTruthFamily(FamilyDefaults):
+    """The ground-truth family (:mod:`evaluation.metrics.groundtruth`): reads its own
+    aligned triples, so it takes no part in the decoding pass."""
+
+    name = "groundtruth"
+    timing: str | None = "groundtruth_s"
+
+    def consumers(self) -> Sequence[FrameConsumer]:
+        return []
+
+    def evaluate(self, run: EvaluationRun) -> list[dict]:
+        from evaluation.metrics.groundtruth import evaluate_subject
+
+        s = run.settings
+        rows = evaluate_subject(run.subject, run.cleaned, s.segments, crop_size=run.crop_size, batch_size=s.batch_size)
+        if not rows:
+            run.plan.skipped.append(
+                f"{run.subject.manifest_path}: no sensor recording has 'ground_truth': no groundtruth rows"
+            )
+        return rows
+
+
+def _landmarks(run: EvaluationRun) -> MetricFamily:
+    from evaluation.landmark_rows import LandmarkFrames
+
+    return LandmarkFrames(run.plan, run.subject, run.cleaned, run.out, run.log)
+
+
+#: The metric families, in the order their rows appear in ``results.csv``: which metric
+#: names turn each on, and how it is built for a run. A new family adds one line here.
+FAMILIES: tuple[tuple[tuple[str, ...], Callable[[EvaluationRun], MetricFamily]], ...] = (
+    (("lpips", "fid"), lambda run: PerceptualFrames(run.plan, run.settings)),
+    (("facial",), FacialFamily),
+    (("temporal",), lambda run: TemporalFrames()),
+    (("groundtruth",), lambda run: GroundTruthFamily()),
+    (("landmarks",), _landmarks),
+)
+
+
 # ---------------------------------------------------------------------------- temporal
 
 
-class TemporalFrames:
+class TemporalFrames(FamilyDefaults):
     """The ``temporal`` family in the shared decoding pass: each video's frame-to-frame
     change (:func:`evaluation.metrics.temporal.frame_change` of consecutive crops, NaN for the
     first frame), then :meth:`rows` compares the pairs (module docstring)."""
 
-    family = "temporal"
+    family = name = "temporal"
     crop_size: int | None = None  # the pass's
 
     def __init__(self) -> None:
@@ -436,6 +514,9 @@ class TemporalFrames:
 
     def video_done(self, rec: Recording) -> None:
         self._before = None
+
+    def evaluate(self, run: EvaluationRun) -> list[dict]:
+        return self.rows(run.plan)
 
     def rows(self, plan: PairPlan) -> list[dict]:
         """``temporal`` / ``excess`` rows for every pair of ``plan``."""
@@ -522,6 +603,39 @@ def _versions() -> dict[str, str]:
     return library_versions()
 
 
+def _pass_name(families: Sequence[MetricFamily]) -> str:
+    return ", ".join(c.family for f in families for c in f.consumers())
+
+
+def _steps(families: Sequence[MetricFamily]) -> list[str]:
+    """The log's numbered steps: the shared pass, then each family with its own."""
+    shared = [_pass_name(families)] if any(f.consumers() for f in families) else []
+    return shared + [f.name for f in families if not f.consumers()]
+
+
+def _frame_pass(run: EvaluationRun, families: Sequence[MetricFamily]) -> dict[str, int]:
+    """The decode-once pass for every family's consumers; frames decoded per video.
+
+    The videos are the plan's, unless a family needs more (the landmarks family adds
+    the ground truths, first); each family's consumers see only the videos it asked for.
+    """
+    videos: list[Recording] = list(run.plan.videos())
+    for family in families:
+        own = family.videos()
+        if own is not None:
+            names = {v.name for v in own}
+            videos = [*own, *(v for v in videos if v.name not in names)]
+    consumers: list[FrameConsumer] = []
+    for family in families:
+        names = [v.name for v in (family.videos() or run.plan.videos())]
+        consumers += [OnlyVideos(c, names) for c in family.consumers()]
+    if not consumers:
+        return {}
+    steps = _steps(families)
+    run.log(f"[1/{len(steps)}] {steps[0]}: {len(videos)} videos")
+    return decode_once(videos, consumers, run.crop_size, run.log)
+
+
 def run_protocol(
     manifest: str | Path,
     cleaned: str | Path | None,
@@ -565,70 +679,23 @@ def run_protocol(
     log(f"{subject.subject}: {len(plan.pairs)} comparisons, metrics {', '.join(metrics)}, crop {crop_size} px")
     out.mkdir(parents=True, exist_ok=True)
 
-    rows: list[dict] = []
+    run = EvaluationRun(plan, subject, clean_subject, settings, out, crop_size, log, facial_analyzer)
     timings: dict[str, float] = {}
-    videos: dict[str, dict] = {}
     t0 = time.perf_counter()
-    perceptual = PerceptualFrames(plan, settings) if ("lpips" in metrics or "fid" in metrics) else None
-    facial_families = []
-    if "facial" in metrics:
-        cache = settings.facial_cache if settings.facial_cache is not None else out / "facial_cache"
-        if facial_analyzer is None:
-            from evaluation.metrics.facial import FaceDetectorPool
-
-            pool = FaceDetectorPool()  # this run's AU models share one RetinaFace
-            make = lambda model: _analyzer(model, settings, pool)  # noqa: E731
-        else:
-            make = facial_analyzer
-        facial_families = [FacialFrames(m, make(m), cache, crop_size, log) for m in settings.au_models]
-    temporal = TemporalFrames() if "temporal" in metrics else None
-    landmark_frames = None
-    if "landmarks" in metrics:
-        from evaluation.landmark_rows import LandmarkFrames
-
-        landmark_frames = LandmarkFrames(plan, subject, clean_subject, out, log)
-    # The landmarks family adds the ground truths (first); the others see the plan's videos.
-    pass_videos = plan.videos() if landmark_frames is None else landmark_frames.videos()
-    plan_names = [rec.name for rec in plan.videos()]
-    consumers = [OnlyVideos(c, plan_names) for c in (perceptual, *facial_families, temporal) if c is not None]
-    consumers += [landmark_frames] if landmark_frames is not None else []
-    pass_name = ", ".join(c.family for c in consumers)
-    steps = [name for name in (pass_name, "groundtruth" in metrics and "groundtruth") if name]
-
-    def step(name: str, videos: int) -> None:
-        log(f"[{steps.index(name) + 1}/{len(steps)}] {name}: {videos} videos")
-
-    if consumers:
-        step(pass_name, len(pass_videos))
-    decoded = decode_once(pass_videos, consumers, crop_size, log) if consumers else {}
+    families = [build(run) for names, build in FAMILIES if any(m in metrics for m in names)]
+    steps = _steps(families)
+    decoded = _frame_pass(run, families)
     timings["frame_pass_s"] = time.perf_counter() - t0
-    if perceptual is not None:
+    rows: list[dict] = []
+    fields: dict[str, object] = {}
+    for family in families:
         t0 = time.perf_counter()
-        rows += perceptual.rows(plan)
-        timings["perceptual_rows_s"] = time.perf_counter() - t0
-    if facial_families:
-        t0 = time.perf_counter()
-        f_rows, videos = facial_rows(plan, settings, out, facial_families)
-        rows += f_rows
-        timings["facial_rows_s"] = time.perf_counter() - t0
-    if temporal is not None:
-        rows += temporal.rows(plan)
-    if "groundtruth" in metrics:
-        from evaluation.metrics.groundtruth import evaluate_subject
-
-        t0 = time.perf_counter()
-        step("groundtruth", len(plan.videos()))
-        gt = evaluate_subject(
-            subject, clean_subject, settings.segments, crop_size=crop_size, batch_size=settings.batch_size
-        )
-        if not gt:
-            plan.skipped.append(f"{subject.manifest_path}: no sensor recording has 'ground_truth': no groundtruth rows")
-        rows += gt
-        timings["groundtruth_s"] = time.perf_counter() - t0
-    if landmark_frames is not None:
-        t0 = time.perf_counter()
-        rows += landmark_frames.rows(plan, subject, clean_subject, settings)
-        timings["landmark_rows_s"] = time.perf_counter() - t0
+        if not family.consumers():  # reads its own files: its own step in the log
+            log(f"[{steps.index(family.name) + 1}/{len(steps)}] {family.name}: {len(plan.videos())} videos")
+        rows += family.evaluate(run)
+        fields.update(family.summary_fields())
+        if family.timing is not None:
+            timings[family.timing] = time.perf_counter() - t0
 
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     results = out / RESULTS_CSV
@@ -649,8 +716,8 @@ def run_protocol(
         "rows": len(df),
         "skipped": plan.skipped,
         "missing_cleaned": plan.missing,
-        "videos": videos,
-        "landmarks": {} if landmark_frames is None else landmark_frames.summary,
+        "videos": fields.get("videos", {}),
+        "landmarks": fields.get("landmarks", {}),
         "means": summarize(df),
         "timings_s": {**timings, "total_s": time.perf_counter() - t_start},
     }
