@@ -636,6 +636,24 @@ def _frame_pass(run: EvaluationRun, families: Sequence[MetricFamily]) -> dict[st
     return decode_once(videos, consumers, run.crop_size, run.log)
 
 
+def _evaluate(
+    run: EvaluationRun, families: Sequence[MetricFamily], steps: list[str], timings: dict[str, float]
+) -> tuple[list[dict], dict[str, object]]:
+    """Every family's rows, in registry order, and its ``summary.json`` entries; each
+    family's time into ``timings`` under its own key."""
+    rows: list[dict] = []
+    fields: dict[str, object] = {}
+    for family in families:
+        t0 = time.perf_counter()
+        if not family.consumers():  # reads its own files: its own step in the log
+            run.log(f"[{steps.index(family.name) + 1}/{len(steps)}] {family.name}: {len(run.plan.videos())} videos")
+        rows += family.evaluate(run)
+        fields.update(family.summary_fields())
+        if family.timing is not None:
+            timings[family.timing] = time.perf_counter() - t0
+    return rows, fields
+
+
 def run_protocol(
     manifest: str | Path,
     cleaned: str | Path | None,
@@ -686,16 +704,7 @@ def run_protocol(
     steps = _steps(families)
     decoded = _frame_pass(run, families)
     timings["frame_pass_s"] = time.perf_counter() - t0
-    rows: list[dict] = []
-    fields: dict[str, object] = {}
-    for family in families:
-        t0 = time.perf_counter()
-        if not family.consumers():  # reads its own files: its own step in the log
-            log(f"[{steps.index(family.name) + 1}/{len(steps)}] {family.name}: {len(plan.videos())} videos")
-        rows += family.evaluate(run)
-        fields.update(family.summary_fields())
-        if family.timing is not None:
-            timings[family.timing] = time.perf_counter() - t0
+    rows, fields = _evaluate(run, families, steps, timings)
 
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     results = out / RESULTS_CSV

@@ -36,6 +36,7 @@ def _parse_bbox(text: str) -> tuple[int, int, int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``clean`` flags: one ``add_argument`` per flag, hence the length."""
     p = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -163,7 +164,32 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --recordings goes with --manifest", file=sys.stderr)
         return 2
 
+    try:
+        options = _clean_options(args)
+    except _BadOption as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from sensor_removal.cleaning import CLEAN_MANIFEST
+
+    with _signals_interrupt():
+        try:
+            return _run(args, options)
+        except Interrupted as exc:
+            where = "" if args.video is not None else f"; finished recordings are listed in {args.out / CLEAN_MANIFEST}"
+            print(f"interrupted by {exc.signal_name}: unfinished outputs removed{where}", file=sys.stderr)
+            return 128 + exc.signum
+
+
+class _BadOption(ValueError):
+    """An option value the settings classes refuse (exit 2)."""
+
+
+def _clean_options(args: argparse.Namespace) -> CleanOptions:
+    """The :class:`CleanOptions` of the parsed flags; each settings class checks its own
+    fields, and its message is put in the flag's words (:class:`_BadOption`)."""
+    from sensor_removal.cleaning import DEFAULT_COMPOSITE, DEFAULT_FEATHER, CleanError, CleanOptions
     from sensor_removal.cleaning.mask import MaskSettings
+    from sensor_removal.cleaning.steady import SteadySettings
 
     given = {
         k: v
@@ -180,32 +206,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mask = MaskSettings(**given)
     except ValueError as exc:
-        print(f"error: {str(exc).replace('MaskSettings: ', '--mask-')}", file=sys.stderr)
-        return 2
-    from sensor_removal.cleaning.steady import SteadySettings
-
+        raise _BadOption(str(exc).replace("MaskSettings: ", "--mask-")) from None
     try:
         steady = SteadySettings(
             **{k: v for k, v in (("strength", args.steady), ("motion", args.steady_motion)) if v is not None}
         )
     except ValueError as exc:
-        print(
-            f"error: {str(exc).replace('SteadySettings: strength', '--steady').replace('SteadySettings: motion', '--steady-motion')}",
-            file=sys.stderr,
-        )
-        return 2
+        words = str(exc).replace("SteadySettings: strength", "--steady")
+        raise _BadOption(words.replace("SteadySettings: motion", "--steady-motion")) from None
     if args.video is not None and mask.method == "reference" and args.composite == "auto":
-        print(
-            "error: --mask-method reference takes its colours from the subject's normal recordings: "
-            "clean with --manifest, or use --mask-method change for a lone --video",
-            file=sys.stderr,
+        raise _BadOption(
+            "--mask-method reference takes its colours from the subject's normal recordings: "
+            "clean with --manifest, or use --mask-method change for a lone --video"
         )
-        return 2
-
-    from sensor_removal.cleaning import CLEAN_MANIFEST, DEFAULT_COMPOSITE, DEFAULT_FEATHER, CleanError, CleanOptions
-
     try:
-        options = CleanOptions(
+        return CleanOptions(
             paste_back=args.paste_back,
             batch_size=args.batch_size,
             device=args.device,
@@ -222,15 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             steady=steady,
         )
     except CleanError as exc:  # argparse has checked every field; kept for callers of main()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    with _signals_interrupt():
-        try:
-            return _run(args, options)
-        except Interrupted as exc:
-            where = "" if args.video is not None else f"; finished recordings are listed in {args.out / CLEAN_MANIFEST}"
-            print(f"interrupted by {exc.signal_name}: unfinished outputs removed{where}", file=sys.stderr)
-            return 128 + exc.signum
+        raise _BadOption(str(exc)) from None
 
 
 class Interrupted(KeyboardInterrupt):

@@ -133,6 +133,10 @@ class PostFitBenchmark(pl.Callback):
             repainted pixels over from frame to frame where the face did not move
             (:mod:`sensor_removal.cleaning.steady`); 0 (default) off, as the paper.
         steady_motion: frame-to-frame change (8-bit levels) that counts as motion.
+
+    The init args are flat (21 of them) on purpose: LightningCLI builds the config schema
+    from this typed signature, and these are the config keys. They are gathered once, in
+    ``__init__``, into the :class:`~sensor_removal.cleaning.CleanOptions` the hook cleans with.
     """
 
     def __init__(
