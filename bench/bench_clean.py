@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sensor_removal.cleaning import CleanSettings, GeneratorRunner, clean_video, default_batch_size
+from sensor_removal.cleaning import CleanOptions, CleanSettings, GeneratorRunner, clean_video, default_batch_size
 from sensor_removal.core.device import resolve_device  # noqa: E402
 from sensor_removal.core.tensors import to_tensor, to_uint8  # noqa: E402
 from sensor_removal.core.video import (  # noqa: E402
@@ -121,12 +121,9 @@ def end_to_end_fps(gen, settings, src, bbox, out, batch_size, device, precision=
         src,
         bbox,
         out,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        codec="h264",
-        progress=False,
-        overwrite=True,
+        CleanOptions(
+            batch_size=batch_size, device=device, precision=precision, codec="h264", progress=False, overwrite=True
+        ),
     )
     assert res.frames == probe(src).frame_count
     return res.frames_per_s

@@ -9,7 +9,8 @@ bbox and resized to one crop size once (:func:`sensor_removal.core.video.crop_re
 same resolution for normal, sensor and cleaned videos, so every model sees comparable
 faces), and handed to each family that asked for it.
 
-A metric family plugs in by implementing :class:`FrameConsumer`: it says which frames
+A metric family (:class:`evaluation.family.MetricFamily`) takes part in the pass through
+the :class:`FrameConsumer` objects it hands out: each says which frames
 of a recording it needs, receives them in increasing frame order, and is told when the
 recording is done (to flush a batch, or finish a series). A family whose model needs
 its own crop size (the ``landmarks`` family: dlib at 256 px in every run) says so in

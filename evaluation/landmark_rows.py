@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from evaluation.family import EvaluationRun, FamilyDefaults
 from evaluation.framepass import decode_once
 from evaluation.metrics.face_geometry import GEOMETRY_FEATURES, normalised_mean_error
 from evaluation.metrics.landmarks import (
@@ -99,7 +100,7 @@ def _mean_std(v: np.ndarray) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan, int(v.size)
 
 
-class LandmarkFrames:
+class LandmarkFrames(FamilyDefaults):
     """The ``landmarks`` family in the shared decoding pass (:mod:`evaluation.framepass`).
 
     Every video the family needs is decoded once, in :meth:`videos` order: first the
@@ -114,8 +115,9 @@ class LandmarkFrames:
     :meth:`get` writes each video's table to ``out/landmarks`` and its summary on first
     use, in the order the rows ask for them."""
 
-    family = "landmarks"
+    family = name = "landmarks"
     crop_size: int | None = ANALYSIS_SIZE
+    timing: str | None = "landmark_rows_s"
 
     def __init__(
         self,
@@ -208,6 +210,12 @@ class LandmarkFrames:
             }  # fmt: skip
             self.log(f"  {key}: landmarks on {found}/{n} frames in {lm.seconds:.1f} s")
         return lm
+
+    def evaluate(self, run: EvaluationRun) -> list[dict]:
+        return self.rows(run.plan, run.subject, run.cleaned, run.settings)
+
+    def summary_fields(self) -> dict[str, object]:
+        return {"landmarks": self.summary}
 
     def rows(self, plan: PairPlan, subject: Subject, cleaned: Subject | None, settings: ProtocolSettings) -> list[dict]:
         """All rows of the family (module docstring), once the pass is done."""

@@ -110,7 +110,7 @@ def clean_upload(
 ) -> Path:
     """Clean ``upload`` (deleted afterwards) into a new folder under ``out_dir``: an
     ``.mp4`` for a video, a ``.png`` for an image. Returns the result's path."""
-    from sensor_removal.cleaning import clean_video
+    from sensor_removal.cleaning import CleanOptions, clean_video
     from sensor_removal.core.video import iter_frames, write_video
 
     _drop_old_results(out_dir)
@@ -134,10 +134,9 @@ def clean_upload(
                 src,
                 bbox,
                 work / "crop.mp4",
-                paste_back=True,
-                device="auto",
-                progress=False,
-                codec="h264-lossless" if kind == "image" else "h264",
+                CleanOptions(
+                    paste_back=True, device="auto", progress=False, codec="h264-lossless" if kind == "image" else "h264"
+                ),
             )
         except (UserError, VideoError) as exc:  # CleanError, DeviceError
             raise UploadRejected(str(exc).replace(str(work) + "/", "")) from None

@@ -15,6 +15,7 @@ sensor frames sampled, of which 3 and 6 are validation frames; networks of 4 fil
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -671,8 +672,8 @@ def test_postfit_hands_compositing_and_the_steady_fill_to_the_cleaner(tmp_path: 
         PostFitBenchmark(steady=1.5)
     seen: dict = {}
 
-    def clean_subject(ckpt, manifest, out_dir, **kwargs):
-        seen.update(kwargs, ckpt=ckpt)
+    def clean_subject(ckpt, manifest, out_dir, options):
+        seen.update({f.name: getattr(options, f.name) for f in dataclasses.fields(options)}, ckpt=ckpt)
         raise RuntimeError("stop after the call")
 
     monkeypatch.setattr("sensor_removal.cleaning.clean_subject", clean_subject)

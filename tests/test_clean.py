@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +16,7 @@ from torch import nn
 from sensor_removal.cleaning import (
     CLEAN_MANIFEST_LOCK,
     CleanError,
+    CleanOptions,
     CleanSettings,
     GeneratorRunner,
     clean_subject,
@@ -174,11 +176,7 @@ def test_frames_fps_and_generator_input(tmp_path: Path) -> None:
         src,
         BBOX,
         tmp_path / "out" / "c.mp4",
-        paste_back=True,
-        batch_size=4,
-        device="cpu",
-        codec="h264-lossless",
-        progress=False,
+        CleanOptions(paste_back=True, batch_size=4, device="cpu", codec="h264-lossless", progress=False),
     )
     assert res.frames == 13
     for path, size in ((res.out, (CROP, CROP)), (res.full_out, (W, H))):
@@ -204,10 +202,7 @@ def test_identity_generator_reproduces_crop(tmp_path: Path) -> None:
         src,
         BBOX,
         tmp_path / "c.mp4",
-        batch_size=3,
-        device="cpu",
-        codec="h264-lossless",
-        progress=False,
+        CleanOptions(batch_size=3, device="cpu", codec="h264-lossless", progress=False),
     )
     out = read_frames(res.out, range(9)).astype(int)
     expected = np.stack([crop_resize(f, BBOX, CROP) for f in read_frames(src, range(9))]).astype(int)
@@ -222,11 +217,7 @@ def test_paste_back_video_keeps_outside_pixels(tmp_path: Path) -> None:
         src,
         BBOX,
         tmp_path / "c.mp4",
-        paste_back=True,
-        batch_size=4,
-        device="cpu",
-        codec="h264-lossless",
-        progress=False,
+        CleanOptions(paste_back=True, batch_size=4, device="cpu", codec="h264-lossless", progress=False),
     )
     assert res.full_out == tmp_path / "c.full.mp4"
     decoded = read_frames(src, range(11))
@@ -295,11 +286,13 @@ def test_batch_size_does_not_change_output(tmp_path: Path) -> None:
                 src,
                 BBOX,
                 tmp_path / f"{kind}{bs}.mp4",
-                batch_size=bs,
-                device="cpu",
-                codec="h264-lossless",
-                progress=False,
-                composite="off" if kind == "raw" else "auto",
+                CleanOptions(
+                    batch_size=bs,
+                    device="cpu",
+                    codec="h264-lossless",
+                    progress=False,
+                    composite="off" if kind == "raw" else "auto",
+                ),
             )
             outs[kind, bs] = read_frames(res.out, range(10)).astype(int)
     np.testing.assert_array_equal(outs["per-sample", 1], outs["per-sample", 4])
@@ -318,10 +311,7 @@ def test_generator_error_propagates_and_leaves_nothing(tmp_path: Path) -> None:
             src,
             BBOX,
             out_dir / "c.mp4",
-            paste_back=True,
-            batch_size=2,
-            device="cpu",
-            progress=False,
+            CleanOptions(paste_back=True, batch_size=2, device="cpu", progress=False),
         )
     assert _all_files(out_dir) == set()
 
@@ -330,7 +320,14 @@ def test_generator_error_propagates_and_leaves_nothing(tmp_path: Path) -> None:
             return x[:, :, :16, :16]
 
     with pytest.raises(CleanError, match="in.mp4.*16x16"):
-        clean_video(WrongShape(), SETTINGS, src, BBOX, out_dir / "c.mp4", batch_size=2, device="cpu", progress=False)
+        clean_video(
+            WrongShape(),
+            SETTINGS,
+            src,
+            BBOX,
+            out_dir / "c.mp4",
+            CleanOptions(batch_size=2, device="cpu", progress=False),
+        )
     assert _all_files(out_dir) == set()
     assert threading.active_count() == before  # reader and writer threads are gone
 
@@ -360,10 +357,7 @@ def test_truncated_stream_with_valid_header_fails_cleanly(tmp_path: Path) -> Non
             cut,
             BBOX,
             out_dir / "c.mp4",
-            paste_back=True,
-            batch_size=4,
-            device="cpu",
-            progress=False,
+            CleanOptions(paste_back=True, batch_size=4, device="cpu", progress=False),
         )
     assert _all_files(out_dir) == set()
 
@@ -371,7 +365,7 @@ def test_truncated_stream_with_valid_header_fails_cleanly(tmp_path: Path) -> Non
 def test_output_must_not_overwrite_input(tmp_path: Path) -> None:
     src = _video(tmp_path / "in.mp4", n=3)
     with pytest.raises(CleanError, match="overwrite"):
-        clean_video(Identity(), SETTINGS, src, BBOX, src, device="cpu", progress=False)
+        clean_video(Identity(), SETTINGS, src, BBOX, src, CleanOptions(device="cpu", progress=False))
     assert probe(src).frame_count == 3
 
 
@@ -450,14 +444,16 @@ def test_main_cleans_good_reports_bad(subject: Path, ckpt: Path, tmp_path: Path,
 
 def test_clean_subject_merges_manifest(subject: Path, ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "clean"
-    first = clean_subject(ckpt, subject, out, ["s1_good"], device="cpu", codec="h264-lossless", progress=False)
+    first = clean_subject(
+        ckpt, subject, out, ["s1_good"], CleanOptions(device="cpu", codec="h264-lossless", progress=False)
+    )
     assert first.ok and set(first.results) == {"s1_good"}
-    second = clean_subject(ckpt, subject, out, ["s2_good"], device="cpu", progress=False)
+    second = clean_subject(ckpt, subject, out, ["s2_good"], CleanOptions(device="cpu", progress=False))
     assert second.ok and second.manifest == (out / "manifest.yaml").resolve()
     names = {r.name for r in load_manifest(out / "manifest.yaml", require_domains=("clean",)).recordings}
     assert names == {"s1_good_clean", "s2_good_clean"}
     # Failing recordings in a later run keep the earlier entries.
-    third = clean_subject(ckpt, subject, out, ["s1_trunc"], device="cpu", progress=False)
+    third = clean_subject(ckpt, subject, out, ["s1_trunc"], CleanOptions(device="cpu", progress=False))
     assert not third.ok and third.failures[0].name == "s1_trunc" and "s1_trunc.mp4" in third.failures[0].message
     names = {r.name for r in load_manifest(out / "manifest.yaml", require_domains=("clean",)).recordings}
     assert names == {"s1_good_clean", "s2_good_clean"}
@@ -505,10 +501,7 @@ def test_unexpected_error_keeps_finished_recordings(subject: Path, ckpt: Path, t
             subj,
             out,
             ["s1_good", "s2_good"],
-            batch_size=4,
-            device="cpu",
-            codec="h264-lossless",
-            progress=False,
+            CleanOptions(batch_size=4, device="cpu", codec="h264-lossless", progress=False),
         )
     assert _all_files(out) == {"s1_good.mp4", "manifest.yaml"}
     names = [r.name for r in load_manifest(out / "manifest.yaml", require_domains=("clean",)).recordings]
@@ -544,7 +537,7 @@ def test_memory_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(clean_mod, "iter_frames", counting_iter)
     src = _video(tmp_path / "in.mp4", n=40)
     slow = Slow()
-    clean_video(slow, SETTINGS, src, BBOX, tmp_path / "c.mp4", batch_size=2, device="cpu", progress=False)
+    clean_video(slow, SETTINGS, src, BBOX, tmp_path / "c.mp4", CleanOptions(batch_size=2, device="cpu", progress=False))
     assert slow.seen == 40, slow.lead
     # queue of 2 batches + the batch being built + the one in the generator (+1 frame slack)
     assert max(slow.lead) <= (clean_mod._QUEUE_DEPTH + 2) * 2 + 1
@@ -603,13 +596,15 @@ def test_composite_keeps_every_pixel_outside_the_mask(tmp_path: Path) -> None:
         src,
         BBOX,
         tmp_path / "c.mp4",
-        batch_size=4,
-        device="cpu",
-        codec="h264-lossless",
-        progress=False,
-        composite="auto",
-        mask_video=True,
-        keep_repaint=True,
+        CleanOptions(
+            batch_size=4,
+            device="cpu",
+            codec="h264-lossless",
+            progress=False,
+            composite="auto",
+            mask_video=True,
+            keep_repaint=True,
+        ),
     )
     assert res.composited and res.mask_out == tmp_path / "c.mask.mp4" and res.repaint_out == tmp_path / "c.repaint.mp4"
     inputs = np.stack([crop_resize(f, BBOX, CROP) for f in read_frames(src, range(10))])
@@ -637,12 +632,9 @@ def test_composite_keeps_every_pixel_outside_the_mask(tmp_path: Path) -> None:
         src,
         BBOX,
         tmp_path / "o.mp4",
-        batch_size=4,
-        device="cpu",
-        codec="h264-lossless",
-        progress=False,
-        composite="off",
-        mask_video=True,
+        CleanOptions(
+            batch_size=4, device="cpu", codec="h264-lossless", progress=False, composite="off", mask_video=True
+        ),
     )
     assert not off.composited and off.mask_out is None and not (tmp_path / "o.mask.mp4").exists()
     np.testing.assert_array_equal(read_frames(off.out, range(10)), repaint)
@@ -668,24 +660,26 @@ def test_steady_fill_damps_the_shimmer_and_keeps_the_rest(tmp_path: Path) -> Non
     """--steady (ours): inside the repainted square the frame-to-frame change drops; the
     kept repaint is the generator's own; outside the mask the pixels stay the input's."""
     src = _video(tmp_path / "in.mp4", n=12)
-    kw = dict(batch_size=4, device="cpu", codec="h264-lossless", progress=False, composite="auto", mask_video=True)
-    plain = clean_video(ShimmerSquare(), SETTINGS, src, BBOX, tmp_path / "p.mp4", **kw)
+    kw = CleanOptions(
+        batch_size=4, device="cpu", codec="h264-lossless", progress=False, composite="auto", mask_video=True
+    )
+    plain = clean_video(ShimmerSquare(), SETTINGS, src, BBOX, tmp_path / "p.mp4", kw)
     steady = clean_video(
         ShimmerSquare(),
         SETTINGS,
         src,
         BBOX,
         tmp_path / "s.mp4",
-        keep_repaint=True,
-        steady=SteadySettings(strength=0.85),
-        **kw,
+        dataclasses.replace(kw, keep_repaint=True, steady=SteadySettings(strength=0.85)),
     )
     assert steady.steadied and not plain.steadied
     a, b = (read_frames(r.out, range(12)).astype(np.float32) for r in (plain, steady))
     square = (slice(None), slice(9, 15), slice(11, 17))
     change = {name: np.abs(np.diff(v[square], axis=0)).mean() for name, v in (("plain", a), ("steady", b))}
     assert change["steady"] < 0.6 * change["plain"], change
-    full = clean_video(ShimmerSquare(), SETTINGS, src, BBOX, tmp_path / "f.mp4", **{**kw, "composite": "off"})
+    full = clean_video(
+        ShimmerSquare(), SETTINGS, src, BBOX, tmp_path / "f.mp4", dataclasses.replace(kw, composite="off")
+    )
     np.testing.assert_array_equal(read_frames(steady.repaint_out, range(12)), read_frames(full.out, range(12)))
     inputs = np.stack([crop_resize(f, BBOX, CROP) for f in read_frames(src, range(12))])
     outside = read_frames(steady.mask_out, range(12))[..., 0] == 0
@@ -796,3 +790,23 @@ def test_main_reference_mask_takes_the_subjects_normal_recordings(subject: Path,
         masks[method] = read_frames(mask_file, range(4))[..., 0]
     assert (masks["reference"] < 8).mean() > 0.95
     assert not np.array_equal(masks["reference"], masks["change"])
+
+
+def test_clean_options_check_their_fields_once_when_built() -> None:
+    """:class:`CleanOptions` refuses a bad value when it is built, before any video is
+    opened; the nested mask and steady settings refuse theirs the same way."""
+    from sensor_removal.cleaning.mask import MaskSettings
+
+    with pytest.raises(CleanError, match="crf"):
+        CleanOptions(crf=99)
+    with pytest.raises(CleanError, match="batch_size"):
+        CleanOptions(batch_size=0)
+    with pytest.raises(CleanError, match="composite"):
+        CleanOptions(composite="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threshold"):
+        CleanOptions(mask=MaskSettings(threshold=0))
+    options = CleanOptions(composite="auto", steady=SteadySettings(strength=0.5))
+    assert options.compositing and options.steadied and options.mask == MaskSettings()
+    assert not CleanOptions().compositing and not CleanOptions().steadied  # the paper's defaults
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.crf = 3  # type: ignore[misc]

@@ -18,7 +18,7 @@ fidelity (PSNR/SSIM) does not see this. Two figures (our extension, not in the p
   recorded face does.
 
 Everything here is arithmetic on uint8 frames; the protocol feeds :func:`frame_change`
-from its shared decoding pass (:class:`evaluation.protocol.TemporalFrames`).
+from its shared decoding pass (:class:`evaluation.families.TemporalFrames`).
 """
 
 from __future__ import annotations

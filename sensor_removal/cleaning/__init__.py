@@ -40,7 +40,8 @@ Why the pipeline looks the way it does:
   writer thread; optional side outputs: ``NAME.mask.mp4`` (the mask, for inspection) and
   ``NAME.repaint.mp4`` (the full repaint, for the ground-truth comparison).
 
-The package: :mod:`.settings` (options, :class:`CleanSettings`, devices, errors),
+The package: :mod:`.settings` (option types, :class:`CleanSettings`, devices, errors),
+:mod:`.options` (:class:`CleanOptions`: how to clean, passed down from the command line),
 :mod:`.generator` (loading G_S→N, one forward pass), :mod:`.compositing` (paste-back),
 :mod:`.pipeline` (one video: reader → model → writer), :mod:`.cleaned_manifest` (the
 manifest of cleaned recordings) and :mod:`.subjects` (a subject's recordings); the command
@@ -49,6 +50,7 @@ line is :mod:`sensor_removal.cli.clean`.
 
 from sensor_removal.cleaning.cleaned_manifest import clean_recording_entry
 from sensor_removal.cleaning.generator import GeneratorRunner, load_generator
+from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.paste_back import feather_alpha, full_output_path, paste_back
 from sensor_removal.cleaning.pipeline import CleanResult, check_video_outputs, clean_video
 from sensor_removal.cleaning.settings import (
@@ -76,6 +78,7 @@ __all__ = [
     "Precision",
     "CleanError",
     "CleanFailure",
+    "CleanOptions",
     "CleanReport",
     "CleanResult",
     "CleanSettings",

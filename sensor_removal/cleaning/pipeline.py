@@ -21,28 +21,19 @@ import torch
 from torch import nn
 
 from sensor_removal.cleaning.generator import GeneratorRunner
-from sensor_removal.cleaning.mask import MaskSettings, NormalReference, SensorMasker
+from sensor_removal.cleaning.mask import NormalReference, SensorMasker
 from sensor_removal.cleaning.mask import composite as composite_frame
+from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.paste_back import feather_alpha, full_output_path
 from sensor_removal.cleaning.paste_back import (
-    paste_back as _paste_frame,  # clean_video's ``paste_back`` flag shadows the function
+    paste_back as _paste_frame,  # the name ``paste_back`` is an option
 )
-from sensor_removal.cleaning.settings import (
-    DEFAULT_COMPOSITE,
-    DEFAULT_FEATHER,
-    CleanError,
-    CleanSettings,
-    Composite,
-    Precision,
-    default_batch_size,
-)
-from sensor_removal.cleaning.steady import SteadyFill, SteadySettings
+from sensor_removal.cleaning.settings import CleanError, CleanSettings, default_batch_size
+from sensor_removal.cleaning.steady import SteadyFill
 from sensor_removal.core.device import resolve_device
 from sensor_removal.core.progress import counter
 from sensor_removal.core.tensors import to_uint8
 from sensor_removal.core.video import (
-    MAX_CRF,
-    Codec,
     VideoWriter,
     check_bbox,
     crop_resize,
@@ -171,11 +162,6 @@ def _make_batch(start: int, buf: np.ndarray, n: int, frames: list[np.ndarray] | 
     return _Batch(start=start, crops=crops, frames=frames)
 
 
-def _check_crf(crf: int) -> None:
-    if not 0 <= int(crf) <= MAX_CRF:
-        raise CleanError(f"crf must be between 0 and {MAX_CRF} (H.264 quality; lower is better), got {crf}")
-
-
 def check_video_outputs(src: Path, out: Path | None, full: Path | None, *, overwrite: bool = False) -> None:
     """Refuse outputs that would replace the input video, are folders, or (unless
     ``overwrite``) already exist — before any work is done."""
@@ -196,178 +182,220 @@ def clean_video(
     src: str | os.PathLike,
     bbox: Sequence[int],
     out: str | os.PathLike,
+    options: CleanOptions | None = None,
     *,
-    paste_back: bool = False,
     full_out: str | os.PathLike | None = None,
-    batch_size: int | None = None,
-    device: str | torch.device = "auto",
-    precision: Precision = "auto",
-    codec: Codec = "h264",
-    crf: int = 12,
-    feather: int = DEFAULT_FEATHER,
-    progress: bool = True,
     desc: str | None = None,
-    composite: Composite = DEFAULT_COMPOSITE,
-    mask: MaskSettings | None = None,
     reference: NormalReference | None = None,
-    mask_video: bool = False,
-    keep_repaint: bool = False,
-    overwrite: bool = False,
-    steady: SteadySettings | None = None,
     comment: str | None = None,
 ) -> CleanResult:
     """Clean every frame of ``src`` (face crop ``bbox`` = x, y, w, h) with ``generator``.
 
     Writes ``out``: the cleaned crop at ``settings.inference_size`` px, same fps and exactly
-    the frames decoded from ``src``. With ``paste_back`` also ``full_out`` (default
+    the frames decoded from ``src``. With ``options.paste_back`` also ``full_out`` (default
     :func:`full_output_path`): the full frame with the cleaned crop blended into the bbox;
     outside the bbox the pixels are the decoded input's (bit-exact with codec
     ``h264-lossless``). ``generator`` is any module mapping ``(B, 3, S, S)`` in [-1, 1] to
-    the same shape; it is moved to ``device`` and run in eval mode (its training flag is
-    restored afterwards).
+    the same shape; it is moved to ``options.device`` and run in eval mode (its training
+    flag is restored afterwards).
 
     ``composite="auto"`` (our extension) writes ``M·G(S) + (1 − M)·S`` with the sensor mask
-    ``M`` of :class:`sensor_removal.cleaning.mask.SensorMasker` (``mask`` settings); outside the mask
-    the crop is the decoded input's (bit-exact with ``h264-lossless``). With it,
+    ``M`` of :class:`sensor_removal.cleaning.mask.SensorMasker` (``options.mask``); outside the
+    mask the crop is the decoded input's (bit-exact with ``h264-lossless``). With it,
     ``mask_video`` also writes ``NAME.mask.mp4`` and ``keep_repaint`` ``NAME.repaint.mp4``
     (:func:`side_output_path`). ``composite="off"``: the paper's full repaint. Mask method
     ``reference`` needs ``reference``, the colours of the subject's normal recordings
-    (:class:`sensor_removal.cleaning.mask.NormalReference`). ``steady`` (our extension; off by
-    default) carries the repainted pixels over from frame to frame where the face did not
-    move (:mod:`sensor_removal.cleaning.steady`), weighted by the mask when compositing; with it,
-    ``keep_repaint`` also writes ``NAME.repaint.mp4``: the generator's own, unfiltered
-    repaint, for comparison.
+    (:class:`sensor_removal.cleaning.mask.NormalReference`). ``options.steady`` (our
+    extension; off by default) carries the repainted pixels over from frame to frame where
+    the face did not move (:mod:`sensor_removal.cleaning.steady`), weighted by the mask when
+    compositing; with it, ``keep_repaint`` also writes ``NAME.repaint.mp4``: the
+    generator's own, unfiltered repaint, for comparison.
+
+    Ten parameters, for a reason: the five positional ones say what is cleaned and where it
+    goes, ``options`` how (the same for every video of a run), and the four keywords are
+    what differs per video within a run (its full-frame path, progress label, the subject's
+    normal colours, the provenance tag ``comment`` stored in the outputs).
 
     Raises :class:`CleanError` / :class:`~sensor_removal.core.video.VideoError` (naming the
     file) for an unreadable, truncated or corrupt video or a bbox that does not fit;
     nothing is left at ``out`` / ``full_out`` then. An existing ``out`` / ``full_out`` is
-    an error unless ``overwrite``; the input video itself is never overwritten.
+    an error unless ``options.overwrite``; the input video itself is never overwritten.
     """
-    src = Path(src)
-    out = Path(out)
-    bbox_t: tuple[int, int, int, int] = tuple(int(v) for v in bbox)  # type: ignore[assignment]
-    if len(bbox_t) != 4:
-        raise CleanError(f"{src}: bbox must be x, y, w, h; got {list(bbox)}")
-    dev = resolve_device(device)
-    batch_size = default_batch_size(dev) if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise CleanError(f"batch_size must be >= 1, got {batch_size}")
-    size = settings.inference_size
-    full = (Path(full_out) if full_out is not None else full_output_path(out)) if paste_back else None
-    if composite not in ("auto", "off"):
-        raise CleanError(f"composite must be 'auto' or 'off', got {composite!r}")
-    compositing = composite == "auto"
-    mask_out = sibling_path(out, "mask") if compositing and mask_video else None
-    steadied = steady is not None and steady.on
-    repaint_out = sibling_path(out, "repaint") if (compositing or steadied) and keep_repaint else None
-    masker = None
-    if compositing:
-        try:
-            masker = SensorMasker(mask if mask is not None else MaskSettings(), reference)
-        except ValueError as exc:
-            raise CleanError(str(exc)) from None
-    steadier = SteadyFill(steady) if steadied else None
-    _check_crf(crf)
-    check_video_outputs(src, out, full, overwrite=overwrite)
-    check_video_outputs(src, mask_out, repaint_out, overwrite=overwrite)
-    info = probe(src)  # VideoError names the file
-    why = check_bbox(bbox_t, info.width, info.height)
-    if why:
-        raise CleanError(f"{src}: {why}")
-    runner = GeneratorRunner(generator, dev, precision, multiple=2**settings.n_downsampling)
-    on_cuda = dev.type == "cuda"
+    job = _VideoJob.plan(
+        generator, settings, Path(src), bbox, Path(out), options or CleanOptions(), full_out, reference
+    )
+    return job.run(desc, comment)
 
-    bar = counter(info.frame_count, desc or src.name, "frames", enabled=progress)
-    pipe = _Pipeline()
-    to_model: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
-    to_writer: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
-    alpha = feather_alpha(bbox_t[2], bbox_t[3], feather) if full is not None else None
-    counts = {"read": 0, "written": 0}
-    writers: list[VideoWriter] = []
-    side: dict[str, VideoWriter] = {}
-    closed: list[Path] = []
-    was_training = generator.training
-    t0 = time.perf_counter()
 
-    def read() -> None:
-        for batch in _read_batches(src, bbox_t, size, batch_size, info.frame_count, full is not None, on_cuda):
-            counts["read"] += len(batch.crops)
-            pipe.put(to_model, batch)
-        pipe.put(to_model, _DONE)
+class _VideoJob:
+    """One video's cleaning, checked before any work (:meth:`plan`) and then run as three
+    stages (:meth:`read`, :meth:`infer`, :meth:`write`) joined by bounded queues."""
 
-    def write() -> None:
+    def __init__(
+        self,
+        generator: nn.Module,
+        settings: CleanSettings,
+        src: Path,
+        bbox: tuple[int, int, int, int],
+        out: Path,
+        options: CleanOptions,
+        full: Path | None,
+        reference: NormalReference | None,
+    ) -> None:
+        self.generator, self.settings, self.options = generator, settings, options
+        self.src, self.bbox, self.out, self.full = src, bbox, out, full
+        self.dev = resolve_device(options.device)
+        self.batch_size = default_batch_size(self.dev) if options.batch_size is None else int(options.batch_size)
+        self.size = settings.inference_size
+        self.mask_out = sibling_path(out, "mask") if options.compositing and options.mask_video else None
+        wants_repaint = (options.compositing or options.steadied) and options.keep_repaint
+        self.repaint_out = sibling_path(out, "repaint") if wants_repaint else None
+        self.masker: SensorMasker | None = None
+        if options.compositing:
+            try:
+                self.masker = SensorMasker(options.mask, reference)
+            except ValueError as exc:
+                raise CleanError(str(exc)) from None
+        self.steadier = SteadyFill(options.steady) if options.steadied else None
+        self.pipe = _Pipeline()
+        self.to_model: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self.to_writer: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self.counts = {"read": 0, "written": 0}
+        self.writers: list[VideoWriter] = []
+        self.side: dict[str, VideoWriter] = {}
+
+    @classmethod
+    def plan(
+        cls,
+        generator: nn.Module,
+        settings: CleanSettings,
+        src: Path,
+        bbox: Sequence[int],
+        out: Path,
+        options: CleanOptions,
+        full_out: str | os.PathLike | None,
+        reference: NormalReference | None,
+    ) -> _VideoJob:
+        """Check the bbox, outputs and input, and build the job (nothing written yet)."""
+        bbox_t: tuple[int, int, int, int] = tuple(int(v) for v in bbox)  # type: ignore[assignment]
+        if len(bbox_t) != 4:
+            raise CleanError(f"{src}: bbox must be x, y, w, h; got {list(bbox)}")
+        full = (Path(full_out) if full_out is not None else full_output_path(out)) if options.paste_back else None
+        job = cls(generator, settings, src, bbox_t, out, options, full, reference)
+        check_video_outputs(src, out, full, overwrite=options.overwrite)
+        check_video_outputs(src, job.mask_out, job.repaint_out, overwrite=options.overwrite)
+        job.info = probe(src)  # VideoError names the file
+        why = check_bbox(bbox_t, job.info.width, job.info.height)
+        if why:
+            raise CleanError(f"{src}: {why}")
+        job.runner = GeneratorRunner(generator, job.dev, options.precision, multiple=2**settings.n_downsampling)
+        job.alpha = feather_alpha(bbox_t[2], bbox_t[3], options.feather) if full is not None else None
+        return job
+
+    info: Any
+    runner: GeneratorRunner
+    alpha: np.ndarray | None
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.dev.type == "cuda"
+
+    def read(self) -> None:
+        """Reader thread: decode, crop, batch."""
+        batches = _read_batches(
+            self.src, self.bbox, self.size, self.batch_size, self.info.frame_count, self.full is not None, self.on_cuda
+        )
+        for batch in batches:
+            self.counts["read"] += len(batch.crops)
+            self.pipe.put(self.to_model, batch)
+        self.pipe.put(self.to_model, _DONE)
+
+    def infer(self, reader: threading.Thread) -> None:
+        """Caller's thread: the generator on every batch, handed on to the writer."""
         with torch.inference_mode():
             while True:
-                batch = pipe.get(to_writer, infer_thread)
+                batch = self.pipe.get(self.to_model, reader)
+                if batch is _DONE:
+                    break
+                y = self.runner(batch.crops)
+                if self.on_cuda:  # async copy to pinned memory; the writer waits on the event
+                    host = torch.empty(y.shape, dtype=y.dtype, pin_memory=True)
+                    host.copy_(y, non_blocking=True)
+                    batch.ready = torch.cuda.Event()
+                    batch.ready.record()
+                    batch.output = host
+                else:
+                    # On CPU convert here, with the generator's own OpenMP team: in the
+                    # writer thread a second team would compete with the generator for
+                    # the cores (measured: ~12 % slower end to end on 2 CPUs).
+                    batch.output = to_uint8(y)
+                if self.masker is None:  # the writer needs the input crops to composite
+                    batch.crops = None  # type: ignore[assignment]
+                self.pipe.put(self.to_writer, batch)
+            self.pipe.put(self.to_writer, _DONE)
+
+    def write(self, infer_thread: threading.Thread, bar: Any) -> None:
+        """Writer thread: compositing, steady fill, paste-back, encode."""
+        with torch.inference_mode():
+            while True:
+                batch = self.pipe.get(self.to_writer, infer_thread)
                 if batch is _DONE:
                     return
                 if batch.ready is not None:
                     batch.ready.synchronize()
                 crops = batch.output if isinstance(batch.output, np.ndarray) else to_uint8(batch.output)
-                if crops.shape[1:] != (size, size, 3):
+                if crops.shape[1:] != (self.size, self.size, 3):
                     raise CleanError(
-                        f"{src}: generator returned images of size {crops.shape[1]}x{crops.shape[2]}, "
-                        f"expected {size}x{size}"
+                        f"{self.src}: generator returned images of size {crops.shape[1]}x{crops.shape[2]}, "
+                        f"expected {self.size}x{self.size}"
                     )
-                inputs = batch.crops.numpy() if masker is not None else None
+                inputs = batch.crops.numpy() if self.masker is not None else None
                 for i, crop in enumerate(crops):
-                    m = None
-                    if "repaint" in side:
-                        side["repaint"].write(crop)
-                    if masker is not None:
-                        m = masker(inputs[i], crop)
-                        if "mask" in side:
-                            side["mask"].write(np.repeat(np.rint(m * 255).astype(np.uint8)[:, :, None], 3, axis=2))
-                        crop = composite_frame(inputs[i], crop, m)
-                    if steadier is not None:
-                        crop = steadier(crop, m)
-                    writers[0].write(crop)
-                    if full is not None:
-                        writers[1].write(_paste_frame(batch.frames[i], crop, bbox_t, alpha))
-                counts["written"] += len(crops)
+                    self._write_frame(crop, None if inputs is None else inputs[i], batch, i)
+                self.counts["written"] += len(crops)
                 bar.update(len(crops))
 
-    infer_thread = threading.current_thread()
-    threads: list[threading.Thread] = []
-    try:
+    def _write_frame(self, crop: np.ndarray, source: np.ndarray | None, batch: _Batch, i: int) -> None:
+        m = None
+        if "repaint" in self.side:
+            self.side["repaint"].write(crop)
+        if self.masker is not None and source is not None:
+            m = self.masker(source, crop)
+            if "mask" in self.side:
+                self.side["mask"].write(np.repeat(np.rint(m * 255).astype(np.uint8)[:, :, None], 3, axis=2))
+            crop = composite_frame(source, crop, m)
+        if self.steadier is not None:
+            crop = self.steadier(crop, m)
+        self.writers[0].write(crop)
+        if self.full is not None and batch.frames is not None:
+            self.writers[1].write(_paste_frame(batch.frames[i], crop, self.bbox, self.alpha))
+
+    def _open_writers(self, comment: str | None) -> None:
         # ``comment``: provenance stored in the outputs (clean_recordings: the source's id).
-        writers.append(VideoWriter(out, info.fps, size, size, codec=codec, crf=crf, comment=comment))
-        if full is not None:
-            writers.append(VideoWriter(full, info.fps, info.width, info.height, codec=codec, crf=crf, comment=comment))
-        for kind, path in (("mask", mask_out), ("repaint", repaint_out)):
+        o, info, size = self.options, self.info, self.size
+        self.writers.append(VideoWriter(self.out, info.fps, size, size, codec=o.codec, crf=o.crf, comment=comment))
+        if self.full is not None:
+            self.writers.append(
+                VideoWriter(self.full, info.fps, info.width, info.height, codec=o.codec, crf=o.crf, comment=comment)
+            )
+        for kind, path in (("mask", self.mask_out), ("repaint", self.repaint_out)):
             if path is not None:
-                side[kind] = VideoWriter(path, info.fps, size, size, codec=codec, crf=crf)
-                writers.append(side[kind])
-        generator.eval()
-        reader = pipe.thread(f"clean-read:{src.name}", read)
-        writer = pipe.thread(f"clean-write:{src.name}", write)
-        threads = [reader, writer]
+                self.side[kind] = VideoWriter(path, info.fps, size, size, codec=o.codec, crf=o.crf)
+                self.writers.append(self.side[kind])
+
+    def _run_stages(self, bar: Any) -> None:
+        """Start the reader and writer threads, infer here, join, re-raise the first error."""
+        pipe = self.pipe
+        reader = pipe.thread(f"clean-read:{self.src.name}", self.read)
+        writer = pipe.thread(f"clean-write:{self.src.name}", lambda: self.write(infer_thread, bar))
+        infer_thread = threading.current_thread()
+        self.threads = [reader, writer]
         reader.start()
         writer.start()
         completed = False
         try:
-            with torch.inference_mode():
-                while True:
-                    batch = pipe.get(to_model, reader)
-                    if batch is _DONE:
-                        break
-                    y = runner(batch.crops)
-                    if on_cuda:  # async copy to pinned memory; the writer waits on the event
-                        host = torch.empty(y.shape, dtype=y.dtype, pin_memory=True)
-                        host.copy_(y, non_blocking=True)
-                        batch.ready = torch.cuda.Event()
-                        batch.ready.record()
-                        batch.output = host
-                    else:
-                        # On CPU convert here, with the generator's own OpenMP team: in the
-                        # writer thread a second team would compete with the generator for
-                        # the cores (measured: ~12 % slower end to end on 2 CPUs).
-                        batch.output = to_uint8(y)
-                    if masker is None:  # the writer needs the input crops to composite
-                        batch.crops = None  # type: ignore[assignment]
-                    pipe.put(to_writer, batch)
-                pipe.put(to_writer, _DONE)
-                completed = True
+            self.infer(reader)
+            completed = True
         except _Stop:
             pass
         except BaseException as exc:
@@ -378,34 +406,48 @@ def clean_video(
         if pipe.error is not None:
             raise pipe.error
         if not completed:  # pragma: no cover - a stage stopped without saying why
-            raise CleanError(f"{src}: cleaning stopped unexpectedly")
-        if not (counts["read"] == counts["written"] == writers[0].frames_written):
-            raise CleanError(f"{src}: decoded {counts['read']} frames but wrote {writers[0].frames_written}")
-        for w in writers:
-            closed.append(w.close())
-    except BaseException:
-        pipe.stop.set()
-        for t in threads:
-            t.join(timeout=10)
-        for w in writers:
-            w.abort()
-        for path in closed:
-            path.unlink(missing_ok=True)
-        raise
-    finally:
-        bar.close()
-        generator.train(was_training)
-    return CleanResult(
-        source=src,
-        out=out,
-        full_out=full,
-        frames=counts["written"],
-        fps=info.fps,
-        crop_size=size,
-        bbox=bbox_t,
-        seconds=time.perf_counter() - t0,
-        mask_out=mask_out,
-        repaint_out=repaint_out,
-        composited=compositing,
-        steadied=steadied,
-    )
+            raise CleanError(f"{self.src}: cleaning stopped unexpectedly")
+        if not (self.counts["read"] == self.counts["written"] == self.writers[0].frames_written):
+            raise CleanError(
+                f"{self.src}: decoded {self.counts['read']} frames but wrote {self.writers[0].frames_written}"
+            )
+
+    def run(self, desc: str | None, comment: str | None) -> CleanResult:
+        """Open the outputs, run the stages, close (or, on any failure, remove) the outputs."""
+        bar = counter(self.info.frame_count, desc or self.src.name, "frames", enabled=self.options.progress)
+        closed: list[Path] = []
+        self.threads: list[threading.Thread] = []
+        was_training = self.generator.training
+        t0 = time.perf_counter()
+        try:
+            self._open_writers(comment)
+            self.generator.eval()
+            self._run_stages(bar)
+            for w in self.writers:
+                closed.append(w.close())
+        except BaseException:
+            self.pipe.stop.set()
+            for t in self.threads:
+                t.join(timeout=10)
+            for w in self.writers:
+                w.abort()
+            for path in closed:
+                path.unlink(missing_ok=True)
+            raise
+        finally:
+            bar.close()
+            self.generator.train(was_training)
+        return CleanResult(
+            source=self.src,
+            out=self.out,
+            full_out=self.full,
+            frames=self.counts["written"],
+            fps=self.info.fps,
+            crop_size=self.size,
+            bbox=self.bbox,
+            seconds=time.perf_counter() - t0,
+            mask_out=self.mask_out,
+            repaint_out=self.repaint_out,
+            composited=self.options.compositing,
+            steadied=self.options.steadied,
+        )

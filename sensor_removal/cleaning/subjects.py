@@ -8,10 +8,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from sensor_removal.cleaning.cleaned_manifest import (
@@ -21,19 +20,11 @@ from sensor_removal.cleaning.cleaned_manifest import (
     _outputs_of,
 )
 from sensor_removal.cleaning.generator import load_generator
-from sensor_removal.cleaning.mask import MaskSettings, NormalReference
+from sensor_removal.cleaning.mask import NormalReference
+from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.paste_back import full_output_path
-from sensor_removal.cleaning.pipeline import CleanResult, _check_crf, clean_video
-from sensor_removal.cleaning.settings import (
-    CLEAN_MANIFEST,
-    DEFAULT_COMPOSITE,
-    DEFAULT_FEATHER,
-    CleanError,
-    CleanSettings,
-    Composite,
-    Precision,
-)
-from sensor_removal.cleaning.steady import SteadySettings
+from sensor_removal.cleaning.pipeline import CleanResult, clean_video
+from sensor_removal.cleaning.settings import CLEAN_MANIFEST, CleanError, CleanSettings
 from sensor_removal.core.device import resolve_device
 from sensor_removal.core.manifest import (
     Recording,
@@ -41,10 +32,7 @@ from sensor_removal.core.manifest import (
     load_manifest,
     output_path,
 )
-from sensor_removal.core.video import (
-    Codec,
-    VideoError,
-)
+from sensor_removal.core.video import VideoError
 
 
 @dataclass(frozen=True)
@@ -88,21 +76,7 @@ def clean_recordings(
     subject: Subject,
     out_dir: str | os.PathLike,
     recordings: Sequence[str] | None = None,
-    *,
-    paste_back: bool = False,
-    batch_size: int | None = None,
-    device: str | torch.device = "auto",
-    precision: Precision = "auto",
-    codec: Codec = "h264",
-    crf: int = 12,
-    feather: int = DEFAULT_FEATHER,
-    progress: bool = True,
-    composite: Composite = DEFAULT_COMPOSITE,
-    mask: MaskSettings | None = None,
-    mask_video: bool = False,
-    keep_repaint: bool = False,
-    overwrite: bool = False,
-    steady: SteadySettings | None = None,
+    options: CleanOptions | None = None,
 ) -> CleanReport:
     """Clean the sensor recordings of ``subject`` (all, or those named) into ``out_dir``.
 
@@ -111,100 +85,43 @@ def clean_recordings(
     frame) is listed in the report's failures and leaves no file; the others are still
     cleaned. ``out_dir/manifest.yaml`` lists the cleaned recordings (``NAME_clean``,
     condition ``clean``, ``source: NAME``, same session and segments, bbox the full crop),
-    merged with the entries already there. For the post-fit hook, which has the generator
-    in memory; :func:`clean_subject` loads it from a checkpoint.
+    merged with the entries already there. ``options`` say how (:class:`CleanOptions`).
+    For the post-fit hook, which has the generator in memory; :func:`clean_subject` loads
+    it from a checkpoint.
 
     Never written: any file the subject's manifest refers to, a manifest in ``out_dir``
     that is not a cleaned-recordings manifest of the same subject, and (unless
     ``overwrite``) existing files that the cleaned manifest does not list as its own.
     """
+    options = options or CleanOptions()
     out_dir = Path(out_dir)
-    sensor = subject.by_condition("sensor")
-    if recordings:
-        by_name = {r.name: r for r in subject.recordings}
-        chosen = []
-        for name in recordings:
-            rec = by_name.get(name)
-            if rec is None or rec.condition != "sensor":
-                why = "no recording named" if rec is None else f"condition {rec.condition!r}, not sensor:"
-                raise CleanError(
-                    f"{subject.manifest_path}: {why} {name!r}; sensor recordings: {[r.name for r in sensor]}"
-                )
-            if rec not in chosen:
-                chosen.append(rec)
-    else:
-        chosen = sensor
-    if not chosen:
-        raise CleanError(f"{subject.manifest_path}: subject {subject.subject!r} has no sensor recording to clean")
+    chosen = _chosen(subject, recordings)
     manifest_path = (out_dir / CLEAN_MANIFEST).resolve()
     if manifest_path == subject.manifest_path.resolve():
         raise CleanError(f"{manifest_path}: output folder holds the subject's own manifest; choose another --out")
-    _check_crf(crf)
     if out_dir.exists() and not out_dir.is_dir():
         raise CleanError(f"{out_dir}: --out exists and is not a folder; cleaning a manifest writes into a folder")
     existing = _existing_clean_manifest(manifest_path, subject.subject)
-    owned, inputs = _outputs_of(existing), _inputs_of(subject)
     if out_dir.is_dir():
-        _remove_stale_partials(out_dir, sensor)
-    targets: dict[str, Path] = {}
-    for rec in chosen:
-        try:
-            out = output_path(out_dir, f"{rec.name}.mp4")
-        except ValueError as exc:
-            raise CleanError(f"{subject.manifest_path}: recording {rec.name!r}: {exc}") from None
-        for target in (out, full_output_path(out)) if paste_back else (out,):
-            if target.exists() and target not in owned and not overwrite and _ours(target, rec):
-                owned.add(target)  # finished by a run killed before it listed it: adopted
-            if target in inputs:
-                raise CleanError(
-                    f"{target}: output of recording {rec.name!r} would overwrite an input of "
-                    f"{subject.manifest_path}; choose another --out"
-                )
-            if target.exists() and target not in owned and not overwrite:
-                raise CleanError(
-                    f"{target}: output of recording {rec.name!r} exists and is not listed in "
-                    f"{manifest_path}; pass --overwrite to replace it"
-                )
-        targets[rec.name] = out
+        _remove_stale_partials(out_dir, subject.by_condition("sensor"))
+    targets = _targets(subject, chosen, out_dir, manifest_path, _outputs_of(existing), options)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    reference = None
-    if composite == "auto" and mask is not None and mask.method == "reference":
-        normal = subject.by_condition("normal")
-        if not normal:
-            raise CleanError(
-                f"{subject.manifest_path}: mask method 'reference' takes its colours from the subject's normal "
-                "recordings, and this manifest has none; use mask method 'change'"
-            )
-        reference = NormalReference.from_recordings(normal, settings.inference_size, device=str(resolve_device(device)))
+    reference = _reference(subject, settings, options)
 
     report = CleanReport(subject=subject.subject, out_dir=out_dir)
+    per_video = replace(options, overwrite=True)  # checked above, before any work
     try:
         for number, rec in enumerate(chosen, 1):
-            out = targets[rec.name]
             try:
                 result = clean_video(
                     generator,
                     settings,
                     rec.path,
                     rec.bbox,
-                    out,
-                    paste_back=paste_back,
-                    batch_size=batch_size,
-                    device=device,
-                    precision=precision,
-                    codec=codec,
-                    crf=crf,
-                    feather=feather,
-                    progress=progress,
+                    targets[rec.name],
+                    per_video,
                     desc=f"clean {rec.name} ({number}/{len(chosen)})",
-                    composite=composite,
-                    mask=mask,
                     reference=reference,
-                    mask_video=mask_video,
-                    keep_repaint=keep_repaint,
-                    overwrite=True,  # checked above, before any work
-                    steady=steady,
                     comment=provenance(rec),
                 )
             except (CleanError, VideoError, OSError) as exc:
@@ -225,6 +142,75 @@ def clean_recordings(
         elif existing:
             report.manifest = manifest_path
     return report
+
+
+def _chosen(subject: Subject, recordings: Sequence[str] | None) -> list[Recording]:
+    """The sensor recordings to clean: those named (in order, once each), or all."""
+    sensor = subject.by_condition("sensor")
+    if recordings:
+        by_name = {r.name: r for r in subject.recordings}
+        chosen = []
+        for name in recordings:
+            rec = by_name.get(name)
+            if rec is None or rec.condition != "sensor":
+                why = "no recording named" if rec is None else f"condition {rec.condition!r}, not sensor:"
+                raise CleanError(
+                    f"{subject.manifest_path}: {why} {name!r}; sensor recordings: {[r.name for r in sensor]}"
+                )
+            if rec not in chosen:
+                chosen.append(rec)
+    else:
+        chosen = sensor
+    if not chosen:
+        raise CleanError(f"{subject.manifest_path}: subject {subject.subject!r} has no sensor recording to clean")
+    return chosen
+
+
+def _targets(
+    subject: Subject,
+    chosen: Sequence[Recording],
+    out_dir: Path,
+    manifest_path: Path,
+    owned: set[Path],
+    options: CleanOptions,
+) -> dict[str, Path]:
+    """Each chosen recording's output path, refusing one that would overwrite an input of
+    the subject or (unless ``overwrite``) a file the cleaned manifest does not own."""
+    inputs = _inputs_of(subject)
+    targets: dict[str, Path] = {}
+    for rec in chosen:
+        try:
+            out = output_path(out_dir, f"{rec.name}.mp4")
+        except ValueError as exc:
+            raise CleanError(f"{subject.manifest_path}: recording {rec.name!r}: {exc}") from None
+        for target in (out, full_output_path(out)) if options.paste_back else (out,):
+            if target.exists() and target not in owned and not options.overwrite and _ours(target, rec):
+                owned.add(target)  # finished by a run killed before it listed it: adopted
+            if target in inputs:
+                raise CleanError(
+                    f"{target}: output of recording {rec.name!r} would overwrite an input of "
+                    f"{subject.manifest_path}; choose another --out"
+                )
+            if target.exists() and target not in owned and not options.overwrite:
+                raise CleanError(
+                    f"{target}: output of recording {rec.name!r} exists and is not listed in "
+                    f"{manifest_path}; pass --overwrite to replace it"
+                )
+        targets[rec.name] = out
+    return targets
+
+
+def _reference(subject: Subject, settings: CleanSettings, options: CleanOptions) -> NormalReference | None:
+    """The normal recordings' colours, when the mask method ``reference`` needs them."""
+    if not (options.compositing and options.mask.method == "reference"):
+        return None
+    normal = subject.by_condition("normal")
+    if not normal:
+        raise CleanError(
+            f"{subject.manifest_path}: mask method 'reference' takes its colours from the subject's normal "
+            "recordings, and this manifest has none; use mask method 'change'"
+        )
+    return NormalReference.from_recordings(normal, settings.inference_size, device=str(resolve_device(options.device)))
 
 
 def provenance(rec: Recording) -> str | None:
@@ -274,49 +260,16 @@ def clean_subject(
     manifest: str | os.PathLike | None,
     out_dir: str | os.PathLike,
     recordings: Sequence[str] | None = None,
-    *,
-    paste_back: bool = False,
-    batch_size: int | None = None,
-    device: str | torch.device = "auto",
-    precision: Precision = "auto",
-    codec: Codec = "h264",
-    crf: int = 12,
-    feather: int = DEFAULT_FEATHER,
-    progress: bool = True,
-    composite: Composite = DEFAULT_COMPOSITE,
-    mask: MaskSettings | None = None,
-    mask_video: bool = False,
-    keep_repaint: bool = False,
-    overwrite: bool = False,
-    steady: SteadySettings | None = None,
+    options: CleanOptions | None = None,
 ) -> CleanReport:
     """Load G_S→N from ``ckpt`` and clean the subject of ``manifest`` (default: the
     training manifest recorded in the checkpoint). See :func:`clean_recordings`."""
-    dev = resolve_device(device)
+    options = options or CleanOptions()
+    dev = resolve_device(options.device)
     generator, settings = load_generator(ckpt, dev)
     if manifest is None:
         if settings.manifest is None:
             raise CleanError(f"{ckpt}: checkpoint records no manifest; pass --manifest")
         manifest = settings.manifest
     subject = load_manifest(manifest, check_videos=False, require_domains=("sensor",))
-    return clean_recordings(
-        generator,
-        settings,
-        subject,
-        out_dir,
-        recordings,
-        paste_back=paste_back,
-        batch_size=batch_size,
-        device=dev,
-        precision=precision,
-        codec=codec,
-        crf=crf,
-        feather=feather,
-        progress=progress,
-        composite=composite,
-        mask=mask,
-        mask_video=mask_video,
-        keep_repaint=keep_repaint,
-        overwrite=overwrite,
-        steady=steady,
-    )
+    return clean_recordings(generator, settings, subject, out_dir, recordings, replace(options, device=dev))

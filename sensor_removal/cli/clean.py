@@ -12,11 +12,15 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sensor_removal.core.argtypes import int_at_least, unify_option_names
 from sensor_removal.core.video import MAX_CRF
+
+if TYPE_CHECKING:  # the pipeline (and PyTorch) is imported once the arguments are good
+    from sensor_removal.cleaning.options import CleanOptions
 
 PROG = "python -m sensor_removal clean"
 
@@ -32,6 +36,7 @@ def _parse_bbox(text: str) -> tuple[int, int, int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``clean`` flags: one ``add_argument`` per flag, hence the length."""
     p = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -159,7 +164,32 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --recordings goes with --manifest", file=sys.stderr)
         return 2
 
+    try:
+        options = _clean_options(args)
+    except _BadOption as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from sensor_removal.cleaning import CLEAN_MANIFEST
+
+    with _signals_interrupt():
+        try:
+            return _run(args, options)
+        except Interrupted as exc:
+            where = "" if args.video is not None else f"; finished recordings are listed in {args.out / CLEAN_MANIFEST}"
+            print(f"interrupted by {exc.signal_name}: unfinished outputs removed{where}", file=sys.stderr)
+            return 128 + exc.signum
+
+
+class _BadOption(ValueError):
+    """An option value the settings classes refuse (exit 2)."""
+
+
+def _clean_options(args: argparse.Namespace) -> CleanOptions:
+    """The :class:`CleanOptions` of the parsed flags; each settings class checks its own
+    fields, and its message is put in the flag's words (:class:`_BadOption`)."""
+    from sensor_removal.cleaning import DEFAULT_COMPOSITE, DEFAULT_FEATHER, CleanError, CleanOptions
     from sensor_removal.cleaning.mask import MaskSettings
+    from sensor_removal.cleaning.steady import SteadySettings
 
     given = {
         k: v
@@ -176,52 +206,38 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mask = MaskSettings(**given)
     except ValueError as exc:
-        print(f"error: {str(exc).replace('MaskSettings: ', '--mask-')}", file=sys.stderr)
-        return 2
-    from sensor_removal.cleaning.steady import SteadySettings
-
+        raise _BadOption(str(exc).replace("MaskSettings: ", "--mask-")) from None
     try:
         steady = SteadySettings(
             **{k: v for k, v in (("strength", args.steady), ("motion", args.steady_motion)) if v is not None}
         )
     except ValueError as exc:
-        print(
-            f"error: {str(exc).replace('SteadySettings: strength', '--steady').replace('SteadySettings: motion', '--steady-motion')}",
-            file=sys.stderr,
-        )
-        return 2
+        words = str(exc).replace("SteadySettings: strength", "--steady")
+        raise _BadOption(words.replace("SteadySettings: motion", "--steady-motion")) from None
     if args.video is not None and mask.method == "reference" and args.composite == "auto":
-        print(
-            "error: --mask-method reference takes its colours from the subject's normal recordings: "
-            "clean with --manifest, or use --mask-method change for a lone --video",
-            file=sys.stderr,
+        raise _BadOption(
+            "--mask-method reference takes its colours from the subject's normal recordings: "
+            "clean with --manifest, or use --mask-method change for a lone --video"
         )
-        return 2
-
-    from sensor_removal.cleaning import CLEAN_MANIFEST, DEFAULT_COMPOSITE, DEFAULT_FEATHER
-
-    common = dict(
-        paste_back=args.paste_back,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        codec=args.codec,
-        crf=args.crf,
-        feather=DEFAULT_FEATHER if args.feather is None else args.feather,
-        progress=not args.no_progress,
-        composite=DEFAULT_COMPOSITE if args.composite is None else args.composite,
-        mask=mask,
-        mask_video=args.mask_video,
-        keep_repaint=args.keep_repaint,
-        overwrite=args.overwrite,
-        steady=steady,
-    )
-    with _signals_interrupt():
-        try:
-            return _run(args, common)
-        except Interrupted as exc:
-            where = "" if args.video is not None else f"; finished recordings are listed in {args.out / CLEAN_MANIFEST}"
-            print(f"interrupted by {exc.signal_name}: unfinished outputs removed{where}", file=sys.stderr)
-            return 128 + exc.signum
+    try:
+        return CleanOptions(
+            paste_back=args.paste_back,
+            batch_size=args.batch_size,
+            device=args.device,
+            precision=args.precision,
+            codec=args.codec,
+            crf=args.crf,
+            feather=DEFAULT_FEATHER if args.feather is None else args.feather,
+            progress=not args.no_progress,
+            composite=DEFAULT_COMPOSITE if args.composite is None else args.composite,
+            mask=mask,
+            mask_video=args.mask_video,
+            keep_repaint=args.keep_repaint,
+            overwrite=args.overwrite,
+            steady=steady,
+        )
+    except CleanError as exc:  # argparse has checked every field; kept for callers of main()
+        raise _BadOption(str(exc)) from None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -256,7 +272,7 @@ def _signals_interrupt() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
+def _run(args: argparse.Namespace, options: CleanOptions) -> int:
     from sensor_removal.cleaning import (
         CleanError,
         check_video_outputs,
@@ -281,7 +297,7 @@ def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
             dev = resolve_device(args.device)
             generator, settings = load_generator(args.ckpt, dev)
         else:
-            report = clean_subject(args.ckpt, args.manifest, args.out, args.recordings, device=args.device, **common)
+            report = clean_subject(args.ckpt, args.manifest, args.out, args.recordings, options)
     except (UserError, VideoError, ManifestError, OSError) as exc:  # CleanError, DeviceError
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -289,7 +305,7 @@ def _run(args: argparse.Namespace, common: dict[str, Any]) -> int:
         print(report.summary())
         return 0 if report.ok else 1
     try:
-        result = clean_video(generator, settings, args.video, args.bbox, args.out, device=dev, **common)
+        result = clean_video(generator, settings, args.video, args.bbox, args.out, replace(options, device=dev))
     except (UserError, VideoError, OSError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

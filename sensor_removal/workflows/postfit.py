@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
 
 from sensor_removal.cleaning.mask import MaskSettings
+from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.steady import SteadySettings
 from sensor_removal.training.callbacks import run_dir
 from sensor_removal.workflows.benchmark_logging import log_benchmark, write_sample
@@ -132,6 +133,10 @@ class PostFitBenchmark(pl.Callback):
             repainted pixels over from frame to frame where the face did not move
             (:mod:`sensor_removal.cleaning.steady`); 0 (default) off, as the paper.
         steady_motion: frame-to-frame change (8-bit levels) that counts as motion.
+
+    The init args are flat (21 of them) on purpose: LightningCLI builds the config schema
+    from this typed signature, and these are the config keys. They are gathered once, in
+    ``__init__``, into the :class:`~sensor_removal.cleaning.CleanOptions` the hook cleans with.
     """
 
     def __init__(
@@ -187,15 +192,25 @@ class PostFitBenchmark(pl.Callback):
         self.au_models = list(au_models)
         if composite not in ("auto", "off"):
             raise ValueError(f"PostFitBenchmark: composite must be 'auto' or 'off', got {composite!r}")
-        self.composite = composite
-        self.mask = MaskSettings(
-            threshold=mask_threshold,
-            dilate=mask_dilate,
-            hysteresis=mask_hysteresis,
-            method=mask_method,
-            novelty=mask_novelty,
+        # How the hook cleans, built (and so checked) once, when the config is read: the
+        # flat init args stay because LightningCLI builds the config schema from them.
+        self.clean_options = CleanOptions(
+            paste_back=paste_back,
+            batch_size=batch_size,
+            device=device,
+            progress=True,
+            composite=composite,  # type: ignore[arg-type]  # checked above
+            mask=MaskSettings(
+                threshold=mask_threshold,
+                dilate=mask_dilate,
+                hysteresis=mask_hysteresis,
+                method=mask_method,
+                novelty=mask_novelty,
+            ),
+            mask_video=True,
+            keep_repaint=True,
+            steady=SteadySettings(strength=steady, motion=steady_motion),
         )
-        self.steady = SteadySettings(strength=steady, motion=steady_motion)
         self.outcome: BenchmarkOutcome | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -263,20 +278,7 @@ class PostFitBenchmark(pl.Callback):
             self._check_weights(metrics)
             manifest = Path(trainer.datamodule.hparams.manifest)
             outcome.clean_dir = root / "clean"
-            report = clean_subject(
-                outcome.checkpoint,
-                manifest,
-                outcome.clean_dir,
-                paste_back=self.paste_back,
-                batch_size=self.batch_size,
-                device=self.device,
-                progress=True,
-                composite=self.composite,
-                mask=self.mask,
-                mask_video=True,
-                keep_repaint=True,
-                steady=self.steady,
-            )
+            report = clean_subject(outcome.checkpoint, manifest, outcome.clean_dir, options=self.clean_options)
             if not report.ok:
                 raise RuntimeError("cleaning failed:\n" + report.summary())
             settings = ProtocolSettings(

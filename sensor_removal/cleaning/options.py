@@ -1,0 +1,89 @@
+"""How to clean: one frozen :class:`CleanOptions` that the ``clean`` command and the
+post-fit hook build once and hand down through :func:`~sensor_removal.cleaning.clean_subject`,
+:func:`~sensor_removal.cleaning.clean_recordings` and :func:`~sensor_removal.cleaning.clean_video`,
+instead of the same keywords spelled out at every level.
+
+Each settings class validates its own fields once, when it is built: the compositing mask
+(:class:`~sensor_removal.cleaning.mask.MaskSettings`), the steady fill
+(:class:`~sensor_removal.cleaning.steady.SteadySettings`) and the options here, so a bad
+value is refused before any video is opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from sensor_removal.cleaning.mask import MaskSettings
+from sensor_removal.cleaning.settings import (
+    DEFAULT_COMPOSITE,
+    DEFAULT_FEATHER,
+    CleanError,
+    Composite,
+    Precision,
+)
+from sensor_removal.cleaning.steady import SteadySettings
+from sensor_removal.core.video import MAX_CRF, Codec
+
+__all__ = ["CleanOptions", "check_crf"]
+
+
+def check_crf(crf: int) -> None:
+    """Refuse an H.264 quality outside ``0..MAX_CRF`` (:class:`CleanError`)."""
+    if not 0 <= int(crf) <= MAX_CRF:
+        raise CleanError(f"crf must be between 0 and {MAX_CRF} (H.264 quality; lower is better), got {crf}")
+
+
+@dataclass(frozen=True)
+class CleanOptions:
+    """Everything about *how* videos are cleaned that is the same for every video of a run.
+
+    Args:
+        paste_back: also write ``NAME.full.mp4``, the full frame with the cleaned crop
+            blended into the bbox.
+        batch_size: frames per generator call (None: :func:`~sensor_removal.cleaning.default_batch_size`).
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or a :class:`torch.device`.
+        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
+        codec: ``h264``, ``h264-lossless`` or ``mp4v``.
+        crf: H.264 quality ``0..MAX_CRF`` (lower is better; 12 is near-lossless).
+        feather: paste-back blend ramp, pixels of the full frame.
+        progress: show a progress bar / progress lines.
+        composite: ``auto`` (ours): ``M·G(S) + (1 − M)·S`` with the sensor mask; ``off``:
+            the paper's full repaint.
+        mask: how the compositing mask is cut (used with ``composite="auto"``).
+        mask_video: with compositing, also write ``NAME.mask.mp4``.
+        keep_repaint: with compositing or the steady fill, also write ``NAME.repaint.mp4``.
+        overwrite: replace existing outputs (never the inputs).
+        steady: the motion-adaptive steady fill (ours; off by default).
+    """
+
+    paste_back: bool = False
+    batch_size: int | None = None
+    device: str | torch.device = "auto"
+    precision: Precision = "auto"
+    codec: Codec = "h264"
+    crf: int = 12
+    feather: int = DEFAULT_FEATHER
+    progress: bool = True
+    composite: Composite = DEFAULT_COMPOSITE
+    mask: MaskSettings = field(default_factory=MaskSettings)
+    mask_video: bool = False
+    keep_repaint: bool = False
+    overwrite: bool = False
+    steady: SteadySettings = field(default_factory=SteadySettings)
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise CleanError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.composite not in ("auto", "off"):
+            raise CleanError(f"composite must be 'auto' or 'off', got {self.composite!r}")
+        check_crf(self.crf)
+
+    @property
+    def compositing(self) -> bool:
+        return self.composite == "auto"
+
+    @property
+    def steadied(self) -> bool:
+        return self.steady.on
