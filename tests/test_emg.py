@@ -383,3 +383,29 @@ def test_au_features_come_from_pyfeat_through_its_real_loading_code(tmp_path: Pa
     both = joined(landmark_features(np.full((4, 68, 2), np.nan)), aus)
     assert both.names[-len(aus.names) :] == aus.names and both.values.shape == (4, 143 + len(aus.names))
     assert not both.valid.any()  # no landmarks: not valid, whatever the AUs say
+
+
+def test_landmark_smoothing_removes_per_frame_jitter_and_keeps_the_movement() -> None:
+    """dlib jitters per frame; the Savitzky-Golay smoothing of the landmark features
+    (ours) must bring a jittered mouth opening closer to the true one, and off (1 frame)
+    must leave the features as they are."""
+    from sensor_removal.emg.features import landmark_features, smoothed
+
+    rng = np.random.default_rng(0)
+    t = np.arange(150)
+    base = rng.normal(0.0, 30.0, (68, 2)) + 100.0
+    opening = 6.0 * np.sin(2 * np.pi * t / 45.0) ** 2  # a slow mouth opening, px
+    clean_pts = np.repeat(base[None], len(t), 0)
+    clean_pts[:, 57:60, 1] += opening[:, None]  # lower lip down
+    clean_pts[:, 65:68, 1] += opening[:, None]
+    noisy = clean_pts + rng.normal(0.0, 1.0, clean_pts.shape)
+    truth = landmark_features(clean_pts, smooth_frames=1).select(["mouth_open"])[:, 0]
+    raw = landmark_features(noisy, smooth_frames=1).select(["mouth_open"])[:, 0]
+    smooth = landmark_features(noisy).select(["mouth_open"])[:, 0]
+    err_raw, err_smooth = np.sqrt(np.mean((raw - truth) ** 2)), np.sqrt(np.mean((smooth - truth) ** 2))
+    assert err_smooth < 0.7 * err_raw
+    assert pearson(smooth, truth) > 0.95
+    x = rng.normal(size=(20, 3))
+    assert smoothed(x, 1) is x
+    with pytest.raises(ValueError, match="odd"):
+        smoothed(x, 4)

@@ -29,14 +29,15 @@ Model = Literal["ridge", "mlp"]
 @dataclass(frozen=True)
 class MappingSettings:
     """The mapping's settings (docs/emg.md). Defaults: the best held-out Exp2EMG R² of a small
-    grid on the synthetic subject's ground-truth video (60 s takes; components 4-48,
-    windows 0-12 frames each side, alpha 1-300). ``alpha``: ridge penalty on standardised inputs; ``hidden``/``epochs``/``lr``: the MLP's; ``seed`` its initialisation."""
+    grid on the synthetic subject's ground-truth video (60 s takes, smoothed landmarks;
+    components 4-128, windows 0-12 frames each side, alpha 1-3000: more components carry
+    the small lip movements, the larger penalty keeps the wider design in check). ``alpha``: ridge penalty on standardised inputs; ``hidden``/``epochs``/``lr``: the MLP's; ``seed`` its initialisation."""
 
     model: Model = "ridge"
     window_before: int = 8
     window_after: int = 8
-    components: int = 32
-    alpha: float = 300.0
+    components: int = 96
+    alpha: float = 1000.0
     hidden: int = 64
     epochs: int = 200
     lr: float = 3e-3
