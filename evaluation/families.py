@@ -263,7 +263,8 @@ class FacialFrames:
         self.analyzer.save_series(s, cache_file)
         self.series[rec.name] = s
         self.log(
-            f"  {rec.name}: {self.model} series of {len(s.values)} frames ({s.no_face_frames} without a face) in {time.perf_counter() - t0:.1f} s"
+            f"  {rec.name}: {self.model} series of {len(s.values)} frames ({s.no_face_frames} without a face)"
+            f" in {time.perf_counter() - t0:.1f} s"
         )
 
 

@@ -493,7 +493,12 @@ METRICS_CALLBACKS = """\
     - class_path: sensor_removal.workflows.fit_metrics.PerceptualMetrics
       init_args: {every_n_epochs: 1}
     - class_path: sensor_removal.training.callbacks.RunCheckpoint
-      init_args: {monitor: val/fid_clean, mode: min, save_last: true, filename: "epoch{epoch:03d}", auto_insert_metric_name: false}
+      init_args:
+        monitor: val/fid_clean
+        mode: min
+        save_last: true
+        filename: "epoch{epoch:03d}"
+        auto_insert_metric_name: false
 """
 
 PLAIN_CALLBACKS = """\

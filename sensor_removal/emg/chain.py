@@ -61,7 +61,8 @@ def clean(samples: np.ndarray, rate_hz: float, settings: ChainSettings = ChainSe
 
     if rate_hz < min_rate_hz(settings):
         raise ValueError(
-            f"{rate_hz:g} Hz is too low for a {settings.band_hz[1]:g} Hz band-pass (needs > {min_rate_hz(settings):g} Hz)"
+            f"{rate_hz:g} Hz is too low for a {settings.band_hz[1]:g} Hz band-pass"
+            f" (needs > {min_rate_hz(settings):g} Hz)"
         )
     x = np.asarray(samples, dtype=np.float64)
     if settings.remove_mean:

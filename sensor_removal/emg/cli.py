@@ -100,7 +100,8 @@ def _fit(args: argparse.Namespace) -> int:
 
     if args.source == "cleaned" and args.cleaned is None:
         print(
-            f"{PROG} fit: error: --source cleaned needs the cleaned-recordings manifest (--cleaned, written by `clean`)",
+            f"{PROG} fit: error: --source cleaned needs the cleaned-recordings manifest"
+            " (--cleaned, written by `clean`)",
             file=sys.stderr,
         )
         return 2
@@ -140,7 +141,8 @@ def _fit(args: argparse.Namespace) -> int:
     with atomic_output(args.out / "scores.csv") as tmp:
         rows.to_csv(tmp, index=False)
     print(
-        f"{args.direction} from {args.source} video, {args.model}: mean held-out R² {rows['r2'].mean():.3f}, r {rows['r'].mean():.3f} "
+        f"{args.direction} from {args.source} video, {args.model}: "
+        f"mean held-out R² {rows['r2'].mean():.3f}, r {rows['r'].mean():.3f} "
         f"({len(takes)} takes); mapping {args.out / 'mapping.pt'}"
     )
     return 0

@@ -111,8 +111,10 @@ def load_take(
     for source, rate in detection.items():
         if rate == 0.0:
             raise ValueError(
-                f"{videos[source][0]} (recording {rec.name!r}, {source} video): no face (landmarks{' or AUs' if au_analyzer is not None else ''}) in any of its {n} "
-                "frames; the mapping needs them (check the bbox, or give the cleaned manifest so its face boxes are used)"
+                f"{videos[source][0]} (recording {rec.name!r}, {source} video): "
+                f"no face (landmarks{' or AUs' if au_analyzer is not None else ''}) in any of its {n} "
+                "frames; the mapping needs them"
+                " (check the bbox, or give the cleaned manifest so its face boxes are used)"
             )
     sync_source = features[ref or "sensor"]
     env = envelopes(emg, info.fps, n, sync_source.select(GEOMETRY_FEATURES))
@@ -136,7 +138,8 @@ def subject_takes(
     recs = [r for r in subject.by_condition("sensor") if r.emg is not None]
     if len(recs) < 2:
         raise ValueError(
-            f"{subject.manifest_path}: needs at least 2 sensor recordings with an emg: entry (held-out takes); found {len(recs)}"
+            f"{subject.manifest_path}: needs at least 2 sensor recordings with an emg: entry (held-out takes);"
+            f" found {len(recs)}"
         )
     # Every sEMG file is read and checked before any landmark is computed or cached.
     emgs = [load_emg(r, chain) for r in recs]

@@ -31,7 +31,9 @@ class MappingSettings:
     """The mapping's settings (docs/emg.md). Defaults: the best held-out Exp2EMG R² of a small
     grid on the synthetic subject's ground-truth video (60 s takes, smoothed landmarks;
     components 4-128, windows 0-12 frames each side, alpha 1-3000: more components carry
-    the small lip movements, the larger penalty keeps the wider design in check). ``alpha``: ridge penalty on standardised inputs; ``hidden``/``epochs``/``lr``: the MLP's; ``seed`` its initialisation."""
+    the small lip movements, the larger penalty keeps the wider design in check). ``alpha``:
+    ridge penalty on standardised inputs; ``hidden``/``epochs``/``lr``: the MLP's; ``seed`` its
+    initialisation."""
 
     model: Model = "ridge"
     window_before: int = 8

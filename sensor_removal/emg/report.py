@@ -79,15 +79,18 @@ def _markdown(summary: pd.DataFrame, chain: pd.DataFrame | None) -> str:
     ]
     for _, row in summary.iterrows():
         lines.append(
-            f"| {row['direction']} | {row['source']} | {row['r']:.3f} | {row['r2']:.3f} | {row['abs_lag_s']:.3f} | {row['dtw']:.2f} | {row['face_found']:.2f} |"
+            f"| {row['direction']} | {row['source']} | {row['r']:.3f} | {row['r2']:.3f} | {row['abs_lag_s']:.3f}"
+            f" | {row['dtw']:.2f} | {row['face_found']:.2f} |"
         )
     if chain is not None and not chain.empty:
         per = chain[chain["channel"] != "(sync)"]
         sync = chain[chain["channel"] == "(sync)"]
         lines += [
             "",
-            f"Chain (synthetic truth): envelope vs drive r min {per['r_drive'].min():.3f}, mean {per['r_drive'].mean():.3f}; "
-            f"offset error max {sync['offset_error_s'].abs().max() * 1000:.1f} ms, lag error max {sync['lag_error_s'].abs().max() * 1000:.1f} ms.",
+            f"Chain (synthetic truth): envelope vs drive r min {per['r_drive'].min():.3f},"
+            f" mean {per['r_drive'].mean():.3f}; "
+            f"offset error max {sync['offset_error_s'].abs().max() * 1000:.1f} ms,"
+            f" lag error max {sync['lag_error_s'].abs().max() * 1000:.1f} ms.",
         ]
     return "\n".join(lines) + "\n"
 

@@ -8,8 +8,8 @@ else. The hook only wires together the one implementation of each step:
 and :func:`evaluation.report.make_report`.
 
 Which metrics run is a config value: a CPU demo runs ``groundtruth`` and ``landmarks``
-(no downloads), a GPU node all of ``lpips, fid, facial, landmarks``. A failure (a missing weight, a broken video) is reported with
-its cause and never touches the checkpoints, which were written before the hook runs.
+(no downloads), a GPU node all of ``lpips, fid, facial, landmarks``. A failure (a missing weight,
+a broken video) is reported with its cause and never touches the checkpoints, which were written before the hook runs.
 """
 
 from __future__ import annotations
