@@ -192,13 +192,52 @@ def test_reference_method_without_normal_colours_is_a_clear_error() -> None:
         MaskSettings(method="edges")  # type: ignore[arg-type]
 
 
-def test_reference_mask_takes_the_previous_frame_into_account() -> None:
+def test_reference_mask_takes_the_previous_frame_into_account_when_asked() -> None:
     from sensor_removal.cleaning.mask import NormalReference
 
     base = np.full((1, 16, 16, 3), 120, np.uint8)
-    masker = SensorMasker(MaskSettings(method="reference", threshold=200), NormalReference(base))
     cable = base[0].copy()
     cable[5, :] = (250, 30, 30)
+    masker = SensorMasker(MaskSettings(method="reference", threshold=200, temporal=True), NormalReference(base))
     assert masker(cable, cable)[5].min() == 1
     assert masker(base[0], base[0])[5].min() == 1  # gone for one frame: still covered
     assert masker(base[0], base[0]).max() == 0  # two frames: released
+    plain = SensorMasker(MaskSettings(method="reference", threshold=200), NormalReference(base))
+    assert plain(cable, cable)[5].min() == 1
+    assert plain(base[0], base[0]).max() == 0  # the default follows each frame
+
+
+def test_reference_mask_counts_covered_subpixels() -> None:
+    """Cut at 4x the crop, a one-fine-pixel line covers a quarter of each crop pixel it
+    crosses: below the 0.4 coverage, so not sensor; two fine pixels (half): sensor."""
+    from sensor_removal.cleaning.mask import NormalReference, reference_size
+
+    assert reference_size(16, [(0, 0, 64, 64)], 4.0) == 64
+    assert reference_size(16, [(0, 0, 40, 40)], 4.0) == 40  # never finer than the recording
+    assert reference_size(16, [(0, 0, 8, 8)], 4.0) == 16  # never coarser than the crop
+    fine_base = np.full((1, 64, 64, 3), 120, np.uint8)
+    masker = SensorMasker(MaskSettings(method="reference", threshold=200), NormalReference(fine_base))
+    crop = np.full((16, 16, 3), 120, np.uint8)
+    thin = fine_base[0].copy()
+    thin[20, :] = (250, 250, 250)
+    assert masker(crop, crop, thin).max() < 0.5
+    thick = fine_base[0].copy()
+    thick[20:22, :] = (250, 250, 250)
+    m = masker(crop, crop, thick)
+    assert m[5].min() >= 0.5 and np.delete(m, 5, axis=0).max() == 0
+    with pytest.raises(ValueError, match="detail crop"):
+        masker(crop, crop, thick[:32, :32])
+
+
+def test_mask_scores_against_the_true_mask() -> None:
+    from evaluation.metrics.groundtruth import mask_scores
+
+    true = np.zeros((2, 8, 8), bool)
+    true[0, :4] = True  # 32 sensor pixels in frame 0, none in frame 1
+    est = np.zeros_like(true)
+    est[0, 2:6] = True  # 16 of them found, 16 pixels of skin taken
+    s = mask_scores(est, true)
+    assert s["iou_mask"][0] == pytest.approx(16 / 48)
+    assert s["precision_mask"][0] == pytest.approx(0.5)
+    assert s["recall_mask"][0] == pytest.approx(0.5)
+    assert all(np.isnan(v[1]) for v in s.values())  # no sensors: not scored

@@ -23,7 +23,10 @@ Extensions (ours, for compositing, :mod:`sensor_removal.cleaning.mask`): the reg
 leave as recorded); kind ``repaint`` when the cleaned video was composited and the full
 repaint was kept next to it (``NAME.repaint.mp4``), so S, full repaint and composited C
 are compared on the same frames; and ``flicker`` / ``mask`` (:func:`evaluation.metrics.temporal.flicker`
-inside the true sensor area of both frames, 8-bit levels; lower is steadier).
+inside the true sensor area of both frames, 8-bit levels; lower is steadier), and — when
+the composited video's mask was kept (``NAME.mask.mp4``) — how well the estimated mask
+(at 0.5) finds the true one: ``iou`` / ``precision`` / ``recall``, feature ``mask``, kind
+``clean``, per frame with sensors, then averaged.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from sensor_removal.core.manifest import Recording, Subject
 from sensor_removal.core.video import crop_resize, iter_frames, probe, sibling_path
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "flicker")
+#: Scores of the estimated compositing mask against the true sensor mask (ours).
+MASK_SCORES: tuple[str, ...] = ("iou", "precision", "recall")
 REGIONS: tuple[str, ...] = ("whole", "mask", "outside")
 #: Kinds of ground-truth rows: no cleaning, the full repaint (when kept), the cleaned video.
 GT_KINDS: tuple[str, ...] = ("sensor", "repaint", "clean")
@@ -67,6 +72,22 @@ def crop_mask(mask: np.ndarray, bbox: Sequence[int], size: int) -> np.ndarray:
         shrink = w >= size and h >= size
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return crop >= 0.5
+
+
+def mask_scores(estimated: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
+    """Per frame of bool masks ``(B, S, S)``: IoU, precision (the share of the estimated
+    mask that is sensor) and recall (the share of the sensor the estimate covers); NaN on
+    frames whose true mask is empty."""
+    e, t = estimated.reshape(len(estimated), -1), true.reshape(len(true), -1)
+    tp = (e & t).sum(1).astype(np.float64)
+    est, tru = e.sum(1).astype(np.float64), t.sum(1).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = {
+            "iou_mask": tp / (est + tru - tp),
+            "precision_mask": np.where(est > 0, tp / est, 0.0),
+            "recall_mask": tp / tru,
+        }
+    return {k: np.where(tru > 0, v, np.nan) for k, v in scores.items()}
 
 
 @torch.no_grad()
@@ -165,6 +186,13 @@ def evaluate_recording(
                 f"{[n, info.height, info.width]} (frames, height, width)"
             )
 
+    estimated = None if clean is None else sibling_path(clean.path, "mask")
+    if estimated is not None and (mask is None or not estimated.is_file()):
+        estimated = None
+    if estimated is not None and probe(estimated).frame_count != n:
+        raise GroundTruthError(
+            f"{estimated}: recording {sensor.name!r}: {probe(estimated).frame_count} mask frames, its source has {n}"
+        )
     kinds = [("sensor", sensor.name, sensor.path)]
     if repaint is not None:
         kinds.append(("repaint", f"{clean.name}:repaint", repaint))
@@ -172,6 +200,8 @@ def evaluate_recording(
         kinds.append(("clean", clean.name, clean.path))
     scores: dict[str, dict[str, list[np.ndarray]]] = {k: {} for k, _, _ in kinds}
     streams = {"gt": _stream(sensor.ground_truth, n)} | {kind: _stream(path, n) for kind, _, path in kinds}
+    if estimated is not None:
+        streams["estimated"] = _stream(estimated, n)
     bbox = sensor.bbox
     last: dict[str, np.ndarray] = {}  # the previous frame's crops (and mask), for flicker
     for start in range(0, n, batch_size):
@@ -180,22 +210,27 @@ def evaluate_recording(
         for _ in range(start, stop):
             for key, it in streams.items():
                 frame = next(it)
-                crops[key].append(frame if key in ("clean", "repaint") else crop_resize(frame, bbox, crop_size))
+                crops[key].append(
+                    frame if key in ("clean", "repaint", "estimated") else crop_resize(frame, bbox, crop_size)
+                )
         m = None if mask is None else np.stack([crop_mask(mask[i], bbox, crop_size) for i in range(start, stop)])
         target = np.stack(crops["gt"])
         for kind, _, _ in kinds:
             for key, v in frame_scores(target, np.stack(crops[kind]), m).items():
                 scores[kind].setdefault(key, []).append(v)
+        if m is not None and "estimated" in crops:
+            for key, v in mask_scores(np.stack(crops["estimated"])[..., 0] >= 128, m).items():
+                scores["clean"].setdefault(key, []).append(v)
         if m is not None:
             for kind, _, _ in kinds:
                 values = np.full(stop - start, np.nan)
                 for j in range(stop - start):
                     if j or last:
                         prev = {k: (crops[k][j - 1] if j else last[k]) for k in (kind, "gt")}
-                        region = m[j] | (m[j - 1] if j else last["mask"])
+                        region = m[j] | (m[j - 1] if j else last["true_mask"])
                         values[j] = flicker(prev[kind], crops[kind][j], prev["gt"], crops["gt"][j], region)
                 scores[kind].setdefault("flicker_mask", []).append(values)
-            last = {k: v[-1] for k, v in crops.items()} | {"mask": m[-1]}
+            last = {k: v[-1] for k, v in crops.items()} | {"true_mask": m[-1]}
     for it in streams.values():  # finish the generators (closes the captures)
         for _ in it:
             pass

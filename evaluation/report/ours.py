@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from evaluation.metrics.groundtruth import MASK_SCORES
 from evaluation.report.paper import MAPE_UNIT, _facial_subset, models_of
 from evaluation.report.tables import (
     GT_COMPOSITED_LABEL,
@@ -94,7 +95,7 @@ def groundtruth_table(df: pd.DataFrame) -> Table | None:
     """PSNR / SSIM of the sensor (no cleaning), full-repaint and cleaned crops against the
     ground truth — whole crop, inside and outside the sensor mask — and the flicker inside
     the sensor area (segment ``whole``)."""
-    d = df[df["metric"].isin(["psnr", "ssim", "flicker"]) & (df["segment"] == "whole")]
+    d = df[df["metric"].isin(["psnr", "ssim", "flicker", *MASK_SCORES]) & (df["segment"] == "whole")]
     if d.empty:
         return None
     d = d.rename(columns={"feature": "region"})
@@ -103,7 +104,7 @@ def groundtruth_table(df: pd.DataFrame) -> Table | None:
     present = set(zip(d["region"], d["metric"], strict=True))
     # Like Tables 1-3: the group (here the region) first, the metric second.
     cols = [(r, m) for r in ("whole", "mask", "outside") for m in ("psnr", "ssim") if (r, m) in present]
-    cols += [("mask", "flicker")] if ("mask", "flicker") in present else []
+    cols += [("mask", m) for m in ("flicker", *MASK_SCORES) if ("mask", m) in present]
     return build_table(
         d,
         {k: labels[k] for k in kinds},
@@ -116,7 +117,8 @@ def groundtruth_table(df: pd.DataFrame) -> Table | None:
         "inside the sensor mask and outside it (higher is better); flicker: the frame-to-frame change inside "
         "the sensor area that the ground truth does not have, in 8-bit levels (lower is steadier). "
         "Composited C (our extension): the full repaint inside an estimated sensor mask, the recorded pixels "
-        "outside. Mean ± std over subjects; within a subject first the mean over its sensor videos.",
+        "outside; IoU / precision / recall: that estimated mask (at 0.5) against the true one, per frame. "
+        "Mean ± std over subjects; within a subject first the mean over its sensor videos.",
     )
 
 

@@ -37,6 +37,8 @@ _FORMATS: dict[str, str] = {
     "flicker": "{:.2f}",
     "temporal": "{:+.2f}",
 }
+METRIC_LABELS.update({"iou": "IoU", "precision": "Precision", "recall": "Recall"})  # the compositing mask
+_FORMATS.update({"iou": "{:.3f}", "precision": "{:.3f}", "recall": "{:.3f}"})
 METRIC_LABELS.update({"nme": "NME", "detection": "Det. rate"})  # landmarks (evaluation.report.landmarks)
 _FORMATS.update({"nme": "{:.3f}", "detection": "{:.2f}"})
 GT_LABELS: dict[str, str] = {"sensor": "S (no cleaning)", "repaint": "C full repaint (paper)", "clean": "C (cleaned)"}

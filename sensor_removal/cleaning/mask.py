@@ -53,6 +53,7 @@ __all__ = [
     "composite",
     "iou",
     "match_colours",
+    "reference_size",
 ]
 
 
@@ -83,6 +84,16 @@ class MaskSettings:
             from the pixel and still explain it (small head motion).
         rank: ``reference`` only — novelty is the distance to the ``rank``-th closest
             reference colour, not the closest (:meth:`NormalReference.novelty`).
+        detail: ``reference`` only — the mask is cut on crops up to ``detail`` × the crop
+            side (never finer than the recording's bbox; :func:`reference_size`) and
+            reduced to the crop by area, so each pixel's mask says how much of it a
+            sensor covers (1: at the crop's own resolution).
+        coverage: ``reference`` only — the covered fraction of a crop pixel at which the
+            mask reaches 0.5 (the ramp runs from ``coverage − 0.2`` to ``coverage + 0.2``).
+        temporal: ``reference`` only — also keep the previous frame's mask (the larger
+            of the two).
+        change_cue: ``reference`` only — also take in the change map, ramped from
+            ``threshold`` to ``2·threshold``.
     """
 
     threshold: float = 40.0
@@ -93,9 +104,13 @@ class MaskSettings:
     blur: float = 0.006
     max_hole: float = 0.003
     method: MaskMethod = "change"
-    novelty: float = 16.0
-    window: int = 1
-    rank: int = 12
+    novelty: float = 12.0
+    window: int = 0
+    rank: int = 1
+    detail: float = 3.0
+    coverage: float = 0.4
+    temporal: bool = False
+    change_cue: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in ("change", "reference"):
@@ -104,6 +119,10 @@ class MaskSettings:
             raise ValueError(f"MaskSettings: novelty must be > 0, got {self.novelty}")
         if not 0 <= self.window <= 8:
             raise ValueError(f"MaskSettings: window must be in [0, 8] pixels, got {self.window}")
+        if self.detail < 1:
+            raise ValueError(f"MaskSettings: detail must be >= 1 (a multiple of the crop side), got {self.detail}")
+        if not 0.2 <= self.coverage <= 0.8:
+            raise ValueError(f"MaskSettings: coverage must be in [0.2, 0.8], got {self.coverage}")
         if self.rank < 1:
             raise ValueError(f"MaskSettings: rank must be >= 1, got {self.rank}")
         if self.threshold <= 0:
@@ -196,6 +215,11 @@ class NormalReference:
         self.frames = np.ascontiguousarray(frames, dtype=np.uint8)
         self.device = device or "cpu"
         self._padded: dict[int, object] = {}  # window -> (K, 3, H + 2w, W + 2w) int16 tensor
+
+    @property
+    def size(self) -> int:
+        """Side of the reference crops: the resolution the ``reference`` mask is cut at."""
+        return int(self.frames.shape[1])
 
     def _reference(self, window: int):
         import torch
@@ -299,27 +323,60 @@ class SensorMasker:
         dist = cv2.distanceTransform((1 - binary).astype(np.uint8), cv2.DIST_L2, 3)
         return np.clip(1.0 - dist / (f + 1.0), 0.0, 1.0).astype(np.float32)
 
-    def referenced(self, sensor: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
-        """``method="reference"``: the larger of the novelty ramp (0 → ``novelty``) and the
-        change ramp (``threshold`` → ``2·threshold``); no morphology — the ramps are already
-        soft, and a dilation would hand recorded pixels to the repaint. Over time, the
-        larger of this frame's and the previous frame's mask: a cable edge covered in
-        either of two consecutive frames is repainted in both (steadier, fewer blinks)."""
+    def referenced(self, sensor: np.ndarray, cleaned: np.ndarray, detail: np.ndarray | None = None) -> np.ndarray:
+        """``method="reference"``: the sensor coverage of each crop pixel, found at the
+        reference's finer resolution and ramped to a soft mask.
+
+        ``detail`` is the same frame cut at the reference's size
+        (:attr:`NormalReference.size`, up to ``detail`` × the crop side); without it the
+        crop is upsampled, which loses what the finer cut sees. At that size a pixel is
+        sensor when its :meth:`NormalReference.novelty` exceeds ``novelty``; the fraction of
+        such pixels inside each crop pixel (area reduction, as the true masks are reduced)
+        is its *coverage*, and the mask ramps from 0 at ``coverage − 0.2`` to 1 at
+        ``coverage + 0.2``. Why: at the model's resolution an electrode's rim or a cable
+        covers part of a pixel, and one threshold on the blended colour either drops thin
+        cables or takes in a ring of intact skin; counting covered sub-pixels does
+        neither. No morphology — the ramp is already soft, and a dilation would hand
+        recorded pixels to the repaint.
+
+        ``change_cue`` adds the change map ramped from ``threshold`` to ``2·threshold``
+        (what the generator repainted), ``temporal`` the larger of this and the previous
+        frame's mask (fewer blinks, more skin repainted); both off by default, as they
+        cost precision on the synthetic subject's true masks (docs/compositing.md)."""
         st = self.settings
         assert self.reference is not None
-        nov = _ramp(self.reference.novelty(sensor, st.window, st.rank), 0.0, st.novelty)
-        size = min(sensor.shape[:2])
-        chg = _ramp(change_map(sensor, cleaned, st.blur * size), st.threshold, 2.0 * st.threshold)
-        mask = np.maximum(nov, chg)
-        out = mask if self.previous is None or self.previous.shape != mask.shape else np.maximum(mask, self.previous)
+        h, w = sensor.shape[:2]
+        size = self.reference.size
+        if detail is None:
+            detail = sensor if size == h else cv2.resize(sensor, (size, size), interpolation=cv2.INTER_LINEAR)
+        elif detail.shape[:2] != (size, size):
+            raise ValueError(f"SensorMasker: detail crop is {detail.shape[:2]}, the reference is {(size, size)}")
+        fine = (self.reference.novelty(detail, st.window, st.rank) > st.novelty).astype(np.float32)
+        cover = fine if size == h else cv2.resize(fine, (w, h), interpolation=cv2.INTER_AREA)
+        mask = _ramp(cover, st.coverage - 0.2, st.coverage + 0.2)
+        if st.change_cue:
+            chg = _ramp(change_map(sensor, cleaned, st.blur * min(h, w)), st.threshold, 2.0 * st.threshold)
+            mask = np.maximum(mask, chg)
+        out = mask
+        if st.temporal and self.previous is not None and self.previous.shape == mask.shape:
+            out = np.maximum(mask, self.previous)
         self.previous = mask
         self.core = (out >= 0.5).astype(np.uint8)
         return out
 
-    def __call__(self, sensor: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
+    def __call__(self, sensor: np.ndarray, cleaned: np.ndarray, detail: np.ndarray | None = None) -> np.ndarray:
         if self.reference is not None:
-            return self.referenced(sensor, cleaned)
+            return self.referenced(sensor, cleaned, detail)
         return self.soften(self.hard(sensor, cleaned))
+
+
+def reference_size(crop_size: int, bboxes: Sequence[Sequence[int]], detail: float) -> int:
+    """The side at which the ``reference`` mask is cut: ``detail`` × the crop side, but
+    never finer than the recordings themselves (the smallest bbox side) nor coarser than
+    the crop. Cutting finer than the model works lets the mask count which part of each
+    crop pixel a sensor covers (:meth:`SensorMasker.referenced`)."""
+    finest = min((min(int(b[2]), int(b[3])) for b in bboxes), default=crop_size)
+    return max(int(crop_size), min(int(round(detail * crop_size)), finest))
 
 
 def composite(sensor: np.ndarray, cleaned: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -130,36 +130,51 @@ class _Batch:
     start: int
     crops: torch.Tensor  # (n, S, S, 3) uint8, CPU
     frames: list[np.ndarray] | None  # full frames for paste-back
+    detail: np.ndarray | None = None  # (n, D, D, 3) uint8: the crops at the reference mask's finer size
     output: Any = None  # uint8 crops (CPU) or the model output copied to pinned memory (CUDA) ...
     ready: Any = None  # ... with a CUDA event to wait for before reading it
 
 
 def _read_batches(
-    src: Path, bbox: tuple[int, int, int, int], size: int, batch_size: int, expect: int, keep_frames: bool, pin: bool
+    src: Path,
+    bbox: tuple[int, int, int, int],
+    size: int,
+    batch_size: int,
+    expect: int,
+    keep_frames: bool,
+    pin: bool,
+    detail: int | None = None,
 ) -> Iterator[_Batch]:
-    """Decode ``src`` once, crop every frame, yield uint8 batches (last one may be short)."""
+    """Decode ``src`` once, crop every frame, yield uint8 batches (last one may be short);
+    with ``detail``, also each crop cut at that finer size (for the ``reference`` mask)."""
     buf = np.empty((batch_size, size, size, 3), np.uint8)
+    fine = np.empty((batch_size, detail, detail, 3), np.uint8) if detail else None
     frames: list[np.ndarray] = []
     n = start = 0
     for index, frame in iter_frames(src, expect_count=expect):
         buf[n] = crop_resize(frame, bbox, size)
+        if fine is not None:
+            fine[n] = crop_resize(frame, bbox, int(detail))  # type: ignore[arg-type]
         if keep_frames:
             frames.append(frame)
         n += 1
         if n == batch_size:
-            yield _make_batch(start, buf, n, frames if keep_frames else None, pin)
+            yield _make_batch(start, buf, n, frames if keep_frames else None, pin, fine)
             buf = np.empty_like(buf)
+            fine = None if fine is None else np.empty_like(fine)
             frames = []
             start, n = index + 1, 0
     if n:
-        yield _make_batch(start, buf, n, frames if keep_frames else None, pin)
+        yield _make_batch(start, buf, n, frames if keep_frames else None, pin, fine)
 
 
-def _make_batch(start: int, buf: np.ndarray, n: int, frames: list[np.ndarray] | None, pin: bool) -> _Batch:
+def _make_batch(
+    start: int, buf: np.ndarray, n: int, frames: list[np.ndarray] | None, pin: bool, fine: np.ndarray | None = None
+) -> _Batch:
     crops = torch.from_numpy(buf[:n])
     if pin:
         crops = crops.pin_memory()
-    return _Batch(start=start, crops=crops, frames=frames)
+    return _Batch(start=start, crops=crops, frames=frames, detail=None if fine is None else fine[:n])
 
 
 def check_video_outputs(src: Path, out: Path | None, full: Path | None, *, overwrite: bool = False) -> None:
@@ -302,8 +317,17 @@ class _VideoJob:
 
     def read(self) -> None:
         """Reader thread: decode, crop, batch."""
+        reference = self.masker.reference if self.masker is not None else None
+        detail = reference.size if reference is not None and reference.size != self.size else None
         batches = _read_batches(
-            self.src, self.bbox, self.size, self.batch_size, self.info.frame_count, self.full is not None, self.on_cuda
+            self.src,
+            self.bbox,
+            self.size,
+            self.batch_size,
+            self.info.frame_count,
+            self.full is not None,
+            self.on_cuda,
+            detail,
         )
         for batch in batches:
             self.counts["read"] += len(batch.crops)
@@ -360,7 +384,7 @@ class _VideoJob:
         if "repaint" in self.side:
             self.side["repaint"].write(crop)
         if self.masker is not None and source is not None:
-            m = self.masker(source, crop)
+            m = self.masker(source, crop, None if batch.detail is None else batch.detail[i])
             if "mask" in self.side:
                 self.side["mask"].write(np.repeat(np.rint(m * 255).astype(np.uint8)[:, :, None], 3, axis=2))
             crop = composite_frame(source, crop, m)

@@ -20,7 +20,7 @@ from sensor_removal.cleaning.cleaned_manifest import (
     _outputs_of,
 )
 from sensor_removal.cleaning.generator import load_generator
-from sensor_removal.cleaning.mask import NormalReference
+from sensor_removal.cleaning.mask import NormalReference, reference_size
 from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.paste_back import full_output_path
 from sensor_removal.cleaning.pipeline import CleanResult, clean_video
@@ -210,7 +210,8 @@ def _reference(subject: Subject, settings: CleanSettings, options: CleanOptions)
             f"{subject.manifest_path}: mask method 'reference' takes its colours from the subject's normal "
             "recordings, and this manifest has none; use mask method 'change'"
         )
-    return NormalReference.from_recordings(normal, settings.inference_size, device=str(resolve_device(options.device)))
+    size = reference_size(settings.inference_size, [rec.bbox for rec in normal], options.mask.detail)
+    return NormalReference.from_recordings(normal, size, device=str(resolve_device(options.device)))
 
 
 def provenance(rec: Recording) -> str | None:

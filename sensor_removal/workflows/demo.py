@@ -53,6 +53,13 @@ def groundtruth_lines(results_csv: Path) -> list[str]:
         if kind in set(d.kind):
             v = [table.get((kind, m, f), math.nan) for m, f in cols]
             lines.append(f"{names[kind]:22s}  {v[0]:10.2f}  {v[1]:6.2f}  {v[2]:7.2f}  {v[3]:5.3f}  {v[4]:8.2f}")
+    scores = df[(df.segment == "whole") & (df.kind == "clean") & (df.feature == "mask")]
+    scores = scores.groupby("metric")["value"].mean()
+    if {"iou", "precision", "recall"} <= set(scores.index):
+        lines.append(
+            f"{'compositing mask':22s}  IoU {scores['iou']:.3f}, precision {scores['precision']:.3f}, "
+            f"recall {scores['recall']:.3f} against the true sensor mask"
+        )
     return lines
 
 
