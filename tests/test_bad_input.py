@@ -403,9 +403,10 @@ def case_clean_video_bbox_outside(w: World):
     )
 
 
-def case_clean_video_reference_mask_without_normal_recordings(w: World):
-    """Mask method 'reference' takes its colours from a subject's normal recordings; a
-    lone --video has none."""
+def case_clean_video_reference_mask_with_an_old_checkpoint(w: World):
+    """Mask method 'reference' on a lone --video takes its colours from the checkpoint;
+    one fitted before the reference was stored has none: the message names the
+    checkpoint and the two ways out (re-fit, or a manifest with normal recordings)."""
     return (
         sr_main,
         _clean(
@@ -421,7 +422,43 @@ def case_clean_video_reference_mask_without_normal_recordings(w: World):
             "--mask-method",
             "reference",
         ),
-        ["normal recordings", "change"],
+        [str(w.ckpt), "normal_reference", "Re-fit", "--manifest", "normal recordings"],
+    )
+
+
+def case_clean_video_reference_of_another_crop_size(w: World):
+    """A stored reference whose crops are not the checkpoint's crop size (36 px here)."""
+    ckpt = torch.load(w.ckpt, weights_only=True)
+    ckpt["normal_reference"] = {"frames": torch.zeros(3, 20, 20, 3, dtype=torch.uint8)}
+    torch.save(ckpt, w.ckpt)
+    return (
+        sr_main,
+        _clean(
+            w,
+            "--video",
+            str(w.subject / "s1_sensor.mp4"),
+            "--bbox",
+            "8,4,32,32",
+            "--out",
+            str(w.out / "c.mp4"),
+            "--composite",
+            "auto",
+            "--mask-method",
+            "reference",
+        ),
+        [str(w.ckpt), "normal_reference", "20x20", "36x36"],
+    )
+
+
+def case_clean_video_reference_that_is_not_tensors(w: World):
+    """A stored reference that is not a dict of tensors."""
+    ckpt = torch.load(w.ckpt, weights_only=True)
+    ckpt["normal_reference"] = {"frames": [1, 2, 3]}
+    torch.save(ckpt, w.ckpt)
+    return (
+        sr_main,
+        _clean(w, "--video", str(w.subject / "s1_sensor.mp4"), "--bbox", "8,4,32,32", "--out", str(w.out / "c.mp4")),
+        [str(w.ckpt), "normal_reference", "tensors"],
     )
 
 

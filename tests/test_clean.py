@@ -604,6 +604,7 @@ def test_composite_keeps_every_pixel_outside_the_mask(tmp_path: Path) -> None:
             composite="auto",
             mask_video=True,
             keep_repaint=True,
+            steady=SteadySettings(),  # frame by frame: the composite is the repaint inside the mask
         ),
     )
     assert res.composited and res.mask_out == tmp_path / "c.mask.mp4" and res.repaint_out == tmp_path / "c.repaint.mp4"
@@ -661,7 +662,13 @@ def test_steady_fill_damps_the_shimmer_and_keeps_the_rest(tmp_path: Path) -> Non
     kept repaint is the generator's own; outside the mask the pixels stay the input's."""
     src = _video(tmp_path / "in.mp4", n=12)
     kw = CleanOptions(
-        batch_size=4, device="cpu", codec="h264-lossless", progress=False, composite="auto", mask_video=True
+        batch_size=4,
+        device="cpu",
+        codec="h264-lossless",
+        progress=False,
+        composite="auto",
+        mask_video=True,
+        steady=SteadySettings(),
     )
     plain = clean_video(ShimmerSquare(), SETTINGS, src, BBOX, tmp_path / "p.mp4", kw)
     steady = clean_video(
@@ -806,7 +813,10 @@ def test_clean_options_check_their_fields_once_when_built() -> None:
     with pytest.raises(ValueError, match="threshold"):
         CleanOptions(mask=MaskSettings(threshold=0))
     options = CleanOptions(composite="auto", steady=SteadySettings(strength=0.5))
-    assert options.compositing and options.steadied and options.mask == MaskSettings()
-    assert not CleanOptions().compositing and not CleanOptions().steadied  # the paper's defaults
+    assert options.compositing and options.steadied and options.mask == MaskSettings(method="reference")
+    # Ours by default (docs/compositing.md, "Defaults"); the paper's full repaint is composite="off".
+    default = CleanOptions()
+    assert default.compositing and default.steady.strength == 0.9 and default.mask.method == "reference"
+    assert default.mask_fallback
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.crf = 3  # type: ignore[misc]

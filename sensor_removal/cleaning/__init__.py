@@ -6,6 +6,7 @@ analysis. This module is the one implementation of that step; the CLI
 (``python -m sensor_removal clean``), the post-fit hook and the app all call it:
 
 * :func:`load_generator` — G_S→N and its :class:`CleanSettings` from a checkpoint;
+  :func:`checkpoint_reference` — the normal colour reference the fit stored with it;
 * :func:`clean_video` — one video, one bbox → the cleaned face crop at the model's
   resolution (and, with ``paste_back``, the full frame with the cleaned crop put back);
 * :func:`clean_recordings` / :func:`clean_subject` — every (or the named) sensor recording
@@ -49,7 +50,7 @@ line is :mod:`sensor_removal.cli.clean`.
 """
 
 from sensor_removal.cleaning.cleaned_manifest import clean_recording_entry
-from sensor_removal.cleaning.generator import GeneratorRunner, load_generator
+from sensor_removal.cleaning.generator import GeneratorRunner, checkpoint_reference, load_generator
 from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.paste_back import feather_alpha, full_output_path, paste_back
 from sensor_removal.cleaning.pipeline import CleanResult, check_video_outputs, clean_video
@@ -91,6 +92,7 @@ __all__ = [
     "default_batch_size",
     "feather_alpha",
     "full_output_path",
+    "checkpoint_reference",
     "load_generator",
     "paste_back",
     "resolve_device",

@@ -12,8 +12,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from sensor_removal.cleaning.mask import NormalReference
 from sensor_removal.cleaning.settings import CleanError, CleanSettings, Precision
-from sensor_removal.core.checkpoint import CheckpointError, read_checkpoint
+from sensor_removal.core.checkpoint import NORMAL_REFERENCE_KEY, CheckpointError, read_checkpoint
 from sensor_removal.core.device import resolve_device
 from sensor_removal.core.tensors import to_tensor
 
@@ -76,6 +77,11 @@ def load_generator(ckpt_path: str | os.PathLike, device: str | torch.device = "c
         raise CleanError(f"{path}: G_S→N weights do not match ngf={ngf}, n_blocks={n_blocks}: {exc}") from None
     gen.eval().requires_grad_(False)
     gen.to(resolve_device(device))
+    reference = ckpt.get(NORMAL_REFERENCE_KEY)
+    if reference is not None and (
+        not isinstance(reference, dict) or not all(isinstance(v, torch.Tensor) for v in reference.values())
+    ):
+        raise CleanError(f"{path}: checkpoint field {NORMAL_REFERENCE_KEY} is not a dict of tensors")
     settings = CleanSettings(
         crop_size=crop_size,
         load_size=None if load_size is None else int(load_size),
@@ -84,8 +90,42 @@ def load_generator(ckpt_path: str | os.PathLike, device: str | torch.device = "c
         n_downsampling=n_down,
         manifest=None if manifest is None else Path(manifest),
         checkpoint=path,
+        reference_state=reference,
     )
     return gen, settings
+
+
+def checkpoint_reference(settings: CleanSettings, device: str | torch.device = "cpu") -> NormalReference | None:
+    """The normal domain's colour reference stored in the checkpoint at fit time (what
+    the ``reference`` compositing mask compares against), or None for a checkpoint from
+    before it was stored. Its crops must have the side the cleaner cuts
+    (``settings.inference_size``, the training cache's ``load_size``); a reference of
+    another size or one that does not load raises :class:`CleanError` naming the file."""
+    if settings.reference_state is None:
+        return None
+    source = f"{settings.checkpoint or 'checkpoint'}: field {NORMAL_REFERENCE_KEY}"
+    try:
+        ref = NormalReference.from_state(settings.reference_state, source, device=str(resolve_device(device)))
+    except ValueError as exc:
+        raise CleanError(str(exc)) from None
+    size = settings.inference_size
+    if ref.frames.shape[1] != ref.frames.shape[2] or ref.frames.shape[1] < size:
+        raise CleanError(
+            f"{source}: reference crops are {ref.frames.shape[1]}x{ref.frames.shape[2]} px but the checkpoint's "
+            f"crops are {size}x{size} (datamodule_hyper_parameters load_size/crop_size) and the reference must be "
+            "square and at least that size; re-fit to store a matching reference"
+        )
+    return ref
+
+
+def missing_reference_error(settings: CleanSettings) -> CleanError:
+    """The error for mask method ``reference`` without any reference to use."""
+    return CleanError(
+        f"{settings.checkpoint or 'checkpoint'}: mask method 'reference' needs the normal domain's colour "
+        f"reference, and this checkpoint has none (field {NORMAL_REFERENCE_KEY}: fitted before it was stored). "
+        "Re-fit to store it, clean a manifest that lists the subject's normal recordings (--manifest), "
+        "or use --mask-method change"
+    )
 
 
 # --------------------------------------------------------------------------- inference

@@ -32,14 +32,18 @@ built-in synthetic subject, whose true masks are known (``docs/compositing.md``)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 
+from sensor_removal.core.reference import DEFAULT_DETAIL, reference_crops, reference_size
+
 if TYPE_CHECKING:
+    import torch
+
     from sensor_removal.core.manifest import Recording
 
 #: ``MaskSettings.method`` choices.
@@ -107,7 +111,7 @@ class MaskSettings:
     novelty: float = 12.0
     window: int = 0
     rank: int = 1
-    detail: float = 3.0
+    detail: float = DEFAULT_DETAIL
     coverage: float = 0.4
     temporal: bool = False
     change_cue: bool = False
@@ -234,17 +238,10 @@ class NormalReference:
         cls, recordings: Sequence[Recording], crop_size: int, count: int = 60, device: str | None = None
     ) -> NormalReference:
         """``count`` frames spread evenly over the normal recordings, cropped to ``crop_size``."""
-        from sensor_removal.core.video import crop_resize, iter_frames, probe
-
-        if not recordings:
-            raise ValueError("NormalReference: the subject has no normal recordings to take reference colours from")
-        per = max(1, -(-count // len(recordings)))
-        crops = []
-        for rec in recordings:
-            total = probe(rec.path).frame_count
-            want = set(np.linspace(0, max(total - 1, 0), min(per, max(total, 1))).round().astype(int).tolist())
-            crops += [crop_resize(f, rec.bbox, crop_size) for _, f in iter_frames(rec.path, sorted(want))]
-        return cls(np.stack(crops), device)
+        try:
+            return cls(reference_crops(recordings, crop_size, count), device)
+        except ValueError as exc:
+            raise ValueError(f"NormalReference: {exc}") from None
 
     def novelty(self, frame: np.ndarray, window: int = 1, rank: int = 1) -> np.ndarray:
         """``(H, W)`` float32: per pixel of the uint8 crop ``frame``, the max-over-RGB
@@ -267,6 +264,51 @@ class NormalReference:
         spans = range(2 * window + 1)
         d = torch.cat([(ref[:, :, dy : dy + h, dx : dx + w] - x).abs().amax(dim=1) for dy in spans for dx in spans])
         return d.topk(rank, dim=0, largest=False).values[-1].cpu().numpy().astype(np.float32)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Every array field (public attribute holding a numpy array or tensor) as a CPU
+        tensor, for a checkpoint that ``torch.load(weights_only=True)`` reads back: the
+        reference travels with the model (:meth:`from_state`). Generic, so a field added
+        to the reference later travels too; caches (``_``-prefixed) are rebuilt."""
+        import torch
+
+        out: dict[str, torch.Tensor] = {}
+        for name, value in vars(self).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(value, np.ndarray):
+                out[name] = torch.from_numpy(np.ascontiguousarray(value)).clone()
+            elif isinstance(value, torch.Tensor):
+                out[name] = value.detach().cpu().clone()
+        return out
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, torch.Tensor], source: str, device: str | None = None) -> NormalReference:
+        """The reference that :meth:`state` wrote, read from ``source`` (named in every
+        error: the checkpoint). Fields the constructor takes are passed to it (so it
+        checks them and derives what it derives); any other stored field is set as is.
+        Raises ``ValueError`` naming ``source`` for a state that is not a reference."""
+        import inspect
+
+        import torch
+
+        if not isinstance(state, Mapping) or not state:
+            raise ValueError(f"{source}: normal reference is not a non-empty dict of tensors")
+        arrays: dict[str, np.ndarray] = {}
+        for name, value in state.items():
+            if not isinstance(name, str) or name.startswith("_") or not isinstance(value, torch.Tensor):
+                raise ValueError(f"{source}: normal reference field {name!r} is not a tensor")
+            arrays[name] = value.detach().cpu().numpy()
+        params = inspect.signature(cls.__init__).parameters
+        given = {k: v for k, v in arrays.items() if k in params}
+        try:
+            ref = cls(**given, device=device)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: normal reference does not load: {exc}") from None
+        for name, value in arrays.items():
+            if name not in given:
+                setattr(ref, name, value)
+        return ref
 
 
 class SensorMasker:
@@ -368,15 +410,6 @@ class SensorMasker:
         if self.reference is not None:
             return self.referenced(sensor, cleaned, detail)
         return self.soften(self.hard(sensor, cleaned))
-
-
-def reference_size(crop_size: int, bboxes: Sequence[Sequence[int]], detail: float) -> int:
-    """The side at which the ``reference`` mask is cut: ``detail`` × the crop side, but
-    never finer than the recordings themselves (the smallest bbox side) nor coarser than
-    the crop. Cutting finer than the model works lets the mask count which part of each
-    crop pixel a sensor covers (:meth:`SensorMasker.referenced`)."""
-    finest = min((min(int(b[2]), int(b[3])) for b in bboxes), default=crop_size)
-    return max(int(crop_size), min(int(round(detail * crop_size)), finest))
 
 
 def composite(sensor: np.ndarray, cleaned: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -19,6 +19,8 @@ from sensor_removal.cleaning.mask import MaskSettings
 from sensor_removal.cleaning.settings import (
     DEFAULT_COMPOSITE,
     DEFAULT_FEATHER,
+    DEFAULT_MASK_METHOD,
+    DEFAULT_STEADY,
     CleanError,
     Composite,
     Precision,
@@ -49,13 +51,23 @@ class CleanOptions:
         crf: H.264 quality ``0..MAX_CRF`` (lower is better; 12 is near-lossless).
         feather: paste-back blend ramp, pixels of the full frame.
         progress: show a progress bar / progress lines.
-        composite: ``auto`` (ours): ``M·G(S) + (1 − M)·S`` with the sensor mask; ``off``:
-            the paper's full repaint.
-        mask: how the compositing mask is cut (used with ``composite="auto"``).
+        composite: ``auto`` (ours; default): ``M·G(S) + (1 − M)·S`` with the sensor mask;
+            ``off``: the paper's full repaint.
+        mask: how the compositing mask is cut (used with ``composite="auto"``; default
+            method ``reference``).
         mask_video: with compositing, also write ``NAME.mask.mp4``.
         keep_repaint: with compositing or the steady fill, also write ``NAME.repaint.mp4``.
         overwrite: replace existing outputs (never the inputs).
-        steady: the motion-adaptive steady fill (ours; off by default).
+        steady: the motion-adaptive steady fill (ours). None (default): strength 0.9 with
+            compositing, off with ``composite="off"`` — so ``off`` alone is the paper's
+            frame-by-frame full repaint.
+        mask_fallback: with mask method ``reference`` and no reference to use (a
+            checkpoint from before it was stored, a lone video), cut the mask with
+            ``change`` instead and say so; False (the CLI when ``--mask-method`` is
+            given): refuse with :class:`CleanError`.
+
+    The defaults are the product (the best video for downstream tools, measured in
+    docs/compositing.md); the paper's method is ``composite="off"``.
     """
 
     paste_back: bool = False
@@ -67,11 +79,12 @@ class CleanOptions:
     feather: int = DEFAULT_FEATHER
     progress: bool = True
     composite: Composite = DEFAULT_COMPOSITE
-    mask: MaskSettings = field(default_factory=MaskSettings)
+    mask: MaskSettings = field(default_factory=lambda: MaskSettings(method=DEFAULT_MASK_METHOD))
     mask_video: bool = False
     keep_repaint: bool = False
     overwrite: bool = False
-    steady: SteadySettings = field(default_factory=SteadySettings)
+    steady: SteadySettings | None = None
+    mask_fallback: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and int(self.batch_size) < 1:
@@ -79,6 +92,9 @@ class CleanOptions:
         if self.composite not in ("auto", "off"):
             raise CleanError(f"composite must be 'auto' or 'off', got {self.composite!r}")
         check_crf(self.crf)
+        if self.steady is None:  # frozen: set once, here
+            strength = DEFAULT_STEADY if self.composite == "auto" else 0.0
+            object.__setattr__(self, "steady", SteadySettings(strength=strength))
 
     @property
     def compositing(self) -> bool:
@@ -86,4 +102,5 @@ class CleanOptions:
 
     @property
     def steadied(self) -> bool:
+        assert self.steady is not None  # set in __post_init__
         return self.steady.on

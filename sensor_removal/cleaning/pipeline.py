@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,8 +268,16 @@ class _VideoJob:
         self.repaint_out = sibling_path(out, "repaint") if wants_repaint else None
         self.masker: SensorMasker | None = None
         if options.compositing:
+            mask = options.mask
+            if mask.method == "reference" and reference is None and options.mask_fallback:
+                print(
+                    f"{src}: no normal colour reference (checkpoint or normal recordings); "
+                    "mask method 'change' instead of 'reference'",
+                    file=sys.stderr,
+                )
+                mask = replace(mask, method="change")
             try:
-                self.masker = SensorMasker(options.mask, reference)
+                self.masker = SensorMasker(mask, reference)
             except ValueError as exc:
                 raise CleanError(str(exc)) from None
         self.steadier = SteadyFill(options.steady) if options.steadied else None

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -15,8 +15,17 @@ from sensor_removal.core.errors import UserError
 
 Precision = Literal["auto", "fp32", "bf16"]
 Composite = Literal["auto", "off"]
-#: Default of ``--composite`` (chosen by measurement on the synthetic subject, docs/compositing.md).
-DEFAULT_COMPOSITE: Composite = "off"
+#: Default of ``--composite``: ``auto``, our compositing (the paper's full repaint is ``off``).
+#: Chosen by measurement: better than the repaint against pixel ground truth on the
+#: synthetic subject and on a realistic face (docs/compositing.md, "Defaults").
+DEFAULT_COMPOSITE: Composite = "auto"
+#: Default strength of ``clean``'s steady fill (ours; 0 is the paper's frame-by-frame
+#: output): lowers flicker below the repaint's and raises PSNR (docs/compositing.md).
+DEFAULT_STEADY = 0.9
+#: Default mask method of ``clean``: ``reference`` (the normal domain's colours, stored in
+#: the checkpoint at fit time); where no reference exists the cleaner falls back to
+#: ``change`` and says so, unless the method was asked for explicitly.
+DEFAULT_MASK_METHOD: Literal["change", "reference"] = "reference"
 DeviceArg = Literal["auto", "cpu", "cuda"]
 #: Name of the manifest of cleaned recordings inside the output folder.
 CLEAN_MANIFEST = "manifest.yaml"
@@ -46,6 +55,8 @@ class CleanSettings:
     multiple of ``2 ** n_downsampling`` and crops the output back.
     ``manifest`` is the training manifest recorded in the checkpoint (may be relative to
     the directory training ran in), used when no manifest is given.
+    ``reference_state`` is the normal domain's colour reference of the fit (tensors, not
+    compared or printed), what the ``reference`` compositing mask needs.
     """
 
     crop_size: int
@@ -55,6 +66,10 @@ class CleanSettings:
     n_downsampling: int = 2
     manifest: Path | None = None
     checkpoint: Path | None = None
+    #: The normal domain's colour reference stored at fit time (``NormalReference.state()``),
+    #: None for a checkpoint from before it was stored; read it with
+    #: :func:`~sensor_removal.cleaning.generator.checkpoint_reference`.
+    reference_state: dict[str, torch.Tensor] | None = field(default=None, compare=False, repr=False)
 
     @property
     def inference_size(self) -> int:

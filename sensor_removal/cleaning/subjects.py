@@ -19,7 +19,7 @@ from sensor_removal.cleaning.cleaned_manifest import (
     _merge_manifest,
     _outputs_of,
 )
-from sensor_removal.cleaning.generator import load_generator
+from sensor_removal.cleaning.generator import checkpoint_reference, load_generator
 from sensor_removal.cleaning.mask import NormalReference, reference_size
 from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.paste_back import full_output_path
@@ -201,17 +201,31 @@ def _targets(
 
 
 def _reference(subject: Subject, settings: CleanSettings, options: CleanOptions) -> NormalReference | None:
-    """The normal recordings' colours, when the mask method ``reference`` needs them."""
+    """The normal colours the mask method ``reference`` needs: the checkpoint's when it
+    carries them (stored at fit time from the training frames of the normal domain),
+    else the subject's normal recordings.
+
+    The checkpoint's comes first because it is what G_S→N was trained towards, cut
+    exactly as the training crops were, the same on every machine and for every
+    manifest, and free (no normal video is decoded). The recordings remain the fallback
+    for checkpoints from before the reference was stored."""
     if not (options.compositing and options.mask.method == "reference"):
         return None
+    device = str(resolve_device(options.device))
+    stored = checkpoint_reference(settings, device)
+    if stored is not None:
+        return stored
     normal = subject.by_condition("normal")
+    if not normal and options.mask_fallback:
+        return None  # clean_video falls back to mask method 'change' and says so
     if not normal:
         raise CleanError(
-            f"{subject.manifest_path}: mask method 'reference' takes its colours from the subject's normal "
-            "recordings, and this manifest has none; use mask method 'change'"
+            f"{subject.manifest_path}: mask method 'reference' takes its colours from the checkpoint "
+            f"({settings.checkpoint or 'none stored'}) or the subject's normal recordings, and neither has "
+            "them; re-fit to store them in the checkpoint, add the normal recordings, or use mask method 'change'"
         )
     size = reference_size(settings.inference_size, [rec.bbox for rec in normal], options.mask.detail)
-    return NormalReference.from_recordings(normal, size, device=str(resolve_device(options.device)))
+    return NormalReference.from_recordings(normal, size, device=device)
 
 
 def provenance(rec: Recording) -> str | None:

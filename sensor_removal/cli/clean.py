@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sensor_removal.core.argtypes import int_at_least, unify_option_names
 from sensor_removal.core.video import MAX_CRF
@@ -37,6 +37,8 @@ def _parse_bbox(text: str) -> tuple[int, int, int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``clean`` flags: one ``add_argument`` per flag, hence the length."""
+    from sensor_removal.cleaning.mask import MaskSettings
+
     p = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -89,29 +91,33 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group(
         "compositing (our extension, not the paper's method)",
         "auto: keep every pixel the sensors did not touch: output M*G(S) + (1-M)*S with a sensor "
-        "mask M estimated from what the generator changed; off (default): the paper's full repaint G(S).",
+        "mask M; off: the paper's full repaint G(S). Defaults (auto, mask method reference, steady "
+        "0.9) are ours, chosen by measurement; the paper's output is --composite off (steady then 0).",
     )
-    g.add_argument("--composite", choices=["auto", "off"], default=None, help="(default: off)")
+    g.add_argument("--composite", choices=["auto", "off"], default=None, help="(default: auto)")
     g.add_argument("--mask-video", action="store_true", help="also write <name>.mask.mp4, the compositing mask")
     g.add_argument("--keep-repaint", action="store_true", help="also write <name>.repaint.mp4, the full repaint")
     g.add_argument(
         "--mask-method",
         choices=["change", "reference"],
         default=None,
-        help="change: what the generator changed (default); reference: also colours the subject's "
-        "normal recordings never show at that place (needs --manifest)",
+        help="change: what the generator changed; reference (default): also colours the normal "
+        "domain never shows at that place (from the checkpoint, stored at fit time; for older "
+        "checkpoints from the manifest's normal recordings). Not given and no reference to be had: "
+        "change, with a note; given: an error",
     )
     g.add_argument(
         "--mask-novelty",
         type=float,
         default=None,
-        help="reference: colour distance (8-bit levels) at which a pixel is fully sensor (default 16)",
+        help="reference: colour distance (8-bit levels), on the finer cut, above which a pixel is sensor "
+        f"(default {MaskSettings.novelty:g})",
     )
     g.add_argument(
         "--mask-rank",
         type=int,
         default=None,
-        help="reference: novelty is the distance to the rank-th closest normal colour (default 12)",
+        help=f"reference: novelty is the distance to the rank-th closest normal colour (default {MaskSettings.rank})",
     )
     g.add_argument(
         "--mask-threshold",
@@ -134,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="carry the repainted pixels over from frame to frame where the face did not move: "
-        "strength in [0, 1), 0 off (default 0: the paper; the demo uses 0.9)",
+        "strength in [0, 1), 0 off (the paper's frame-by-frame output; default 0.9, 0 with --composite off)",
     )
     g.add_argument(
         "--steady-motion",
@@ -189,15 +195,16 @@ def _clean_options(args: argparse.Namespace) -> CleanOptions:
     fields, and its message is put in the flag's words (:class:`_BadOption`)."""
     from sensor_removal.cleaning import DEFAULT_COMPOSITE, DEFAULT_FEATHER, CleanError, CleanOptions
     from sensor_removal.cleaning.mask import MaskSettings
+    from sensor_removal.cleaning.settings import DEFAULT_MASK_METHOD, DEFAULT_STEADY
     from sensor_removal.cleaning.steady import SteadySettings
 
-    given = {
+    given: dict[str, Any] = {
         k: v
         for k, v in (
             ("threshold", args.mask_threshold),
             ("dilate", args.mask_dilate),
             ("hysteresis", args.mask_hysteresis),
-            ("method", args.mask_method),
+            ("method", DEFAULT_MASK_METHOD if args.mask_method is None else args.mask_method),
             ("novelty", args.mask_novelty),
             ("rank", args.mask_rank),
         )
@@ -207,18 +214,15 @@ def _clean_options(args: argparse.Namespace) -> CleanOptions:
         mask = MaskSettings(**given)
     except ValueError as exc:
         raise _BadOption(str(exc).replace("MaskSettings: ", "--mask-")) from None
+    composite = DEFAULT_COMPOSITE if args.composite is None else args.composite
     try:
         steady = SteadySettings(
-            **{k: v for k, v in (("strength", args.steady), ("motion", args.steady_motion)) if v is not None}
+            strength=(DEFAULT_STEADY if composite == "auto" else 0.0) if args.steady is None else args.steady,
+            **{k: v for k, v in (("motion", args.steady_motion),) if v is not None},
         )
     except ValueError as exc:
         words = str(exc).replace("SteadySettings: strength", "--steady")
         raise _BadOption(words.replace("SteadySettings: motion", "--steady-motion")) from None
-    if args.video is not None and mask.method == "reference" and args.composite == "auto":
-        raise _BadOption(
-            "--mask-method reference takes its colours from the subject's normal recordings: "
-            "clean with --manifest, or use --mask-method change for a lone --video"
-        )
     try:
         return CleanOptions(
             paste_back=args.paste_back,
@@ -229,12 +233,13 @@ def _clean_options(args: argparse.Namespace) -> CleanOptions:
             crf=args.crf,
             feather=DEFAULT_FEATHER if args.feather is None else args.feather,
             progress=not args.no_progress,
-            composite=DEFAULT_COMPOSITE if args.composite is None else args.composite,
+            composite=composite,
             mask=mask,
             mask_video=args.mask_video,
             keep_repaint=args.keep_repaint,
             overwrite=args.overwrite,
             steady=steady,
+            mask_fallback=args.mask_method is None,
         )
     except CleanError as exc:  # argparse has checked every field; kept for callers of main()
         raise _BadOption(str(exc)) from None
@@ -276,11 +281,13 @@ def _run(args: argparse.Namespace, options: CleanOptions) -> int:
     from sensor_removal.cleaning import (
         CleanError,
         check_video_outputs,
+        checkpoint_reference,
         clean_subject,
         clean_video,
         full_output_path,
         load_generator,
     )
+    from sensor_removal.cleaning.generator import missing_reference_error
     from sensor_removal.core.device import resolve_device
     from sensor_removal.core.errors import UserError
     from sensor_removal.core.manifest import ManifestError
@@ -296,6 +303,11 @@ def _run(args: argparse.Namespace, options: CleanOptions) -> int:
                 raise CleanError(f"{args.video}: --bbox: {why}")
             dev = resolve_device(args.device)
             generator, settings = load_generator(args.ckpt, dev)
+            reference = None
+            if options.compositing and options.mask.method == "reference":
+                reference = checkpoint_reference(settings, dev)
+                if reference is None and not options.mask_fallback:
+                    raise missing_reference_error(settings)
         else:
             report = clean_subject(args.ckpt, args.manifest, args.out, args.recordings, options)
     except (UserError, VideoError, ManifestError, OSError) as exc:  # CleanError, DeviceError
@@ -305,7 +317,9 @@ def _run(args: argparse.Namespace, options: CleanOptions) -> int:
         print(report.summary())
         return 0 if report.ok else 1
     try:
-        result = clean_video(generator, settings, args.video, args.bbox, args.out, replace(options, device=dev))
+        result = clean_video(
+            generator, settings, args.video, args.bbox, args.out, replace(options, device=dev), reference=reference
+        )
     except (UserError, VideoError, OSError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from sensor_removal.core.reference import REFERENCE_FRAMES
+
 #: Data options that do not change what is trained (where and how fast frames load).
 RESUME_IGNORED_DATA = frozenset({"num_workers", "decode_workers", "cache_dir"})
 
@@ -117,3 +119,12 @@ def run_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     SLURM requeue checkpoints ``hpc_ckpt_*.ckpt`` in the folder itself."""
     run = Path(run_dir)
     return sorted((run / "checkpoints").glob("*.ckpt")) + sorted(run.glob("hpc_ckpt_*.ckpt"))
+
+
+#: Checkpoint key of the normal domain's per-position colour reference: a dict of plain
+#: tensors (``NormalReference.state()`` of the cleaning package; ``frames`` is
+#: ``(K, D, D, 3)`` uint8, the crops the ``reference`` compositing mask compares against).
+#: Written at fit time from the training frames, so a lone video can be cleaned with it.
+NORMAL_REFERENCE_KEY = "normal_reference"
+#: Normal-domain frames the reference keeps (as many as the cleaner draws from recordings).
+NORMAL_REFERENCE_FRAMES = REFERENCE_FRAMES

@@ -28,7 +28,9 @@ from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
 from sensor_removal.core.argtypes import HalfOpenShare, NonNegativeInt, PositiveInt, UnitShare
+from sensor_removal.core.checkpoint import NORMAL_REFERENCE_FRAMES
 from sensor_removal.core.manifest import ManifestError, Recording, Subject, load_manifest, output_path
+from sensor_removal.core.reference import reference_crops, reference_size
 from sensor_removal.core.video import VideoError, crop_resize, iter_frames, probe
 
 log = logging.getLogger(__name__)
@@ -457,6 +459,7 @@ class FramesDataModule(pl.LightningDataModule):
         self.cache_root = Path(cache_dir) if cache_dir else self.subject.manifest_path.parent / ".frame_cache"
         self.cache: FrameCache | None = None
         self._splits: dict[str, dict[str, np.ndarray]] = {}
+        self._reference: dict[str, torch.Tensor] | None = None
 
     def prepare_data(self) -> None:
         """Build the frame cache (Lightning calls this on one process per node)."""
@@ -483,6 +486,27 @@ class FramesDataModule(pl.LightningDataModule):
             self.setup()
         assert self.cache is not None
         return np.asarray(self.cache.frames[domain][self._splits[domain][split]])
+
+    def normal_reference(self, count: int = NORMAL_REFERENCE_FRAMES) -> dict[str, torch.Tensor]:
+        """The normal domain's colour reference for the checkpoint
+        (:data:`~sensor_removal.core.checkpoint.NORMAL_REFERENCE_KEY`): ``frames``, ``count``
+        frames spread evenly over the subject's normal recordings, ``(K, D, D, 3)`` uint8,
+        cut at :func:`~sensor_removal.core.reference.reference_size` of the crop the cleaner
+        feeds the generator (``load_size``) — finer than the training crops, which is what
+        the ``reference`` mask needs to count covered sub-pixels. The same layout as
+        ``NormalReference.state()`` of the cleaning package (which this layer does not
+        import). About 60 decodes, once per fit."""
+        if self._reference is None:
+            normal = self.subject.by_condition("normal")
+            size = reference_size(int(self.hparams.load_size), [rec.bbox for rec in normal])
+            frames = reference_crops(normal, size, count)
+            self._reference = {"frames": torch.from_numpy(np.ascontiguousarray(frames, dtype=np.uint8))}
+        return self._reference
+
+    def _split_rows(self, domain: Domain, split: Literal["train", "val"]) -> np.ndarray:
+        if self.cache is None:
+            self.setup()
+        return self._splits[domain][split]
 
     def heldout_frames(self, domain: Domain, n: int) -> np.ndarray:
         """``n`` extra frames of ``domain`` drawn (seeded, uniformly) from the frames

@@ -501,3 +501,17 @@ class CycleGAN(pl.LightningModule):
         # hook then — the curve is the same either way (tests/test_module.py checks both).
         for scheduler in self.lr_schedulers():
             scheduler.step()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the normal domain's colour reference next to the weights
+        (:data:`~sensor_removal.core.checkpoint.NORMAL_REFERENCE_KEY`), when the fit has
+        a datamodule that provides one (:meth:`FramesDataModule.normal_reference`): the
+        cleaner's ``reference`` mask then works from the checkpoint alone, on a lone
+        video, on any machine. Plain uint8 tensors, so ``weights_only=True`` loads them."""
+        from sensor_removal.core.checkpoint import NORMAL_REFERENCE_KEY
+
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        make = getattr(datamodule, "normal_reference", None)
+        if callable(make):
+            checkpoint[NORMAL_REFERENCE_KEY] = dict(make())
