@@ -52,6 +52,8 @@ def _clean_args(subject: Path, out: Path, *recordings: str) -> list[str]:
         str(subject / "manifest.yaml"),
         "--out",
         str(out),
+        "--composite",  # the paper's full repaint: these tests are about signals, not masks
+        "off",
         "--device",
         "cpu",
         "--no-progress",

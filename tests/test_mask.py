@@ -241,3 +241,12 @@ def test_mask_scores_against_the_true_mask() -> None:
     assert s["precision_mask"][0] == pytest.approx(0.5)
     assert s["recall_mask"][0] == pytest.approx(0.5)
     assert all(np.isnan(v[1]) for v in s.values())  # no sensors: not scored
+
+
+def test_clean_help_states_the_mask_defaults() -> None:
+    """``clean --help`` spells the defaults out (it imports no cv2/torch to build them)."""
+    from sensor_removal.cli.clean import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    assert f"(default {MaskSettings.novelty:g})" in text
+    assert f"(default {MaskSettings.rank})" in text

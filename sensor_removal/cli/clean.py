@@ -37,8 +37,6 @@ def _parse_bbox(text: str) -> tuple[int, int, int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``clean`` flags: one ``add_argument`` per flag, hence the length."""
-    from sensor_removal.cleaning.mask import MaskSettings
-
     p = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -110,14 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--mask-novelty",
         type=float,
         default=None,
-        help="reference: colour distance (8-bit levels), on the finer cut, above which a pixel is sensor "
-        f"(default {MaskSettings.novelty:g})",
+        help="reference: colour distance (8-bit levels), on the finer cut, above which a pixel is sensor (default 12)",
     )
     g.add_argument(
         "--mask-rank",
         type=int,
         default=None,
-        help=f"reference: novelty is the distance to the rank-th closest normal colour (default {MaskSettings.rank})",
+        help="reference: novelty is the distance to the rank-th closest normal colour (default 1)",
     )
     g.add_argument(
         "--mask-threshold",
