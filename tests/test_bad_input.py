@@ -403,25 +403,19 @@ def case_clean_video_bbox_outside(w: World):
     )
 
 
+def _clean_video_reference(w: World) -> list[str]:
+    """``clean --video`` of the sensor recording with the ``reference`` mask asked for."""
+    video = ["--video", str(w.subject / "s1_sensor.mp4"), "--bbox", "8,4,32,32", "--out", str(w.out / "c.mp4")]
+    return _clean(w, *video, "--composite", "auto", "--mask-method", "reference")
+
+
 def case_clean_video_reference_mask_with_an_old_checkpoint(w: World):
     """Mask method 'reference' on a lone --video takes its colours from the checkpoint;
     one fitted before the reference was stored has none: the message names the
     checkpoint and the two ways out (re-fit, or a manifest with normal recordings)."""
     return (
         sr_main,
-        _clean(
-            w,
-            "--video",
-            str(w.subject / "s1_sensor.mp4"),
-            "--bbox",
-            "8,4,32,32",
-            "--out",
-            str(w.out / "c.mp4"),
-            "--composite",
-            "auto",
-            "--mask-method",
-            "reference",
-        ),
+        _clean_video_reference(w),
         [str(w.ckpt), "normal_reference", "Re-fit", "--manifest", "normal recordings"],
     )
 
@@ -433,19 +427,7 @@ def case_clean_video_reference_of_another_crop_size(w: World):
     torch.save(ckpt, w.ckpt)
     return (
         sr_main,
-        _clean(
-            w,
-            "--video",
-            str(w.subject / "s1_sensor.mp4"),
-            "--bbox",
-            "8,4,32,32",
-            "--out",
-            str(w.out / "c.mp4"),
-            "--composite",
-            "auto",
-            "--mask-method",
-            "reference",
-        ),
+        _clean_video_reference(w),
         [str(w.ckpt), "normal_reference", "20x20", "36x36"],
     )
 

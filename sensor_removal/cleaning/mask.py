@@ -266,49 +266,26 @@ class NormalReference:
         return d.topk(rank, dim=0, largest=False).values[-1].cpu().numpy().astype(np.float32)
 
     def state(self) -> dict[str, torch.Tensor]:
-        """Every array field (public attribute holding a numpy array or tensor) as a CPU
-        tensor, for a checkpoint that ``torch.load(weights_only=True)`` reads back: the
-        reference travels with the model (:meth:`from_state`). Generic, so a field added
-        to the reference later travels too; caches (``_``-prefixed) are rebuilt."""
+        """The reference as plain CPU tensors, for a checkpoint that
+        ``torch.load(weights_only=True)`` reads back (:meth:`from_state`): the reference
+        travels with the model. The padded copies are caches and are rebuilt."""
         import torch
 
-        out: dict[str, torch.Tensor] = {}
-        for name, value in vars(self).items():
-            if name.startswith("_"):
-                continue
-            if isinstance(value, np.ndarray):
-                out[name] = torch.from_numpy(np.ascontiguousarray(value)).clone()
-            elif isinstance(value, torch.Tensor):
-                out[name] = value.detach().cpu().clone()
-        return out
+        return {"frames": torch.from_numpy(self.frames.copy())}
 
     @classmethod
     def from_state(cls, state: Mapping[str, torch.Tensor], source: str, device: str | None = None) -> NormalReference:
         """The reference that :meth:`state` wrote, read from ``source`` (named in every
-        error: the checkpoint). Fields the constructor takes are passed to it (so it
-        checks them and derives what it derives); any other stored field is set as is.
-        Raises ``ValueError`` naming ``source`` for a state that is not a reference."""
-        import inspect
-
+        error: the checkpoint). Raises ``ValueError`` for a state that is not a reference."""
         import torch
 
-        if not isinstance(state, Mapping) or not state:
-            raise ValueError(f"{source}: normal reference is not a non-empty dict of tensors")
-        arrays: dict[str, np.ndarray] = {}
-        for name, value in state.items():
-            if not isinstance(name, str) or name.startswith("_") or not isinstance(value, torch.Tensor):
-                raise ValueError(f"{source}: normal reference field {name!r} is not a tensor")
-            arrays[name] = value.detach().cpu().numpy()
-        params = inspect.signature(cls.__init__).parameters
-        given = {k: v for k, v in arrays.items() if k in params}
+        frames = state.get("frames") if isinstance(state, Mapping) else None
+        if not isinstance(frames, torch.Tensor):
+            raise ValueError(f"{source}: normal reference has no 'frames' tensor")
         try:
-            ref = cls(**given, device=device)  # type: ignore[arg-type]
-        except (TypeError, ValueError) as exc:
+            return cls(frames.detach().cpu().numpy(), device=device)
+        except ValueError as exc:
             raise ValueError(f"{source}: normal reference does not load: {exc}") from None
-        for name, value in arrays.items():
-            if name not in given:
-                setattr(ref, name, value)
-        return ref
 
 
 class SensorMasker:

@@ -503,11 +503,6 @@ class FramesDataModule(pl.LightningDataModule):
             self._reference = {"frames": torch.from_numpy(np.ascontiguousarray(frames, dtype=np.uint8))}
         return self._reference
 
-    def _split_rows(self, domain: Domain, split: Literal["train", "val"]) -> np.ndarray:
-        if self.cache is None:
-            self.setup()
-        return self._splits[domain][split]
-
     def heldout_frames(self, domain: Domain, n: int) -> np.ndarray:
         """``n`` extra frames of ``domain`` drawn (seeded, uniformly) from the frames
         *outside* the training sample, as ``(n, load, load, 3)`` uint8 crops. They let a
