@@ -23,6 +23,18 @@ _EYE_Y, _EYE_HW = -0.3, 0.16
 _MOUTH_Y = 0.55
 _SCALE = 0.26  # face half-width in px per min(W, H): large faces, as the crop needs
 _CENTER_DY = 0.08  # face centre below the frame centre (face units): hair fits on top
+# Expression movement sizes at full activation (face units; see _deform and docs/emg.md).
+# Before they were re-tuned to real AU sizes: brow raise 0.13, brow lowering 0.08 down /
+# 0.045 in, lip-corner depression 0.07 (no lateral part), no upper-lip raise; at those
+# sizes the depression was about dlib's jitter and the sEMG mapping could not see it.
+_BROW_RAISE = 0.19
+_BROW_LOWER = 0.13
+_BROW_IN = 0.07
+_CORNER_DOWN = 0.14
+_CORNER_DOWN_OUT = 0.1
+_LIP_RAISE = 0.15
+# levator labii superioris per expression signal (as synthetic.emg drives it)
+_LLS_SMILE, _LLS_FROWN, _LLS_DOWN = 0.3, 0.35, 0.15
 
 
 _SHIFT = 4  # OpenCV sub-pixel drawing: coordinates in 1/16 px
@@ -33,34 +45,50 @@ _AA = cv2.LINE_AA
 # ------------------------------------------------------------------------ face geometry
 
 
+def _levator(s: np.ndarray) -> float:
+    """Activation of levator labii superioris (AU9/AU10) implied by the expression: the
+    same mix the synthetic sEMG drives it with (:data:`.emg._DRIVES`), so the upper lip
+    rises whenever that muscle fires."""
+    _, f, _, sm, _, _, dn = (float(v) for v in s)
+    return _LLS_SMILE * sm + _LLS_FROWN * f + _LLS_DOWN * dn
+
+
 def _deform(p: np.ndarray, s: np.ndarray, mouth_w: float) -> np.ndarray:
     """Move skin points ``p`` (N, 2; face units) by the expression ``s`` (one row of
-    signals). The same displacements the feature drawing uses, so electrodes stay glued."""
+    signals). The same displacements the feature drawing uses, so electrodes stay glued.
+
+    Movement sizes at full activation (face units; x 66.6 = px at 256 x 256, x ~7 = mm
+    on a 14 cm wide face), chosen at the size of the real AU movements (FACS manual;
+    Ekman, Friesen & Hager 2002) so that each is several pixels, above dlib's ~1 px
+    jitter (docs/emg.md lists them in px and mm)."""
     b, f, c, sm, o, pk, dn = (float(v) for v in s)
+    lls = _levator(s)
     x, y = p[:, 0], p[:, 1]
     ax, sx = np.abs(x), np.where(x < 0, -1.0, 1.0)
     dx = np.zeros_like(x)
     dy = np.zeros_like(y)
     # frontalis lifts brows and forehead skin (the top of the forehead moves less)
     up = np.clip((-0.3 - y) / 0.25, 0, 1)
-    dy -= 0.13 * b * up * (1 - 0.6 * np.clip((-0.6 - y) / 0.5, 0, 1))
+    dy -= _BROW_RAISE * b * up * (1 - 0.6 * np.clip((-0.6 - y) / 0.5, 0, 1))
     # corrugator pulls the brow region down and medially
     wc = up * np.clip((0.75 - ax) / 0.4, 0, 1) * np.clip((y + 1.05) / 0.3, 0, 1)
-    dy += 0.08 * f * wc
-    dx -= 0.045 * f * wc * sx * np.clip((0.7 - ax) / 0.5, 0, 1)
+    dy += _BROW_LOWER * f * wc
+    dx -= _BROW_IN * f * wc * sx * np.clip((0.7 - ax) / 0.5, 0, 1)
     # orbicularis oculi: skin around the eyes contracts slightly towards the eye
     for side in (-1.0, 1.0):
         ex, ey = side * 0.38, _EYE_Y
         w = np.exp(-(((x - ex) ** 2 + (y - ey) ** 2) / 0.22**2))
         dx += (ex - x) * 0.08 * c * w
         dy += (ey - y) * 0.08 * c * w
-        # zygomaticus: mouth corners out and up, cheeks up
+        # zygomaticus: mouth corners out and up, cheeks up; depressor: corners down, a little out
         cx = side * mouth_w
         wq = np.exp(-(((x - cx) ** 2 + (y - _MOUTH_Y) ** 2) / 0.2**2)) * (sx == side)
-        dx += side * mouth_w * (0.3 * sm - 0.4 * pk - 0.05 * o) * wq
-        dy += (-0.07 * sm + 0.07 * dn + 0.02 * o) * wq
+        dx += side * mouth_w * _corner_out(sm, o, pk, dn) * wq
+        dy += _corner_dy(sm, o, dn) * wq
         wk = np.exp(-(((x - side * 0.45) ** 2 + (y - 0.15) ** 2) / 0.3**2))
         dy -= 0.04 * sm * wk
+    # levator labii superioris: the skin between nose and upper lip goes up
+    dy -= _LIP_RAISE * lls * np.exp(-((x**2 + (y - 0.47) ** 2) / 0.16**2))
     # jaw drop: everything below the lips goes down
     dy += 0.2 * o * np.clip((y - 0.58) / 0.15, 0, 1) * np.clip((1.0 - ax) / 0.4, 0, 1)
     # pucker: the skin around the mouth gathers towards its centre
@@ -68,6 +96,16 @@ def _deform(p: np.ndarray, s: np.ndarray, mouth_w: float) -> np.ndarray:
     dx -= 0.35 * pk * x * wp
     dy -= 0.15 * pk * (y - 0.56) * wp
     return np.stack([x + dx, y + dy], axis=1)
+
+
+def _corner_out(sm: float, o: float, pk: float, dn: float) -> float:
+    """Lip-corner displacement along x, in mouth half-widths (out > 0)."""
+    return 0.3 * sm - 0.4 * pk - 0.05 * o + _CORNER_DOWN_OUT * dn
+
+
+def _corner_dy(sm: float, o: float, dn: float) -> float:
+    """Lip-corner displacement along y (face units, down > 0)."""
+    return -0.07 * sm + _CORNER_DOWN * dn + 0.02 * o
 
 
 def _curve(left: np.ndarray, mid: np.ndarray, right: np.ndarray, n: int = 9) -> np.ndarray:
@@ -310,7 +348,7 @@ def _draw_dynamic(img: np.ndarray, cv: _Canvas, ident: _Identity, s: np.ndarray,
     mw = ident.mouth_w
 
     # forehead wrinkles (brow raise), frown lines (brow lower), crow's feet (smile)
-    lift = 0.5 * 0.13 * b
+    lift = 0.5 * _BROW_RAISE * b
     for k, yw in enumerate((-0.8, -0.9, -1.0)):
         xw = np.linspace(-0.42 + 0.05 * k, 0.42 - 0.05 * k, 9)
         _blend_line(img, cv, np.stack([xw, yw - lift + 0.03 * (xw / 0.42) ** 2], 1), skin, 0.2 * b)
@@ -346,8 +384,9 @@ def _draw_dynamic(img: np.ndarray, cv: _Canvas, ident: _Identity, s: np.ndarray,
         _draw_eye(img, cv, ident, side, c, sm, gaze)
 
     # mouth
-    half = mw * (1 + 0.3 * sm - 0.4 * pk - 0.05 * o)
-    cy = _MOUTH_Y - 0.07 * sm + 0.07 * dn + 0.02 * o
+    half = mw * (1 + _corner_out(sm, o, pk, dn))
+    cy = _MOUTH_Y + _corner_dy(sm, o, dn)
+    raise_ = _LIP_RAISE * _levator(s)  # upper lip up (AU10), as _deform moves the skin above it
     full = 1.0 + 0.4 * pk
     xs = np.linspace(-half, half, 15)
     q = 1.0 - (xs / half) ** 2
@@ -355,11 +394,11 @@ def _draw_dynamic(img: np.ndarray, cv: _Canvas, ident: _Identity, s: np.ndarray,
     def contour(mid: float, power: float) -> np.ndarray:
         return np.stack([xs, cy + (mid - cy) * q**power], 1)
 
-    upper_out = contour(_MOUTH_Y - 0.065 * full - 0.015 * o, 0.5)
+    upper_out = contour(_MOUTH_Y - 0.065 * full - 0.015 * o - raise_, 0.5)
     upper_out[:, 1] += 0.012 * np.exp(-((xs / (0.12 * mw)) ** 2)) - 0.008 * np.exp(
         -(((np.abs(xs) - 0.3 * mw) / (0.15 * mw)) ** 2)
     )
-    upper_in = contour(_MOUTH_Y - 0.004 - 0.02 * o, 1.0 - 0.4 * pk)
+    upper_in = contour(_MOUTH_Y - 0.004 - 0.02 * o - 0.5 * raise_, 1.0 - 0.4 * pk)
     lower_in = contour(_MOUTH_Y + 0.004 + 0.2 * o, 1.0 - 0.4 * pk)
     lower_out = contour(_MOUTH_Y + 0.075 * full + 0.2 * o, 0.6)
     # nasolabial folds deepen with a smile
