@@ -229,6 +229,37 @@ def test_reference_mask_counts_covered_subpixels() -> None:
         masker(crop, crop, thick[:32, :32])
 
 
+def test_subpixel_composite_removes_a_cable_thinner_than_a_crop_pixel() -> None:
+    """A cable one fine pixel wide (a quarter of a crop pixel at 4x) over skin: the
+    crop-level composite keeps part of its colour (its mask is below 1 there), the
+    sub-pixel composite replaces exactly the covered quarter, so no trace is left; crop
+    pixels no fine pixel touches stay the recording's bytes."""
+    import cv2
+
+    from sensor_removal.cleaning.mask import NormalReference, composite_subpixel
+
+    skin, cable = (150, 110, 90), (230, 40, 40)
+    fine_base = np.full((1, 64, 64, 3), skin, np.uint8)
+    detail = fine_base[0].copy()
+    detail[21, :] = cable
+    sensor = cv2.resize(detail, (16, 16), interpolation=cv2.INTER_AREA)
+    generator = np.full((16, 16, 3), skin, np.uint8)  # a generator that paints the skin back
+    masker = SensorMasker(MaskSettings(method="reference", coverage=0.2), NormalReference(fine_base))
+    m = masker(sensor, generator, detail)
+    assert masker.fine is not None and masker.fine.sum() == 64  # the one fine row, all of it
+    crop_level = composite(sensor, generator, m)
+    fine = composite_subpixel(sensor, generator, masker.fine, detail)
+    trace = np.abs(sensor[5].astype(int) - skin).max()
+    assert trace >= 15  # the cable shows in the crop pixel row it crosses
+    assert np.abs(crop_level[5].astype(int) - skin).max() >= 5  # partly left by the ramped mask
+    assert np.abs(fine[5].astype(int) - skin).max() <= 1  # gone at the finer cut
+    assert (np.delete(fine, 5, axis=0) == np.delete(sensor, 5, axis=0)).all()  # untouched, byte for byte
+    assert MaskSettings().subpixel  # the default (ours; docs/compositing.md)
+    off = SensorMasker(MaskSettings(method="reference", coverage=0.2, subpixel=False), NormalReference(fine_base))
+    off(sensor, generator, detail)
+    assert off.fine is None
+
+
 def test_mask_scores_against_the_true_mask() -> None:
     from evaluation.metrics.groundtruth import mask_scores
 
@@ -250,3 +281,12 @@ def test_clean_help_states_the_mask_defaults() -> None:
     text = " ".join(build_parser().format_help().split())
     assert f"(default {MaskSettings.novelty:g})" in text
     assert f"(default {MaskSettings.rank})" in text
+
+
+def test_clean_mask_subpixel_flag_reaches_the_mask_settings() -> None:
+    from sensor_removal.cli.clean import _clean_options, build_parser
+
+    parser = build_parser()
+    base = ["--ckpt", "x.ckpt", "--out", "o"]
+    assert _clean_options(parser.parse_args(base)).mask.subpixel is True
+    assert _clean_options(parser.parse_args([*base, "--mask-subpixel", "off"])).mask.subpixel is False

@@ -55,6 +55,7 @@ __all__ = [
     "SensorMasker",
     "change_map",
     "composite",
+    "composite_subpixel",
     "iou",
     "match_colours",
     "reference_size",
@@ -98,6 +99,13 @@ class MaskSettings:
             of the two).
         change_cue: ``reference`` only — also take in the change map, ramped from
             ``threshold`` to ``2·threshold``.
+        subpixel: ``reference`` only — composite at the finer cut
+            (:func:`composite_subpixel`): each crop pixel takes the generator's colour for
+            exactly the part a sensor covers, so a cable thinner than a crop pixel leaves no
+            trace; off: :func:`composite` with the ramped mask. On by default (ours, measured
+            on the synthetic subject: docs/compositing.md).
+        grow: ``reference`` with ``subpixel`` only — dilate the fine mask by this many
+            fine pixels before compositing (the anti-aliased rim of a drawn sensor).
     """
 
     threshold: float = 40.0
@@ -115,6 +123,8 @@ class MaskSettings:
     coverage: float = 0.4
     temporal: bool = False
     change_cue: bool = False
+    subpixel: bool = True
+    grow: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in ("change", "reference"):
@@ -127,6 +137,8 @@ class MaskSettings:
             raise ValueError(f"MaskSettings: detail must be >= 1 (a multiple of the crop side), got {self.detail}")
         if not 0.2 <= self.coverage <= 0.8:
             raise ValueError(f"MaskSettings: coverage must be in [0.2, 0.8], got {self.coverage}")
+        if not 0 <= self.grow <= 4:
+            raise ValueError(f"MaskSettings: grow must be in [0, 4] fine pixels, got {self.grow}")
         if self.rank < 1:
             raise ValueError(f"MaskSettings: rank must be >= 1, got {self.rank}")
         if self.threshold <= 0:
@@ -307,9 +319,11 @@ class SensorMasker:
         self.reference = reference if settings.method == "reference" else None
         self.previous: np.ndarray | None = None
         self.core: np.ndarray | None = None
+        self.fine: np.ndarray | None = None  # ``subpixel``: the last fine mask, (D, D) float32
 
     def reset(self) -> None:
         self.previous = None
+        self.fine = None
 
     def hard(self, sensor: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
         """The binary mask ``(H, W)`` uint8 after threshold (with hysteresis), closing and
@@ -371,6 +385,8 @@ class SensorMasker:
         elif detail.shape[:2] != (size, size):
             raise ValueError(f"SensorMasker: detail crop is {detail.shape[:2]}, the reference is {(size, size)}")
         fine = (self.reference.novelty(detail, st.window, st.rank) > st.novelty).astype(np.float32)
+        if st.subpixel:
+            self.fine = cv2.dilate(fine, _disk(st.grow)) if st.grow > 0 else fine
         cover = fine if size == h else cv2.resize(fine, (w, h), interpolation=cv2.INTER_AREA)
         mask = _ramp(cover, st.coverage - 0.2, st.coverage + 0.2)
         if st.change_cue:
@@ -395,6 +411,27 @@ def composite(sensor: np.ndarray, cleaned: np.ndarray, mask: np.ndarray) -> np.n
     s = sensor.astype(np.float32)
     out = s + mask[..., None].astype(np.float32) * (cleaned.astype(np.float32) - s)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def composite_subpixel(sensor: np.ndarray, cleaned: np.ndarray, fine: np.ndarray, detail: np.ndarray) -> np.ndarray:
+    """The composite done at the finer cut of the ``reference`` mask and reduced to the crop.
+
+    ``sensor``/``cleaned`` uint8 ``(H, W, 3)`` crops, ``detail`` the same frame cut at the
+    fine size ``(D, D, 3)`` and ``fine`` its binary sensor mask ``(D, D)``. Output:
+    ``S + area(F·(up(G) − S_D))`` — in each crop pixel the generator's colour replaces the
+    recording's for exactly the covered fine pixels. Why: at the crop's resolution a cable
+    covering a third of a pixel leaves a third of its colour under any mask value below 1,
+    and a mask of 1 repaints the two thirds of skin; at the fine cut neither happens.
+    Where no fine pixel of a crop pixel is covered the output is ``sensor`` byte for byte.
+    """
+    h, w = sensor.shape[:2]
+    d = detail.shape[0]
+    up = cv2.resize(cleaned, (d, d), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    delta = fine[..., None] * (up - detail.astype(np.float32))
+    down = cv2.resize(delta, (w, h), interpolation=cv2.INTER_AREA)
+    cover = cv2.resize(fine, (w, h), interpolation=cv2.INTER_AREA)
+    down[cover <= 0] = 0.0
+    return np.clip(np.rint(sensor.astype(np.float32) + down), 0, 255).astype(np.uint8)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

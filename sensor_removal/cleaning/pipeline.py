@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sensor_removal.cleaning.generator import GeneratorRunner
-from sensor_removal.cleaning.mask import NormalReference, SensorMasker
+from sensor_removal.cleaning.mask import NormalReference, SensorMasker, composite_subpixel
 from sensor_removal.cleaning.mask import composite as composite_frame
 from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.paste_back import feather_alpha, full_output_path
@@ -393,10 +393,15 @@ class _VideoJob:
         if "repaint" in self.side:
             self.side["repaint"].write(crop)
         if self.masker is not None and source is not None:
-            m = self.masker(source, crop, None if batch.detail is None else batch.detail[i])
+            detail = None if batch.detail is None else batch.detail[i]
+            m = self.masker(source, crop, detail)
             if "mask" in self.side:
                 self.side["mask"].write(np.repeat(np.rint(m * 255).astype(np.uint8)[:, :, None], 3, axis=2))
-            crop = composite_frame(source, crop, m)
+            fine = self.masker.fine
+            if fine is not None:
+                crop = composite_subpixel(source, crop, fine, source if detail is None else detail)
+            else:
+                crop = composite_frame(source, crop, m)
         if self.steadier is not None:
             crop = self.steadier(crop, m)
         self.writers[0].write(crop)

@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference: novelty is the distance to the rank-th closest normal colour (default 1)",
     )
     g.add_argument(
+        "--mask-subpixel",
+        choices=["on", "off"],
+        default=None,
+        help="reference: composite at the mask's finer cut, so each crop pixel takes the generator's "
+        "colour for just the part a sensor covers (default on); off: blend with the crop-level mask",
+    )
+    g.add_argument(
         "--mask-threshold",
         type=float,
         default=None,
@@ -204,6 +211,7 @@ def _clean_options(args: argparse.Namespace) -> CleanOptions:
             ("method", DEFAULT_MASK_METHOD if args.mask_method is None else args.mask_method),
             ("novelty", args.mask_novelty),
             ("rank", args.mask_rank),
+            ("subpixel", None if args.mask_subpixel is None else args.mask_subpixel == "on"),
         )
         if v is not None
     }
