@@ -199,11 +199,13 @@ def test_wandb_keeps_the_paper_names_and_puts_ours_under_ours(fitted) -> None:
 
 def test_composite_off_evaluates_once(fitted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The paper's full repaint only: one evaluation, no ours section, and a previous
-    run's ``evaluation_ours`` does not survive to be mistaken for this run's."""
+    run's ``evaluation_ours`` and repaint manifest do not survive to be mistaken for this run's."""
     monkeypatch.setenv("TORCH_HOME", str(fitted.torch_home))
     run = tmp_path / "run"
     (run / OURS_RESULTS).mkdir(parents=True)
     (run / OURS_RESULTS / "results.csv").write_text("an old run's\n")
+    (run / "clean").mkdir()
+    (run / "clean" / "manifest.repaint.yaml").write_text("an old run's\n")
     trainer = SimpleNamespace(
         default_root_dir=str(run),
         checkpoint_callback=SimpleNamespace(last_model_path=str(fitted.hook.outcome.checkpoint)),

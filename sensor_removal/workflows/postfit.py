@@ -283,7 +283,7 @@ class PostFitBenchmark(pl.Callback):
         from evaluation.protocol import run_protocol
         from evaluation.report import make_report
         from evaluation.settings import ProtocolSettings
-        from sensor_removal.cleaning import clean_subject, write_repaint_manifest
+        from sensor_removal.cleaning import REPAINT_MANIFEST, clean_subject, write_repaint_manifest
 
         root = run_dir(trainer)
         error_file = root / "benchmark_error.txt"
@@ -310,7 +310,14 @@ class PostFitBenchmark(pl.Callback):
                 raise RuntimeError(f"cleaning wrote no manifest of cleaned recordings into {outcome.clean_dir}")
             # The paper's method is the full repaint: kept next to our composited (or
             # steadied) videos, it gets the paper's tables; ours get the same tables apart.
-            repaints = write_repaint_manifest(report.manifest)
+            options = self.clean_options
+            repaints = None
+            if options.compositing or options.steadied:
+                repaints = write_repaint_manifest(report.manifest)
+                if repaints is None:
+                    raise RuntimeError(f"cleaning kept no full repaint (NAME.repaint.mp4) in {outcome.clean_dir}")
+            else:  # a previous run's repaints are not this run's videos
+                (report.manifest.parent / REPAINT_MANIFEST).unlink(missing_ok=True)
             outcome.timings_s["clean"] = time.perf_counter() - t0
             settings = ProtocolSettings(
                 metrics=metrics,
