@@ -78,10 +78,15 @@ def triplets(run: Path) -> list[Triplet]:
 
 
 def read_series(run: Path, triplet: Triplet) -> dict[str, pd.DataFrame]:
-    """The per-frame series of N, S, C written by the evaluation (those present)."""
+    """The per-frame series of N, S, C written by the evaluation (those present): of the
+    composited videos' evaluation where the hook composited (the C shown here is the
+    composited video; N and S are the same in both evaluations), else of the only one."""
+    from sensor_removal.workflows.postfit import OURS_RESULTS
+
+    folder = run / OURS_RESULTS if (run / OURS_RESULTS / "series").is_dir() else run / "evaluation"
     out = {}
     for key, rec in triplet.videos().items():
-        f = run / "evaluation" / "series" / f"{rec.name}.csv"
+        f = folder / "series" / f"{rec.name}.csv"
         if f.is_file():
             out[key] = pd.read_csv(f, index_col="frame")
     return out

@@ -19,6 +19,10 @@ subject — and writes into ``out``:
     mask, flicker in the sensor area; sensor, full repaint and composited/cleaned) when
     the results have ground-truth rows (synthetic subjects), and a temporal-stability
     table (frame-to-frame change beyond the normal video's) with ``temporal`` rows;
+  - with ``composited`` result folders (the post-fit benchmark when it composites: the
+    main tables on the paper's full repaint, these on our composited video), **the same
+    tables on the composited video**, in a section of their own labelled as our
+    extension (files ``composited_*``, :func:`~evaluation.report.ours.composited_tables`);
   - the frames without a face per video (py-feat NaN rows);
   - the landmark tables (ours, :mod:`evaluation.report.landmarks`) when the results have
     ``lm_*`` rows;
@@ -53,6 +57,9 @@ from evaluation.report.make import (
     report_is_complete,
 )
 from evaluation.report.ours import (
+    COMPOSITED_PREFIX,
+    COMPOSITED_SECTION,
+    composited_tables,
     extension_tables,
     facial_table,
     groundtruth_table,
@@ -83,6 +90,9 @@ from evaluation.report.tables import (
 )
 
 __all__ = [
+    "COMPOSITED_PREFIX",
+    "COMPOSITED_SECTION",
+    "composited_tables",
     "GT_COMPOSITED_LABEL",
     "GT_LABELS",
     "KIND_ROWS",

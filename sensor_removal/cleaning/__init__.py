@@ -49,7 +49,7 @@ manifest of cleaned recordings) and :mod:`.subjects` (a subject's recordings); t
 line is :mod:`sensor_removal.cli.clean`.
 """
 
-from sensor_removal.cleaning.cleaned_manifest import clean_recording_entry
+from sensor_removal.cleaning.cleaned_manifest import clean_recording_entry, write_repaint_manifest
 from sensor_removal.cleaning.generator import GeneratorRunner, checkpoint_reference, load_generator
 from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.paste_back import feather_alpha, full_output_path, paste_back
@@ -59,6 +59,7 @@ from sensor_removal.cleaning.settings import (
     CLEAN_MANIFEST_LOCK,
     DEFAULT_COMPOSITE,
     DEFAULT_FEATHER,
+    REPAINT_MANIFEST,
     CleanError,
     CleanSettings,
     Composite,
@@ -72,6 +73,7 @@ from sensor_removal.core.device import resolve_device
 __all__ = [
     "CLEAN_MANIFEST",
     "CLEAN_MANIFEST_LOCK",
+    "REPAINT_MANIFEST",
     "DEFAULT_COMPOSITE",
     "DEFAULT_FEATHER",
     "Composite",
@@ -85,6 +87,7 @@ __all__ = [
     "CleanSettings",
     "GeneratorRunner",
     "clean_recording_entry",
+    "write_repaint_manifest",
     "clean_recordings",
     "clean_subject",
     "check_video_outputs",

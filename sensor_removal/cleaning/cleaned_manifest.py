@@ -1,16 +1,19 @@
 """The manifest of cleaned recordings (``OUT/manifest.yaml``): one entry per cleaned
 video (``condition: clean``, ``source:`` its sensor recording), merged under a file
-lock with what is already there, and the files it owns or must never overwrite.
+lock with what is already there, and the files it owns or must never overwrite; and
+the manifest of the full repaints kept next to composited videos
+(``OUT/manifest.repaint.yaml``, :func:`write_repaint_manifest`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 from sensor_removal.cleaning.paste_back import full_output_path
 from sensor_removal.cleaning.pipeline import CleanResult
-from sensor_removal.cleaning.settings import CLEAN_MANIFEST_LOCK, CleanError
+from sensor_removal.cleaning.settings import CLEAN_MANIFEST_LOCK, REPAINT_MANIFEST, CleanError
 from sensor_removal.core.manifest import (
     ManifestError,
     Recording,
@@ -18,6 +21,7 @@ from sensor_removal.core.manifest import (
     load_manifest,
     save_manifest,
 )
+from sensor_removal.core.video import sibling_path
 
 
 def clean_recording_entry(rec: Recording, out: Path, crop_size: int) -> Recording:
@@ -87,3 +91,33 @@ def _merge_manifest(manifest_path: Path, subject: Subject, results: dict[str, Cl
             Subject(subject=subject.subject, recordings=tuple(merged), manifest_path=manifest_path),
             manifest_path,
         )
+
+
+def write_repaint_manifest(cleaned_manifest: Path) -> Path | None:
+    """Write, next to ``cleaned_manifest``, :data:`REPAINT_MANIFEST`: the same entries
+    (same names, sessions and sources) pointing at each video's full repaint
+    ``NAME.repaint.mp4`` instead, with its own content id — the paper's method, for an
+    evaluation of it beside our composited (or steadied) videos. Returns its path, or
+    None when no entry has a repaint (``composite="off"`` without the steady fill: the
+    cleaned videos *are* the repaints). Some entries with and some without a repaint
+    (an earlier clean into the same folder with other options) is a :class:`CleanError`:
+    the two evaluations would not compare the same recordings."""
+    from sensor_removal.core.content_id import content_id
+
+    cleaned = load_manifest(cleaned_manifest, check_videos=False, require_domains=("clean",))
+    repaints = {r.name: sibling_path(r.path, "repaint") for r in cleaned.recordings}
+    have = [n for n, p in repaints.items() if p.is_file()]
+    if not have:
+        return None
+    lacking = sorted(set(repaints) - set(have))
+    if lacking:
+        raise CleanError(
+            f"{cleaned_manifest}: recording(s) {lacking} have no full repaint (NAME.repaint.mp4) next to them, "
+            f"{sorted(have)} do: clean them all with the same options, or into another folder"
+        )
+    entries = tuple(
+        dataclasses.replace(r, path=repaints[r.name].resolve(), video_id=content_id(repaints[r.name]))
+        for r in cleaned.recordings
+    )
+    out = cleaned_manifest.parent / REPAINT_MANIFEST
+    return save_manifest(Subject(subject=cleaned.subject, recordings=entries, manifest_path=out), out)

@@ -32,6 +32,10 @@ CLEAN_MANIFEST = "manifest.yaml"
 #: Lock file next to the cleaned manifest: concurrent cleans into one folder merge
 #: their entries one after the other (each re-reads the manifest inside the lock).
 CLEAN_MANIFEST_LOCK = f".{CLEAN_MANIFEST}.lock"
+#: Name of the manifest of the full repaints (``NAME.repaint.mp4``) in the same folder:
+#: the paper's method, kept next to our composited videos, so that the post-fit
+#: benchmark can evaluate both.
+REPAINT_MANIFEST = "manifest.repaint.yaml"
 #: Default width of the paste-back blend ramp, in pixels of the full frame.
 DEFAULT_FEATHER = 8
 

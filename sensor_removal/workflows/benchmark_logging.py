@@ -8,7 +8,12 @@ there without opening the run folder:
   report, as an artifact ``benchmark-<subject>``;
 * the report's tables and plots (``benchmark/<table>``);
 * a short clip ``benchmark/sample``: a sensor recording's face crop and its cleaned
-  version side by side.
+  version side by side;
+* when the hook composited (ours), the second evaluation — on the composited videos, where
+  the names above hold the paper's full repaint — under the prefix ``ours/``: scalars
+  ``ours/benchmark/<metric>/<comparison>``, ``ours/benchmark/results`` and the report's
+  ``composited_*`` tables as ``ours/benchmark/<table>``. The paper's names never change
+  meaning with the compositing option.
 """
 
 from __future__ import annotations
@@ -25,6 +30,24 @@ SAMPLE_SECONDS = 5.0
 COMPARISONS: dict[str, str] = {"baseline": "N1-N2", "sensor": "N-S", "clean": "N-C"}
 #: Ground-truth rows compare a video with its sensor-free truth, not with N.
 GROUND_TRUTH_COMPARISONS: dict[str, str] = {"sensor": "GT-S", "clean": "GT-C"}
+#: Prefix of every key of the evaluation on our composited videos.
+OURS_PREFIX = "ours/"
+
+
+def _key(name: str) -> str:
+    """W&B key of a report file: ``benchmark/<name>``; a table on the composited video
+    (``composited_<table>``) goes under ``ours/benchmark/<table>``."""
+    from evaluation.report.ours import COMPOSITED_PREFIX  # the report's side; imported when logging
+
+    if name.startswith(COMPOSITED_PREFIX):
+        return f"{OURS_PREFIX}benchmark/{name.removeprefix(COMPOSITED_PREFIX)}"
+    return f"benchmark/{name}"
+
+
+def _summary(results_dir: Path | None) -> dict:
+    if results_dir is not None and (results_dir / "summary.json").is_file():
+        return json.loads((results_dir / "summary.json").read_text())
+    return {}
 
 
 def headline_scalars(summary: dict) -> dict[str, float]:
@@ -58,44 +81,49 @@ def write_sample(
     return write_video(out, (np.hstack([a, b]) for a, b in zip(sensor, cleaned, strict=True)), info.fps)
 
 
-def log_benchmark(loggers: list, files: dict[str, Path], results_dir: Path | None = None) -> None:
+def log_benchmark(
+    loggers: list, files: dict[str, Path], results_dir: Path | None = None, ours_results_dir: Path | None = None
+) -> None:
     """Log the benchmark to every :class:`WandbLogger` in ``loggers`` (others are skipped):
     ``files`` are the report's (CSV tables, PNG plots) and the sample clip (MP4);
-    ``results_dir`` holds ``results.csv`` and ``summary.json``."""
+    ``results_dir`` holds ``results.csv`` and ``summary.json`` (the paper's method),
+    ``ours_results_dir`` those of the composited videos (logged under ``ours/``)."""
     import pandas as pd
     from pytorch_lightning.loggers import WandbLogger
 
     wandb_loggers = [lg for lg in loggers if isinstance(lg, WandbLogger)]
     if not wandb_loggers:
         return
-    summary: dict = {}
-    if results_dir is not None and (results_dir / "summary.json").is_file():
-        summary = json.loads((results_dir / "summary.json").read_text())
+    summary, ours = _summary(results_dir), _summary(ours_results_dir)
     for logger in wandb_loggers:
         for name, path in files.items():
             if path.suffix == ".csv":
-                logger.log_table(key=f"benchmark/{name}", dataframe=pd.read_csv(path))
+                logger.log_table(key=_key(name), dataframe=pd.read_csv(path))
             elif path.suffix == ".png":
-                logger.log_image(key=f"benchmark/{name}", images=[str(path)])
+                logger.log_image(key=_key(name), images=[str(path)])
             elif path.suffix == ".mp4":
-                logger.log_video(
-                    key=f"benchmark/{name}", videos=[str(path)], caption=["sensor | cleaned"], format=["mp4"]
-                )
+                logger.log_video(key=_key(name), videos=[str(path)], caption=["sensor | cleaned"], format=["mp4"])
+        for prefix, folder in (("", results_dir), (OURS_PREFIX, ours_results_dir)):
+            if folder is not None and (folder / "results.csv").is_file():
+                logger.log_table(key=f"{prefix}benchmark/results", dataframe=pd.read_csv(folder / "results.csv"))
         if results_dir is not None and (results_dir / "results.csv").is_file():
-            logger.log_table(key="benchmark/results", dataframe=pd.read_csv(results_dir / "results.csv"))
-            _log_artifact(logger, summary.get("subject") or "subject", results_dir, files)
+            _log_artifact(logger, summary.get("subject") or "subject", results_dir, files, ours_results_dir)
         scalars = headline_scalars(summary)
+        scalars.update({f"{OURS_PREFIX}{k}": v for k, v in headline_scalars(ours).items()})
         if scalars:
             logger.log_metrics(scalars)
 
 
-def _log_artifact(logger, subject: str, results_dir: Path, files: dict[str, Path]) -> None:
+def _log_artifact(
+    logger, subject: str, results_dir: Path, files: dict[str, Path], ours_results_dir: Path | None = None
+) -> None:
     import wandb
 
     artifact = wandb.Artifact(
         f"benchmark-{subject}",
         type="evaluation",
-        description="results.csv, summary.json and the report of the post-fit benchmark",
+        description="results.csv, summary.json and the report of the post-fit benchmark"
+        + ("; evaluation_ours/: the same on the composited videos (ours)" if ours_results_dir else ""),
     )
     for path in [
         results_dir / "results.csv",
@@ -104,4 +132,7 @@ def _log_artifact(logger, subject: str, results_dir: Path, files: dict[str, Path
     ]:
         if path.is_file():
             artifact.add_file(str(path))
+    for name in ("results.csv", "summary.json"):
+        if ours_results_dir is not None and (ours_results_dir / name).is_file():
+            artifact.add_file(str(ours_results_dir / name), name=f"evaluation_ours/{name}")
     logger.experiment.log_artifact(artifact)
