@@ -208,3 +208,18 @@ def test_sweep_init_from_reaches_the_fit_arguments(two: Path, tmp_path: Path) ->
         assert args[i + 1] == str(ckpt.resolve())
     sweep.write_text(yaml.safe_dump(doc))
     assert "--model.init_from" not in FitTask(load_sweep(sweep).tasks()[0], ()).cli_args()
+
+
+def test_post_fit_benchmark_skips_a_population_fit(two: Path) -> None:
+    """A population model belongs to no one subject: one warning, nothing cleaned."""
+    from types import SimpleNamespace
+
+    from sensor_removal.workflows.postfit import PostFitBenchmark, population_fit
+
+    hook = PostFitBenchmark(metrics=["groundtruth"], device="cpu")
+    pooled = SimpleNamespace(is_global_zero=True, datamodule=SimpleNamespace(hparams={"manifest": _manifests(two)}))
+    single = SimpleNamespace(datamodule=SimpleNamespace(hparams={"manifest": _manifests(two)[0]}))
+    assert population_fit(pooled) and not population_fit(single)  # type: ignore[arg-type]
+    with pytest.warns(UserWarning, match="post-fit benchmark skipped: a population fit"):
+        hook.on_fit_end(pooled, None)  # type: ignore[arg-type]
+    assert hook.outcome is not None and hook.outcome.error is None and hook.outcome.clean_dir is None
