@@ -126,6 +126,16 @@ def test_population_checkpoint_has_no_reference_and_records_the_list(two: Path, 
     assert resume_differences(ckpt, {}, {**data, "manifest": _manifests(two)[0]})
 
 
+def test_population_checkpoint_cleans_only_a_named_manifest(population: Path, tmp_path: Path) -> None:
+    """The cleaner loads a population model; it cleans no default subject."""
+    from sensor_removal.cleaning import CleanError, clean_subject, load_generator
+    from sensor_removal.cleaning.options import CleanOptions
+
+    assert load_generator(population)[1].manifest is None
+    with pytest.raises(CleanError, match="checkpoint records no manifest; pass --manifest"):
+        clean_subject(population, None, tmp_path / "c", options=CleanOptions(device="cpu", progress=False))
+
+
 def test_init_from_copies_the_four_networks(population: Path) -> None:
     """After ``setup("fit")`` (before any step) every weight is the checkpoint's; a module
     built without ``init_from`` differs (so the comparison can fail)."""
