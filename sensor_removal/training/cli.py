@@ -60,8 +60,8 @@ MULTI_DEVICE_STRATEGY = "ddp_find_unused_parameters_true"
 PERCEPTUAL_CALLBACK = "sensor_removal.workflows.fit_metrics.PerceptualMetrics"
 #: What ``subject`` says when the manifest was never set (``data.manifest: ???``).
 NO_MANIFEST = (
-    "no manifest given: set --data.manifest PATH (or data.manifest in your config; a list [A, B] trains a "
-    "population model)"
+    "no manifest given: set --data.manifest PATH (or data.manifest in your config); a list [A, B] trains "
+    "one population model"
 )
 SUBCOMMANDS = ("fit", "validate", "predict")
 
