@@ -32,7 +32,7 @@ from sensor_removal.core.checkpoint import NORMAL_REFERENCE_FRAMES
 from sensor_removal.core.manifest import ManifestError, Recording, Subject, load_manifest, output_path
 from sensor_removal.core.reference import reference_crops, reference_size
 from sensor_removal.core.video import VideoError, crop_resize, iter_frames, probe
-from sensor_removal.training.pool import ConcatFrames, manifest_list, pool_splits, share
+from sensor_removal.training.pool import ConcatFrames, PooledCache, manifest_list, pool_caches, pool_splits, share
 
 log = logging.getLogger(__name__)
 
@@ -317,19 +317,6 @@ def load_frame_cache(path: Path) -> FrameCache:
     return FrameCache(path=Path(path), frames=frames, refs=refs)
 
 
-@dataclass(frozen=True)
-class PooledCache:
-    """The frame caches of a population fit (:mod:`~sensor_removal.training.pool`): each
-    subject's :class:`FrameCache`, and per domain their rows read as one array."""
-
-    caches: tuple[FrameCache, ...]
-    frames: dict[str, ConcatFrames]
-
-    @property
-    def paths(self) -> list[Path]:
-        return [c.path for c in self.caches]
-
-
 #: What ``FramesDataModule.cache`` holds: one subject's cache, or a population's.
 AnyCache = FrameCache | PooledCache
 
@@ -503,10 +490,7 @@ class FramesDataModule(pl.LightningDataModule):
             build_frame_cache(s, root, hp.fraction, hp.seed, hp.load_size, hp.decode_workers)
             for s, root in zip(self.subjects, self.cache_roots, strict=True)
         ]
-        if not self.pooled:
-            return caches[0]
-        frames = {d: ConcatFrames([c.frames[d] for c in caches]) for d in DOMAINS}
-        return PooledCache(caches=tuple(caches), frames=frames)
+        return pool_caches(caches, DOMAINS) if self.pooled else caches[0]
 
     def _caches(self) -> tuple[FrameCache, ...]:
         assert self.cache is not None

@@ -15,6 +15,9 @@ built; :class:`~sensor_removal.training.data.FramesDataModule` hands it the arra
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -82,6 +85,34 @@ class ConcatFrames:
     def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
         out = self[np.arange(len(self))]
         return out if dtype is None else out.astype(dtype)
+
+
+class SubjectCache(Protocol):
+    """What pooling needs of one subject's frame cache (``data.FrameCache``)."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def frames(self) -> dict[str, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class PooledCache:
+    """The frame caches of a population fit: each subject's cache, and per domain their
+    rows read as one array."""
+
+    caches: tuple[SubjectCache, ...]
+    frames: dict[str, ConcatFrames]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [c.path for c in self.caches]
+
+
+def pool_caches(caches: Sequence[SubjectCache], domains: Sequence[str]) -> PooledCache:
+    """Several subjects' caches as one, per domain, in the order given."""
+    frames = {d: ConcatFrames([c.frames[d] for c in caches]) for d in domains}
+    return PooledCache(caches=tuple(caches), frames=frames)
 
 
 def pool_splits(splits: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
