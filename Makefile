@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-numerics test-all bench lint clean-demo app
+.PHONY: setup demo test test-numerics test-all bench bench-warmstart lint clean-demo app
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ test-all: setup
 ## Side-by-side speed measurements (ours vs a plain baseline), printed as ratios.
 bench: setup
 	$(BIN)/python bench/run_all.py
+
+## Population warm start vs from scratch (ours; ~10 min on one thread, so not in `bench`).
+bench-warmstart: setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python bench/bench_warmstart.py
 
 ## The browser app on http://127.0.0.1:7860 (RUNS=folder of runs, DATA=folder of recordings).
 RUNS ?= runs

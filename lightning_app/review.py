@@ -51,6 +51,8 @@ def _manifest_path(run: Path) -> Path:
     manifest = (run_config(run).get("data") or {}).get("manifest")
     if not manifest:
         raise ReviewError(f"{run / 'config.yaml'}: no data.manifest recorded")
+    if isinstance(manifest, list):
+        raise ReviewError(f"{run / 'config.yaml'}: a population fit (data.manifest is a list) has no one subject")
     path = Path(manifest)
     return path if path.is_absolute() else (run.parent / path)
 

@@ -203,6 +203,51 @@ def case_resume_with_other_model_options(w: World):
     )
 
 
+def case_init_from_other_architecture(w: World):
+    """A population checkpoint of another width: the field and the file, before any cache."""
+    wide = write_checkpoint(w.root / "wide.ckpt", w.manifest, ngf=8)
+    return (
+        sr_main,
+        _fit(w, "--model.init_from", str(wide)),
+        [str(wide), "--model.init_from", "hyper_parameters.ngf is 8 in the checkpoint but 4 in this fit"],
+    )
+
+
+def case_init_from_other_crop(w: World):
+    return (
+        sr_main,
+        _fit(w, "--model.init_from", str(w.ckpt), "--data.load_size", "44", "--data.crop_size", "40"),
+        [str(w.ckpt), "datamodule_hyper_parameters.crop_size is 32 in the checkpoint but 40 in this fit"],
+    )
+
+
+def case_init_from_missing(w: World):
+    missing = w.root / "population.ckpt"
+    expected = [f"--model.init_from: {missing}: checkpoint file not found"]
+    return sr_main, _fit(w, "--model.init_from", str(missing)), expected
+
+
+def case_init_from_pickle_runs_code(w: World):
+    evil = w.root / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _RunsCode(w.out / "pwned")}, evil)
+    return sr_main, _fit(w, "--model.init_from", str(evil)), [str(evil), "refused"]
+
+
+def case_manifest_list_twice(w: World):
+    argv = _fit(w, "--data.manifest", f"[{w.manifest}, {w.manifest}]")
+    return sr_main, argv, [f"data.manifest: {w.manifest} is listed twice"]
+
+
+def case_manifest_list_empty(w: World):
+    return sr_main, _fit(w, "--data.manifest", "[]"), ["no manifest given"]
+
+
+def case_manifest_list_one_bad(w: World):
+    """One bad subject of a population stops the fit, naming that manifest."""
+    missing = w.subject / "other.yaml"
+    return sr_main, _fit(w, "--data.manifest", f"[{w.manifest}, {missing}]"), [str(missing)]
+
+
 def case_val_fraction_above_one(w: World):
     return sr_main, _fit(w, "--data.val_fraction", "1.5"), ["data.val_fraction"]
 

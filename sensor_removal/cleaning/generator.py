@@ -65,6 +65,8 @@ def load_generator(ckpt_path: str | os.PathLike, device: str | torch.device = "c
         raise CleanError(f"{path}: crop_size {crop_size} is not a positive multiple of {2**n_down}")
     load_size = dhp.get("load_size")
     manifest = dhp.get("manifest")
+    if isinstance(manifest, (list, tuple)):  # a population model's subjects: none is "the" subject
+        manifest = None
     kind = hp.get("generator", "resnet")  # checkpoints from before the option: the paper's
     if kind not in GENERATORS:
         raise CleanError(

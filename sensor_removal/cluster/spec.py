@@ -87,6 +87,8 @@ class SweepTaskSpec:
     point: str
     overrides: dict[str, Any]
     run_dir: Path
+    #: Starting weights of the fit (``--model.init_from``; ours: a population warm start).
+    init_from: Path | None = None
 
     @property
     def tags(self) -> list[str]:
@@ -105,6 +107,8 @@ class SweepSpec:
     grid: dict[str, list[Any]]
     slurm: SlurmResources
     fit_args: tuple[str, ...] = ()
+    #: A population checkpoint every task starts from (``--model.init_from``; ours).
+    init_from: Path | None = None
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         """Every grid point (the Cartesian product of the grid), named for its values."""
@@ -129,7 +133,8 @@ class SweepSpec:
                 )
             seen[subject] = manifest
             for name, overrides in self.points():
-                out.append(SweepTaskSpec(subject, manifest, name, overrides, self.root / subject / name))
+                run = self.root / subject / name
+                out.append(SweepTaskSpec(subject, manifest, name, overrides, run, init_from=self.init_from))
         return out
 
 
@@ -186,7 +191,7 @@ def load_sweep(path: str | Path, root: str | Path | None = None) -> SweepSpec:
     if not isinstance(doc, dict):
         raise SweepSpecError(f"{path}: expected a mapping with subjects, configs, grid, root, slurm")
     base = path.resolve().parent
-    known = {"subjects", "configs", "grid", "root", "slurm", "fit_args"}
+    known = {"subjects", "configs", "grid", "root", "slurm", "fit_args", "init_from"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise SweepSpecError(f"{path}: unknown field(s) {unknown}; expected some of {sorted(known)}")
@@ -202,6 +207,14 @@ def load_sweep(path: str | Path, root: str | Path | None = None) -> SweepSpec:
     bad = sorted(set(slurm_doc) - fields)
     if bad:
         raise SweepSpecError(f"{path}: slurm: unknown field(s) {bad}; expected some of {sorted(fields)}")
+    init_from = None
+    if doc.get("init_from") is not None:
+        if not isinstance(doc["init_from"], str):
+            raise SweepSpecError(f"{path}: field 'init_from' must be one checkpoint path, got {doc['init_from']!r}")
+        found = _paths(doc["init_from"], base, path, "init_from")
+        if len(found) != 1 or not found[0].is_file():
+            raise SweepSpecError(f"{path}: init_from: {doc['init_from']!r} must name one checkpoint file")
+        init_from = found[0]
     if "setup" in slurm_doc:
         slurm_doc = {**slurm_doc, "setup": tuple(slurm_doc["setup"] or ())}
     out_root = Path(root) if root is not None else Path(_need(doc, "root", path))
@@ -215,4 +228,5 @@ def load_sweep(path: str | Path, root: str | Path | None = None) -> SweepSpec:
         grid=grid,
         slurm=SlurmResources(**slurm_doc),
         fit_args=tuple(str(a) for a in doc.get("fit_args") or ()),
+        init_from=init_from,
     )

@@ -120,10 +120,18 @@ class SweepProgress(pl.Callback):
             global_step=trainer.global_step,
             losses=metrics,
             lr={**doc.get("lr", {}), **lr},
-            frame_cache=str(cache.path) if cache is not None else None,
+            frame_cache=_cache_paths(cache),
             updated=time.time(),
         )
         write_json(path, doc)
+
+
+def _cache_paths(cache: Any) -> str | list[str] | None:
+    """The frame cache folder of the fit, or a population fit's folders (one per subject)."""
+    if cache is None:
+        return None
+    paths = getattr(cache, "paths", None)
+    return [str(p) for p in paths] if paths is not None else str(cache.path)
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,8 @@ class FitTask:
 
     def cli_args(self, wandb_id: str | None = None) -> list[str]:
         """The ``fit`` arguments of this task: base configs, subject, manifest, run folder,
-        the grid point's overrides, the sweep's extra arguments, the process layout."""
+        the sweep's ``init_from`` checkpoint, the grid point's overrides, the sweep's extra
+        arguments, the process layout."""
         t = self.task
         args: list[str] = []
         for config in self.configs:
@@ -157,6 +166,8 @@ class FitTask:
             "--trainer.default_root_dir",
             str(t.run_dir),
         ]
+        if t.init_from is not None:  # before the grid and fit_args, which may override it
+            args += ["--model.init_from", str(t.init_from)]
         args += [f"--{key}={_cli_value(value)}" for key, value in t.overrides.items()]
         args += list(self.fit_args)
         if self.launch != "none":

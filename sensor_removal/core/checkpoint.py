@@ -26,6 +26,9 @@ from sensor_removal.core.reference import REFERENCE_FRAMES
 
 #: Data options that do not change what is trained (where and how fast frames load).
 RESUME_IGNORED_DATA = frozenset({"num_workers", "decode_workers", "cache_dir"})
+#: Model options that do not change what a resume trains: ``init_from`` only sets the
+#: starting weights of a new fit, and a resume takes its weights from ``--ckpt_path``.
+RESUME_IGNORED_MODEL = frozenset({"init_from"})
 
 
 class CheckpointError(ValueError):
@@ -58,6 +61,11 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, An
 
 def _same(a: Any, b: Any, key: str) -> bool:
     if key == "manifest" and a is not None and b is not None:
+        # One path, or a population's list of paths (the same paths in the same order).
+        if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+            if not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))) or len(a) != len(b):
+                return False
+            return all(Path(str(x)).resolve() == Path(str(y)).resolve() for x, y in zip(a, b, strict=True))
         return Path(str(a)).resolve() == Path(str(b)).resolve()
     if (
         isinstance(a, (int, float))
@@ -78,7 +86,7 @@ def resume_differences(ckpt: dict[str, Any], model: dict[str, Any], data: dict[s
         ("data", data, ckpt.get("datamodule_hyper_parameters") or {}),
     ):
         for key in sorted(set(given) & set(saved)):
-            if section == "data" and key in RESUME_IGNORED_DATA:
+            if key in (RESUME_IGNORED_DATA if section == "data" else RESUME_IGNORED_MODEL):
                 continue
             if not _same(given[key], saved[key], key):
                 lines.append(f"--{section}.{key}: {given[key]!r} now, {saved[key]!r} in the checkpoint")

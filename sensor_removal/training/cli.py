@@ -47,6 +47,8 @@ from sensor_removal.core.manifest import ManifestError
 from sensor_removal.core.video import VideoError
 from sensor_removal.training.data import DataSettingsError, FrameCacheError, FramesDataModule
 from sensor_removal.training.module import CycleGAN
+from sensor_removal.training.pool import PoolSettingsError
+from sensor_removal.training.warmstart import init_state
 
 #: The shipped config folder (the CLI reads ``default.yaml`` from here).
 CONF_DIR = conf_dir()
@@ -57,7 +59,10 @@ MULTI_DEVICE_STRATEGY = "ddp_find_unused_parameters_true"
 #: The LPIPS/FID callback that ``perceptual_metrics: false`` removes.
 PERCEPTUAL_CALLBACK = "sensor_removal.workflows.fit_metrics.PerceptualMetrics"
 #: What ``subject`` says when the manifest was never set (``data.manifest: ???``).
-NO_MANIFEST = "no manifest given: set --data.manifest PATH (or data.manifest in your config)"
+NO_MANIFEST = (
+    "no manifest given: set --data.manifest PATH (or data.manifest in your config); a list [A, B] trains "
+    "one population model"
+)
 SUBCOMMANDS = ("fit", "validate", "predict")
 
 
@@ -138,8 +143,18 @@ class SensorRemovalCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
-        if str(cfg.data.manifest) in ("???", "None", ""):
+        if str(cfg.data.manifest) in ("???", "None", "", "[]"):
             raise ManifestError(NO_MANIFEST)
+        self._resuming = self.subcommand == "fit" and _resumes(cfg)
+        if self._resuming and cfg.model.get("init_from"):
+            # A resume continues its own weights; the starting weights of the original fit
+            # (which Lightning copies back from the checkpoint's options) are not loaded,
+            # but stay recorded in the options as where the training began.
+            print(f"note: resuming from {cfg.ckpt_path}: --model.init_from {cfg.model.init_from} is not used")
+        elif self.subcommand == "fit" and cfg.model.get("init_from"):
+            # The file and its architecture, checked before a cache or run file is written
+            # (the module checks again when it loads the weights in setup).
+            init_state(str(cfg.model.init_from), _plain(cfg.model), int(cfg.data.crop_size))
         trainer = cfg.trainer
         if trainer.strategy in ("auto", None, "ddp") and (_count(trainer.devices) > 1 or _count(trainer.num_nodes) > 1):
             trainer.strategy = MULTI_DEVICE_STRATEGY
@@ -153,6 +168,11 @@ class SensorRemovalCLI(LightningCLI):
                         logger.init_args[key] = cfg.subject
         if trainer.default_root_dir:
             Path(trainer.default_root_dir).mkdir(parents=True, exist_ok=True)  # W&B looks for it at init
+
+    def after_instantiate_classes(self) -> None:
+        super().after_instantiate_classes()
+        if getattr(self, "_resuming", False) and isinstance(self.model, CycleGAN):
+            self.model.resuming = True
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         cfg = self.config_init.get(self.subcommand) if self.subcommand else self.config_init
@@ -218,6 +238,13 @@ def _checkpoint_file(ckpt_path: object, root_dir: object) -> Path | None:
     return Path(str(ckpt_path))
 
 
+def _resumes(cfg: object) -> bool:
+    """Whether a ``fit`` config resumes from a checkpoint file (``parse_arguments`` has
+    already turned ``last`` into the file, or left it when the run has none)."""
+    ckpt = getattr(cfg, "ckpt_path", None)
+    return bool(ckpt) and ckpt != "last" and Path(str(ckpt)).is_file()
+
+
 def _plain(section: object) -> dict:
     """A config section (jsonargparse Namespace) as a flat dict of its values."""
     return dict(vars(section)) if section is not None else {}
@@ -263,7 +290,15 @@ RESUME_HINT = " (checkpoints/interrupted.ckpt once training had begun); continue
 
 #: Errors a user can cause before or during a fit: one message, exit code 2.
 #: ``UserError``: every layer's own (``WeightsError`` of the fit-time metrics, ``CleanError``, ...).
-USER_ERRORS = (UserError, ManifestError, VideoError, CheckpointError, DataSettingsError, FrameCacheError)
+USER_ERRORS = (
+    UserError,
+    ManifestError,
+    VideoError,
+    CheckpointError,
+    DataSettingsError,
+    FrameCacheError,
+    PoolSettingsError,
+)
 
 
 def run_cli(argv: list[str] | None) -> tuple[int, SensorRemovalCLI | None]:

@@ -32,6 +32,7 @@ from sensor_removal.core.checkpoint import NORMAL_REFERENCE_FRAMES
 from sensor_removal.core.manifest import ManifestError, Recording, Subject, load_manifest, output_path
 from sensor_removal.core.reference import reference_crops, reference_size
 from sensor_removal.core.video import VideoError, crop_resize, iter_frames, probe
+from sensor_removal.training.pool import ConcatFrames, PooledCache, manifest_list, pool_caches, pool_splits, share
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +317,10 @@ def load_frame_cache(path: Path) -> FrameCache:
     return FrameCache(path=Path(path), frames=frames, refs=refs)
 
 
+#: What ``FramesDataModule.cache`` holds: one subject's cache, or a population's.
+AnyCache = FrameCache | PooledCache
+
+
 def augment(image: torch.Tensor, crop_size: int, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
     """CycleGAN augmentation of one ``(3, S, S)`` image (any dtype; the loader passes
     uint8): a random ``crop_size`` crop and a random horizontal flip when training; the
@@ -344,8 +349,8 @@ class UnpairedFrames(Dataset):
 
     def __init__(
         self,
-        sensor: np.ndarray,
-        normal: np.ndarray,
+        sensor: np.ndarray | ConcatFrames,
+        normal: np.ndarray | ConcatFrames,
         crop_size: int,
         train: bool,
         sensor_rows: np.ndarray | None = None,
@@ -404,11 +409,16 @@ def check_domain_sizes(subject: Subject, fraction: float) -> None:
 
 
 class FramesDataModule(pl.LightningDataModule):
-    """One subject's training frames.
+    """One subject's training frames, or a population's.
 
     Args:
         manifest: the subject's manifest (YAML/JSON). ``--data.manifest PATH`` points any
-            config at another subject.
+            config at another subject. A list of manifests (ours) trains one population
+            model on all their subjects: each subject's frames are sampled, cached and
+            split as for its own fit, then pooled per domain
+            (:mod:`~sensor_removal.training.pool`); fine-tune it per subject with
+            ``--model.init_from``. A population checkpoint stores no normal colour
+            reference (it belongs to no subject; see :meth:`normal_reference`).
         fraction: share of each domain's frames used for training (paper: 0.02).
         seed: seed of the frame sample and the train/validation split; a resumed run
             draws the same frames.
@@ -421,13 +431,14 @@ class FramesDataModule(pl.LightningDataModule):
             ``max_epochs`` and the lr schedule keep their meaning; the CLI passes this
             value to the model, whose ``lr_scaling`` adapts the learning rate.
         num_workers: DataLoader worker processes.
-        cache_dir: where frame caches live; default ``<manifest folder>/.frame_cache``.
+        cache_dir: where frame caches live; default ``<manifest folder>/.frame_cache`` (per
+            subject, for a list of manifests).
         decode_workers: videos decoded in parallel while building the cache.
     """
 
     def __init__(
         self,
-        manifest: str,
+        manifest: str | list[str],
         fraction: UnitShare = 0.02,
         seed: int = 0,
         load_size: PositiveInt = 286,
@@ -454,10 +465,18 @@ class FramesDataModule(pl.LightningDataModule):
                 )
         self.save_hyperparameters(logger=False)  # the CLI logs the full config (cli.RunConfig)
         # Validate once, at construction: a bad manifest stops the CLI before any work.
-        self.subject = load_manifest(manifest)
-        check_domain_sizes(self.subject, fraction)
-        self.cache_root = Path(cache_dir) if cache_dir else self.subject.manifest_path.parent / ".frame_cache"
-        self.cache: FrameCache | None = None
+        paths = manifest_list(manifest)
+        self.subjects = tuple(load_manifest(p) for p in paths)
+        self.pooled = not isinstance(manifest, str)
+        #: The (first) subject; a population fit has several (``subjects``).
+        self.subject = self.subjects[0]
+        for subject in self.subjects:
+            check_domain_sizes(subject, fraction)
+        self.cache_roots = [
+            Path(cache_dir) if cache_dir else s.manifest_path.parent / ".frame_cache" for s in self.subjects
+        ]
+        self.cache_root = self.cache_roots[0]
+        self.cache: AnyCache | None = None
         self._splits: dict[str, dict[str, np.ndarray]] = {}
         self._reference: dict[str, torch.Tensor] | None = None
 
@@ -465,20 +484,31 @@ class FramesDataModule(pl.LightningDataModule):
         """Build the frame cache (Lightning calls this on one process per node)."""
         self._build()
 
-    def _build(self) -> FrameCache:
+    def _build(self) -> AnyCache:
         hp = self.hparams
-        return build_frame_cache(self.subject, self.cache_root, hp.fraction, hp.seed, hp.load_size, hp.decode_workers)
+        caches = [
+            build_frame_cache(s, root, hp.fraction, hp.seed, hp.load_size, hp.decode_workers)
+            for s, root in zip(self.subjects, self.cache_roots, strict=True)
+        ]
+        return pool_caches(caches, DOMAINS) if self.pooled else caches[0]
+
+    def _caches(self) -> tuple[FrameCache, ...]:
+        assert self.cache is not None
+        return self.cache.caches if isinstance(self.cache, PooledCache) else (self.cache,)
 
     def setup(self, stage: str | None = None) -> None:
         if self.cache is not None:
             return
         self.cache = self._build()  # found on disk: decodes nothing
         for domain in DOMAINS:
-            arr = self.cache.frames[domain]
-            train, val = split_train_val(
-                len(arr), self.hparams.val_fraction, _domain_seed(self.hparams.seed, domain) + 1
-            )
-            self._splits[domain] = {"train": train, "val": val}
+            # Each subject's own split (as its single-subject fit draws it), then pooled.
+            sizes = [len(c.frames[domain]) for c in self._caches()]
+            seed = _domain_seed(self.hparams.seed, domain) + 1
+            splits = [split_train_val(n, self.hparams.val_fraction, seed) for n in sizes]
+            self._splits[domain] = {
+                "train": pool_splits([t for t, _ in splits], sizes),
+                "val": pool_splits([v for _, v in splits], sizes),
+            }
 
     def frames(self, domain: Domain, split: Literal["train", "val"]) -> np.ndarray:
         """The cached uint8 crops ``(N, load, load, 3)`` of ``domain`` in ``split``."""
@@ -487,7 +517,7 @@ class FramesDataModule(pl.LightningDataModule):
         assert self.cache is not None
         return np.asarray(self.cache.frames[domain][self._splits[domain][split]])
 
-    def normal_reference(self, count: int = NORMAL_REFERENCE_FRAMES) -> dict[str, torch.Tensor]:
+    def normal_reference(self, count: int = NORMAL_REFERENCE_FRAMES) -> dict[str, torch.Tensor] | None:
         """The normal domain's colour reference for the checkpoint
         (:data:`~sensor_removal.core.checkpoint.NORMAL_REFERENCE_KEY`): ``frames``, ``count``
         frames spread evenly over the subject's normal recordings, ``(K, D, D, 3)`` uint8,
@@ -495,7 +525,13 @@ class FramesDataModule(pl.LightningDataModule):
         feeds the generator (``load_size``) — finer than the training crops, which is what
         the ``reference`` mask needs to count covered sub-pixels. The same layout as
         ``NormalReference.state()`` of the cleaning package (which this layer does not
-        import). About 60 decodes, once per fit."""
+        import). About 60 decodes, once per fit.
+
+        None for a population fit (a list of manifests): the reference is one subject's
+        colours, and a population model belongs to none; the per-subject fine-tune that
+        starts from it (``--model.init_from``) stores its own subject's reference."""
+        if self.pooled:
+            return None
         if self._reference is None:
             normal = self.subject.by_condition("normal")
             size = reference_size(int(self.hparams.load_size), [rec.bbox for rec in normal])
@@ -507,12 +543,23 @@ class FramesDataModule(pl.LightningDataModule):
         """``n`` extra frames of ``domain`` drawn (seeded, uniformly) from the frames
         *outside* the training sample, as ``(n, load, load, 3)`` uint8 crops. They let a
         validation FID use a full set of frames (the paper's N = 128) where the
-        validation split (10 % of a 2 % sample) is smaller. Decoded on each call."""
+        validation split (10 % of a 2 % sample) is smaller. Decoded on each call. A
+        population's ``n`` are spread evenly over its subjects."""
         if self.cache is None:
             self.setup()
-        assert self.cache is not None
-        recs = sorted((r for r in self.subject.recordings if r.condition == domain), key=lambda r: r.name)
-        taken = {(ref.recording, ref.frame) for ref in self.cache.refs[domain]}
+        caches = self._caches()
+        parts = [
+            self._heldout(subject, cache, domain, k)
+            for subject, cache, k in zip(self.subjects, caches, share(n, len(caches)), strict=True)
+            if k > 0
+        ]
+        size = self.hparams.load_size
+        return np.concatenate(parts) if parts else np.empty((0, size, size, 3), np.uint8)
+
+    def _heldout(self, subject: Subject, cache: FrameCache, domain: Domain, n: int) -> np.ndarray:
+        """:meth:`heldout_frames` of one subject and its cache."""
+        recs = sorted((r for r in subject.recordings if r.condition == domain), key=lambda r: r.name)
+        taken = {(ref.recording, ref.frame) for ref in cache.refs[domain]}
         pool = [(r, f) for r in recs for f in range(probe(r.path).frame_count) if (r.name, f) not in taken]
         if not pool:
             return np.empty((0, self.hparams.load_size, self.hparams.load_size, 3), np.uint8)

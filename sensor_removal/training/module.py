@@ -188,6 +188,16 @@ class CycleGAN(pl.LightningModule):
             which leaves the input untouched where its mask A is 0).
         lambda_mask_sparsity: attention only — weight of the mean of A (repaint little).
         lambda_mask_smooth: attention only — weight of the total variation of A.
+        init_from: a checkpoint whose four networks this fit starts from (ours: a
+            population warm start — fit a population model on a list of manifests once,
+            then fine-tune it per subject on a short schedule). Loaded in
+            ``setup("fit")`` with ``weights_only=True``; the architecture (``ngf``,
+            ``ndf``, ``n_blocks``, ``n_layers_d``, ``generator``, the data's
+            ``crop_size``) must be this fit's. Only the weights are taken: optimiser
+            states, the lr schedule and the epoch start afresh. A resume
+            (``fit --ckpt_path``) wins: the CLI then sets :attr:`resuming` and
+            ``init_from`` is not read (the file may be gone); code that calls
+            ``Trainer.fit(ckpt_path=...)`` itself gets the resumed weights over it.
 
     Precision is the Trainer's (``trainer.precision``): ``32-true`` (the paper) or
     ``bf16-mixed`` (ours; CPU with AVX-512 BF16/AMX, or CUDA; on a CPU without native bf16
@@ -217,6 +227,7 @@ class CycleGAN(pl.LightningModule):
         generator: Literal["resnet", "attention"] = "resnet",
         lambda_mask_sparsity: float = 0.1,
         lambda_mask_smooth: float = 0.1,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         # Plain numbers in the checkpoint's hyper-parameters (the CLI passes the range types).
@@ -254,6 +265,33 @@ class CycleGAN(pl.LightningModule):
             for net in self.networks():
                 net.to(memory_format=torch.channels_last)
         self._compiled = False
+        #: Set (by the CLI) when this fit resumes from ``--ckpt_path``: ``init_from`` is
+        #: then not loaded, since the resumed checkpoint's weights replace it anyway.
+        self.resuming = False
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.get("init_from") and not self.resuming:
+            self.load_init_weights(str(self.hparams.init_from))
+
+    def load_init_weights(self, path: str) -> None:
+        """Copy the four networks' weights of the checkpoint at ``path`` into this module
+        (:func:`~sensor_removal.training.warmstart.init_state`: the file and the mismatching
+        field named on any error). Lightning calls ``setup`` before a resume restores its
+        checkpoint, so a resume's weights replace these."""
+        from sensor_removal.core.checkpoint import CheckpointError
+        from sensor_removal.training.warmstart import init_state
+
+        crop = None
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if datamodule is not None:
+            crop = datamodule.hparams.get("crop_size")
+        for name, state in init_state(path, dict(self.hparams), crop).items():
+            try:
+                getattr(self, name).load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[0]
+                raise CheckpointError(f"{path}: --model.init_from: {name} weights do not fit ({first})") from None
 
     def networks(self) -> tuple[torch.nn.Module, ...]:
         """The four networks: G_S→N, G_N→S, D_S, D_N."""
@@ -507,11 +545,13 @@ class CycleGAN(pl.LightningModule):
         (:data:`~sensor_removal.core.checkpoint.NORMAL_REFERENCE_KEY`), when the fit has
         a datamodule that provides one (:meth:`FramesDataModule.normal_reference`): the
         cleaner's ``reference`` mask then works from the checkpoint alone, on a lone
-        video, on any machine. Plain uint8 tensors, so ``weights_only=True`` loads them."""
+        video, on any machine. Plain uint8 tensors, so ``weights_only=True`` loads them.
+        A population fit (a list of manifests) stores none."""
         from sensor_removal.core.checkpoint import NORMAL_REFERENCE_KEY
 
         trainer = self._trainer
         datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
         make = getattr(datamodule, "normal_reference", None)
-        if callable(make):
-            checkpoint[NORMAL_REFERENCE_KEY] = dict(make())
+        reference = make() if callable(make) else None
+        if reference is not None:  # None: a population fit, whose reference is no subject's
+            checkpoint[NORMAL_REFERENCE_KEY] = dict(reference)

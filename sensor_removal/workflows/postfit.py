@@ -64,6 +64,14 @@ CHECKPOINT_CHOICES: tuple[str, ...] = ("last", "best")
 MIN_FID_FRAMES = 128
 
 
+def population_fit(trainer: pl.Trainer) -> bool:
+    """Whether the fit trains on a list of manifests (a population model, ours): there is
+    no one subject to clean and evaluate, so the post-fit benchmark does not run."""
+    datamodule = getattr(trainer, "datamodule", None)
+    manifest = getattr(getattr(datamodule, "hparams", None), "get", lambda _k: None)("manifest")
+    return isinstance(manifest, (list, tuple))
+
+
 def checkpoint_for_benchmark(trainer: pl.Trainer, which: str = "last") -> Path | None:
     """The checkpoint to clean with: ``last`` — the final epoch's (``last.ckpt``, what
     the paper evaluated: the generator after epoch 30); ``best`` — the one with the best
@@ -241,6 +249,8 @@ class PostFitBenchmark(pl.Callback):
         # Say it now, not after hours of training: the hook will fail without weights.
         from evaluation.weight_files import MissingWeightsError
 
+        if population_fit(trainer):
+            return  # nothing to benchmark (on_fit_end says so)
         if self.checkpoint == "best":
             check_best_by_metric(trainer)  # a config error: the fit does not start
 
@@ -273,6 +283,13 @@ class PostFitBenchmark(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
+            return
+        if population_fit(trainer):
+            rank_zero_warn(
+                "post-fit benchmark skipped: a population fit (a list of data.manifest) belongs to no one "
+                "subject; benchmark the per-subject fits that start from it (--model.init_from)"
+            )
+            self.outcome = BenchmarkOutcome()
             return
         self.outcome = self.run(trainer)
         if self.outcome.error is not None and self.raise_on_failure:
