@@ -283,6 +283,7 @@ def offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    wandb.teardown()  # settings an earlier test left in this process (e.g. online without a key)
     yield wandb
     wandb.finish()
 

@@ -75,6 +75,8 @@ def fitted(tmp_path_factory: pytest.TempPathFactory, fake_weight_store: dict[str
         mp.delenv("WANDB_API_KEY", raising=False)
         import wandb
 
+        wandb.teardown()  # settings an earlier test left in this process (e.g. online without a key)
+
         run = root / "run"
         logger = RecordingWandbLogger(project="sensor-removal-test", save_dir=str(run), offline=True)
         hook = PostFitBenchmark(metrics=METRICS, device="cpu", batch_size=16, lpips_pairs=8)
