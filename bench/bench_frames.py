@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 from common import frame_size, subject_arguments, synthetic_subject
 
-from sensor_removal.training.data import build_frame_cache
+from sensor_removal.training.frame_cache import build_frame_cache
 
 
 def plain_decode(paths: list[Path]) -> int:

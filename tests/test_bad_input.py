@@ -732,18 +732,18 @@ def test_allow_missing_is_printed_under_the_tables(tmp_path: Path, capfd: pytest
 def test_full_disk_while_caching_names_the_cache(
     world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
 ) -> None:
-    import sensor_removal.training.data as data
+    import sensor_removal.training.frame_cache as frame_cache
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(data.np, "save", full)
+    monkeypatch.setattr(frame_cache.np, "save", full)
     from sensor_removal.training.data import FramesDataModule
 
     dm = FramesDataModule(
         str(world.manifest), fraction=0.5, load_size=36, crop_size=32, num_workers=0, cache_dir=str(world.out / "cache")
     )
-    with pytest.raises(data.FrameCacheError, match="No space left on device") as info:
+    with pytest.raises(frame_cache.FrameCacheError, match="No space left on device") as info:
         dm.prepare_data()
     assert str(world.out / "cache") in str(info.value)
     assert list((world.out / "cache").iterdir()) == []  # no half-written cache
@@ -794,12 +794,12 @@ def test_full_disk_while_caching_writes_nothing_into_the_run(
 ) -> None:
     """With the shipped config's CSV logger and interrupt checkpoint: no interrupted.ckpt,
     no log files: the cache is built before anything of the run is written."""
-    import sensor_removal.training.data as data
+    import sensor_removal.training.frame_cache as frame_cache
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(data.np, "save", full)
+    monkeypatch.setattr(frame_cache.np, "save", full)
     config = world.root / "run.yaml"
     config.write_text(
         "trainer:\n  max_epochs: 1\n  accelerator: cpu\n  enable_progress_bar: false\n"

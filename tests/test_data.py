@@ -9,11 +9,12 @@ import pytest
 import torch
 import yaml
 
-import sensor_removal.training.data as data
+import sensor_removal.training.frame_cache as frame_cache
 from sensor_removal.core.manifest import load_manifest
 from sensor_removal.core.tensors import to_tensor, to_uint8, to_unit_range
 from sensor_removal.core.video import VideoError, crop_resize, read_frames
-from sensor_removal.training.data import FramesDataModule, UnpairedFrames, augment, sample_frames, split_train_val
+from sensor_removal.training.data import FramesDataModule, UnpairedFrames, augment
+from sensor_removal.training.frame_cache import sample_frames, split_train_val
 from tests.videos import make_video
 
 
@@ -98,7 +99,7 @@ def test_cache_is_reused_and_keyed(subject: Path, monkeypatch: pytest.MonkeyPatc
     first.prepare_data()
     first.setup()
     calls = []
-    monkeypatch.setattr(data, "iter_frames", lambda *a, **k: calls.append(a) or iter(()))
+    monkeypatch.setattr(frame_cache, "iter_frames", lambda *a, **k: calls.append(a) or iter(()))
     again = _dm(subject)
     again.prepare_data()
     again.setup()

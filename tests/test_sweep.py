@@ -189,10 +189,10 @@ def test_frame_cache_is_built_once_by_concurrent_processes(subjects: Path, tmp_p
 
 
 def _build_cache(manifest: Path, cache: Path, log: Path) -> None:
-    import sensor_removal.training.data as data
+    import sensor_removal.training.frame_cache as frame_cache
     from sensor_removal.core.manifest import load_manifest
 
-    decode = data.decode_crops
+    decode = frame_cache.decode_crops
 
     def counted(rec, frames, load_size):
         with open(log, "a") as f:
@@ -200,8 +200,8 @@ def _build_cache(manifest: Path, cache: Path, log: Path) -> None:
         time.sleep(0.5)  # widen the window in which the other process would race
         return decode(rec, frames, load_size)
 
-    data.decode_crops = counted
-    built = data.build_frame_cache(load_manifest(manifest), cache, 0.5, 0, 36)
+    frame_cache.decode_crops = counted
+    built = frame_cache.build_frame_cache(load_manifest(manifest), cache, 0.5, 0, 36)
     with open(log, "a") as f:
         f.write(f"cache {built.path}\n")
 

@@ -45,7 +45,8 @@ from sensor_removal.core.diskfull import disk_full, disk_full_message
 from sensor_removal.core.errors import UserError
 from sensor_removal.core.manifest import ManifestError
 from sensor_removal.core.video import VideoError
-from sensor_removal.training.data import DataSettingsError, FrameCacheError, FramesDataModule
+from sensor_removal.training.data import DataSettingsError, FramesDataModule
+from sensor_removal.training.frame_cache import FrameCacheError
 from sensor_removal.training.module import CycleGAN
 from sensor_removal.training.pool import PoolSettingsError
 from sensor_removal.training.warmstart import init_state
