@@ -346,6 +346,9 @@ class PostFitBenchmark(pl.Callback):
                 batch_size=self.batch_size,
                 facial_stride=self.facial_stride,
                 au_models=tuple(self.au_models),
+                # one py-feat cache for both evaluations: its entries are keyed by the video's
+                # content, so the second analyses only the composited videos, not N and S again
+                facial_cache=root / "evaluation" / "facial_cache",
             )
             outcome.results_dir = root / "evaluation"
             ours = root / OURS_RESULTS
