@@ -414,7 +414,8 @@ class GroundTruthFamily(FamilyDefaults):
 def _landmarks(run: EvaluationRun) -> MetricFamily:
     from evaluation.landmark_rows import LandmarkFrames
 
-    return LandmarkFrames(run.plan, run.subject, run.cleaned, run.out, run.log)
+    cache = run.settings.landmark_cache
+    return LandmarkFrames(run.plan, run.subject, run.cleaned, run.out, run.log, cache=cache)
 
 
 #: The metric families, in the order their rows appear in ``results.csv``: which metric

@@ -40,7 +40,10 @@ detector's landmarks and those at the ground truth's face boxes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -113,7 +116,13 @@ class LandmarkFrames(FamilyDefaults):
     pass's crop size, so the landmarks are measured in one coordinate frame.
 
     :meth:`get` writes each video's table to ``out/landmarks`` and its summary on first
-    use, in the order the rows ask for them."""
+    use, in the order the rows ask for them.
+
+    ``cache``: a folder of finished :class:`~evaluation.metrics.landmarks.VideoLandmarks`,
+    keyed by the video's content, bbox and the detector (and, for ``at_gt_box``, the
+    ground truth's content): a video already there is not run through dlib again (it is
+    still decoded when another family wants its frames). The post-fit benchmark shares
+    one cache between its two evaluations, so N, S and the ground truths are analysed once."""
 
     family = name = "landmarks"
     crop_size: int | None = ANALYSIS_SIZE
@@ -127,9 +136,13 @@ class LandmarkFrames(FamilyDefaults):
         out: Path,
         log: Callable[[str], None],
         detector: LandmarkDetector | None = None,
+        cache: Path | None = None,
     ) -> None:
         self.detector = detector or LandmarkDetector()
         self.out, self.log = Path(out), log
+        self.cache = None if cache is None else LandmarkCache(Path(cache), self.detector)
+        self._paths: dict[str, Path] = {}  # result key -> its video (for the cache keys)
+        self._cached: set[str] = set()  # result keys read from the cache
         self.done: dict[str, VideoLandmarks] = {}
         self.summary: dict[str, dict] = {}
         self._meta: dict[str, dict] = {}
@@ -165,6 +178,7 @@ class LandmarkFrames(FamilyDefaults):
 
     def _add(self, rec: Recording, key: str, boxes_of: str | None, meta: dict) -> None:
         jobs = self._jobs.setdefault(rec.name, [])
+        self._paths[key] = rec.path
         if key not in self._meta:
             jobs.append((key, boxes_of))
             self._meta[key] = meta
@@ -177,12 +191,21 @@ class LandmarkFrames(FamilyDefaults):
         if rec.name not in self._jobs:
             return range(0)
         info = probe(rec.path)
-        series = [
-            (key, LandmarkSeries(self.detector, None if gt is None else self.done[gt].boxes))
-            for key, gt in self._jobs[rec.name]
-        ]
+        series = []
+        for key, gt in self._jobs[rec.name]:
+            cached = None if self.cache is None else self.cache.load(self._cache_id(rec, key, gt))
+            if cached is not None:
+                self.done[key] = cached
+                self._cached.add(key)
+            else:
+                series.append((key, LandmarkSeries(self.detector, None if gt is None else self.done[gt].boxes)))
+        if not series:
+            return range(0)
         self._open[rec.name] = (series, info.fps, time.perf_counter())
         return range(info.frame_count)
+
+    def _cache_id(self, rec: Recording, key: str, gt: str | None) -> dict[str, object]:
+        return {"video": rec.path, "bbox": rec.bbox, "boxes_of": None if gt is None else self._paths[gt]}
 
     def consume(self, rec: Recording, index: int, crop: np.ndarray) -> None:
         for _, series in self._open[rec.name][0]:
@@ -193,8 +216,11 @@ class LandmarkFrames(FamilyDefaults):
             return
         series, fps, t0 = self._open.pop(rec.name)
         seconds = time.perf_counter() - t0  # decoding included, shared by the video's series
+        gts = dict(self._jobs[rec.name])
         for key, s in series:
             self.done[key] = s.finish(fps, seconds)
+            if self.cache is not None:
+                self.cache.save(self._cache_id(rec, key, gts[key]), self.done[key])
 
     def get(self, key: str) -> VideoLandmarks:
         """The landmarks of ``key`` (a recording, ``<sensor>.ground_truth`` or
@@ -207,8 +233,10 @@ class LandmarkFrames(FamilyDefaults):
                 **self._meta[key], "frames": n, "face_frames": found, "no_face_frames": n - found,
                 "detection_rate": found / n if n else math.nan,
                 "frames_per_s": n / lm.seconds if lm.seconds > 0 else math.nan,
+                "cached": key in self._cached,  # frames_per_s then is the run that computed it
             }  # fmt: skip
-            self.log(f"  {key}: landmarks on {found}/{n} frames in {lm.seconds:.1f} s")
+            how = "from the cache" if key in self._cached else f"in {lm.seconds:.1f} s"
+            self.log(f"  {key}: landmarks on {found}/{n} frames {how}")
         return lm
 
     def evaluate(self, run: EvaluationRun) -> list[dict]:
@@ -324,7 +352,7 @@ def landmark_rows(
 ) -> tuple[list[dict], dict[str, dict]]:
     """The family on its own (the protocol runs :class:`LandmarkFrames` in its shared
     pass instead): all rows (module docstring) and the per-video summary."""
-    frames = LandmarkFrames(plan, subject, cleaned, out, log, detector)
+    frames = LandmarkFrames(plan, subject, cleaned, out, log, detector, settings.landmark_cache)
     decode_once(frames.videos(), [frames], ANALYSIS_SIZE, log)
     return frames.rows(plan, subject, cleaned, settings), frames.summary
 
@@ -371,3 +399,51 @@ def headline_text(results: pd.DataFrame) -> str | None:
         f"detection rate sensor {pct('detection_sensor')} -> clean {pct('detection_clean')} "
         f"(ground truth {pct('detection_gt')})"
     )
+
+
+class LandmarkCache:
+    """Finished :class:`~evaluation.metrics.landmarks.VideoLandmarks` on disk, one ``.npz``
+    per (video content, bbox, analysis size, detector, ground-truth boxes' video), written
+    under a temporary name and renamed; an unreadable entry is recomputed."""
+
+    VERSION = 1
+
+    def __init__(self, folder: Path, detector: LandmarkDetector) -> None:
+        self.folder = folder
+        predictor = Path(detector.predictor_path)
+        self._detector = {
+            "upsample": detector.upsample,
+            "predictor": [predictor.name, predictor.stat().st_size if predictor.is_file() else None],
+            "size": ANALYSIS_SIZE,
+        }
+
+    def path(self, ident: dict[str, object]) -> Path:
+        from evaluation.metrics.facial.series import video_content_id
+
+        video, boxes_of = Path(str(ident["video"])), ident["boxes_of"]
+        doc = {
+            "version": self.VERSION,
+            "video": video_content_id(video),
+            "bbox": None if ident["bbox"] is None else [int(v) for v in ident["bbox"]],  # type: ignore[attr-defined]
+            "boxes_of": None if boxes_of is None else video_content_id(Path(str(boxes_of))),
+            **self._detector,
+        }
+        digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
+        return self.folder / f"{video.stem}-{digest}.npz"
+
+    def load(self, ident: dict[str, object]) -> VideoLandmarks | None:
+        path = self.path(ident)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as z:
+                return VideoLandmarks(z["points"], z["boxes"], float(z["fps"]), float(z["seconds"]))
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def save(self, ident: dict[str, object], lm: VideoLandmarks) -> None:
+        path = self.path(ident)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, points=lm.points, boxes=lm.boxes, fps=lm.fps, seconds=lm.seconds)
+        os.replace(tmp, path)

@@ -46,6 +46,9 @@ class ProtocolSettings:
     au_models: tuple[str, ...] = DEFAULT_AU_MODELS
     facial_stride: int = 1
     facial_cache: Path | None = None
+    #: Ours: a folder of finished dlib landmark series keyed by video content
+    #: (:class:`evaluation.landmark_rows.LandmarkCache`); None: none kept.
+    landmark_cache: Path | None = None
     #: Ours: where py-feat's networks run (:mod:`evaluation.metrics.facial.runtime`): an inference
     #: runtime checked against torch within 1e-4 on the first batch, or torch itself.
     facial_backend: str = "openvino"

@@ -145,12 +145,14 @@ def test_composite_auto_evaluates_the_repaint_as_the_paper_and_the_composite_as_
     m = pc.merge(rep, on=["session", "segment", "kind", "metric", "feature", "other"], suffixes=("_p", "_o"))
     assert len(m) == len(pc) > 0
     np.testing.assert_allclose(m["value_p"], m["value_o"], rtol=0, atol=SAME)
-    # Both evaluations share one py-feat cache (keyed by video content): N and S once.
-    caches = {
-        json.loads((d / "summary.json").read_text())["settings"]["facial_cache"]
-        for d in (out.results_dir, out.ours_results_dir)
-    }
-    assert caches == {str(run / "evaluation" / "facial_cache")}
+    # Both evaluations share one py-feat and one landmark cache (keyed by video content):
+    # N and S are analysed once.
+    for field, folder in (("facial_cache", "facial_cache"), ("landmark_cache", "landmark_cache")):
+        used = {
+            json.loads((d / "summary.json").read_text())["settings"][field]
+            for d in (out.results_dir, out.ours_results_dir)
+        }
+        assert used == {str(run / "evaluation" / folder)}, field
 
 
 def test_report_has_the_paper_tables_and_ours_apart(fitted) -> None:

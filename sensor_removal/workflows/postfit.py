@@ -349,6 +349,7 @@ class PostFitBenchmark(pl.Callback):
                 # one py-feat cache for both evaluations: its entries are keyed by the video's
                 # content, so the second analyses only the composited videos, not N and S again
                 facial_cache=root / "evaluation" / "facial_cache",
+                landmark_cache=root / "evaluation" / "landmark_cache",  # the same for dlib's landmarks
             )
             outcome.results_dir = root / "evaluation"
             ours = root / OURS_RESULTS
