@@ -19,7 +19,11 @@ _FACE_B = 1.3
 _HAIR_CENTER, _HAIR_AXES = (0.0, -0.3), (1.12, 1.15)
 _FRINGE_CENTER, _FRINGE_AXES = (0.0, -1.3), (0.85, 0.22)
 _EAR_CENTER, _EAR_AXES = (1.0, -0.15), (0.13, 0.24)
-_EYE_Y, _EYE_HW = -0.3, 0.16
+# Eye half-width (and the mouth width in _make_identity): closer to the proportions of
+# dlib's 68-point mean shape. With narrower eyes (0.16) and mouth (0.28) the features were
+# small for the face outline and dlib's points sat partly off them, which capped how well
+# the landmark geometry follows the expression (docs/emg.md, "The face's proportions").
+_EYE_Y, _EYE_HW = -0.3, 0.19
 _MOUTH_Y = 0.55
 _SCALE = 0.26  # face half-width in px per min(W, H): large faces, as the crop needs
 _CENTER_DY = 0.08  # face centre below the frame centre (face units): hair fits on top
@@ -27,7 +31,9 @@ _CENTER_DY = 0.08  # face centre below the frame centre (face units): hair fits 
 # Before they were re-tuned to real AU sizes: brow raise 0.13, brow lowering 0.08 down /
 # 0.045 in, lip-corner depression 0.07 (no lateral part), no upper-lip raise; at those
 # sizes the depression was about dlib's jitter and the sEMG mapping could not see it.
-_BROW_RAISE = 0.19
+# Brow raise 0.15 (~1 cm, the AU1+2 size): at 0.19 the raised brows left the range in
+# which dlib's brow points follow them (they fell back towards the eyes).
+_BROW_RAISE = 0.15
 _BROW_LOWER = 0.13
 _BROW_IN = 0.07
 _CORNER_DOWN = 0.14
@@ -149,7 +155,7 @@ def _make_identity(rng: np.random.Generator) -> _Identity:
         eye_h=0.085 + rng.uniform(-0.008, 0.008),
         brow_thick=0.06 + rng.uniform(-0.01, 0.01),
         brow_y=-0.57 + rng.uniform(-0.02, 0.02),
-        mouth_w=0.28 + rng.uniform(-0.02, 0.02),
+        mouth_w=0.322 + rng.uniform(-0.023, 0.023),
         texture_seed=int(rng.integers(2**31)),
     )
 
