@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ from evaluation.settings import ProtocolSettings
 from sensor_removal.core.device import resolve_device
 from sensor_removal.core.manifest import Recording, output_path
 from sensor_removal.core.video import atomic_output, probe
+
+if TYPE_CHECKING:
+    from evaluation.metrics.facial import FaceDetectorPool, FacialAnalyzer, FacialSeries, SeriesBuilder
 
 COLUMNS: tuple[str, ...] = (
     "subject",
@@ -168,6 +172,7 @@ class PerceptualFrames(FamilyDefaults):
         keys = [k for k in self.draws.lpips if k[0] == video]
         index = np.array([i for i, _ in self._lp_batch])
         masks = [(index >= self.draws.lpips[k][0]) & (index <= self.draws.lpips[k][-1]) for k in keys]
+        assert self.lp_net is not None  # loaded when LPIPS is measured
         parts = lpips_group_moments(
             self.lp_net, np.stack([c for _, c in self._lp_batch]), masks, self.settings.batch_size
         )
@@ -180,6 +185,7 @@ class PerceptualFrames(FamilyDefaults):
         """Inception features of the pending batch into ``feats[video]``."""
         from evaluation.metrics.perceptual import inception_features
 
+        assert self.inc_net is not None  # loaded when FID is measured
         f = inception_features(self.inc_net, np.stack([c for _, c in self._batch]), self.settings.batch_size).cpu()
         for (i, _), row in zip(self._batch, f, strict=True):
             self.feats[video][i] = row
@@ -197,15 +203,18 @@ class PerceptualFrames(FamilyDefaults):
         for p in plan.pairs:
             ka, kb = (p.reference.name, p.segment), (p.other.name, p.segment)
             if self.want_lpips and settings.lpips_all_pairs:
+                assert self.lp_net is not None  # loaded when LPIPS is measured
                 ma, mb = self.moments[ka], self.moments[kb]
                 rows.append(
                     _row(p, "lpips", "image", lpips_all_pairs(self.lp_net, ma, mb), math.nan, ma[0][2] * mb[0][2])
                 )
             elif self.want_lpips:
+                assert self.lp_net is not None
                 a = np.stack([crops[ka[0]][int(i)] for i in draws.lpips[ka]])
                 b = np.stack([crops[kb[0]][int(i)] for i in draws.lpips[kb]])
                 d = lpips_distances(self.lp_net, a, b, settings.batch_size).double().cpu()
-                rows.append(_row(p, "lpips", "image", d.mean(), d.std() if d.numel() > 1 else math.nan, d.numel()))
+                std = float(d.std()) if d.numel() > 1 else math.nan
+                rows.append(_row(p, "lpips", "image", float(d.mean()), std, d.numel()))
             if self.want_fid:
                 values, sizes = [], []
                 for sa, sb in zip(draws.fid[ka], draws.fid[kb], strict=True):
@@ -230,12 +239,12 @@ class FacialFrames:
     (the crop size of LPIPS/FID, for N, S and C alike), then cached."""
 
     def __init__(
-        self, model: str, analyzer: object, cache_dir: Path, crop_size: int, log: Callable[[str], None]
+        self, model: str, analyzer: FacialAnalyzer, cache_dir: Path, crop_size: int, log: Callable[[str], None]
     ) -> None:
         self.model, self.analyzer, self.cache_dir, self.crop_size, self.log = model, analyzer, cache_dir, crop_size, log
         self.family = f"facial:{model}"
-        self.series: dict[str, object] = {}
-        self._builders: dict[str, tuple[object, Path, float]] = {}
+        self.series: dict[str, FacialSeries] = {}
+        self._builders: dict[str, tuple[SeriesBuilder, Path, float]] = {}
 
     def frames_wanted(self, rec: Recording) -> range:
         info = probe(rec.path)
@@ -268,7 +277,7 @@ class FacialFrames:
         )
 
 
-def _analyzer(model: str, settings: ProtocolSettings, face_detectors: object) -> object:
+def _analyzer(model: str, settings: ProtocolSettings, face_detectors: FaceDetectorPool | None) -> FacialAnalyzer:
     from evaluation.metrics.facial import FacialAnalyzer
 
     return FacialAnalyzer(

@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from evaluation.framepass import FrameConsumer
 from evaluation.pairs import PairPlan
 from evaluation.settings import ProtocolSettings
 from sensor_removal.core.manifest import Recording, Subject
+
+if TYPE_CHECKING:
+    from evaluation.metrics.facial import FacialAnalyzer
 
 __all__ = ["EvaluationRun", "FamilyDefaults", "MetricFamily"]
 
@@ -37,7 +40,7 @@ class EvaluationRun:
     crop_size: int
     log: Callable[[str], None]
     #: py-feat-like analyzer per AU model (tests, the app); None: built from the settings.
-    facial_analyzer: Callable[[str], object] | None = None
+    facial_analyzer: Callable[[str], FacialAnalyzer] | None = None
 
 
 class MetricFamily(Protocol):

@@ -152,6 +152,7 @@ class LandmarkFrames(FamilyDefaults):
         truths, extra = [], []
         for sensor, kinds in ground_truth_kinds(subject, cleaned):
             gt_key = _gt_key(sensor)
+            assert sensor.ground_truth is not None  # ground_truth_kinds yields only these
             truths.append(
                 replace(sensor, name=gt_key, path=sensor.ground_truth, ground_truth=None, mask=None, source=sensor.name)
             )

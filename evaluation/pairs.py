@@ -228,7 +228,8 @@ def _check_counterparts(
     recording has a cleaned version unless ``allow_missing``. Returns the missing ones."""
     by_name = {r.name: r for r in subject.recordings}
     for c in cleans:
-        src = by_name[c.source]  # checked by _check_cleaned
+        assert c.source is not None  # checked by _check_cleaned
+        src = by_name[c.source]
         nc, ns = info(c).frame_count, info(src).frame_count  # probing first: its messages name a bad file
         if nc != ns:
             raise PairingError(

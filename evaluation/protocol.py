@@ -68,6 +68,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,9 @@ from evaluation.settings import ProtocolSettings
 from evaluation.weights import check_weights
 from sensor_removal.core.manifest import Recording, Subject, load_manifest
 from sensor_removal.core.video import atomic_output, probe
+
+if TYPE_CHECKING:
+    from evaluation.metrics.facial import FacialAnalyzer
 
 #: Re-exported here, where the outputs are described (module docstring).
 __all__ = ["COLUMNS", "SERIES_DIR", "SHIFT_GROUPS", "draw_frames", "read_results", "run_protocol", "summarize"]
@@ -223,7 +227,7 @@ def run_protocol(
     out: str | Path,
     settings: ProtocolSettings = ProtocolSettings(),
     *,
-    facial_analyzer: Callable[[str], object] | None = None,
+    facial_analyzer: Callable[[str], FacialAnalyzer] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Evaluate one subject; write ``results.csv``, ``summary.json`` and ``series/`` under

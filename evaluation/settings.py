@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evaluation.metrics.facial import AU_MODELS, DEFAULT_AU_MODELS
 from evaluation.metrics.timeseries import MAPE_EPS, MAX_GAP_FRAMES, MAX_SHIFT_S, SHIFT_MODES
 from evaluation.pairs import SEGMENTS
 from evaluation.weight_files import METRICS
+
+if TYPE_CHECKING:
+    from evaluation.metrics.facial.runtime import FacialBackend
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class ProtocolSettings:
     landmark_cache: Path | None = None
     #: Ours: where py-feat's networks run (:mod:`evaluation.metrics.facial.runtime`): an inference
     #: runtime checked against torch within 1e-4 on the first batch, or torch itself.
-    facial_backend: str = "openvino"
+    facial_backend: FacialBackend = "openvino"
     max_shift_s: float = MAX_SHIFT_S
     mape_eps: float = MAPE_EPS
     max_gap_frames: int = MAX_GAP_FRAMES

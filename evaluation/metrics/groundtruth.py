@@ -67,7 +67,7 @@ def crop_mask(mask: np.ndarray, bbox: Sequence[int], size: int) -> np.ndarray:
     image; nearest-neighbour would keep or drop a thin cable by where it happens to
     fall)."""
     x, y, w, h = (int(v) for v in bbox)
-    crop = mask[y : y + h, x : x + w].astype(np.float32)
+    crop: np.ndarray = mask[y : y + h, x : x + w].astype(np.float32)
     if crop.shape != (size, size):
         shrink = w >= size and h >= size
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
@@ -195,6 +195,7 @@ def evaluate_recording(
         )
     kinds = [("sensor", sensor.name, sensor.path)]
     if repaint is not None:
+        assert clean is not None  # a repaint without its cleaned video is refused above
         kinds.append(("repaint", f"{clean.name}:repaint", repaint))
     if clean is not None:
         kinds.append(("clean", clean.name, clean.path))
@@ -206,7 +207,7 @@ def evaluate_recording(
     last: dict[str, np.ndarray] = {}  # the previous frame's crops (and mask), for flicker
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
-        crops = {key: [] for key in streams}
+        crops: dict[str, list[np.ndarray]] = {key: [] for key in streams}
         for _ in range(start, stop):
             for key, it in streams.items():
                 frame = next(it)

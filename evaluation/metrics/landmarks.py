@@ -116,18 +116,21 @@ class LandmarkDetector:
         shape = self._predictor(np.ascontiguousarray(rgb), self._dlib.rectangle(x, y, x + w - 1, y + h - 1))
         return np.array([(shape.part(i).x, shape.part(i).y) for i in range(N_POINTS)], dtype=np.float64)
 
-    def landmarks(self, rgb: np.ndarray, box: Sequence[float] | None = None) -> Face:
+    def landmarks(self, rgb: np.ndarray, box: Sequence[float] | np.ndarray | None = None) -> Face:
         """The largest face's box and points (NaN points when there is none). With
         ``box``, the predictor runs in that box instead of the detector's; a NaN box
         (no face there) gives NaN points."""
         if box is None:
             found = self.faces(rgb)
             use = found[0] if found else None
+        elif np.isnan(np.asarray(box, dtype=np.float64)).any():
+            use = None
         else:
-            use = None if np.isnan(np.asarray(box, dtype=np.float64)).any() else tuple(int(v) for v in box)
+            x, y, w, h = (int(v) for v in box)
+            use = (x, y, w, h)
         if use is None:
             return Face(None, np.full((N_POINTS, 2), np.nan))
-        return Face(use, self.landmarks_in_box(rgb, use))  # type: ignore[arg-type]
+        return Face(use, self.landmarks_in_box(rgb, use))
 
 
 @dataclass

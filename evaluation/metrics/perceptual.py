@@ -36,6 +36,7 @@ exact ``_compute_fid`` and scipy's ``sqrtm`` (rtol 1e-4).
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,11 +148,12 @@ def lpips_distances(net: nn.Module, images_a: ImagesLike, images_b: ImagesLike, 
 Moments = list[tuple[Tensor, Tensor, int]]
 
 
-def lpips_moments(net: nn.Module, images: ImagesLike, batch_size: int = 16) -> Moments:
+def lpips_moments(net: nn.Module, images: ImagesLike, batch_size: int = 16) -> Moments | None:
     """Per LPIPS layer: the sum and the sum of squares of the unit-normalised features
     ``(C, H, W)`` over ``images`` (float64), and the number of images — all that the mean
     LPIPS over *all* pairs of two sets needs (:func:`lpips_all_pairs`). Sums of several
-    calls add up (:func:`add_moments`), so a video can be fed in batches."""
+    calls add up (:func:`add_moments`), so a video can be fed in batches. None for no
+    images."""
     n = int(to_float_images(images).shape[0])
     return lpips_group_moments(net, images, [np.ones(n, bool)], batch_size)[0]
 
@@ -167,18 +169,20 @@ def lpips_group_moments(
 
     x = to_float_images(images)
     device = next(net.parameters()).device
+    lp: Any = net  # an lpips.LPIPS (untyped): its backbone and input scaling
     out: list[Moments | None] = [None] * len(groups)
     for i in range(0, x.shape[0], batch_size):
         feats = [
             lpips.normalize_tensor(f).double()
-            for f in net.net.forward(net.scaling_layer(x[i : i + batch_size].to(device)))
+            for f in lp.net.forward(lp.scaling_layer(x[i : i + batch_size].to(device)))
         ]
         for g, mask in enumerate(groups):
             m = torch.as_tensor(np.asarray(mask, bool)[i : i + batch_size], device=device)
             if not bool(m.any()):
                 continue
             part = [(u[m].sum(0), (u[m] * u[m]).sum(0), int(m.sum())) for u in feats]
-            out[g] = part if out[g] is None else add_moments(out[g], part)
+            earlier = out[g]
+            out[g] = part if earlier is None else add_moments(earlier, part)
     return out
 
 
@@ -195,7 +199,8 @@ def lpips_all_pairs(net: nn.Module, moments_a: Moments, moments_b: Moments) -> f
     square expands into terms of one set each. One network pass per frame instead of one
     per pair. ``tests/test_perceptual.py`` checks it against the pairwise mean."""
     total = 0.0
-    for lin, (sa, qa, na), (sb, qb, nb) in zip(net.lins, moments_a, moments_b, strict=True):
+    lp: Any = net  # an lpips.LPIPS (untyped): its linear heads
+    for lin, (sa, qa, na), (sb, qb, nb) in zip(lp.lins, moments_a, moments_b, strict=True):
         w = lin.model[-1].weight.detach().double().reshape(-1, 1, 1).to(sa.device)
         per_pos = (w * (qa / na + qb / nb - 2.0 * (sa / na) * (sb / nb))).sum(0)
         total += float(per_pos.mean())
@@ -290,6 +295,8 @@ class LPIPSMean(Metric):
     is_differentiable = False
     higher_is_better = False
     full_state_update = False
+    net: nn.Module  # set by _attach_frozen
+    values: list[Tensor] | Tensor  # metric state: the batches' distances (one tensor once synchronised)
 
     def __init__(self, net: nn.Module | None = None, batch_size: int = 16, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -303,6 +310,7 @@ class LPIPSMean(Metric):
         return out
 
     def update(self, images_a: ImagesLike, images_b: ImagesLike) -> None:
+        assert isinstance(self.values, list)  # a list between synchronisations
         self.values.append(lpips_distances(self.net, images_a, images_b, self.batch_size))
 
     def _all(self) -> Tensor:
@@ -335,6 +343,10 @@ class FIDLowRank(Metric):
     is_differentiable = False
     higher_is_better = False
     full_state_update = False
+    inception: nn.Module  # set by _attach_frozen
+    # Metric states: the batches' features (one tensor each once synchronised).
+    real_features: list[Tensor] | Tensor
+    fake_features: list[Tensor] | Tensor
 
     def __init__(
         self,
@@ -368,8 +380,10 @@ class FIDLowRank(Metric):
         """Add precomputed features (:meth:`features`), e.g. one reference set shared by
         several metrics, so Inception runs once per frame."""
         if real is not None:
+            assert isinstance(self.real_features, list)  # a list between synchronisations
             self.real_features.append(real)
         if fake is not None:
+            assert isinstance(self.fake_features, list)
             self.fake_features.append(fake)
 
     def compute_all(self) -> Tensor:

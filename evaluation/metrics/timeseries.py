@@ -370,9 +370,17 @@ def compare_series(
         raise ValueError(f"shift_features {sorted(set(steer) - set(features))} are not among the compared features")
     S = max_shift_frames(fps, max_shift_s)
     window = None if dtw_window_s is None else max(1, int(round(dtw_window_s * fps)))
-    kw = {"eps": eps, "max_gap_frames": max_gap_frames, "min_overlap": min_overlap, "other_start": start}
     curves = {
-        f: shift_curve(df_ref[f].to_numpy(np.float64), context[f].to_numpy(np.float64), S, **kw) for f in features
+        f: shift_curve(
+            df_ref[f].to_numpy(np.float64),
+            context[f].to_numpy(np.float64),
+            S,
+            eps=eps,
+            max_gap_frames=max_gap_frames,
+            min_overlap=min_overlap,
+            other_start=start,
+        )
+        for f in features
     }
     joint = joint_best_shift([curves[f].mape for f in steer], np.arange(-S, S + 1)) if shift == "joint" else None
     rows = []

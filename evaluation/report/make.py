@@ -94,6 +94,7 @@ def paper_block_lines(
 ) -> list[str]:
     """Markdown lines under one of our paper-layout tables: the paper's block (also added
     to ``tex`` and written as ``paper_<name>.csv``) or why it is missing, then the checks."""
+    assert t.paper is not None  # called for the tables that have a paper block
     table, model = t.paper
     paper_model_name = paper_model(table, model)
     block = published_block(t, published, table, paper_model_name)
@@ -161,7 +162,7 @@ def make_report(
         if df_ours is not None
         else ""
     )
-    sections = [
+    sections: list[tuple[str, Sequence[Table | None]]] = [
         ("## Tables 1–3 in the paper's layout\n\n" + PAPER_SECTION_NOTE + on_repaint, paper_tables(df)),
         (
             "## Our addition: sessions averaged and the whole video\n\n"
@@ -187,8 +188,8 @@ def make_report(
     appendix = [
         (f"### Subject {s}", paper_tables(df[df["subject"].astype(str) == s], prefix=f"{s}_")) for s in subjects
     ]
-    for heading, tables in sections:
-        tables = [t for t in tables if t is not None]
+    for heading, candidates in sections:
+        tables = [t for t in candidates if t is not None]
         if not tables:
             continue
         md += [heading, ""]

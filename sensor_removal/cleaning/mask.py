@@ -331,7 +331,7 @@ class SensorMasker:
         st = self.settings
         size = min(sensor.shape[:2])
         d = change_map(sensor, cleaned, st.blur * size)
-        binary = (d > st.threshold).astype(np.uint8)
+        binary: np.ndarray = (d > st.threshold).astype(np.uint8)
         if self.previous is not None and self.previous.shape == binary.shape and st.hysteresis < 1:
             binary |= (self.previous.astype(bool) & (d > st.hysteresis * st.threshold)).astype(np.uint8)
         r = st.pixels(st.close, size) // 2

@@ -280,7 +280,7 @@ class _VideoJob:
                 self.masker = SensorMasker(mask, reference)
             except ValueError as exc:
                 raise CleanError(str(exc)) from None
-        self.steadier = SteadyFill(options.steady) if options.steadied else None
+        self.steadier = SteadyFill(options.steady) if options.steadied and options.steady is not None else None
         self.pipe = _Pipeline()
         self.to_model: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
         self.to_writer: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
@@ -427,7 +427,7 @@ class _VideoJob:
         reader = pipe.thread(f"clean-read:{self.src.name}", self.read)
         writer = pipe.thread(f"clean-write:{self.src.name}", lambda: self.write(infer_thread, bar))
         infer_thread = threading.current_thread()
-        self.threads = [reader, writer]
+        self.threads: list[threading.Thread] = [reader, writer]
         reader.start()
         writer.start()
         completed = False
@@ -454,7 +454,7 @@ class _VideoJob:
         """Open the outputs, run the stages, close (or, on any failure, remove) the outputs."""
         bar = counter(self.info.frame_count, desc or self.src.name, "frames", enabled=self.options.progress)
         closed: list[Path] = []
-        self.threads: list[threading.Thread] = []
+        self.threads = []
         was_training = self.generator.training
         t0 = time.perf_counter()
         try:

@@ -92,7 +92,8 @@ def _opencv_finder() -> FaceFinder:
     def find(rgb: np.ndarray) -> list[Box]:
         gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
         side = min(gray.shape) // 8
-        return [tuple(int(v) for v in b) for b in cascade.detectMultiScale(gray, 1.1, 5, minSize=(side, side))]
+        found = cascade.detectMultiScale(gray, 1.1, 5, minSize=(side, side))
+        return [(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
 
     return FaceFinder("OpenCV Haar cascade (haarcascade_frontalface_default)", _scaled(find))
 

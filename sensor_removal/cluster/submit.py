@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -138,9 +139,9 @@ def submit(
                 _wait(job)
         return ids
     for t, call in zip(tasks, calls, strict=True):
-        ex = submitit.LocalExecutor(folder=folder)
-        ex.update_parameters(timeout_min=spec.slurm.time_min, tasks_per_node=spec.slurm.ntasks_per_node)
-        job = ex.submit(run_task, call)
+        local = submitit.LocalExecutor(folder=folder)
+        local.update_parameters(timeout_min=spec.slurm.time_min, tasks_per_node=spec.slurm.ntasks_per_node)
+        job = local.submit(run_task, call)
         ids[_key(t)] = str(job.job_id)
         _record_jobs(spec, {_key(t): str(job.job_id)}, executor)
         _wait(job)
@@ -270,7 +271,7 @@ def print_status(rows: list[dict[str, Any]], out: Any = None) -> None:
     print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=out)
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
 
     def line(cells: tuple[str, ...]) -> str:

@@ -114,7 +114,7 @@ class SweepProgress(pl.Callback):
             if k.startswith("train/") and not k.endswith("_step") and getattr(v, "numel", lambda: 1)() == 1
         }
         lr = {str(trainer.current_epoch): [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]}
-        cache = getattr(trainer.datamodule, "cache", None)
+        cache = getattr(trainer.datamodule, "cache", None)  # type: ignore[attr-defined]  # Lightning sets it at run time
         doc.update(
             epoch=trainer.current_epoch,
             global_step=trainer.global_step,
@@ -277,7 +277,7 @@ class FitTask:
             "epoch": trainer.current_epoch - 1,
             "checkpoint": str(run / "checkpoints" / "last.ckpt"),
         }
-        hooks = [cb for cb in trainer.callbacks if isinstance(cb, PostFitBenchmark)]
+        hooks = [cb for cb in trainer.callbacks if isinstance(cb, PostFitBenchmark)]  # type: ignore[attr-defined]  # Lightning sets it at run time
         if hooks and hooks[0].outcome is not None:
             summary["benchmark_error"] = hooks[0].outcome.error
         summary["report"] = str(run / "report" / "report.md") if report_complete(run) else None

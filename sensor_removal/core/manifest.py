@@ -176,6 +176,7 @@ def _parse_recording(file: Path, i: int, raw: Any) -> Recording:
     why = name_problem(name)
     if why:
         raise _err(file, f"{where}.name", why)
+    assert isinstance(name, str)  # name_problem refuses anything else
     where = f"recording {name!r}"
     unknown = set(raw) - _FIELDS
     if unknown:
@@ -291,7 +292,7 @@ def check_recording_video(file: Path, rec: Recording) -> VideoInfo:
 
 
 def load_manifest(
-    path: str | Path,
+    path: str | os.PathLike,
     *,
     check_videos: bool = True,
     require_domains: Iterable[Condition] = ("normal", "sensor"),
@@ -311,6 +312,7 @@ def load_manifest(
     why = name_problem(subject)
     if why:
         raise _err(file, "field 'subject'", why)
+    assert isinstance(subject, str)  # name_problem refuses anything else
     raws = doc.get("recordings")
     if not isinstance(raws, list) or not raws:
         raise _err(file, "field 'recordings'", "missing or empty; list the subject's videos")

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import cv2
 import numpy as np
@@ -99,7 +99,8 @@ def frame_rate_problem(path: str | os.PathLike) -> str | None:
             pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None)
     except (av.FFmpegError, IndexError) as exc:
         return f"cannot read frame timestamps ({exc})"
-    steps = np.diff(np.unique(np.asarray(pts, dtype=np.int64)))
+    # cast: numpy's stubs type np.diff of an int64 array as timedelta64
+    steps = cast("np.ndarray[tuple[int], np.dtype[np.int64]]", np.diff(np.unique(np.asarray(pts, dtype=np.int64))))
     if steps.size < 2:
         return None
     typical = float(np.median(steps))

@@ -187,6 +187,7 @@ class AttentionGenerator(nn.Module):
         # change (the sensors), instead of starting at 0.5 over the whole crop and having
         # to be pushed down by the sparsity term alone.
         last_conv = self.body.model[-2]
+        assert isinstance(last_conv, nn.Conv2d) and last_conv.bias is not None  # the 7x7 output conv
         with torch.no_grad():
             last_conv.bias[-1] = math.atanh(2.0 * ATTENTION_START - 1.0)
 

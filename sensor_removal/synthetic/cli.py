@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sensor_removal.core.argtypes import int_at_least
@@ -25,7 +26,7 @@ def _size_arg(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _positive(kind: type) -> object:
+def _positive(kind: type) -> Callable[[str], float | int]:
     def parse(text: str) -> float | int:
         try:
             v = kind(text)

@@ -87,6 +87,7 @@ def load_expressions(path: str | Path) -> dict[str, np.ndarray]:
     except OSError:
         raise SynthError(f"{path}: expression file not found or unreadable") from None
     data = np.atleast_1d(data)
+    assert data.dtype.names is not None  # names=True: a structured array whenever it returns
     out = {name: np.asarray(data[name]) for name in data.dtype.names}
     out["frame"] = out["frame"].astype(np.int64)
     return out

@@ -133,7 +133,7 @@ class ImageGrid(pl.Callback):
         self.last_path: Path | None = None
 
     def _fixed_frames(self, trainer: pl.Trainer) -> dict[str, np.ndarray]:
-        dm = trainer.datamodule
+        dm = trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets it at run time
         size = dm.hparams.crop_size
         out = {}
         for domain in ("sensor", "normal"):
@@ -150,9 +150,11 @@ class ImageGrid(pl.Callback):
         pl_module.eval()
         try:
             rows = []
+            s2n, n2s = pl_module.gen_s2n, pl_module.gen_n2s
+            assert isinstance(s2n, torch.nn.Module) and isinstance(n2s, torch.nn.Module)  # CycleGAN's generators
             for domain, forward, back in (
-                ("sensor", pl_module.gen_s2n, pl_module.gen_n2s),
-                ("normal", pl_module.gen_n2s, pl_module.gen_s2n),
+                ("sensor", s2n, n2s),
+                ("normal", n2s, s2n),
             ):
                 x = to_tensor(frames[domain]).to(pl_module.device)
                 y = forward(x)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import ProgressBar
@@ -50,6 +51,9 @@ from sensor_removal.training.frame_cache import FrameCacheError
 from sensor_removal.training.module import CycleGAN
 from sensor_removal.training.pool import PoolSettingsError
 from sensor_removal.training.warmstart import init_state
+
+if TYPE_CHECKING:
+    from jsonargparse import Namespace
 
 #: The shipped config folder (the CLI reads ``default.yaml`` from here).
 CONF_DIR = conf_dir()
@@ -202,7 +206,7 @@ def _class_path(node: object) -> str:
     return str(getattr(node, "class_path", "") or "")
 
 
-def _without_perceptual_metrics(trainer: object) -> None:
+def _without_perceptual_metrics(trainer: Namespace) -> None:
     """Drop the LPIPS/FID callback; a checkpoint that ranks by its metrics keeps every
     epoch's last state instead (``monitor`` off), since nothing else logs them."""
     callbacks = list(getattr(trainer, "callbacks", None) or [])
@@ -258,7 +262,7 @@ def _count(value: object) -> int:
     if isinstance(value, str) and "," in value:
         return len([v for v in value.split(",") if v.strip()])
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)  # type: ignore[call-overload]  # any value: int() decides, TypeError means unknown
     except (TypeError, ValueError):
         return 1
 

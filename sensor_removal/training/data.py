@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.data import AttributeDict
 from torch.utils.data import DataLoader, Dataset
 
 from sensor_removal.core.argtypes import HalfOpenShare, NonNegativeInt, PositiveInt, UnitShare
@@ -44,7 +45,7 @@ class DataSettingsError(ValueError):
 
 
 #: What ``FramesDataModule.cache`` holds: one subject's cache, or a population's.
-AnyCache = FrameCache | PooledCache
+AnyCache = FrameCache | PooledCache[FrameCache]
 
 
 def augment(image: torch.Tensor, crop_size: int, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -206,12 +207,19 @@ class FramesDataModule(pl.LightningDataModule):
         self._splits: dict[str, dict[str, np.ndarray]] = {}
         self._reference: dict[str, torch.Tensor] | None = None
 
+    @property
+    def _hp(self) -> AttributeDict:
+        """``hparams`` as ``save_hyperparameters`` stores them (Lightning types it more widely)."""
+        hp = self.hparams
+        assert isinstance(hp, AttributeDict)
+        return hp
+
     def prepare_data(self) -> None:
         """Build the frame cache (Lightning calls this on one process per node)."""
         self._build()
 
     def _build(self) -> AnyCache:
-        hp = self.hparams
+        hp = self._hp
         caches = [
             build_frame_cache(s, root, hp.fraction, hp.seed, hp.load_size, hp.decode_workers)
             for s, root in zip(self.subjects, self.cache_roots, strict=True)
@@ -229,8 +237,8 @@ class FramesDataModule(pl.LightningDataModule):
         for domain in DOMAINS:
             # Each subject's own split (as its single-subject fit draws it), then pooled.
             sizes = [len(c.frames[domain]) for c in self._caches()]
-            seed = domain_seed(self.hparams.seed, domain) + 1
-            splits = [split_train_val(n, self.hparams.val_fraction, seed) for n in sizes]
+            seed = domain_seed(self._hp.seed, domain) + 1
+            splits = [split_train_val(n, self._hp.val_fraction, seed) for n in sizes]
             self._splits[domain] = {
                 "train": pool_splits([t for t, _ in splits], sizes),
                 "val": pool_splits([v for _, v in splits], sizes),
@@ -260,7 +268,7 @@ class FramesDataModule(pl.LightningDataModule):
             return None
         if self._reference is None:
             normal = self.subject.by_condition("normal")
-            size = reference_size(int(self.hparams.load_size), [rec.bbox for rec in normal])
+            size = reference_size(int(self._hp.load_size), [rec.bbox for rec in normal])
             frames = reference_crops(normal, size, count)
             self._reference = {"frames": torch.from_numpy(np.ascontiguousarray(frames, dtype=np.uint8))}
         return self._reference
@@ -279,7 +287,7 @@ class FramesDataModule(pl.LightningDataModule):
             for subject, cache, k in zip(self.subjects, caches, share(n, len(caches)), strict=True)
             if k > 0
         ]
-        size = self.hparams.load_size
+        size = self._hp.load_size
         return np.concatenate(parts) if parts else np.empty((0, size, size, 3), np.uint8)
 
     def _heldout(self, subject: Subject, cache: FrameCache, domain: Domain, n: int) -> np.ndarray:
@@ -288,14 +296,14 @@ class FramesDataModule(pl.LightningDataModule):
         taken = {(ref.recording, ref.frame) for ref in cache.refs[domain]}
         pool = [(r, f) for r in recs for f in range(probe(r.path).frame_count) if (r.name, f) not in taken]
         if not pool:
-            return np.empty((0, self.hparams.load_size, self.hparams.load_size, 3), np.uint8)
-        rng = np.random.default_rng(domain_seed(self.hparams.seed, domain) + 2)
+            return np.empty((0, self._hp.load_size, self._hp.load_size, 3), np.uint8)
+        rng = np.random.default_rng(domain_seed(self._hp.seed, domain) + 2)
         pick = sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))
         parts = []
         for r in recs:
             frames = [pool[i][1] for i in pick if pool[i][0] is r]
             if frames:
-                parts.append(decode_crops(r, frames, self.hparams.load_size))
+                parts.append(decode_crops(r, frames, self._hp.load_size))
         return np.concatenate(parts)
 
     def _dataset(self, split: Literal["train", "val"]) -> UnpairedFrames:
@@ -305,17 +313,17 @@ class FramesDataModule(pl.LightningDataModule):
         return UnpairedFrames(
             self.cache.frames["sensor"],
             self.cache.frames["normal"],
-            self.hparams.crop_size,
+            self._hp.crop_size,
             split == "train",
             sensor_rows=self._splits["sensor"][split],
             normal_rows=self._splits["normal"][split],
         )
 
     def _loader(self, split: Literal["train", "val"]) -> DataLoader:
-        workers = self.hparams.num_workers
+        workers = self._hp.num_workers
         return DataLoader(
             self._dataset(split),
-            batch_size=self.hparams.batch_size,
+            batch_size=self._hp.batch_size,
             shuffle=split == "train",
             num_workers=workers,
             persistent_workers=workers > 0,

@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.data import AttributeDict
+from pytorch_lightning.core.optimizer import LightningOptimizer
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 from torch.optim import Adam
@@ -50,7 +52,13 @@ from sensor_removal.models.losses import (
     mask_smoothness,
     mask_sparsity,
 )
-from sensor_removal.models.networks import ImagePool, PatchDiscriminator, build_generator, init_weights
+from sensor_removal.models.networks import (
+    AttentionGenerator,
+    ImagePool,
+    PatchDiscriminator,
+    build_generator,
+    init_weights,
+)
 
 __all__ = [
     "CycleGAN",
@@ -269,9 +277,22 @@ class CycleGAN(pl.LightningModule):
         #: then not loaded, since the resumed checkpoint's weights replace it anyway.
         self.resuming = False
 
+    @property
+    def _hp(self) -> AttributeDict:
+        """``hparams`` as ``save_hyperparameters`` stores them (Lightning types it more widely)."""
+        hp = self.hparams
+        assert isinstance(hp, AttributeDict)
+        return hp
+
+    def _two_optimizers(self) -> list[LightningOptimizer]:
+        """``optimizers()``: the generators' and the discriminators' (a list, as there are two)."""
+        opts = self.optimizers()
+        assert isinstance(opts, list)
+        return opts
+
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.hparams.get("init_from") and not self.resuming:
-            self.load_init_weights(str(self.hparams.init_from))
+        if stage == "fit" and self._hp.get("init_from") and not self.resuming:
+            self.load_init_weights(str(self._hp.init_from))
 
     def load_init_weights(self, path: str) -> None:
         """Copy the four networks' weights of the checkpoint at ``path`` into this module
@@ -300,11 +321,11 @@ class CycleGAN(pl.LightningModule):
     def configure_model(self) -> None:
         # Compile in place (nn.Module.compile): parameter names, and so checkpoints,
         # stay those of the eager networks.
-        if self.hparams.compile and not self._compiled:
+        if self._hp.compile and not self._compiled:
             from sensor_removal.training.compile_warmup import CompileProgress, compile_networks
 
             self._compile_cache = compile_networks(self.networks())
-            self._compile_progress = CompileProgress()
+            self._compile_progress: CompileProgress | None = CompileProgress()
             self._compiled = True
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -333,7 +354,7 @@ class CycleGAN(pl.LightningModule):
             return x
         if x.dtype == torch.uint8:
             x = to_unit_range(x)
-        if self.hparams.channels_last:
+        if self._hp.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -345,11 +366,13 @@ class CycleGAN(pl.LightningModule):
     # ------------------------------------------------------------------ the method
     def generator_losses(self, sensor: Tensor, normal: Tensor) -> GeneratorOutput:
         """CycleGAN generator objective on one batch (no optimizer involved)."""
-        hp = self.hparams
+        hp = self._hp
         attention = hp.get("generator", "resnet") == "attention"
         if attention:
-            fake_normal, mask_n = self.gen_s2n.forward_with_mask(sensor)
-            fake_sensor, mask_s = self.gen_n2s.forward_with_mask(normal)
+            s2n, n2s = self.gen_s2n, self.gen_n2s
+            assert isinstance(s2n, AttentionGenerator) and isinstance(n2s, AttentionGenerator)  # generator="attention"
+            fake_normal, mask_n = s2n.forward_with_mask(sensor)
+            fake_sensor, mask_s = n2s.forward_with_mask(normal)
         else:
             fake_normal = self.gen_s2n(sensor)
             fake_sensor = self.gen_n2s(normal)
@@ -394,7 +417,7 @@ class CycleGAN(pl.LightningModule):
 
     def generator_step(self, sensor: Tensor, normal: Tensor) -> GeneratorOutput:
         """Update both generators; the discriminators are frozen (no gradients, no step)."""
-        opt_g = self.optimizers()[0]
+        opt_g = self._two_optimizers()[0]
         with self.toggled_optimizer(opt_g):
             out = self.generator_losses(sensor, normal)
             opt_g.zero_grad(set_to_none=True)
@@ -406,7 +429,7 @@ class CycleGAN(pl.LightningModule):
         self, sensor: Tensor, normal: Tensor, fake_sensor: Tensor, fake_normal: Tensor
     ) -> DiscriminatorOutput:
         """Update both discriminators on real images and pooled, detached fakes."""
-        opt_d = self.optimizers()[1]
+        opt_d = self._two_optimizers()[1]
         fake_sensor = self.pool_s.query(fake_sensor.detach())
         fake_normal = self.pool_n.query(fake_normal.detach())
         with self.toggled_optimizer(opt_d):
@@ -432,7 +455,7 @@ class CycleGAN(pl.LightningModule):
             "cycle": g.cycle,
             "identity": g.identity,
         }
-        if g.mask_sparsity is not None:
+        if g.mask_sparsity is not None and g.mask_smoothness is not None:  # both or neither (attention)
             losses["mask_sparsity"] = g.mask_sparsity
             losses["mask_smoothness"] = g.mask_smoothness
         for name, value in losses.items():
@@ -458,7 +481,7 @@ class CycleGAN(pl.LightningModule):
             )
         self.log(
             "train/lr",
-            float(self.optimizers()[0].param_groups[0]["lr"]),
+            float(self._two_optimizers()[0].param_groups[0]["lr"]),
             on_step=False,
             on_epoch=True,
             sync_dist=True,
@@ -466,7 +489,7 @@ class CycleGAN(pl.LightningModule):
         )
 
     def _check_lr_batch_size(self, batch_size: int) -> None:
-        expected = self.hparams.get("lr_batch_size", 1)
+        expected = self._hp.get("lr_batch_size", 1)
         if batch_size != expected:
             rank_zero_warn(
                 f"CycleGAN: batches hold {batch_size} image pairs but the learning rate is scaled "
@@ -494,7 +517,7 @@ class CycleGAN(pl.LightningModule):
         return self.gen_s2n(images)
 
     def configure_optimizers(self) -> tuple[list[Adam], list[LambdaLR]]:
-        hp = self.hparams
+        hp = self._hp
         betas = (hp.beta1, hp.beta2)
         lr = scaled_lr(hp.lr, hp.get("lr_batch_size", 1), hp.get("lr_scaling", "none"))
         opt_g = Adam(
@@ -521,7 +544,7 @@ class CycleGAN(pl.LightningModule):
 
         if self.trainer.is_global_zero:  # one warning per fit, with the capability found
             warn_if_bf16_emulated(str(self.trainer.precision), self.device.type)
-        total = self.hparams.epochs_constant + self.hparams.epochs_decay
+        total = self._hp.epochs_constant + self._hp.epochs_decay
         max_epochs = self.trainer.max_epochs
         if max_epochs is not None and max_epochs != -1 and max_epochs != total:
             rank_zero_warn(
@@ -537,7 +560,10 @@ class CycleGAN(pl.LightningModule):
         # (mid-epoch, or at validation end with save_on_train_epoch_end=False) holds the
         # unstepped schedulers, and Lightning finishes that epoch on resume, calling this
         # hook then — the curve is the same either way (tests/test_module.py checks both).
-        for scheduler in self.lr_schedulers():
+        schedulers = self.lr_schedulers()
+        assert isinstance(schedulers, list)  # two: the generators' and the discriminators'
+        for scheduler in schedulers:
+            assert isinstance(scheduler, LambdaLR)  # configure_optimizers'
             scheduler.step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -14,10 +14,10 @@ built; :class:`~sensor_removal.training.data.FramesDataModule` hands it the arra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -93,15 +93,18 @@ class SubjectCache(Protocol):
     @property
     def path(self) -> Path: ...
     @property
-    def frames(self) -> dict[str, np.ndarray]: ...
+    def frames(self) -> Mapping[Any, np.ndarray]: ...  # keyed by domain name
+
+
+CacheT = TypeVar("CacheT", bound=SubjectCache)
 
 
 @dataclass(frozen=True)
-class PooledCache:
+class PooledCache(Generic[CacheT]):
     """The frame caches of a population fit: each subject's cache, and per domain their
     rows read as one array."""
 
-    caches: tuple[SubjectCache, ...]
+    caches: tuple[CacheT, ...]
     frames: dict[str, ConcatFrames]
 
     @property
@@ -109,7 +112,7 @@ class PooledCache:
         return [c.path for c in self.caches]
 
 
-def pool_caches(caches: Sequence[SubjectCache], domains: Sequence[str]) -> PooledCache:
+def pool_caches(caches: Sequence[CacheT], domains: Sequence[str]) -> PooledCache[CacheT]:
     """Several subjects' caches as one, per domain, in the order given."""
     frames = {d: ConcatFrames([c.frames[d] for c in caches]) for d in domains}
     return PooledCache(caches=tuple(caches), frames=frames)

@@ -59,9 +59,10 @@ class TextProgressBar(ProgressBar):
 
     def _total_steps(self, trainer: pl.Trainer) -> int | None:
         per_epoch = self.total_train_batches
-        if not math.isfinite(per_epoch) or trainer.max_epochs in (None, -1):
+        max_epochs = trainer.max_epochs
+        if not math.isfinite(per_epoch) or max_epochs is None or max_epochs == -1:
             return None
-        total = int(per_epoch) * int(trainer.max_epochs)
+        total = int(per_epoch) * int(max_epochs)
         if trainer.max_steps not in (None, -1):  # manual optimisation: two optimiser steps per batch
             total = min(total, int(trainer.max_steps))
         return total

@@ -77,8 +77,10 @@ def run_demo(
     data = out / "data"
     manifest = data / "manifest.yaml"
     if not manifest.is_file():
-        kwargs = {} if seconds is None else {"seconds": seconds}
-        make_subject(data, **kwargs)
+        if seconds is None:
+            make_subject(data)
+        else:
+            make_subject(data, seconds=seconds)
     run = out / "runs" / "synth01"
     code, cli = run_cli(
         [
@@ -94,7 +96,7 @@ def run_demo(
     )
     if cli is None:
         return code, None, run
-    hooks = [cb for cb in cli.trainer.callbacks if isinstance(cb, PostFitBenchmark)]
+    hooks = [cb for cb in cli.trainer.callbacks if isinstance(cb, PostFitBenchmark)]  # type: ignore[attr-defined]  # Lightning sets it at run time
     return code, (hooks[0].outcome if hooks else None), run
 
 
@@ -125,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"metrics         : {', '.join(outcome.metrics)}")
     print(f"cleaned videos  : {outcome.clean_dir}")
+    # Set by a benchmark that ran through (no error).
+    assert outcome.clean_dir is not None and outcome.results_dir is not None and outcome.report_dir is not None
     print(f"report          : {outcome.report_dir / 'report.md'}")
     # The demo composites: the paper's tables are on the full repaint (evaluation/), the
     # lines below on the composited video (evaluation_ours/, whose ground-truth rows hold
@@ -164,6 +168,7 @@ def _emg_summary(manifest: Path, outcome: BenchmarkOutcome) -> str | None:
     subject = load_manifest(manifest, check_videos=False)
     if sum(r.emg is not None for r in subject.recordings) < 2:
         return None
+    assert outcome.clean_dir is not None and outcome.results_dir is not None and outcome.report_dir is not None
     cleaned = load_manifest(outcome.clean_dir / "manifest.yaml", check_videos=False, require_domains=("clean",))
     from evaluation.report import make_report
 
@@ -179,7 +184,9 @@ def _comparison(outcome: BenchmarkOutcome, manifest: Path) -> Path | None:
     from sensor_removal.core.manifest import load_manifest
     from sensor_removal.workflows.comparison import save_comparison
 
+    assert outcome.clean_dir is not None and outcome.report_dir is not None  # the benchmark ran through
     cleaned = load_manifest(outcome.clean_dir / "manifest.yaml", require_domains=("clean",))
     first = cleaned.recordings[0]
+    assert first.source is not None  # the cleaner records each cleaned video's source
     source = load_manifest(manifest).recording(first.source)
     return save_comparison(source, first.path, outcome.report_dir / "comparison.png")

@@ -98,7 +98,7 @@ class PerceptualMetrics(pl.Callback):
         """The validation frames plus ``heldout_frames`` extra ones per domain, centre
         cropped; built once per fit, and their count logged."""
         if self._frames is None:
-            dm = trainer.datamodule
+            dm = trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets it at run time
             size = dm.hparams.crop_size
             out = {}
             for domain in ("sensor", "normal"):
@@ -166,11 +166,13 @@ class PerceptualMetrics(pl.Callback):
                 fid.update_features(f, None)
             self._reference = {"val/lpips_sensor": float(lp.compute()), "val/fid_sensor": float(fid.compute())}
         lp, fid = new_metrics()
+        s2n = pl_module.gen_s2n
+        assert isinstance(s2n, torch.nn.Module)  # CycleGAN's sensor-to-normal generator
         was_training = pl_module.training
         pl_module.eval()
         try:
             for s, partners in batches():
-                clean = pl_module.gen_s2n(s).clamp(-1, 1)
+                clean = s2n(s).clamp(-1, 1)
                 lp.update(clean, partners)
                 fid.update(None, clean)
         finally:

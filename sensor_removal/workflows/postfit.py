@@ -91,7 +91,7 @@ def check_best_by_metric(trainer: pl.Trainer) -> None:
     the frames, often fewer than 128). Raises ``ValueError`` naming the settings."""
     from sensor_removal.workflows.fit_metrics import PerceptualMetrics
 
-    metrics = [cb for cb in trainer.callbacks if isinstance(cb, PerceptualMetrics)]
+    metrics = [cb for cb in trainer.callbacks if isinstance(cb, PerceptualMetrics)]  # type: ignore[attr-defined]  # Lightning sets it at run time
     if not metrics:
         raise ValueError(
             "PostFitBenchmark(checkpoint='best') needs the PerceptualMetrics callback (it measures val/fid_clean)"
@@ -317,7 +317,7 @@ class PostFitBenchmark(pl.Callback):
                 raise RuntimeError(f"no {self.checkpoint} checkpoint was written (is {need} configured?)")
             # Missing weights fail the evaluation anyway: say so before cleaning every video.
             self._check_weights(metrics)
-            manifest = Path(trainer.datamodule.hparams.manifest)
+            manifest = Path(trainer.datamodule.hparams.manifest)  # type: ignore[attr-defined]  # Lightning sets it at run time
             outcome.clean_dir = root / "clean"
             t0 = time.perf_counter()
             report = clean_subject(outcome.checkpoint, manifest, outcome.clean_dir, options=self.clean_options)

@@ -276,13 +276,13 @@ class FacialAnalyzer:
         if bbox is not None:
             from sensor_removal.core.video import check_bbox
 
-            problem = check_bbox(tuple(bbox), info.width, info.height)
+            problem = check_bbox(bbox, info.width, info.height)
             if problem:
                 raise FacialError(f"{path}: bbox: {problem}")
         cache_file = self.cache_file(path, bbox, size, cache_dir) if cache_dir is not None else None
         series = self.load_series(cache_file, info.fps, path) if cache_file is not None else None
         if series is None:
-            box = tuple(bbox) if bbox is not None else (0, 0, info.width, info.height)
+            box = bbox if bbox is not None else (0, 0, info.width, info.height)
             builder = self.series_builder(path, info.fps, total=len(range(0, info.frame_count, self.stride)))
             for number, frame in iter_frames(path, range(0, info.frame_count, self.stride)):
                 if size is not None:

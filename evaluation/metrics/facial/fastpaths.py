@@ -19,6 +19,7 @@ import copy
 import hashlib
 import logging
 from collections import OrderedDict
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def _batchnorm_type():
 
 def _fold_lazily(net) -> None:
     original = net.forward  # the class's forward, or an earlier wrapper
-    done = []
+    done: list[bool] = []
 
     def first_forward(*args, **kwargs):
         # Stays in place (wrappers added later, e.g. bf16, call it): later calls pass through.
@@ -212,6 +213,12 @@ def _identity(x):
 # --------------------------------------------------------------------------- shared face detector
 
 
+class _BatchFaceDetector(Protocol):
+    """What :class:`SharedFaceDetector` calls on py-feat's ``Retinaface``."""
+
+    def forward(self, img: Any) -> list: ...
+
+
 class SharedFaceDetector:
     """One py-feat ``Retinaface`` used by several detectors (the v1 ``xgb``/``svm`` and
     the v2 pipelines all start with RetinaFace R34 on the same frames), remembering its
@@ -220,7 +227,7 @@ class SharedFaceDetector:
     the second AU model's detector gets exactly the first one's boxes and scores
     without running the network again."""
 
-    def __init__(self, retinaface: object, capacity: int = 16) -> None:
+    def __init__(self, retinaface: _BatchFaceDetector, capacity: int = 16) -> None:
         self.inner, self.capacity = retinaface, capacity
         self._memo: OrderedDict[tuple, list] = OrderedDict()
         self.hits = self.misses = 0

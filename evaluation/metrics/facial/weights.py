@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from evaluation.metrics.facial.models import (
     CACHE_ENV,
@@ -168,7 +169,8 @@ def feat_hub_offline(cache_dir: str | os.PathLike | None = None) -> Iterator[Pat
     target = feat_cache_dir(cache_dir).resolve()
     default = feat_package_cache_dir().resolve()
     saved_offline, saved_env = constants.HF_HUB_OFFLINE, os.environ.get("HF_HUB_OFFLINE")
-    swapped: list[tuple[object, object, bool]] = []  # (module, previous value, was in __dict__)
+    # Any: modules patched by attribute (huggingface_hub and py-feat's, which import hf_hub_download)
+    swapped: list[tuple[Any, object, bool]] = []  # (module, previous value, was in __dict__)
     try:
         constants.HF_HUB_OFFLINE = True
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -181,7 +183,7 @@ def feat_hub_offline(cache_dir: str | os.PathLike | None = None) -> Iterator[Pat
                     kwargs["cache_dir"] = str(target)
                 return original(*args, **kwargs)
 
-            modules = [huggingface_hub] + [
+            modules: list[Any] = [huggingface_hub] + [
                 m
                 for name, m in list(sys.modules.items())
                 if m is not None and (name == "feat" or name.startswith("feat."))
