@@ -230,7 +230,7 @@ def _static_layer(cv: _Canvas, ident: _Identity, shirt: np.ndarray) -> tuple[np.
     )
     both(lambda im, c: _ellipse(im, cv, (0.0, 1.55), (0.62, 0.22), c or _col(skin, 0.86)))
     both(lambda im, c: _ellipse(im, cv, _HAIR_CENTER, _HAIR_AXES, c or _col(hair)))
-    for side in (-1, 1):
+    for side in (-1.0, 1.0):
         both(
             lambda im, c, side=side: _ellipse(
                 im, cv, (side * _EAR_CENTER[0], _EAR_CENTER[1]), _EAR_AXES, c or _col(skin, 0.93)
@@ -246,12 +246,12 @@ def _static_layer(cv: _Canvas, ident: _Identity, shirt: np.ndarray) -> tuple[np.
     shade = 1.0 - 0.14 * rim**2
     tex_rng = np.random.default_rng(ident.texture_seed)
     noise = cv2.GaussianBlur(tex_rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(0.6, 0.02 * cv.scale))
-    noise *= 2.0 / max(float(noise.std()), 1e-6)
+    noise *= 2.0 / max(float(noise.std()), 1e-6)  # type: ignore[arg-type]  # a float32 array (cv2 stubs: integer)
     skin_like = np.abs(rgb.astype(np.float32) - skin.astype(np.float32)).sum(-1) < 60
     face = rgb.astype(np.float32) * shade[..., None]
     face += np.where(skin_like, noise, 0)[..., None]
     # cheeks: a little warmer
-    for side in (-1, 1):
+    for side in (-1.0, 1.0):
         d2 = (u - side * 0.5) ** 2 + (v - 0.2) ** 2
         face[..., 0] += 10.0 * np.exp(-d2 / 0.08) * skin_like
     rgb = np.clip(face + 0.5, 0, 255).astype(np.uint8)
@@ -259,7 +259,7 @@ def _static_layer(cv: _Canvas, ident: _Identity, shirt: np.ndarray) -> tuple[np.
     # hair fringe over the top of the forehead (part of the silhouette already)
     _ellipse(rgb, cv, _FRINGE_CENTER, _FRINGE_AXES, _col(hair))
     # nose: bridge sides, alae, nostrils, a highlight on the tip
-    for side in (-1, 1):
+    for side in (-1.0, 1.0):
         bridge = np.array([[side * 0.07, -0.22], [side * 0.085, -0.05], [side * 0.11, 0.09]])
         cv2.polylines(rgb, [cv.fx(bridge)], False, _col(skin, 0.86), 1, _AA, _SHIFT)
         _ellipse(
@@ -358,7 +358,7 @@ def _draw_dynamic(img: np.ndarray, cv: _Canvas, ident: _Identity, s: np.ndarray,
     for k, yw in enumerate((-0.8, -0.9, -1.0)):
         xw = np.linspace(-0.42 + 0.05 * k, 0.42 - 0.05 * k, 9)
         _blend_line(img, cv, np.stack([xw, yw - lift + 0.03 * (xw / 0.42) ** 2], 1), skin, 0.2 * b)
-    for side in (-1, 1):
+    for side in (-1.0, 1.0):
         _blend_line(img, cv, np.array([[side * 0.05, -0.62], [side * 0.045, -0.47]]), skin, 0.22 * f)
         for k in (-1, 0, 1):
             p0 = np.array([side * 0.6, _EYE_Y + 0.05 * k])
@@ -470,7 +470,7 @@ def _face_bbox(cv: _Canvas, heads: Sequence[np.ndarray]) -> tuple[int, int, int,
         ),
         np.stack([np.cos(t), _FACE_B * np.sin(t)], 1),
     ]
-    for side in (-1, 1):
+    for side in (-1.0, 1.0):
         outline.append(
             np.stack(
                 [
