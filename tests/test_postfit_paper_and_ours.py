@@ -162,6 +162,9 @@ def test_report_has_the_paper_tables_and_ours_apart(fitted) -> None:
     assert paper_at < ours_at and "computed on the paper's method" in md[paper_at:ours_at].lower()
     files = fitted.hook.outcome.files
     assert "composited C (ours)" in md[ours_at:] and "composited C (ours)" not in md[:ours_at]
+    # The ground-truth table explains the composite (and the mask scores) only where it has one.
+    note = "Composited C (our extension)"
+    assert note in md[ours_at:] and note not in md[:ours_at]
 
     def table(name: str) -> pd.DataFrame:
         assert files[name] == report / f"{name}.csv"

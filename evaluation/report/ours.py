@@ -119,10 +119,17 @@ def groundtruth_table(df: pd.DataFrame) -> Table | None:
         "PSNR (dB) and SSIM of the face crops against the sensor-free ground truth, over the whole crop, "
         "inside the sensor mask and outside it (higher is better); flicker: the frame-to-frame change inside "
         "the sensor area that the ground truth does not have, in 8-bit levels (lower is steadier). "
-        "Composited C (our extension): the full repaint inside an estimated sensor mask, the recorded pixels "
-        "outside; IoU / precision / recall: that estimated mask (at 0.5) against the true one, per frame. "
-        "Mean ± std over subjects; within a subject first the mean over its sensor videos.",
+        + (_COMPOSITED_NOTE if "repaint" in kinds else "")
+        + "Mean ± std over subjects; within a subject first the mean over its sensor videos.",
     )
+
+
+#: What the ground-truth table says of its composited row, when it has one.
+_COMPOSITED_NOTE = (
+    "Composited C (our extension): the repaint where an estimated sensor mask says a sensor covers the "
+    "crop, the recorded pixels elsewhere; IoU / precision / recall: that estimated mask (at 0.5) against "
+    "the true one, per frame. "
+)
 
 
 def temporal_table(df: pd.DataFrame) -> Table | None:
