@@ -84,12 +84,20 @@ def extension_tables(df: pd.DataFrame) -> list[Table]:
     tables = [perceptual_table(df)]
     for model in models_of(df):
         tables += [facial_table(df, "au", model), facial_table(df, "emotion", model)]
+    return _relabelled(tables, "ours_", " (our addition: sessions averaged, whole video)")
+
+
+def _relabelled(tables: Iterable[Table | None], prefix: str, suffix: str, *, keep_paper: bool = True) -> list[Table]:
+    """The tables that exist, each in its own file (``prefix``) and titled (``suffix``) as
+    ours; without the paper's published block unless ``keep_paper``."""
     out = []
     for t in tables:
         if t is None:
             continue
-        t.name = f"ours_{t.name}"
-        t.title = f"{t.title} (our addition: sessions averaged, whole video)"
+        t.name = f"{prefix}{t.name}"
+        t.title = f"{t.title}{suffix}"
+        if not keep_paper:
+            t.paper = None
         out.append(t)
     return out
 
@@ -171,12 +179,4 @@ def composited_tables(tables: Iterable[Table | None]) -> list[Table]:
     """``tables`` (computed on the composited video) renamed into their own files
     (:data:`COMPOSITED_PREFIX`) and titled as ours, so that no number of them can be read
     as the paper's; without the paper's published block, which belongs to the repaint."""
-    out = []
-    for t in tables:
-        if t is None:
-            continue
-        t.name = f"{COMPOSITED_PREFIX}{t.name}"
-        t.title = f"{t.title} — composited C (ours)"
-        t.paper = None
-        out.append(t)
-    return out
+    return _relabelled(tables, COMPOSITED_PREFIX, " — composited C (ours)", keep_paper=False)
