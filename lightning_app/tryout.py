@@ -3,7 +3,7 @@
 The upload is checked before any work (file type by extension, size, then, decoded,
 duration), copied into a private temporary folder and deleted after cleaning, whatever
 happens. Cleaning is the project's one implementation,
-:func:`sensor_removal.cleaning.clean_video` with paste-back on: the cleaned face crop is put
+:func:`sensor_removal.cleaning.clean_video` with paste-back on: the cleaned face is put
 back into the full frame, so the result looks like the upload without electrodes.
 A check that fails gives a :class:`UploadRejected` whose message the page shows.
 """
@@ -135,7 +135,11 @@ def clean_upload(
                 bbox,
                 work / "crop.mp4",
                 CleanOptions(
-                    paste_back=True, device="auto", progress=False, codec="h264-lossless" if kind == "image" else "h264"
+                    paste_back=True,
+                    device="auto",
+                    progress=False,
+                    codec="h264-lossless" if kind == "image" else "h264",
+                    detail_video=False,  # the paste-back uses the detail composite without the file
                 ),
             )
         except (UserError, VideoError) as exc:  # CleanError, DeviceError

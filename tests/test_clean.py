@@ -503,7 +503,8 @@ def test_unexpected_error_keeps_finished_recordings(subject: Path, ckpt: Path, t
             ["s1_good", "s2_good"],
             CleanOptions(batch_size=4, device="cpu", codec="h264-lossless", progress=False),
         )
-    assert _all_files(out) == {"s1_good.mp4", "manifest.yaml"}
+    # the finished one's detail composite (ours) and the manifest listing it are kept too
+    assert _all_files(out) == {"s1_good.mp4", "s1_good.detail.mp4", "manifest.yaml", "manifest.detail.yaml"}
     names = [r.name for r in load_manifest(out / "manifest.yaml", require_domains=("clean",)).recordings]
     assert names == ["s1_good_clean"]
 
@@ -797,6 +798,45 @@ def test_main_reference_mask_takes_the_subjects_normal_recordings(subject: Path,
         masks[method] = read_frames(mask_file, range(4))[..., 0]
     assert (masks["reference"] < 8).mean() > 0.95
     assert not np.array_equal(masks["reference"], masks["change"])
+
+
+def test_detail_video_keeps_the_recordings_pixels_and_has_its_own_manifest(subject: Path, tmp_path: Path) -> None:
+    """The detail composite (ours, default on with the sub-pixel composite) is written at
+    the mask's finer size (here the bbox's 36 px, finer than the 32 px crop); where no
+    sensor is found its pixels are the recording's cut at that size byte for byte (the
+    normal recording is the sensor video itself, so nothing is novel); it gets its own
+    manifest. A clean without it removes the earlier one and the manifest."""
+    from sensor_removal.cleaning import clean_recordings
+    from sensor_removal.cleaning.mask import MaskSettings
+    from sensor_removal.cli.clean import _clean_options, build_parser
+
+    (subject.parent / "n1.mp4").write_bytes((subject.parent / "s1_good.mp4").read_bytes())
+    subj = load_manifest(subject, check_videos=False)
+    out = tmp_path / "clean"
+    options = CleanOptions(
+        device="cpu",
+        codec="h264-lossless",
+        progress=False,
+        mask=MaskSettings(method="reference", threshold=200, rank=1),
+        steady=SteadySettings(strength=0.0),
+    )
+    assert options.detail_video  # the default
+    report = clean_recordings(_tiny_generator(), SETTINGS, subj, out, ["s1_good"], options)
+    detail = out / "s1_good.detail.mp4"
+    assert report.results["s1_good"].detail_out == detail
+    info = probe(detail)
+    assert (info.width, info.height, info.frame_count) == (36, 36, 12)
+    rec = subj.recording("s1_good")
+    cut = np.stack([crop_resize(f, rec.bbox, 36) for f in read_frames(rec.path, range(12))])
+    assert np.array_equal(read_frames(detail, range(12)), cut)
+    (entry,) = load_manifest(out / "manifest.detail.yaml", require_domains=("clean",)).recordings
+    assert (entry.path, entry.bbox, entry.source) == (detail.resolve(), (0, 0, 36, 36), "s1_good")
+    args = build_parser().parse_args(["--ckpt", "c", "--video", "v", "--out", "o", "--detail-video", "off"])
+    off = dataclasses.replace(options, detail_video=_clean_options(args).detail_video, overwrite=True)
+    assert not off.detail_video
+    clean_recordings(_tiny_generator(), SETTINGS, subj, out, ["s1_good"], off)
+    assert not detail.exists() and not (out / "manifest.detail.yaml").exists()
+    assert (out / "s1_good.mp4").is_file()
 
 
 def test_clean_options_check_their_fields_once_when_built() -> None:

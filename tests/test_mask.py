@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -258,6 +259,35 @@ def test_subpixel_composite_removes_a_cable_thinner_than_a_crop_pixel() -> None:
     off = SensorMasker(MaskSettings(method="reference", coverage=0.2, subpixel=False), NormalReference(fine_base))
     off(sensor, generator, detail)
     assert off.fine is None
+
+
+def test_detail_composite_fills_thin_cables_from_the_skin_and_discs_from_the_generator() -> None:
+    """The composite at the fine size (ours): uncovered fine pixels are the recording's
+    bytes; a cable thinner than a crop pixel takes its neighbours' skin, not the
+    generator's (here wrong) colour; the middle of a disc wider than a crop pixel takes
+    the generator's; the crop composite takes the same fill, area-reduced."""
+    from sensor_removal.cleaning.mask import composite_detail, composite_subpixel, fine_delta
+
+    skin, cable, painted = (150, 110, 90), (230, 40, 40), (120, 140, 60)
+    detail = np.full((64, 64, 3), skin, np.uint8)
+    fine = np.zeros((64, 64), np.float32)
+    detail[21, :] = cable  # one fine pixel: a quarter of a crop pixel at 4x
+    fine[21, :] = 1
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 44) ** 2 + (xx - 32) ** 2 <= 10**2
+    detail[disc] = cable
+    fine[disc] = 1
+    generator = np.full((16, 16, 3), painted, np.uint8)  # paints a colour that is not the skin
+    delta = fine_delta(generator, fine, detail)
+    out = composite_detail(detail, delta, fine, thin=4.0)
+    assert (out[fine == 0] == detail[fine == 0]).all()  # byte for byte
+    assert np.abs(out[21, 5:60].astype(int) - skin).max() <= 2  # the cable: the skin around it
+    assert np.abs(out[44, 32].astype(int) - painted).max() <= 1  # the disc's middle: the generator
+    sensor = cv2.resize(detail, (16, 16), interpolation=cv2.INTER_AREA)
+    crop = composite_subpixel(sensor, generator, fine, detail, out)
+    assert np.abs(crop[5, 2:14].astype(int) - skin).max() <= 2  # the crop row the cable crosses
+    plain = composite_subpixel(sensor, generator, fine, detail)  # without the fill: the generator's colour
+    assert np.abs(plain[5, 2:14].astype(int) - skin).max() >= 5
 
 
 def test_mask_scores_against_the_true_mask() -> None:

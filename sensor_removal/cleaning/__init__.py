@@ -39,7 +39,10 @@ Why the pipeline looks the way it does:
   touch reaches facial analysis as recorded. ``composite="off"`` writes the paper's full
   repaint. The mask needs frames in order (temporal hysteresis), so it runs in the
   writer thread; optional side outputs: ``NAME.mask.mp4`` (the mask, for inspection) and
-  ``NAME.repaint.mp4`` (the full repaint, for the ground-truth comparison).
+  ``NAME.repaint.mp4`` (the full repaint, for the ground-truth comparison). With the
+  sub-pixel composite also ``NAME.detail.mp4`` (ours, default on): the composite at the
+  mask's finer size, the recording's own pixels away from the sensors; the paste-back
+  uses it.
 
 The package: :mod:`.settings` (option types, :class:`CleanSettings`, devices, errors),
 :mod:`.options` (:class:`CleanOptions`: how to clean, passed down from the command line),
@@ -49,7 +52,11 @@ manifest of cleaned recordings) and :mod:`.subjects` (a subject's recordings); t
 line is :mod:`sensor_removal.cli.clean`.
 """
 
-from sensor_removal.cleaning.cleaned_manifest import clean_recording_entry, write_repaint_manifest
+from sensor_removal.cleaning.cleaned_manifest import (
+    clean_recording_entry,
+    write_detail_manifest,
+    write_repaint_manifest,
+)
 from sensor_removal.cleaning.generator import GeneratorRunner, checkpoint_reference, load_generator
 from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.paste_back import feather_alpha, full_output_path, paste_back
@@ -59,6 +66,7 @@ from sensor_removal.cleaning.settings import (
     CLEAN_MANIFEST_LOCK,
     DEFAULT_COMPOSITE,
     DEFAULT_FEATHER,
+    DETAIL_MANIFEST,
     REPAINT_MANIFEST,
     CleanError,
     CleanSettings,
@@ -74,6 +82,7 @@ __all__ = [
     "CLEAN_MANIFEST",
     "CLEAN_MANIFEST_LOCK",
     "REPAINT_MANIFEST",
+    "DETAIL_MANIFEST",
     "DEFAULT_COMPOSITE",
     "DEFAULT_FEATHER",
     "Composite",
@@ -88,6 +97,7 @@ __all__ = [
     "GeneratorRunner",
     "clean_recording_entry",
     "write_repaint_manifest",
+    "write_detail_manifest",
     "clean_recordings",
     "clean_subject",
     "check_video_outputs",

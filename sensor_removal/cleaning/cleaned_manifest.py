@@ -2,7 +2,8 @@
 video (``condition: clean``, ``source:`` its sensor recording), merged under a file
 lock with what is already there, and the files it owns or must never overwrite; and
 the manifest of the full repaints kept next to composited videos
-(``OUT/manifest.repaint.yaml``, :func:`write_repaint_manifest`).
+(``OUT/manifest.repaint.yaml``, :func:`write_repaint_manifest`) and that of the detail
+composites (``OUT/manifest.detail.yaml``, :func:`write_detail_manifest`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from sensor_removal.cleaning.paste_back import full_output_path
 from sensor_removal.cleaning.pipeline import CleanResult
-from sensor_removal.cleaning.settings import CLEAN_MANIFEST_LOCK, REPAINT_MANIFEST, CleanError
+from sensor_removal.cleaning.settings import CLEAN_MANIFEST_LOCK, DETAIL_MANIFEST, REPAINT_MANIFEST, CleanError
 from sensor_removal.core.manifest import (
     ManifestError,
     Recording,
@@ -62,8 +63,9 @@ def _existing_clean_manifest(path: Path, subject: str) -> list[Recording]:
 
 
 def _outputs_of(recs: Sequence[Recording]) -> set[Path]:
-    """Files a cleaned manifest's entries own: each video and its pasted-back version."""
-    return {p.resolve() for r in recs for p in (r.path, full_output_path(r.path))}
+    """Files a cleaned manifest's entries own: each video, its pasted-back version and its
+    detail composite."""
+    return {p.resolve() for r in recs for p in (r.path, full_output_path(r.path), sibling_path(r.path, "detail"))}
 
 
 def _inputs_of(subject: Subject) -> set[Path]:
@@ -121,3 +123,31 @@ def write_repaint_manifest(cleaned_manifest: Path) -> Path | None:
     )
     out = cleaned_manifest.parent / REPAINT_MANIFEST
     return save_manifest(Subject(subject=cleaned.subject, recordings=entries, manifest_path=out), out)
+
+
+def write_detail_manifest(cleaned_manifest: Path) -> Path | None:
+    """Write, next to ``cleaned_manifest``, :data:`DETAIL_MANIFEST` (ours): the entries whose
+    detail composite ``NAME.detail.mp4`` is there, pointing at it (bbox its full frame, its
+    own content id; names, sessions and sources as in the cleaned manifest). Returns its
+    path, or None (and no file) when no entry has one. Entries without one are left out
+    rather than refused: each entry is a cleaned video in its own right, and a clean that
+    writes no detail composite removes a stale one (:func:`clean_recordings`)."""
+    from sensor_removal.core.content_id import content_id
+    from sensor_removal.core.video import probe
+
+    cleaned = load_manifest(cleaned_manifest, check_videos=False, require_domains=("clean",))
+    out = cleaned_manifest.parent / DETAIL_MANIFEST
+    entries = []
+    for r in cleaned.recordings:
+        detail = sibling_path(r.path, "detail")
+        if detail.is_file():
+            info = probe(detail)
+            entries.append(
+                dataclasses.replace(
+                    r, path=detail.resolve(), bbox=(0, 0, info.width, info.height), video_id=content_id(detail)
+                )
+            )
+    if not entries:
+        out.unlink(missing_ok=True)
+        return None
+    return save_manifest(Subject(subject=cleaned.subject, recordings=tuple(entries), manifest_path=out), out)

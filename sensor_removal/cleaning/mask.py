@@ -55,7 +55,9 @@ __all__ = [
     "SensorMasker",
     "change_map",
     "composite",
+    "composite_detail",
     "composite_subpixel",
+    "fine_delta",
     "iou",
     "match_colours",
     "reference_size",
@@ -325,6 +327,13 @@ class SensorMasker:
         self.previous = None
         self.fine = None
 
+    @property
+    def fine_size(self) -> int | None:
+        """The side of the fine cut the sub-pixel composite works at (None: no fine cut)."""
+        if self.reference is None or not self.settings.subpixel:
+            return None
+        return self.reference.size
+
     def hard(self, sensor: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
         """The binary mask ``(H, W)`` uint8 after threshold (with hysteresis), closing and
         hole filling, before dilation and feathering."""
@@ -413,25 +422,64 @@ def composite(sensor: np.ndarray, cleaned: np.ndarray, mask: np.ndarray) -> np.n
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def composite_subpixel(sensor: np.ndarray, cleaned: np.ndarray, fine: np.ndarray, detail: np.ndarray) -> np.ndarray:
+def fine_delta(cleaned: np.ndarray, fine: np.ndarray, detail: np.ndarray) -> np.ndarray:
+    """``F·(up(G) − S_D)`` float32 ``(D, D, 3)``: what the generator's crop ``cleaned``
+    (upsampled to the fine size) changes on the covered fine pixels of ``detail`` (the
+    frame cut at the fine size, ``fine`` its binary sensor mask); 0 elsewhere."""
+    d = detail.shape[0]
+    up = cv2.resize(cleaned, (d, d), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    return fine[..., None] * (up - detail.astype(np.float32))
+
+
+def composite_subpixel(
+    sensor: np.ndarray, cleaned: np.ndarray, fine: np.ndarray, detail: np.ndarray, detailed: np.ndarray | None = None
+) -> np.ndarray:
     """The composite done at the finer cut of the ``reference`` mask and reduced to the crop.
 
     ``sensor``/``cleaned`` uint8 ``(H, W, 3)`` crops, ``detail`` the same frame cut at the
     fine size ``(D, D, 3)`` and ``fine`` its binary sensor mask ``(D, D)``. Output:
-    ``S + area(F·(up(G) − S_D))`` — in each crop pixel the generator's colour replaces the
-    recording's for exactly the covered fine pixels. Why: at the crop's resolution a cable
-    covering a third of a pixel leaves a third of its colour under any mask value below 1,
-    and a mask of 1 repaints the two thirds of skin; at the fine cut neither happens.
-    Where no fine pixel of a crop pixel is covered the output is ``sensor`` byte for byte.
+    ``S + area(F·(X − S_D))`` with ``X`` the fine composite ``detailed``
+    (:func:`composite_detail`, what the pipeline passes) or, without it, the generator's
+    crop upsampled — in each crop pixel the fill replaces the recording's colour for
+    exactly the covered fine pixels. Why: at the crop's resolution a cable covering a third
+    of a pixel leaves a third of its colour under any mask value below 1, and a mask of 1
+    repaints the two thirds of skin; at the fine cut neither happens. Where no fine pixel of
+    a crop pixel is covered the output is ``sensor`` byte for byte.
     """
     h, w = sensor.shape[:2]
-    d = detail.shape[0]
-    up = cv2.resize(cleaned, (d, d), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    delta = fine[..., None] * (up - detail.astype(np.float32))
+    if detailed is None:
+        delta = fine_delta(cleaned, fine, detail)
+    else:
+        delta = fine[..., None] * (detailed.astype(np.float32) - detail.astype(np.float32))
     down = cv2.resize(delta, (w, h), interpolation=cv2.INTER_AREA)
     cover = cv2.resize(fine, (w, h), interpolation=cv2.INTER_AREA)
     down[cover <= 0] = 0.0
     return np.clip(np.rint(sensor.astype(np.float32) + down), 0, 255).astype(np.uint8)
+
+
+def composite_detail(detail: np.ndarray, delta: np.ndarray, fine: np.ndarray, thin: float) -> np.ndarray:
+    """The composite at the fine size itself (ours), the cleaned face at (up to) the
+    recording's resolution.
+
+    ``detail`` the frame cut at the fine size ``(D, D, 3)``, ``fine`` its binary sensor mask,
+    ``delta`` their :func:`fine_delta`; ``thin`` the fine pixels per crop pixel (``D / S``).
+    Every uncovered fine pixel is the recording's byte for byte. A covered pixel deeper than
+    ``thin`` from the nearest uncovered one takes the generator's crop, upsampled
+    (``S_D + delta``); one within ``thin`` of it — a cable, an electrode's rim — is filled
+    from its uncovered neighbours (``cv2.inpaint``, Telea), ramping to the generator's colour
+    over the next 2 fine pixels. Why: a structure thinner than one crop pixel is below what
+    the generator can draw, and its upsampled colour lays the cable's ghost back at full
+    contrast (dlib then finds fewer faces), while the skin on either side is right there at
+    full resolution (measured on the synthetic subject: docs/compositing.md)."""
+    base = detail.astype(np.float32) + delta
+    covered = (fine > 0).astype(np.uint8)
+    if covered.any():
+        depth = cv2.distanceTransform(covered, cv2.DIST_L2, 3)
+        near = cv2.inpaint(detail, covered, 3, cv2.INPAINT_TELEA).astype(np.float32)
+        w = np.clip((depth - thin) / 2.0, 0.0, 1.0)[..., None]
+        base = near + w * (base - near)
+        base[covered == 0] = detail[covered == 0]
+    return np.clip(np.rint(base), 0, 255).astype(np.uint8)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

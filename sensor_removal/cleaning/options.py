@@ -57,6 +57,11 @@ class CleanOptions:
             method ``reference``).
         mask_video: with compositing, also write ``NAME.mask.mp4``.
         keep_repaint: with compositing or the steady fill, also write ``NAME.repaint.mp4``.
+        detail_video: with the sub-pixel composite (mask method ``reference``), also write
+            ``NAME.detail.mp4``: the composite at the mask's finer size (up to the bbox's
+            own resolution), whose pixels away from the sensors are the recording's
+            rather than its downscaled crop (ours; :func:`~sensor_removal.cleaning.mask.composite_detail`).
+            The paste-back then uses it too. Not written where that size is the crop's.
         overwrite: replace existing outputs (never the inputs).
         steady: the motion-adaptive steady fill (ours). None (default): strength 0.9 with
             compositing, off with ``composite="off"`` — so ``off`` alone is the paper's
@@ -82,6 +87,7 @@ class CleanOptions:
     mask: MaskSettings = field(default_factory=lambda: MaskSettings(method=DEFAULT_MASK_METHOD))
     mask_video: bool = False
     keep_repaint: bool = False
+    detail_video: bool = True
     overwrite: bool = False
     steady: SteadySettings | None = None
     mask_fallback: bool = True

@@ -22,7 +22,13 @@ import torch
 from torch import nn
 
 from sensor_removal.cleaning.generator import GeneratorRunner
-from sensor_removal.cleaning.mask import NormalReference, SensorMasker, composite_subpixel
+from sensor_removal.cleaning.mask import (
+    NormalReference,
+    SensorMasker,
+    composite_detail,
+    composite_subpixel,
+    fine_delta,
+)
 from sensor_removal.cleaning.mask import composite as composite_frame
 from sensor_removal.cleaning.options import CleanOptions
 from sensor_removal.cleaning.paste_back import feather_alpha, full_output_path
@@ -63,6 +69,7 @@ class CleanResult:
     seconds: float
     mask_out: Path | None = None
     repaint_out: Path | None = None
+    detail_out: Path | None = None
     composited: bool = False
     steadied: bool = False
 
@@ -281,6 +288,15 @@ class _VideoJob:
             except ValueError as exc:
                 raise CleanError(str(exc)) from None
         self.steadier = SteadyFill(options.steady) if options.steadied and options.steady is not None else None
+        fine_size = self.masker.fine_size if self.masker is not None else None
+        self.detail_size = fine_size if fine_size is not None and fine_size > self.size else None
+        self.detail_out = sibling_path(out, "detail") if self.detail_size is not None and options.detail_video else None
+        # the detail composite is filtered by its own steady fill, at its own size
+        self.detail_steadier = (
+            SteadyFill(options.steady)
+            if self.steadier is not None and options.steady is not None and self.detail_size is not None
+            else None
+        )
         self.pipe = _Pipeline()
         self.to_model: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
         self.to_writer: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
@@ -308,6 +324,7 @@ class _VideoJob:
         job = cls(generator, settings, src, bbox_t, out, options, full, reference)
         check_video_outputs(src, out, full, overwrite=options.overwrite)
         check_video_outputs(src, job.mask_out, job.repaint_out, overwrite=options.overwrite)
+        check_video_outputs(src, job.detail_out, None, overwrite=options.overwrite)
         job.info = probe(src)  # VideoError names the file
         why = check_bbox(bbox_t, job.info.width, job.info.height)
         if why:
@@ -390,6 +407,7 @@ class _VideoJob:
 
     def _write_frame(self, crop: np.ndarray, source: np.ndarray | None, batch: _Batch, i: int) -> None:
         m = None
+        detailed = None  # the composite at the fine size, where one is made
         if "repaint" in self.side:
             self.side["repaint"].write(crop)
         if self.masker is not None and source is not None:
@@ -399,14 +417,22 @@ class _VideoJob:
                 self.side["mask"].write(np.repeat(np.rint(m * 255).astype(np.uint8)[:, :, None], 3, axis=2))
             fine = self.masker.fine
             if fine is not None:
-                crop = composite_subpixel(source, crop, fine, source if detail is None else detail)
+                cut = source if detail is None else detail
+                thin = cut.shape[0] / self.size  # fine pixels per crop pixel
+                filled = composite_detail(cut, fine_delta(crop, fine, cut), fine, thin)
+                crop = composite_subpixel(source, crop, fine, cut, filled)
+                if self.detail_size is not None and (self.detail_out is not None or self.full is not None):
+                    detailed = filled if self.detail_steadier is None else self.detail_steadier(filled, fine)
             else:
                 crop = composite_frame(source, crop, m)
         if self.steadier is not None:
             crop = self.steadier(crop, m)
         self.writers[0].write(crop)
+        if "detail" in self.side and detailed is not None:
+            self.side["detail"].write(detailed)
         if self.full is not None and batch.frames is not None:
-            self.writers[1].write(_paste_frame(batch.frames[i], crop, self.bbox, self.alpha))
+            face = crop if detailed is None else detailed
+            self.writers[1].write(_paste_frame(batch.frames[i], face, self.bbox, self.alpha))
 
     def _open_writers(self, comment: str | None) -> None:
         # ``comment``: provenance stored in the outputs (clean_recordings: the source's id).
@@ -420,6 +446,12 @@ class _VideoJob:
             if path is not None:
                 self.side[kind] = VideoWriter(path, info.fps, size, size, codec=o.codec, crf=o.crf)
                 self.writers.append(self.side[kind])
+        if self.detail_out is not None and self.detail_size is not None:
+            d = self.detail_size
+            self.side["detail"] = VideoWriter(
+                self.detail_out, info.fps, d, d, codec=o.codec, crf=o.crf, comment=comment
+            )
+            self.writers.append(self.side["detail"])
 
     def _run_stages(self, bar: Any) -> None:
         """Start the reader and writer threads, infer here, join, re-raise the first error."""
@@ -486,6 +518,7 @@ class _VideoJob:
             seconds=time.perf_counter() - t0,
             mask_out=self.mask_out,
             repaint_out=self.repaint_out,
+            detail_out=self.detail_out,
             composited=self.options.compositing,
             steadied=self.options.steadied,
         )

@@ -36,6 +36,10 @@ CLEAN_MANIFEST_LOCK = f".{CLEAN_MANIFEST}.lock"
 #: the paper's method, kept next to our composited videos, so that the post-fit
 #: benchmark can evaluate both.
 REPAINT_MANIFEST = "manifest.repaint.yaml"
+#: Name of the manifest of the detail composites (``NAME.detail.mp4``, ours) in the same
+#: folder: the cleaned faces at the mask's finer size, for tools that want the
+#: recording's resolution (the sEMG headline, ``emg report --cleaned``).
+DETAIL_MANIFEST = "manifest.detail.yaml"
 #: Default width of the paste-back blend ramp, in pixels of the full frame.
 DEFAULT_FEATHER = 8
 

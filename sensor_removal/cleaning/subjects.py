@@ -18,6 +18,7 @@ from sensor_removal.cleaning.cleaned_manifest import (
     _inputs_of,
     _merge_manifest,
     _outputs_of,
+    write_detail_manifest,
 )
 from sensor_removal.cleaning.generator import checkpoint_reference, load_generator
 from sensor_removal.cleaning.mask import NormalReference, reference_size
@@ -32,7 +33,7 @@ from sensor_removal.core.manifest import (
     load_manifest,
     output_path,
 )
-from sensor_removal.core.video import VideoError
+from sensor_removal.core.video import VideoError, sibling_path
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class CleanReport:
     def summary(self) -> str:
         lines = [f"subject {self.subject}: {len(self.results)} cleaned, {len(self.failures)} failed"]
         for name, r in self.results.items():
-            extra = f" + {r.full_out.name}" if r.full_out else ""
+            extra = "".join(f" + {p.name}" for p in (r.detail_out, r.full_out) if p is not None)
             lines.append(f"  done    {name}: {r.frames} frames -> {r.out.name}{extra} ({r.frames_per_s:.1f} frames/s)")
         for f in self.failures:
             lines.append(f"  FAILED  {f.name}: {f.message}")
@@ -133,12 +134,15 @@ def clean_recordings(
                 )
                 continue
             report.results[rec.name] = result
+            if result.detail_out is None:  # an earlier clean's detail composite is not this video's
+                sibling_path(result.out, "detail").unlink(missing_ok=True)
             # Listed at once: a run killed later (kill -9, a node lost) keeps this entry.
             report.manifest = _merge_manifest(manifest_path, subject, {rec.name: result})
     finally:
         # Also on an unexpected error or Ctrl-C: list what was finished.
         if report.results:
             report.manifest = _merge_manifest(manifest_path, subject, report.results)
+            write_detail_manifest(report.manifest)
         elif existing:
             report.manifest = manifest_path
     return report

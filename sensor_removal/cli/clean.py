@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-video", action="store_true", help="also write <name>.mask.mp4, the compositing mask")
     g.add_argument("--keep-repaint", action="store_true", help="also write <name>.repaint.mp4, the full repaint")
     g.add_argument(
+        "--detail-video",
+        choices=["on", "off"],
+        default="on",
+        help="with the sub-pixel composite, also write <name>.detail.mp4: the cleaned face at the mask's "
+        "finer size (up to the bbox's resolution), the recording's own pixels away from the sensors; "
+        "--paste-back then uses it (default on)",
+    )
+    g.add_argument(
         "--mask-method",
         choices=["change", "reference"],
         default=None,
@@ -242,6 +250,7 @@ def _clean_options(args: argparse.Namespace) -> CleanOptions:
             mask=mask,
             mask_video=args.mask_video,
             keep_repaint=args.keep_repaint,
+            detail_video=args.detail_video == "on",
             overwrite=args.overwrite,
             steady=steady,
             mask_fallback=args.mask_method is None,

@@ -169,8 +169,16 @@ def _emg_summary(manifest: Path, outcome: BenchmarkOutcome) -> str | None:
     if sum(r.emg is not None for r in subject.recordings) < 2:
         return None
     assert outcome.clean_dir is not None and outcome.results_dir is not None and outcome.report_dir is not None
-    cleaned = load_manifest(outcome.clean_dir / "manifest.yaml", check_videos=False, require_domains=("clean",))
     from evaluation.report import make_report
+    from sensor_removal.cleaning import CLEAN_MANIFEST, DETAIL_MANIFEST
+
+    # the detail composites where clean wrote them: the cleaned face at the recording's resolution
+    detail = outcome.clean_dir / DETAIL_MANIFEST
+    cleaned = load_manifest(
+        detail if detail.is_file() else outcome.clean_dir / CLEAN_MANIFEST,
+        check_videos=False,
+        require_domains=("clean",),
+    )
 
     out = outcome.results_dir / "emg"  # beside results.csv: the report shows it as a table of ours
     line = write_report(subject_takes(subject, cleaned, out / "landmarks"), out)
